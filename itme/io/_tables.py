@@ -1,0 +1,5 @@
+"""Sample sheets and panels: robust CSV reading and validation."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

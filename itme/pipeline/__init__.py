@@ -1,0 +1,1 @@
+"""Orchestration: config models, stages, run()."""

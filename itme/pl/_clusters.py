@@ -1,0 +1,5 @@
+"""Cluster phenotype heatmaps and embeddings."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

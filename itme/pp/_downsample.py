@@ -1,0 +1,5 @@
+"""Equal events per sample."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""Reading RNA-seq count matrices."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""Ward clustering of patients into iTME clusters."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
