@@ -1,0 +1,5 @@
+"""Reading Luminex cytokine exports (OOR <, OOR >, * values, blanks)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
