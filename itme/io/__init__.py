@@ -1,6 +1,5 @@
 """Reading and writing cytometry data: FCS files, sample sheets, panels, cohorts."""
 
-from .__init__ import *  # noqa: F403  (explicit imports once all modules exist)
 from ._clinical import *  # noqa: F403  (explicit imports once all modules exist)
 from ._cohort import *  # noqa: F403  (explicit imports once all modules exist)
 from ._fcs import *  # noqa: F403  (explicit imports once all modules exist)

@@ -1,6 +1,5 @@
 """Statistics across patient groups: comparisons, clinical table, survival, correlations, cytokines."""
 
-from .__init__ import *  # noqa: F403  (explicit imports once all modules exist)
 from ._clinical import *  # noqa: F403  (explicit imports once all modules exist)
 from ._correlation import *  # noqa: F403  (explicit imports once all modules exist)
 from ._cytokines import *  # noqa: F403  (explicit imports once all modules exist)
