@@ -1,5 +1,177 @@
-"""Reading and validating clinical.csv (one row per patient)."""
+"""Reading and validating clinical.csv (one row per patient; DESIGN.md §2)."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import logging
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import ItmeInputError, ItmeInputWarning
+from ._patient_tables import MISSING_TOKENS, read_text_table
+
+__all__ = ["read_clinical"]
+
+logger = logging.getLogger(__name__)
+
+DISEASE_LEVELS = ("NDMM", "RMM", "TRMM")
+_ENDPOINT = re.compile(r"^(?P<name>.+)_(?P<kind>months|event)$")
+
+
+def _lines(index: Sequence, limit: int = 10) -> str:
+    items = [str(i) for i in index]
+    return ", ".join(items[:limit]) + (
+        f" ... and {len(items) - limit} more" if len(items) > limit else ""
+    )
+
+
+def read_clinical(
+    path: str | Path,
+    *,
+    disease_levels: Sequence[str] | None = DISEASE_LEVELS,
+) -> pd.DataFrame:
+    """Read clinical.csv: one row per patient, validated against the input contract.
+
+    Required columns: ``patient_id`` (unique, non-empty) and ``disease_status`` (one of
+    ``disease_levels``, case-insensitive; empty = missing, warned). Survival endpoints come in
+    pairs ``<endpoint>_months`` (non-negative number) + ``<endpoint>_event`` (1 = event,
+    0 = censored); a column without its partner is an error. Every other column is kept:
+    numeric when all its non-missing values are numbers, text otherwise. Missing-value tokens:
+    empty, ``NA``, ``N/A``, ``NaN``, ``null``, ``none``, ``-``, ``.``. Files with a UTF-8 BOM, in
+    UTF-16 or Windows-1252 (warned), and with ``,``, ``;`` or tab separators are read.
+
+    Parameters
+    ----------
+    path
+        The clinical table (CSV/TSV).
+    disease_levels
+        Allowed ``disease_status`` values, in display order; ``None`` accepts any value.
+
+    Returns
+    -------
+    DataFrame indexed by ``patient_id`` (str): ``disease_status`` as a categorical with
+    ``disease_levels`` as categories, ``<endpoint>_months`` float, ``<endpoint>_event``
+    nullable integer, other columns numeric or text (missing = NaN). ``attrs`` holds
+    ``endpoints`` (list of endpoint names), ``encoding``, ``separator`` and ``path``.
+    """
+    df, info = read_text_table(path, what="clinical")
+    where = str(info["path"])
+    lower = {c.lower(): c for c in df.columns}
+    for required in ("patient_id", "disease_status"):
+        if required not in df.columns and required in lower:
+            df = df.rename(columns={lower[required]: required})
+    missing_cols = [c for c in ("patient_id", "disease_status") if c not in df.columns]
+    if missing_cols:
+        raise ItmeInputError(
+            where=f"{where} header",
+            expected="columns patient_id and disease_status",
+            found=f"columns {', '.join(df.columns)}",
+            fix=f"Add {', '.join(missing_cols)}.",
+        )
+    ids = df["patient_id"]
+    blank = df.index[ids.str.lower().isin(MISSING_TOKENS)]
+    if len(blank):
+        raise ItmeInputError(
+            where=f"{where} line(s) {_lines(blank)}, column patient_id",
+            expected="a patient id",
+            found="an empty value",
+        )
+    dup = ids[ids.duplicated(keep=False)]
+    if len(dup):
+        pairs = [f"{p} (lines {_lines(dup.index[dup == p])})" for p in dict.fromkeys(dup)]
+        raise ItmeInputError(
+            where=f"{where}, column patient_id",
+            expected="one row per patient",
+            found=f"duplicated {'; '.join(pairs)}",
+            fix="Merge or remove the duplicate rows.",
+        )
+
+    out = pd.DataFrame(index=pd.Index(ids.to_numpy(), name="patient_id"))
+    status = df["disease_status"]
+    status_missing = status.str.lower().isin(MISSING_TOKENS)
+    if disease_levels is not None:
+        canon = {lv.lower(): lv for lv in disease_levels}
+        unknown = df.index[~status_missing & ~status.str.lower().isin(canon)]
+        if len(unknown):
+            found = "; ".join(f"line {i}: {status[i]!r}" for i in unknown[:10])
+            raise ItmeInputError(
+                where=f"{where}, column disease_status",
+                expected=f"one of {', '.join(disease_levels)}",
+                found=found,
+                fix="Correct the labels, or pass disease_levels= with the cohort's groups.",
+            )
+        values = [
+            None if m else canon[s.lower()] for s, m in zip(status, status_missing, strict=True)
+        ]
+        out["disease_status"] = pd.Categorical(values, categories=list(disease_levels))
+    else:
+        out["disease_status"] = pd.Categorical(
+            [None if m else s for s, m in zip(status, status_missing, strict=True)]
+        )
+    if status_missing.any():
+        warnings.warn(
+            f"{where}: disease_status missing for {int(status_missing.sum())} patient(s): "
+            f"{_lines(ids[status_missing])}",
+            ItmeInputWarning,
+            stacklevel=2,
+        )
+
+    endpoints: dict[str, set[str]] = {}
+    for col in df.columns:
+        m = _ENDPOINT.match(col)
+        if m:
+            endpoints.setdefault(m["name"], set()).add(m["kind"])
+    for name, kinds in endpoints.items():
+        if kinds != {"months", "event"}:
+            have = f"{name}_{next(iter(kinds))}"
+            need = f"{name}_{({'months', 'event'} - kinds).pop()}"
+            raise ItmeInputError(
+                where=f"{where} header",
+                expected=f"{need} next to {have}",
+                found=f"{have} alone",
+                fix="Survival columns come in pairs <endpoint>_months + <endpoint>_event.",
+            )
+
+    for col in df.columns:
+        if col in ("patient_id", "disease_status"):
+            continue
+        raw = df[col]
+        is_missing = raw.str.lower().isin(MISSING_TOKENS)
+        numbers = pd.to_numeric(raw.where(~is_missing), errors="coerce")
+        not_number = df.index[~is_missing & numbers.isna()]
+        m = _ENDPOINT.match(col)
+        if m and m["kind"] == "months":
+            bad = list(not_number) + list(df.index[numbers < 0])
+            if bad:
+                raise ItmeInputError(
+                    where=f"{where}, column {col}",
+                    expected="a non-negative number of months",
+                    found="; ".join(f"line {i}: {raw[i]!r}" for i in bad[:10]),
+                )
+            out[col] = numbers.to_numpy(dtype=float)
+        elif m and m["kind"] == "event":
+            bad = list(not_number) + list(df.index[numbers.notna() & ~numbers.isin([0, 1])])
+            if bad:
+                raise ItmeInputError(
+                    where=f"{where}, column {col}",
+                    expected="1 (event) or 0 (censored)",
+                    found="; ".join(f"line {i}: {raw[i]!r}" for i in bad[:10]),
+                )
+            out[col] = pd.array(numbers.to_numpy(), dtype="Int64")
+        elif len(not_number) == 0 and (~is_missing).any():
+            out[col] = numbers.to_numpy(dtype=float)
+        else:
+            out[col] = raw.where(~is_missing).to_numpy(dtype=object)
+    out.attrs.update({"endpoints": sorted(endpoints), **info})
+    logger.info(
+        "read_clinical: %d patients, %d columns, endpoints %s (%s, %r)",
+        len(out),
+        out.shape[1],
+        ", ".join(sorted(endpoints)) or "none",
+        info["encoding"],
+        info["separator"],
+    )
+    return out

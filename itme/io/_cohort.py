@@ -1,5 +1,318 @@
-"""Read a cohort of FCS files into one AnnData."""
+"""Read a cohort of FCS files into one AnnData.
+
+Two passes: the TEXT segment of every file first (channels, event counts; every problem in
+every file is collected before anything is read), then the events, file by file, straight
+into one preallocated float32 matrix.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import difflib
+import hashlib
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .._progress import track
+from ..errors import ItmeInputError, ItmeInputWarning, ItmeParameterError
+from ._fcs import MARKER_CLASSES
+from ._flowio import FcsFile, parse_fcs, read_events
+from ._tables import TableSource, line_of, read_panel, read_samples
+
+__all__ = ["read_cohort"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Plan:
+    """Where one file's columns go."""
+
+    sample_id: str
+    path: Path
+    text: FcsFile
+    columns: np.ndarray  # column index in the file for each var of the cohort
+    matched_by: str
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file (streamed)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _match_panel(fcs: FcsFile, panel: pd.DataFrame) -> tuple[list[int | None], str]:
+    """Column of each panel row in this file: by $PnN, falling back to $PnS per channel."""
+    pnn = {name: i for i, name in enumerate(fcs.channels["PnN"])}
+    pns_counts = fcs.channels["PnS"].value_counts()
+    pns = {name: i for i, name in enumerate(fcs.channels["PnS"]) if name and pns_counts[name] == 1}
+    found: list[int | None] = []
+    used = set()
+    for name in panel["fcs_colname"]:
+        if name in pnn:
+            found.append(pnn[name])
+            used.add("$PnN")
+        elif name in pns:
+            found.append(pns[name])
+            used.add("$PnS")
+        else:
+            found.append(None)
+    return found, "+".join(sorted(used)) or "-"
+
+
+def _resolve_files(table: pd.DataFrame, folder: Path | None, base_dir: Path | None) -> list[Path]:
+    root = base_dir or folder or Path.cwd()
+    paths, missing = [], []
+    for i, name in table["file_name"].items():
+        path = Path(name) if Path(name).is_absolute() else root / name
+        paths.append(path)
+        if not path.is_file():
+            missing.append(f"line {line_of(i)}: {path}")
+    if missing:
+        raise ItmeInputError(
+            f"{len(missing)} FCS file(s) listed in the sample sheet do not exist: {'; '.join(missing)}",
+            where="samples.csv, column file_name",
+            fix=f"file_name is resolved relative to {root}; correct the names or the folder",
+        )
+    return paths
+
+
+def _plan(
+    table: pd.DataFrame, paths: list[Path], panel: pd.DataFrame, unpanelled: str
+) -> tuple[list[_Plan], pd.DataFrame]:
+    """Read every TEXT segment, match the panel, and collect all problems before failing."""
+    texts = [parse_fcs(p, only_text=True) for p in track(paths, description="reading FCS TEXT")]
+    problems: list[str] = []
+    matches = []
+    for fcs in texts:
+        found, how = _match_panel(fcs, panel)
+        matches.append((found, how))
+        absent = [
+            name for name, idx in zip(panel["fcs_colname"], found, strict=True) if idx is None
+        ]
+        if absent:
+            names = list(fcs.channels["PnN"]) + [s for s in fcs.channels["PnS"] if s]
+            hints = []
+            for name in absent:
+                close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+                hints.append(f"{name}" + (f" (closest: {close[0]})" if close else ""))
+            problems.append(
+                f"{fcs.path.name}: panel channel(s) not in the file's $PnN or $PnS: {', '.join(hints)}"
+            )
+        if fcs.n_events == 0:
+            problems.append(f"{fcs.path.name}: the file holds no events ($TOT = 0)")
+        if fcs.layout.error is not None:
+            problems.append(str(fcs.layout.error))
+    if problems:
+        raise ItmeInputError(
+            "; ".join(problems),
+            where="cohort",
+            fix="Correct fcs_colname in the panel (it must equal $PnN or $PnS of every file), "
+            "remove empty files from the sample sheet",
+        )
+    # channels outside the panel: keep (as marker_class none) or drop, never silently
+    extras = []
+    for fcs, (found, _) in zip(texts, matches, strict=True):
+        taken = {i for i in found if i is not None}
+        extras.append([n for i, n in enumerate(fcs.channels["PnN"]) if i not in taken])
+    union = list(dict.fromkeys(n for ex in extras for n in ex))
+    extra_var = pd.DataFrame(columns=["fcs_colname", "antigen", "marker_class"])
+    if union and unpanelled == "keep":
+        differing = []
+        for fcs, ex in zip(texts, extras, strict=True):
+            missing = [n for n in union if n not in ex]
+            if missing:
+                shown = ", ".join(missing[:10]) + (
+                    f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+                )
+                differing.append(f"{fcs.path.name} lacks {shown}")
+        if differing:
+            raise ItmeInputError(
+                "the files' channel sets differ outside the panel: " + "; ".join(differing),
+                where="cohort",
+                expected="the same channels in every file",
+                fix="Add the channels to the panel if they matter, or pass unpanelled='drop' "
+                "to leave out channels that are not in the panel",
+            )
+        first = texts[0]
+        pns = dict(zip(first.channels["PnN"], first.channels["PnS"], strict=True))
+        extra_var = pd.DataFrame(
+            {"fcs_colname": union, "antigen": [pns[n] for n in union], "marker_class": "none"}
+        )
+        warnings.warn(
+            f"{len(union)} channel(s) present in every file but absent from the panel are kept "
+            f"with marker_class 'none' (var['in_panel'] is False): {', '.join(union)}",
+            ItmeInputWarning,
+            stacklevel=3,
+        )
+    elif union:
+        logger.info("left out %d channel(s) not in the panel: %s", len(union), ", ".join(union))
+    plans = []
+    for sid, path, fcs, (found, how) in zip(table["sample_id"], paths, texts, matches, strict=True):
+        pnn = {n: i for i, n in enumerate(fcs.channels["PnN"])}
+        cols = [*found, *(pnn[n] for n in extra_var["fcs_colname"])]
+        plans.append(_Plan(sid, path, fcs, np.asarray(cols, dtype=np.intp), how))
+    return plans, extra_var
+
+
+def _var(panel: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
+    rows = pd.concat(
+        [
+            panel[["fcs_colname", "antigen", "marker_class"]].assign(in_panel=True),
+            extra.assign(in_panel=False),
+        ],
+        ignore_index=True,
+    )
+    antigen = rows["antigen"].astype(str)
+    use_antigen = bool((antigen != "").all() and antigen.is_unique)
+    if not use_antigen:
+        logger.info("antigens are empty or not unique; var_names are the FCS channel names")
+    var = pd.DataFrame(
+        {
+            "channel": rows["fcs_colname"].astype(str).to_numpy(),
+            "antigen": antigen.to_numpy(),
+            "marker_class": pd.Categorical(rows["marker_class"], categories=MARKER_CLASSES),
+            "in_panel": rows["in_panel"].astype(bool).to_numpy(),
+        },
+        index=pd.Index(antigen if use_antigen else rows["fcs_colname"].astype(str)),
+    )
+    var.index.name = None
+    return var
+
+
+def _obs(table: pd.DataFrame, counts: np.ndarray) -> pd.DataFrame:
+    """Per-event sample-sheet columns as categoricals, built from codes (no per-event strings)."""
+    obs = {}
+    order = [
+        "sample_id",
+        "patient_id",
+        *[c for c in table.columns if c not in ("sample_id", "patient_id")],
+    ]
+    for col in order:
+        values = table[col].astype(str)
+        categories = list(dict.fromkeys(values))
+        codes = pd.Categorical(values, categories=categories).codes
+        obs[col] = pd.Categorical.from_codes(np.repeat(codes, counts), categories=categories)
+    names = [
+        f"{sid}_{i}" for sid, n in zip(table["sample_id"], counts, strict=True) for i in range(n)
+    ]
+    return pd.DataFrame(obs, index=pd.Index(names))
+
+
+def read_cohort(
+    samples: TableSource,
+    panel: TableSource,
+    *,
+    base_dir: str | PathLike[str] | None = None,
+    unpanelled: Literal["keep", "drop"] = "keep",
+    checksums: bool = True,
+) -> AnnData:
+    """Read every FCS file of a sample sheet into one AnnData of events × panel channels.
+
+    Panel channels are found in each file by ``$PnN``, falling back to ``$PnS`` channel by
+    channel (files that name metals differently, e.g. ``Y89Di`` vs ``89Y_CD45``). All TEXT
+    segments are read and checked first and every problem is reported at once; then events
+    are read file by file into one preallocated float32 matrix.
+
+    Parameters
+    ----------
+    samples
+        samples.csv (``file_name``, ``sample_id``, ``patient_id`` + any columns) or a DataFrame.
+        CATALYST metadata files load unchanged.
+    panel
+        panel.csv (``fcs_colname``, ``antigen``, ``marker_class``) or a DataFrame.
+        CATALYST panels load unchanged.
+    base_dir
+        Folder that ``file_name`` is relative to. Default: the sample sheet's folder (or the
+        working directory when ``samples`` is a DataFrame).
+    unpanelled
+        Channels present in the files but not in the panel: ``"keep"`` them as
+        ``marker_class`` ``none`` with a warning (they must then be in every file), or
+        ``"drop"`` them (logged and listed in ``uns["io"]["dropped_channels"]``).
+    checksums
+        Record the SHA-256 of every file in ``uns["io"]["files"]``.
+
+    Returns
+    -------
+    AnnData (events × channels) with
+
+    - ``X`` and ``layers["raw"]``: the same float32 array of values as stored.
+    - ``var`` indexed by ``antigen`` (or ``channel`` when antigens are empty or repeated),
+      columns ``channel``, ``antigen``, ``marker_class``, ``in_panel``.
+    - ``obs``: ``sample_id``, ``patient_id`` and every other sample-sheet column as
+      categoricals; ``obs_names`` are ``<sample_id>_<event index>``.
+    - ``uns["io"]``: ``files`` (DataFrame: sample_id, file_name, path, sha256, n_events,
+      n_channels, fcs_version, matched_by, notes), ``panel`` (DataFrame), ``keywords``
+      (sample_id → FCS TEXT keywords) and ``dropped_channels``.
+
+    Raises
+    ------
+    ItmeInputError
+        Missing files, duplicate sample ids, missing columns, unknown marker classes,
+        panel channels absent from a file, differing channel sets, empty files.
+    """
+    if unpanelled not in ("keep", "drop"):
+        raise ItmeParameterError("unpanelled", "'keep' or 'drop'", unpanelled)
+    start = time.perf_counter()
+    table, folder = read_samples(samples)
+    panel_table = read_panel(panel)
+    paths = _resolve_files(table, folder, Path(base_dir) if base_dir is not None else None)
+    plans, extra = _plan(table, paths, panel_table, unpanelled)
+    var = _var(panel_table, extra)
+    counts = np.array([p.text.n_events for p in plans], dtype=np.int64)
+    matrix = np.empty((int(counts.sum()), var.shape[0]), dtype=np.float32)
+    logger.info(
+        "reading %d files, %d events × %d channels (%.1f MB float32)",
+        len(plans),
+        matrix.shape[0],
+        matrix.shape[1],
+        matrix.nbytes / 1e6,
+    )
+    rows = np.concatenate([[0], np.cumsum(counts)])
+    records, keywords, dropped = [], {}, set()
+    buffer = None
+    for k, plan in enumerate(track(plans, description="reading FCS files")):
+        fcs = plan.text  # TEXT and DATA layout from the first pass; events go straight into place
+        buffer = read_events(fcs, matrix[rows[k] : rows[k + 1]], plan.columns, buffer)
+        taken = set(plan.columns.tolist())
+        dropped.update(n for i, n in enumerate(fcs.channels["PnN"]) if i not in taken)
+        keywords[plan.sample_id.replace("/", "_")] = fcs.keywords
+        records.append(
+            {
+                "sample_id": plan.sample_id,
+                "file_name": table["file_name"].iloc[k],
+                "path": str(plan.path),
+                "sha256": sha256(plan.path) if checksums else "",
+                "n_events": int(fcs.n_events),
+                "n_channels": int(fcs.channels.shape[0]),
+                "fcs_version": fcs.version,
+                "matched_by": plan.matched_by,
+                "notes": "; ".join(fcs.notes),
+            }
+        )
+        for note in fcs.notes:
+            logger.info("%s: %s", plan.path.name, note)
+    del buffer
+    obs = _obs(table, counts)
+    adata = AnnData(X=matrix, obs=obs, var=var, layers={"raw": matrix})
+    adata.uns["io"] = {
+        "files": pd.DataFrame(records),
+        "panel": panel_table.reset_index(drop=True),
+        "keywords": keywords,
+        "dropped_channels": sorted(dropped),
+    }
+    logger.info(
+        "read %d events from %d files in %.2f s",
+        adata.n_obs,
+        len(plans),
+        time.perf_counter() - start,
+    )
+    return adata

@@ -1,5 +1,181 @@
-"""Read and write single FCS files (the flowio adapter)."""
+"""Read and write single FCS files as AnnData (file format work is in :mod:`._flowio`)."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import logging
+import warnings
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from ..errors import ItmeInputWarning, ItmeParameterError
+from ._flowio import parse_fcs, write_events
+
+__all__ = ["read_fcs", "write_fcs"]
+
+logger = logging.getLogger(__name__)
+
+MARKER_CLASSES = ["type", "state", "qc", "none"]
+
+
+def _unique(names: list[str]) -> tuple[list[str], list[str]]:
+    seen: dict[str, int] = {}
+    out, dups = [], []
+    for name in names:
+        if name in seen:
+            seen[name] += 1
+            dups.append(name)
+            out.append(f"{name}-{seen[name]}")
+        else:
+            seen[name] = 0
+            out.append(name)
+    return out, sorted(set(dups))
+
+
+def read_fcs(path: str | PathLike[str], *, data_set: int = 0) -> AnnData:
+    """Read one FCS file into an AnnData of events × channels.
+
+    Reads FCS 2.0, 3.0 and 3.1; integer (any whole-byte width, masked by ``$PnR``), float
+    and double data; both byte orders; files without ``$PnS``; duplicated ``$PnN``; files
+    whose ``$ENDDATA`` is one byte past the DATA segment (the Bodenmiller CyTOF files);
+    blank HEADER offsets of large files; and files with several data sets. What had to be
+    corrected is logged and listed in ``uns["fcs"]["notes"]``.
+
+    Parameters
+    ----------
+    path
+        The FCS file.
+    data_set
+        Which data set to read from a file that holds several (``$NEXTDATA`` chain).
+
+    Returns
+    -------
+    AnnData with
+
+    - ``X``: float32 values as stored in the file (integers converted exactly).
+    - ``var_names``: ``$PnN``, made unique with ``-1``, ``-2`` suffixes when duplicated.
+    - ``var["channel"]`` (``$PnN``), ``var["antigen"]`` (``$PnS``, empty when absent),
+      ``var["marker_class"]`` (categorical, ``none`` until a panel says otherwise).
+    - ``uns["fcs"]``: ``path``, ``version``, ``data_set``, ``n_data_sets``, ``keywords``
+      (every non-channel TEXT keyword, e.g. ``$CYT``, ``$DATE``, ``$TOT``), ``channels``
+      (DataFrame of ``$PnN, $PnS, $PnB, $PnE, $PnR, $PnG, $PnV``) and ``notes``.
+
+    Raises
+    ------
+    ItmeInputError
+        The file is missing, truncated, corrupted or uses an unsupported data type; the
+        message names the file.
+    """
+    fcs = parse_fcs(path, data_set=data_set)
+    names, dups = _unique(list(fcs.channels["PnN"]))
+    if dups:
+        fcs.notes.append(f"duplicated $PnN made unique: {', '.join(dups)}")
+        warnings.warn(
+            f"{fcs.path}: duplicated channel names ($PnN) {', '.join(dups)} were made unique "
+            "with -1, -2 suffixes in var_names; var['channel'] keeps the original names",
+            ItmeInputWarning,
+            stacklevel=2,
+        )
+    for note in fcs.notes:
+        logger.info("%s: %s", fcs.path.name, note)
+    var = pd.DataFrame(
+        {
+            "channel": fcs.channels["PnN"].to_numpy(dtype=str),
+            "antigen": fcs.channels["PnS"].to_numpy(dtype=str),
+            "marker_class": pd.Categorical(["none"] * len(names), categories=MARKER_CLASSES),
+        },
+        index=pd.Index(names, name=None),
+    )
+    obs = pd.DataFrame(index=pd.Index(np.arange(fcs.n_events).astype(str)))
+    channels = fcs.channels.rename(columns=lambda c: "$" + c).reset_index(drop=True)
+    uns = {
+        "fcs": {
+            "path": str(fcs.path),
+            "version": fcs.version,
+            "data_set": data_set,
+            "n_data_sets": fcs.n_data_sets,
+            "keywords": fcs.keywords,
+            "channels": channels,
+            "notes": list(fcs.notes),
+        }
+    }
+    return AnnData(X=fcs.data, obs=obs, var=var, uns=uns)
+
+
+def _column_values(adata: AnnData, name: str) -> np.ndarray:
+    col = adata.obs[name]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        numeric = pd.to_numeric(pd.Series(col.cat.categories), errors="coerce")
+        if numeric.notna().all():
+            return numeric.to_numpy(dtype=np.float32)[col.cat.codes.to_numpy()]
+        return (col.cat.codes.to_numpy() + 1).astype(np.float32)
+    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+        return col.to_numpy(dtype=np.float32)
+    raise ItmeParameterError(
+        "obs_columns", "numeric, boolean or categorical obs columns", f"{name} ({col.dtype})"
+    )
+
+
+def write_fcs(
+    adata: AnnData,
+    path: str | PathLike[str],
+    *,
+    layer: str | None = None,
+    obs_columns: list[str] | None = None,
+    keywords: dict[str, str] | None = None,
+) -> Path:
+    """Write events to an FCS 3.1 file (float32, little-endian) with flowio.
+
+    Parameters
+    ----------
+    adata
+        Events × channels. ``$PnN`` comes from ``var["channel"]`` when present (otherwise
+        ``var_names``), ``$PnS`` from ``var["antigen"]``.
+    path
+        Output file; its folder must exist.
+    layer
+        Write this layer instead of ``X`` (e.g. ``"raw"`` for untransformed ion counts).
+    obs_columns
+        Per-event ``obs`` columns appended as extra channels, e.g. ``["metacluster"]``.
+        Categoricals whose categories are numbers are written as those numbers; other
+        categoricals as codes + 1, with the levels stored in keyword ``ITME_<COLUMN>_LEVELS``.
+    keywords
+        Extra TEXT keywords (``$CYT``, ``$DATE``, free-form keys...).
+
+    Returns
+    -------
+    The path written.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ItmeParameterError("path", "a file in an existing folder", str(path))
+    matrix = adata.layers[layer] if layer is not None else adata.X
+    if hasattr(matrix, "toarray"):
+        matrix = matrix.toarray()
+    names = list(adata.var["channel"]) if "channel" in adata.var else list(adata.var_names)
+    labels = list(adata.var["antigen"]) if "antigen" in adata.var else [""] * adata.n_vars
+    extra_kw: dict[str, str] = {}
+    columns = [np.asarray(matrix, dtype=np.float32)]
+    for name in obs_columns or []:
+        if name not in adata.obs:
+            raise ItmeParameterError(
+                "obs_columns", f"columns of adata.obs ({', '.join(adata.obs.columns)})", name
+            )
+        columns.append(_column_values(adata, name)[:, None])
+        names.append(name)
+        labels.append(name)
+        col = adata.obs[name]
+        if (
+            isinstance(col.dtype, pd.CategoricalDtype)
+            and pd.to_numeric(pd.Series(col.cat.categories), errors="coerce").isna().any()
+        ):
+            extra_kw[f"ITME_{name.upper()}_LEVELS"] = ",".join(map(str, col.cat.categories))
+    data = np.ascontiguousarray(np.hstack(columns) if len(columns) > 1 else columns[0], dtype="<f4")
+    meta = {"$FIL": path.name, "CREATOR": "itme"}
+    meta.update(extra_kw)
+    meta.update(keywords or {})
+    write_events(path, data, names, labels, meta)
+    return path

@@ -1,5 +1,170 @@
-"""Summaries of FCS files, folders and sample sheets (itme inspect)."""
+"""Summaries of FCS files, folders and sample sheets (``itme inspect``)."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from collections import Counter
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+
+import pandas as pd
+
+from .._progress import track
+from ..errors import ItmeInputError
+from ._cohort import _match_panel
+from ._flowio import FcsFile, parse_fcs
+from ._tables import read_panel, read_samples
+
+__all__ = ["CohortSummary", "summarize"]
+
+_TABLE_SUFFIXES = {".csv", ".tsv", ".txt"}
+
+
+@dataclass
+class CohortSummary:
+    """What :func:`summarize` found: one row per file, one row per channel, the problems."""
+
+    files: pd.DataFrame
+    channels: pd.DataFrame
+    problems: list[str] = field(default_factory=list)
+
+    def to_text(self) -> str:
+        """Plain-text rendering (what ``itme inspect`` prints)."""
+        parts = [f"{len(self.files)} file(s), {int(self.files['events'].sum())} events"]
+        with pd.option_context(
+            "display.width", 200, "display.max_colwidth", 60, "display.max_rows", 500
+        ):
+            parts += ["", "Files", self.files.to_string(index=False)]
+            parts += ["", "Channels", self.channels.to_string(index=False)]
+        parts += ["", f"Problems ({len(self.problems)})"]
+        parts += [f"- {p}" for p in self.problems] or ["none"]
+        return "\n".join(parts)
+
+
+def _files_of(path: Path) -> tuple[list[Path], list[str], Path | None]:
+    """FCS files behind ``path`` (a file, a folder or a sample sheet) and early problems."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".fcs")
+        return files, ([] if files else [f"no .fcs files under {path}"]), None
+    if path.suffix.lower() in _TABLE_SUFFIXES:
+        try:
+            table, folder = read_samples(path)
+        except ItmeInputError as exc:
+            return [], [str(exc)], None
+        files = [folder / name for name in table["file_name"]]
+        return files, [], folder
+    return [path], [], None
+
+
+def summarize(
+    path: str | PathLike[str], *, panel: str | PathLike[str] | None = None
+) -> CohortSummary:
+    """Summarise an FCS file, a folder of FCS files or a sample sheet, and list problems.
+
+    Every file is parsed (TEXT and DATA) so offset errors and truncation are found; nothing
+    raises: problems are collected. With a sample sheet, ``panel.csv`` in the same folder is
+    used when ``panel`` is not given.
+
+    Parameters
+    ----------
+    path
+        An ``.fcs`` file, a folder (searched recursively for ``.fcs``), or samples.csv.
+    panel
+        Optional panel.csv: its marker classes are shown and its channels checked in every file.
+
+    Returns
+    -------
+    CohortSummary with ``files`` (file, version, cytometer, date, events, channels, notes),
+    ``channels`` (``$PnN``, ``$PnS``, marker class, number of files holding it) and
+    ``problems`` (one line per problem).
+    """
+    path = Path(path)
+    if not path.exists():
+        return CohortSummary(
+            pd.DataFrame(columns=["file", "events"]), pd.DataFrame(), [f"{path} does not exist"]
+        )
+    files, problems, folder = _files_of(path)
+    if panel is None and folder is not None and (folder / "panel.csv").is_file():
+        panel = folder / "panel.csv"
+    panel_table = None
+    if panel is not None:
+        try:
+            panel_table = read_panel(panel)
+        except ItmeInputError as exc:
+            problems.append(str(exc))
+    rows, parsed = [], []
+    for file in track(files, description="inspecting FCS files"):
+        try:
+            fcs: FcsFile = parse_fcs(file)
+        except ItmeInputError as exc:
+            problems.append(str(exc))
+            rows.append(
+                {
+                    "file": file.name,
+                    "version": "",
+                    "cytometer": "",
+                    "date": "",
+                    "events": 0,
+                    "channels": 0,
+                    "notes": "unreadable",
+                }
+            )
+            continue
+        parsed.append(fcs)
+        kw = fcs.keywords
+        rows.append(
+            {
+                "file": file.name,
+                "version": fcs.version,
+                "cytometer": kw.get("$CYT", ""),
+                "date": kw.get("$DATE", ""),
+                "events": fcs.n_events,
+                "channels": fcs.channels.shape[0],
+                "notes": "; ".join(fcs.notes),
+            }
+        )
+        if fcs.n_events == 0:
+            problems.append(f"{file.name}: no events")
+        dup = [n for n, c in Counter(fcs.channels["PnN"]).items() if c > 1]
+        if dup:
+            problems.append(f"{file.name}: duplicated $PnN {', '.join(dup)}")
+        if panel_table is not None:
+            found, _ = _match_panel(fcs, panel_table)
+            absent = [
+                n for n, i in zip(panel_table["fcs_colname"], found, strict=True) if i is None
+            ]
+            if absent:
+                problems.append(f"{file.name}: panel channel(s) absent: {', '.join(absent)}")
+    counts: Counter[tuple[str, str]] = Counter()
+    for fcs in parsed:
+        counts.update(zip(fcs.channels["PnN"], fcs.channels["PnS"], strict=True))
+    groups: dict[frozenset[str], list[str]] = {}
+    for fcs in parsed:
+        groups.setdefault(frozenset(fcs.channels["PnN"]), []).append(fcs.path.name)
+    if len(groups) > 1:
+        described = [
+            f"{len(chans)} channels in {', '.join(names)}" for chans, names in groups.items()
+        ]
+        problems.append(
+            f"{len(groups)} different channel sets among {len(parsed)} files ("
+            + "; ".join(described)
+            + "); read_cohort needs the panel channels in every file"
+        )
+    classes = {}
+    if panel_table is not None:
+        classes = dict(zip(panel_table["fcs_colname"], panel_table["marker_class"], strict=True))
+    channels = pd.DataFrame(
+        [
+            {
+                "$PnN": pnn,
+                "$PnS": pns,
+                "marker_class": classes.get(
+                    pnn, classes.get(pns, "" if not classes else "(not in panel)")
+                ),
+                "files": n,
+            }
+            for (pnn, pns), n in counts.items()
+        ],
+        columns=["$PnN", "$PnS", "marker_class", "files"],
+    )
+    return CohortSummary(pd.DataFrame(rows), channels, problems)

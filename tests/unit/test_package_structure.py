@@ -39,9 +39,7 @@ def test_no_duplicate_exports():
 @pytest.mark.parametrize("func", FUNCTIONS)
 def test_only_leading_inputs_are_positional(func):
     params = inspect.signature(func).parameters.values()
-    positional = [
-        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     allowed = POSITIONAL.get(func.__name__, 1)
     assert len(positional) <= allowed, (
         f"{func.__qualname__}: only the first {allowed} parameter(s) may be positional, "
@@ -101,9 +99,9 @@ def test_core_layer_does_not_import_anndata():
     core = pathlib.Path(itme.__file__).parent / "core"
     for path in core.glob("*.py"):
         text = path.read_text()
-        assert not re.search(r"^\s*(import|from)\s+(anndata|itme\.(io|pp|tl|pl|pipeline))", text, re.M), (
-            f"{path.name} imports an adapter layer"
-        )
+        assert not re.search(
+            r"^\s*(import|from)\s+(anndata|itme\.(io|pp|tl|pl|pipeline))", text, re.M
+        ), f"{path.name} imports an adapter layer"
 
 
 def test_library_has_no_print_or_assert():

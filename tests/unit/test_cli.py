@@ -1,0 +1,67 @@
+"""The itme command line: called through main(argv) -> exit code."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import itme
+from itme.cli import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import fcs_factory
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert itme.__version__ in capsys.readouterr().out
+
+
+def test_unknown_command_is_usage_error(capsys):
+    assert main(["frobnicate"]) == 2
+    assert "No such command" in capsys.readouterr().err
+
+
+def test_inspect_file(tmp_path, capsys):
+    data = np.arange(40, dtype=np.float32).reshape(10, 4)
+    path = fcs_factory.write(
+        tmp_path / "a.fcs",
+        data,
+        ["Time", "Y89Di", "Nd142Di", "Ir191Di"],
+        labels=["", "CD45", "CD19", "DNA1"],
+    )
+    assert main(["-q", "inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 file(s), 10 events" in out
+    assert "Y89Di" in out and "CD45" in out
+    assert "Problems (0)" in out
+
+
+def test_inspect_sample_sheet_uses_panel_beside_it(tmp_path, capsys):
+    data = np.ones((5, 3), dtype=np.float32)
+    fcs_factory.write(tmp_path / "a.fcs", data, ["Y89Di", "Nd142Di", "Ir191Di"])
+    fcs_factory.write(tmp_path / "b.fcs", data, ["Y89Di", "Nd143Di", "Ir191Di"])
+    (tmp_path / "samples.csv").write_text(
+        "file_name,sample_id,patient_id\na.fcs,A,P1\nb.fcs,B,P2\n"
+    )
+    (tmp_path / "panel.csv").write_text(
+        "fcs_colname,antigen,marker_class\nY89Di,CD45,type\nNd142Di,CD19,type\n"
+    )
+    assert main(["-q", "inspect", str(tmp_path / "samples.csv")]) == 2
+    out = capsys.readouterr().out
+    assert "b.fcs: panel channel(s) absent: Nd142Di" in out
+    assert "2 different channel sets among 2 files" in out
+
+
+def test_inspect_corrupted_file_reports_problem(tmp_path, capsys):
+    path = tmp_path / "bad.fcs"
+    path.write_bytes(b"FCS3.0")
+    assert main(["-q", "inspect", str(path)]) == 2
+    assert "bad.fcs: the file holds 6 bytes" in capsys.readouterr().out
+
+
+def test_inspect_missing_path(tmp_path, capsys):
+    assert main(["-q", "inspect", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().out
