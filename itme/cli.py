@@ -59,6 +59,74 @@ def inspect(path: str, panel: str | None) -> None:
         sys.exit(EXIT_INPUT)
 
 
+_STAGES = click.Choice(
+    ["ingest", "clean", "cluster", "annotate", "abundance", "patients", "stats", "rnaseq", "report"]
+)
+
+
+@cli.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Output folder (overrides the config's output)."
+)
+@click.option(
+    "--from",
+    "from_stage",
+    type=_STAGES,
+    help="Rerun from this stage on (earlier outputs are kept).",
+)
+@click.option("--until", "until_stage", type=_STAGES, help="Stop after this stage.")
+def run(config: str, out: str | None, from_stage: str | None, until_stage: str | None) -> None:
+    """Run the analysis described by CONFIG (YAML); resumes where a previous run stopped."""
+    from .pipeline import run as run_pipeline
+
+    result = run_pipeline(config, out=out, from_stage=from_stage, until_stage=until_stage)
+    click.echo(f"done: {result.out / 'report.html'}")
+
+
+@cli.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+def validate(config: str) -> None:
+    """Check every input of CONFIG before any work starts; list all problems at once."""
+    from .pipeline import validate as validate_config
+
+    problems = validate_config(config)
+    if problems:
+        click.echo(f"{len(problems)} problem(s):")
+        for p in problems:
+            click.echo(f"- {p}")
+        sys.exit(EXIT_INPUT)
+    click.echo("config and inputs are valid")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False), default="demo_output", show_default=True)
+@click.option("--patients", "n_patients", type=int, default=39, show_default=True)
+@click.option(
+    "--cells",
+    "cells_per_sample",
+    type=int,
+    default=20_000,
+    show_default=True,
+    help="Events per FCS file.",
+)
+@click.option("--seed", type=int, default=2021, show_default=True)
+def demo(out: str, n_patients: int, cells_per_sample: int, seed: int) -> None:
+    """Simulate the synthetic demo cohort into OUT/input and run the whole analysis on it."""
+    from .pipeline import run_demo
+
+    result = run_demo(out, n_patients=n_patients, cells_per_sample=cells_per_sample, seed=seed)
+    click.echo(f"done: {result.out / 'report.html'}")
+
+
+@cli.command("config-reference")
+def config_reference() -> None:
+    """Print the configuration reference (Markdown) generated from the config models."""
+    from .pipeline import config_reference as reference
+
+    click.echo(reference(), nl=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     try:

@@ -1,3 +1,6 @@
 """Datasets: the synthetic demo cohort."""
 
-from ._simulate import *  # noqa: F403  (explicit imports once all modules exist)
+from . import _simulate
+from ._simulate import *  # noqa: F403
+
+__all__ = [*_simulate.__all__]

@@ -316,3 +316,33 @@ def read_cohort(
         time.perf_counter() - start,
     )
     return adata
+
+
+def check_cohort(
+    samples: TableSource,
+    panel: TableSource,
+    *,
+    base_dir: str | PathLike[str] | None = None,
+    unpanelled: Literal["keep", "drop"] = "keep",
+) -> list[str]:
+    """Everything :func:`read_cohort` checks, without reading events; problems as lines."""
+    found: list[str] = []
+    table = folder = panel_table = None
+    try:
+        table, folder = read_samples(samples)
+    except ItmeInputError as exc:
+        found.append(str(exc))
+    try:
+        panel_table = read_panel(panel)
+    except ItmeInputError as exc:
+        found.append(str(exc))
+    if table is None or panel_table is None:
+        return found
+    try:
+        paths = _resolve_files(table, folder, Path(base_dir) if base_dir is not None else None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ItmeInputWarning)
+            _plan(table, paths, panel_table, unpanelled)
+    except ItmeInputError as exc:
+        found.append(str(exc))
+    return found

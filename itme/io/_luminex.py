@@ -89,10 +89,11 @@ def read_cytokines(
     - a number: kept (``measured``);
     - ``*``-prefixed: the number without the asterisk (``extrapolated``; ``extrapolated="missing"``
       drops it);
-    - ``OOR <``: below the standard curve, replaced by half the lowest value measured for that
-      analyte in the file (``below="half_min"``, a common limit-of-detection/2 convention), or
-      the lowest (``"min"``), ``0`` (``"zero"``) or left missing (``"missing"``);
-    - ``OOR >``: above the curve, replaced by the highest value measured for that analyte
+    - ``OOR <``: below the standard curve, replaced by half the lowest number (measured or
+      extrapolated) of that analyte in the file (``below="half_min"``, a common
+      limit-of-detection/2 convention), or the lowest (``"min"``), ``0`` (``"zero"``) or left
+      missing (``"missing"``);
+    - ``OOR >``: above the curve, replaced by the highest number of that analyte
       (``above="max"``) or left missing;
     - blank / ``NA``: missing (NaN);
     - anything else: ``invalid``, missing, and an ItmeInputWarning naming the cells.

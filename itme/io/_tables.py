@@ -112,7 +112,7 @@ def _require_columns(table: pd.DataFrame, required: Iterable[str], where: str, f
         close = difflib.get_close_matches(col, list(table.columns), n=1, cutoff=0.5)
         if close:
             hints.append(f"{close[0]!r} → {col!r}?")
-    hint = f" Closest columns: {'; '.join(hints)}." if hints else ""
+    hint = f". Closest columns: {'; '.join(hints)}" if hints else ""
     raise ItmeInputError(
         f"missing required column(s) {', '.join(missing)}",
         where=where,

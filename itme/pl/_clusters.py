@@ -2,4 +2,190 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from itme.core.codebook import group_medians
+from itme.errors import ItmeParameterError, ItmeStateError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["cluster_heatmap", "embedding"]
+
+SCALES = ("none", "marker")
+
+
+def _type_markers(adata: AnnData) -> list[str]:
+    if "marker_class" in adata.var:
+        chosen = [
+            str(v)
+            for v, c in zip(adata.var_names, adata.var["marker_class"], strict=True)
+            if c in ("type", "state")
+        ]
+        if chosen:
+            return chosen
+    return [str(v) for v in adata.var_names]
+
+
+def cluster_heatmap(
+    adata: AnnData,
+    *,
+    groupby: str = "subset",
+    markers: Sequence[str] | None = None,
+    scale: str = "none",
+    cmap: str = "viridis",
+    show_counts: bool = True,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    """Heatmap of the median of each marker in each cluster or subset (paper Fig. 2).
+
+    Parameters
+    ----------
+    adata
+        Events × channels (arcsinh scale, ``X``) with labels in ``obs[groupby]``.
+    groupby
+        ``obs`` column of the rows (``"subset"``, ``"metacluster"``, ...). Empty labels are
+        not drawn.
+    markers
+        Columns; default the ``type`` and ``state`` markers.
+    scale
+        ``"none"``: arcsinh medians; ``"marker"``: each marker scaled to 0–1 over the rows.
+    cmap
+        Matplotlib colour map.
+    show_counts
+        Append the number of events to each row label.
+    figsize
+        Figure size in inches (default from the table size).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The heatmap.
+    """
+    import matplotlib.pyplot as plt
+
+    if groupby not in adata.obs:
+        raise ItmeStateError(
+            f'obs["{groupby}"] does not exist: run itme.tl.annotate or tl.flowsom first.'
+        )
+    if scale not in SCALES:
+        raise ItmeParameterError("scale", SCALES, scale)
+    marker_list = _type_markers(adata) if markers is None else [str(m) for m in markers]
+    missing = [m for m in marker_list if m not in adata.var_names]
+    if missing:
+        raise ItmeParameterError("markers", "names in adata.var_names", missing)
+    groups = pd.Categorical(adata.obs[groupby])
+    n = np.bincount(groups.codes[groups.codes >= 0], minlength=len(groups.categories))
+    X = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+    med = group_medians(
+        X, groups.codes, len(groups.categories), columns=adata.var_names.get_indexer(marker_list)
+    )
+    rows = np.flatnonzero(n > 0)
+    values = med[rows]
+    label = "median (arcsinh)"
+    if scale == "marker":
+        lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        values = (values - lo) / np.where(hi > lo, hi - lo, 1.0)
+        label = "median, scaled per marker"
+    names = [str(groups.categories[i]) + (f" ({n[i]:,})" if show_counts else "") for i in rows]
+    if figsize is None:
+        figsize = (max(4.0, 0.32 * len(marker_list) + 2.5), max(3.0, 0.28 * len(rows) + 1.5))
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    im = ax.imshow(values, aspect="auto", cmap=cmap, interpolation="nearest")
+    ax.set_xticks(range(len(marker_list)), marker_list, rotation=90)
+    ax.set_yticks(range(len(rows)), names)
+    ax.set_xlabel("marker")
+    ax.set_ylabel(groupby)
+    fig.colorbar(im, ax=ax, label=label, shrink=0.8)
+    return fig
+
+
+def embedding(
+    adata: AnnData,
+    *,
+    basis: str = "umap",
+    color: str = "subset",
+    point_size: float | None = None,
+    figsize: tuple[float, float] = (7.0, 5.5),
+) -> Figure:
+    """Scatter plot of an embedding (``obsm["X_<basis>"]``), coloured by a label or a marker.
+
+    Only the embedded events (``obs["<basis>_subsample"]``, else the rows without NaN) are
+    drawn.
+
+    Parameters
+    ----------
+    adata
+        Events with ``obsm["X_<basis>"]`` from ``itme.tl.embed``.
+    basis
+        Embedding name (``"umap"``, ``"tsne"``).
+    color
+        An ``obs`` column (categorical: one colour per label, with a legend) or a marker in
+        ``var_names`` (continuous colour from ``X``).
+    point_size
+        Marker size (default from the number of points).
+    figsize
+        Figure size in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The scatter plot.
+    """
+    import matplotlib.pyplot as plt
+
+    key = f"X_{basis}"
+    if key not in adata.obsm:
+        raise ItmeStateError(
+            f'obsm["{key}"] does not exist: run itme.tl.embed(method="{basis}") first.'
+        )
+    coords = np.asarray(adata.obsm[key])
+    flag = f"{basis}_subsample"
+    shown = adata.obs[flag].to_numpy(bool) if flag in adata.obs else ~np.isnan(coords).any(axis=1)
+    xy = coords[shown]
+    size = (
+        point_size if point_size is not None else float(np.clip(20000 / max(len(xy), 1), 0.5, 20))
+    )
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    if color in adata.obs:
+        labels = pd.Categorical(adata.obs[color].to_numpy()[shown])
+        cmap = plt.get_cmap("tab20" if len(labels.categories) > 10 else "tab10")
+        for i, cat in enumerate(labels.categories):
+            sel = labels.codes == i
+            if sel.any():
+                ax.scatter(
+                    xy[sel, 0],
+                    xy[sel, 1],
+                    s=size,
+                    color=cmap(i % cmap.N),
+                    label=str(cat),
+                    linewidths=0,
+                )
+        ax.legend(
+            markerscale=max(1.0, 6 / np.sqrt(size)),
+            fontsize="small",
+            frameon=False,
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+        )
+    elif color in adata.var_names:
+        j = adata.var_names.get_loc(color)
+        X = adata.X
+        values = np.asarray(
+            X[shown][:, j].toarray() if hasattr(X, "toarray") else X[shown][:, j]
+        ).ravel()
+        sc = ax.scatter(xy[:, 0], xy[:, 1], s=size, c=values, cmap="viridis", linewidths=0)
+        fig.colorbar(sc, ax=ax, label=f"{color} (arcsinh)")
+    else:
+        raise ItmeParameterError("color", "an obs column or a marker in var_names", color)
+    ax.set_xlabel(f"{basis.upper()} 1")
+    ax.set_ylabel(f"{basis.upper()} 2")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(color)
+    return fig

@@ -1,5 +1,461 @@
-"""Patient-level figures: heatmap with dendrogram, box plots, compartments, Kaplan-Meier."""
+"""Patient-level figures: heatmap with dendrogram, box plots, compartments, Kaplan–Meier.
+
+Every function returns a matplotlib Figure and never writes files. Keys read:
+``obs[key]`` and ``uns[key]`` of :func:`itme.tl.patient_clusters` (``linkage``, ``features``,
+``transform``, ``k``), ``X`` and ``obs`` of the patients AnnData, and the DataFrames returned by
+:mod:`itme.stats`.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ..core.composition import transform as apply_transform
+from ..errors import ItmeParameterError, ItmeStateError
+from ..stats._data import feature_table, group_labels, lookup
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.figure import Figure
+
+__all__ = ["compartment_bars", "kaplan_meier", "patient_heatmap", "subset_boxplots"]
+
+#: The paper's Fig. 4 compartments (Visram et al. 2021, legend of Fig. 4).
+PAPER_COMPARTMENTS: dict[str, dict[str, list[str]]] = {
+    "CD4+ T cells": {
+        "Tn": ["T1", "T2"],
+        "Tcm": ["T6", "T8"],
+        "Tem": ["T4", "T7", "T9"],
+        "Teff": ["T10"],
+    },
+    "CD8+ T cells": {
+        "Tn": ["T11", "T12"],
+        "Tcm": ["T13", "T14", "T15"],
+        "Tem": ["T17", "T18"],
+        "Teff": ["T16", "T19", "T20"],
+    },
+}
+
+
+def _palette(n: int, name: str = "tab10") -> list:
+    import matplotlib as mpl
+
+    cmap = mpl.colormaps[name]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _clustering(adata: AnnData, key: str) -> dict:
+    if key not in adata.obs.columns or key not in adata.uns or "linkage" not in adata.uns[key]:
+        raise ItmeStateError(
+            f"obs[{key!r}] / uns[{key!r}]['linkage'] not found: run "
+            f"itme.tl.patient_clusters(adata, key_added={key!r}) first"
+        )
+    return adata.uns[key]
+
+
+def patient_heatmap(
+    adata: AnnData,
+    *,
+    key: str = "itme_cluster",
+    status_key: str | None = "disease_status",
+    clinical: pd.DataFrame | None = None,
+    order_features: bool = True,
+    vmax: float = 3.0,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    """Heatmap of the clustered subsets with the Ward dendrogram and a disease-status bar (Fig. 1).
+
+    Columns are samples in dendrogram order (clusters 1..k from left to right, as numbered by
+    :func:`itme.tl.patient_clusters`); rows are the clustering features, shown on the scale
+    they were clustered on (``uns[key]["transform"]``; z-scores clipped at ±``vmax``).
+
+    Parameters
+    ----------
+    adata
+        Patients AnnData clustered by :func:`itme.tl.patient_clusters`.
+    key
+        ``key_added`` of the clustering.
+    status_key
+        Column (``obs`` or ``clinical``) coloured in a bar under the dendrogram; ``None`` for none.
+    clinical
+        Clinical table supplying ``status_key`` when it is not in ``obs``.
+    order_features
+        Order rows by an average-linkage clustering of the features (otherwise as stored).
+    vmax
+        Colour limit of z-scores / centred values.
+    figsize
+        Figure size in inches (default from the table's shape).
+
+    Returns
+    -------
+    The matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from scipy.cluster import hierarchy
+
+    params = _clustering(adata, key)
+    z = np.asarray(params["linkage"], dtype=float)
+    features = list(params["features"])
+    transform = str(params["transform"])
+    k = int(params["k"])
+    table = feature_table(adata, features=features, source="X")
+    values = apply_transform(table.to_numpy(), transform)
+    order = hierarchy.leaves_list(z)
+    mat = values[order].T
+    if order_features and mat.shape[0] > 2:
+        feat_order = hierarchy.leaves_list(hierarchy.linkage(mat, method="average"))
+        mat, features = mat[feat_order], [features[i] for i in feat_order]
+    n = adata.n_obs
+    status = None
+    if status_key is not None and (
+        status_key in adata.obs.columns or (clinical is not None and status_key in clinical.columns)
+    ):
+        frame = lookup(adata, [status_key], clinical=clinical, what="patient_heatmap")
+        status = frame[status_key].reindex(adata.obs_names).astype(object)
+    width, height = figsize or (max(6.0, 0.18 * n + 2.5), max(5.0, 0.2 * len(features) + 3.0))
+    fig = plt.figure(figsize=(width, height))
+    ratios = [2.0, 0.3] + ([0.3] if status is not None else []) + [max(2.0, 0.2 * len(features))]
+    gs = fig.add_gridspec(
+        len(ratios), 2, height_ratios=ratios, width_ratios=[1, 0.03], hspace=0.05, wspace=0.02
+    )
+    ax_d = fig.add_subplot(gs[0, 0])
+    threshold = (z[-k, 2] + z[-k + 1, 2]) / 2 if k > 1 else 0
+    hierarchy.dendrogram(
+        z, ax=ax_d, color_threshold=threshold, above_threshold_color="0.5", no_labels=True
+    )
+    ax_d.set_axis_off()
+    ax_d.set_xlim(0, 10 * n)
+    labels = adata.obs[key].astype(str).to_numpy()[order]
+    cats = list(adata.obs[key].cat.categories)
+    colors = dict(zip(cats, _palette(len(cats), "Set2"), strict=True))
+    ax_c = fig.add_subplot(gs[1, 0], sharex=ax_d)
+    ax_c.imshow(
+        np.array([[colors[lab] for lab in labels]]), aspect="auto", extent=(0, 10 * n, 0, 1)
+    )
+    ax_c.set_yticks([0.5], [key])
+    ax_c.tick_params(bottom=False, labelbottom=False)
+    for c in cats:
+        pos = np.flatnonzero(labels == c)
+        ax_c.text(10 * pos.mean() + 5, 0.5, c, ha="center", va="center", fontsize=9, weight="bold")
+    row = 2
+    handles = []
+    if status is not None:
+        levels = [
+            str(v)
+            for v in (
+                adata.obs[status_key].cat.categories
+                if status_key in adata.obs
+                and isinstance(adata.obs[status_key].dtype, pd.CategoricalDtype)
+                else sorted(status.dropna().astype(str).unique())
+            )
+        ]
+        scol = dict(zip(levels, _palette(len(levels), "Dark2"), strict=True))
+        bar = [
+            scol.get(str(s), (0.85, 0.85, 0.85, 1.0)) if pd.notna(s) else (0.85, 0.85, 0.85, 1.0)
+            for s in status.to_numpy()[order]
+        ]
+        ax_s = fig.add_subplot(gs[2, 0], sharex=ax_d)
+        ax_s.imshow(np.array([bar]), aspect="auto", extent=(0, 10 * n, 0, 1))
+        ax_s.set_yticks([0.5], [status_key])
+        ax_s.tick_params(bottom=False, labelbottom=False)
+        handles = [Patch(color=scol[lv], label=lv) for lv in levels]
+        row = 3
+    ax_h = fig.add_subplot(gs[row, 0], sharex=ax_d)
+    diverging = transform in ("zscore", "clr")
+    im = ax_h.imshow(
+        np.clip(mat, -vmax, vmax) if diverging else mat,
+        aspect="auto",
+        cmap="RdBu_r" if diverging else "viridis",
+        vmin=-vmax if diverging else None,
+        vmax=vmax if diverging else None,
+        extent=(0, 10 * n, len(features), 0),
+        interpolation="nearest",
+    )
+    ax_h.set_yticks(np.arange(len(features)) + 0.5, features, fontsize=7)
+    ax_h.set_xticks(
+        10 * np.arange(n) + 5, adata.obs_names.astype(str)[order], rotation=90, fontsize=6
+    )
+    cax = fig.add_subplot(gs[row, 1])
+    fig.colorbar(
+        im,
+        cax=cax,
+        label={"zscore": "z-score", "clr": "clr", "arcsine_sqrt": "arcsin √p"}.get(
+            transform, "% of CD45+"
+        ),
+    )
+    if handles:
+        ax_d.legend(handles=handles, title=status_key, loc="upper right", fontsize=7, frameon=False)
+    fig.suptitle(f"iTME clusters ({params.get('method', 'ward')}, k = {k}, {transform})")
+    return fig
+
+
+def subset_boxplots(
+    adata: AnnData,
+    *,
+    results: pd.DataFrame,
+    groupby: str = "itme_cluster",
+    alpha: float = 0.05,
+    source: str = "X",
+    clinical: pd.DataFrame | None = None,
+    ncols: int = 5,
+    max_panels: int = 40,
+) -> Figure:
+    """Box plots of the features that differ between groups, titled with their q-values (Fig. 3).
+
+    Parameters
+    ----------
+    adata
+        Patients AnnData (or DataFrame) that ``results`` was computed on.
+    results
+        Table of :func:`itme.stats.compare_groups` (columns ``feature``, ``padj``).
+    groupby
+        Group column used for ``results``.
+    alpha
+        Features with ``padj < alpha`` are shown, smallest q first.
+    source
+        ``"X"`` or the ``obsm`` DataFrame the features come from.
+    clinical
+        Clinical table when ``groupby`` is not in ``obs``.
+    ncols
+        Panels per row.
+    max_panels
+        At most this many panels (the most significant).
+
+    Returns
+    -------
+    The matplotlib Figure (a single message panel when nothing is significant).
+    """
+    import matplotlib.pyplot as plt
+
+    for col in ("feature", "padj"):
+        if col not in results.columns:
+            raise ItmeParameterError(
+                "results", "the DataFrame of itme.stats.compare_groups", f"no column {col!r}"
+            )
+    sig = results[results["padj"] < alpha].sort_values("padj").head(max_panels)
+    if sig.empty:
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.text(0.5, 0.5, f"no feature with q < {alpha:g}", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    table = feature_table(adata, features=list(sig["feature"]), source=source)
+    frame = lookup(adata, [groupby], clinical=clinical, what="subset_boxplots", param="groupby")
+    labels = group_labels(frame, groupby, min_size=1, what="subset_boxplots")
+    cats = list(labels.cat.categories)
+    colors = _palette(len(cats), "Set2")
+    nrows = int(np.ceil(len(sig) / ncols))
+    fig, axes = plt.subplots(
+        nrows,
+        min(ncols, len(sig)),
+        figsize=(2.3 * min(ncols, len(sig)), 2.4 * nrows),
+        squeeze=False,
+    )
+    for ax, (_, r) in zip(axes.ravel(), sig.iterrows(), strict=False):
+        data = [
+            table.loc[labels.index[labels == g], r["feature"]].dropna().to_numpy() for g in cats
+        ]
+        bp = ax.boxplot(data, tick_labels=cats, patch_artist=True, widths=0.6, showfliers=False)
+        for patch, color in zip(bp["boxes"], colors, strict=True):
+            patch.set_facecolor(color)
+        for i, d in enumerate(data):
+            offsets = np.linspace(-0.15, 0.15, d.size) if d.size > 1 else np.zeros(d.size)
+            ax.plot(i + 1 + offsets, d, "o", color="k", ms=2.5, alpha=0.7)
+        ax.set_title(f"{r['feature']}\nq = {r['padj']:.2g}", fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(sig) :]:
+        ax.set_axis_off()
+    fig.supylabel("% of CD45+" if source == "X" else source)
+    fig.supxlabel(groupby)
+    fig.tight_layout()
+    return fig
+
+
+def compartment_bars(
+    adata: AnnData,
+    *,
+    groupby: str = "itme_cluster",
+    compartments: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+    clinical: pd.DataFrame | None = None,
+) -> Figure:
+    """Stacked bars of T-cell compartments per group, mean ± standard error (Fig. 4).
+
+    For each panel (e.g. CD4+ T cells) and sample, each compartment's share is the sum of its
+    subsets over the sum of all the panel's subsets (%); bars show the mean share per group,
+    error bars the standard error of the mean.
+
+    Parameters
+    ----------
+    adata
+        Patients AnnData (``X`` = % of CD45+, subsets as ``var_names``).
+    groupby
+        Group column (``obs`` or ``clinical``).
+    compartments
+        ``{panel: {compartment: [subsets]}}``; default the paper's Fig. 4 definitions
+        (CD4: Tn T1, T2; Tcm T6, T8; Tem T4, T7, T9; Teff T10. CD8: Tn T11, T12; Tcm T13–T15;
+        Tem T17, T18; Teff T16, T19, T20).
+    clinical
+        Clinical table when ``groupby`` is not in ``obs``.
+
+    Returns
+    -------
+    The matplotlib Figure (one axes per panel).
+    """
+    import matplotlib.pyplot as plt
+
+    compartments = PAPER_COMPARTMENTS if compartments is None else compartments
+    wanted = [s for panel in compartments.values() for subs in panel.values() for s in subs]
+    missing = [s for s in dict.fromkeys(wanted) if s not in set(adata.var_names.astype(str))]
+    if missing:
+        raise ItmeParameterError(
+            "compartments",
+            "subsets among var_names",
+            missing,
+            fix="Pass compartments={panel: {compartment: [subsets]}} for this panel.",
+        )
+    table = feature_table(adata, features=list(dict.fromkeys(wanted)), source="X")
+    frame = lookup(adata, [groupby], clinical=clinical, what="compartment_bars", param="groupby")
+    labels = group_labels(frame, groupby, min_size=1, what="compartment_bars")
+    cats = list(labels.cat.categories)
+    fig, axes = plt.subplots(
+        1, len(compartments), figsize=(3.2 * len(compartments) + 1, 4), squeeze=False
+    )
+    for ax, (panel, comps) in zip(axes.ravel(), compartments.items(), strict=True):
+        sums = pd.DataFrame({c: table[list(subs)].sum(axis=1) for c, subs in comps.items()})
+        total = sums.sum(axis=1).replace(0, np.nan)
+        share = sums.div(total, axis=0) * 100
+        bottom = np.zeros(len(cats))
+        for color, comp in zip(_palette(len(comps), "Set2"), comps, strict=True):
+            by = [share.loc[labels.index[labels == g], comp].dropna() for g in cats]
+            mean = np.array([b.mean() for b in by])
+            sem = np.array([b.std(ddof=1) / np.sqrt(len(b)) if len(b) > 1 else 0.0 for b in by])
+            ax.bar(cats, mean, bottom=bottom, color=color, label=comp, edgecolor="white")
+            ax.errorbar(
+                np.arange(len(cats)),
+                bottom + mean,
+                yerr=sem,
+                fmt="none",
+                ecolor="k",
+                capsize=3,
+                lw=0.8,
+            )
+            bottom += np.nan_to_num(mean)
+        ax.set_title(panel)
+        ax.set_xlabel(groupby)
+        ax.set_ylabel("% of compartment total (mean ± SE)")
+        ax.set_ylim(0, 105)
+    axes.ravel()[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def kaplan_meier(
+    data: AnnData | pd.DataFrame,
+    *,
+    endpoint: str = "os",
+    groupby: str | None = "itme_cluster",
+    clinical: pd.DataFrame | None = None,
+    groups: Sequence[str] | None = None,
+    times: Sequence[float] | None = None,
+    conf_int: bool = True,
+    conf_type: str = "log",
+    show_logrank: bool = True,
+) -> Figure:
+    """Kaplan–Meier curves per group with censoring marks and a numbers-at-risk table.
+
+    Parameters
+    ----------
+    data
+        Patients AnnData (groups in ``obs``) or the clinical DataFrame.
+    endpoint
+        Uses ``<endpoint>_months`` and ``<endpoint>_event``.
+    groupby
+        Group column; ``None`` draws one curve for all patients.
+    clinical
+        Clinical table when ``data`` is the patients AnnData (mismatches reported by id).
+    groups
+        Groups in order (others excluded and reported).
+    times
+        Times (months) of the risk table columns (default: 6 ticks over the follow-up).
+    conf_int
+        Shade the pointwise confidence band.
+    conf_type
+        Band type, as in :func:`itme.stats.kaplan_meier`.
+    show_logrank
+        Write the log-rank p-value in the title (two or more groups).
+
+    Returns
+    -------
+    The matplotlib Figure (curves above, numbers at risk below).
+    """
+    import matplotlib.pyplot as plt
+
+    from ..core.survival import n_at_risk
+    from ..stats._survival import _check_conf, km_curve, survival_frame
+
+    _check_conf(conf_type, 0.95)
+    frame = survival_frame(
+        data,
+        endpoint=endpoint,
+        clinical=clinical,
+        groupby=groupby,
+        groups=groups,
+        what="pl.kaplan_meier",
+    )
+    parts = (
+        [(str(g), frame[frame["group"] == g]) for g in frame["group"].cat.categories]
+        if groupby
+        else [("all", frame)]
+    )
+    tmax = float(frame["duration"].max())
+    if times is None:
+        times = np.unique(np.round(np.linspace(0, tmax, 6), 1))
+    times = np.asarray(times, dtype=float)
+    fig = plt.figure(figsize=(6.5, 4.8 + 0.25 * len(parts)))
+    gs = fig.add_gridspec(2, 1, height_ratios=[4, 0.5 + 0.3 * len(parts)], hspace=0.35)
+    ax = fig.add_subplot(gs[0])
+    colors = _palette(len(parts), "tab10")
+    for (name, part), color in zip(parts, colors, strict=True):
+        curve = km_curve(part["duration"].to_numpy(), part["event"].to_numpy(), conf_type=conf_type)
+        t = np.concatenate([[0.0], curve["time"].to_numpy()])
+        s = np.concatenate([[1.0], curve["surv"].to_numpy()])
+        ax.step(t, s, where="post", color=color, label=f"{name} (n={len(part)})")
+        cens = curve[curve["n_censor"] > 0]
+        ax.plot(cens["time"], cens["surv"], "|", color=color, ms=8)
+        if conf_int:
+            lo = np.concatenate([[1.0], curve["lower"].to_numpy()])
+            hi = np.concatenate([[1.0], curve["upper"].to_numpy()])
+            ax.fill_between(t, lo, hi, step="post", color=color, alpha=0.15, lw=0)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlim(0, max(tmax, times.max()) * 1.02)
+    ax.set_ylabel(f"{endpoint.upper()} probability")
+    ax.legend(title=groupby, frameon=False, fontsize=8)
+    title = f"Kaplan–Meier: {endpoint.upper()}"
+    if show_logrank and groupby and len(parts) > 1:
+        from lifelines.statistics import multivariate_logrank_test
+
+        res = multivariate_logrank_test(
+            frame["duration"], frame["group"].astype(str), frame["event"]
+        )
+        title += f" (log-rank p = {res.p_value:.3g})"
+    ax.set_title(title)
+    ax.set_xticks(times)
+    ax_r = fig.add_subplot(gs[1], sharex=ax)
+    for i, ((_name, part), color) in enumerate(zip(parts, colors, strict=True)):
+        y = len(parts) - i - 0.5
+        for t, r in zip(times, n_at_risk(part["duration"].to_numpy(), times), strict=True):
+            ax_r.text(t, y, str(int(r)), ha="center", va="center", fontsize=8, color=color)
+    ax_r.set_ylim(0, len(parts))
+    ax_r.set_yticks(
+        [len(parts) - i - 0.5 for i in range(len(parts))], [p[0] for p in parts], fontsize=8
+    )
+    ax_r.set_xlabel("months")
+    ax_r.tick_params(left=False)
+    for side in ("top", "right", "left"):
+        ax_r.spines[side].set_visible(False)
+    ax_r.set_title("Number at risk", fontsize=9, loc="left")
+    return fig

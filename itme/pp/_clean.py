@@ -2,4 +2,370 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import logging
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .._progress import track
+from ..core.qc_chain import (
+    DEFAULT_K,
+    DEFAULT_MIN_DELTA,
+    STEPS,
+    gate_sample,
+    gates_for_roles,
+)
+from ..errors import (
+    ItmeExclusionWarning,
+    ItmeInputError,
+    ItmeInputWarning,
+    ItmeParameterError,
+    ItmeStateError,
+)
+from ._clean_inputs import (
+    drop_unusable_bead_distance,
+    loader,
+    n_rows,
+    roles_of,
+    sample_rows,
+    user_thresholds,
+)
+from ._subset import subset_events
+
+__all__ = ["apply_qc", "clean"]
+
+logger = logging.getLogger(__name__)
+
+QC_CATEGORIES = ("kept",) + STEPS
+_STEP_NEEDS = {
+    "bead": ("bead", "bead_distance"),
+    "debris": ("dna",),
+    "doublet": ("dna", "event_length", "residual", "width", "offset", "center"),
+    "dead": ("cisplatin",),
+    "cd45_negative": ("cd45",),
+}
+_THRESHOLD_COLUMNS = [
+    "sample_id",
+    "step",
+    "role",
+    "channel",
+    "low",
+    "high",
+    "method",
+    "n_outside",
+    "note",
+]
+
+
+def clean(
+    adata: AnnData,
+    *,
+    steps: Sequence[str] | None = None,
+    channels: Mapping[str, str | Sequence[str]] | None = None,
+    thresholds: Mapping[str, tuple[float | None, float | None]] | pd.DataFrame | None = None,
+    method: Literal["auto", "mad"] = "auto",
+    k: float | Mapping[str, float] | None = None,
+    cofactor: float = 5.0,
+    sample_key: str = "sample_id",
+    max_fit_events: int = 100_000,
+    copy: bool = False,
+) -> AnnData | None:
+    """Label every event kept or removed by the CyTOF cleaning chain, with per-sample gates.
+
+    Steps run in this order, each on the events that passed the earlier ones, and the first
+    failing step names the event:
+
+    1. ``bead``: EQ normalisation beads, bright in Ce140 **and** in every bead partner
+       channel present (Eu151, Eu153, Ho165, Lu175, which may carry antibodies). A
+       ``beadDist`` channel is used only with a user threshold.
+    2. ``debris``: total DNA (Ir191 + Ir193) low.
+    3. ``doublet``: total DNA high, or Event_length high, or a Helios Gaussian parameter
+       (Residual, Width, Offset, Center) high.
+    4. ``dead``: cisplatin (Pt194/195/196/198 summed) high.
+    5. ``cd45_negative``: CD45 low.
+
+    Gating is done on ``arcsinh(raw / cofactor)`` of the raw counts in ``layers["raw"]``
+    (whatever :func:`itme.pp.arcsinh` did to ``X``). Thresholds are found per sample (see
+    :mod:`itme.core.gating`): at the density valley when the events to remove form a
+    separate population, else at ``median ± k`` robust SDs (1.4826 MAD); or they are given.
+    Nothing is removed here: :func:`apply_qc` returns the kept events.
+
+    Parameters
+    ----------
+    adata
+        Events x channels from :func:`itme.io.read_cohort` (raw counts in
+        ``layers["raw"]``, or in ``X`` before any transformation).
+    steps
+        Steps to run, a subset of ``bead, debris, doublet, dead, cd45_negative`` (run in that
+        order). Default: every step whose channels are found; the others are skipped with
+        the reason recorded. A step asked for explicitly whose channels are missing is an
+        error.
+    channels
+        Override the detected channel roles: role -> var name(s) (``$PnN`` or antigen
+        accepted too). Roles: ``bead`` (Ce140 first, then partners), ``bead_distance``,
+        ``dna``, ``event_length``, ``center``, ``offset``, ``width``, ``residual``,
+        ``cisplatin``, ``cd45``. An empty list switches a role off.
+    thresholds
+        User thresholds in raw units (ion counts; pushes for Event_length) replacing the
+        automatic ones. Either a mapping role or gate channel -> ``(low, high)`` (``None``
+        where not set; e.g. ``{"dna": (100, 3000), "cd45": (20, None)}`` sets the debris
+        and DNA-doublet gates and the CD45 gate for every sample), or a DataFrame shaped
+        like ``uns["qc"]["thresholds"]`` (``step, channel, low, high`` and optionally
+        ``sample_id``; rows without a sample apply to all), e.g. an edited earlier result.
+    method
+        ``"auto"`` (valley between populations, else median ± k·SD) or ``"mad"`` (always
+        median ± k·SD).
+    k
+        Robust SDs from the median for the tail rule: one number, or step -> number.
+        Default: 4 for bead, debris, dead and cd45_negative, 3.5 for doublet.
+    cofactor
+        arcsinh cofactor of the gating scale.
+    sample_key
+        obs column naming the sample; gates are fitted per sample. When the column is
+        absent and the default is used, all events form one sample ``"all"``.
+    max_fit_events
+        Fit each threshold on at most this many events per sample (a regular stride
+        through the acquisition); every event is still labelled.
+    copy
+        Return a labelled copy instead of modifying ``adata``.
+
+    Returns
+    -------
+    ``None``, or the copy when ``copy=True``. Writes:
+
+    - ``obs["itme_qc"]``: categorical ``kept, bead, debris, doublet, dead, cd45_negative``.
+    - ``uns["qc"]["thresholds"]``: DataFrame, one row per sample and gate: ``sample_id,
+      step, role, channel`` (``+``-joined when channels are summed), ``low, high`` (kept
+      range in raw units, NaN = open), ``method`` (``valley``, ``mad``, ``user``,
+      ``bead-population``, ``median+delta`` or ``none: <reason>``), ``n_outside`` and
+      ``note`` (when a valley was found with most events beyond it, which is never cut
+      automatically: where it was and how many events lie beyond; warned).
+    - ``uns["qc"]["accounting"]``: DataFrame, one row per sample: ``sample_id,
+      events_in``, events removed by each step, ``events_out, pct_kept``.
+    - ``uns["qc"]["params"]``: ``steps`` run, ``skipped`` (DataFrame ``step, reason``),
+      ``channels`` (role -> var names), ``method``, ``k``, ``min_delta``, ``cofactor``,
+      ``sample_key``, ``max_fit_events``, ``user_thresholds``.
+
+    Raises
+    ------
+    ItmeParameterError
+        Unknown step, role, channel, method or threshold key.
+    ItmeInputError
+        A step asked for explicitly has no channels; no raw values.
+    """
+    start = time.perf_counter()
+    if method not in ("auto", "mad"):
+        raise ItmeParameterError("method", "'auto' or 'mad'", method)
+    if not (np.isfinite(cofactor) and cofactor > 0):
+        raise ItmeParameterError("cofactor", "a positive number", cofactor)
+    if int(max_fit_events) < 100:
+        raise ItmeParameterError("max_fit_events", "an integer >= 100", max_fit_events)
+    explicit = steps is not None
+    wanted = _check_steps(steps)
+    k_step = _per_step("k", k, DEFAULT_K)
+    if copy:
+        adata = adata.copy()
+    raw = _raw_matrix(adata)
+    roles = roles_of(adata, channels)
+    roles = drop_unusable_bead_distance(roles, thresholds)
+    gates = gates_for_roles(roles, wanted)
+    run, skipped = [], []
+    for step in wanted:
+        if gates[step]:
+            run.append(step)
+            continue
+        reason = _missing_reason(step, roles)
+        if explicit:
+            raise ItmeInputError(
+                where=f"clean(steps=...) step {step!r}",
+                expected=f"channels for the role(s) {', '.join(_STEP_NEEDS[step])}",
+                found="none in var (names, channel, antigen)",
+                fix="Name them with channels={role: [...]} or leave the step out",
+            )
+        skipped.append({"step": step, "reason": reason})
+        logger.info("clean: step %s skipped: %s", step, reason)
+    gates = {s: gates[s] for s in run}
+    user = user_thresholds(thresholds, gates)
+
+    samples = sample_rows(adata, sample_key)
+    codes = np.zeros(adata.n_obs, dtype=np.int8)
+    records: list[dict] = []
+    accounting: list[dict] = []
+    for sample_id, rows in track(samples, description="cleaning samples"):
+        n = n_rows(rows)
+        result = gate_sample(
+            loader(raw, rows),
+            n,
+            gates,
+            cofactor=cofactor,
+            k=k_step,
+            min_delta=DEFAULT_MIN_DELTA,
+            method=method,
+            user=user.get(sample_id, user.get(None, {})),
+            max_fit_events=int(max_fit_events),
+        )
+        codes[rows] = result.codes
+        records.extend({"sample_id": sample_id, **r} for r in result.records)
+        counts = np.bincount(result.codes, minlength=len(QC_CATEGORIES))
+        row = {"sample_id": sample_id, "events_in": n}
+        row.update({step: int(counts[i + 1]) for i, step in enumerate(STEPS)})
+        row["events_out"] = int(counts[0])
+        row["pct_kept"] = 100.0 * counts[0] / n if n else float("nan")
+        accounting.append(row)
+        if n and counts[0] < 0.5 * n:
+            worst = STEPS[int(np.argmax(counts[1:]))]
+            warnings.warn(
+                f"sample {sample_id}: only {counts[0]} of {n} events kept "
+                f"({row['pct_kept']:.1f} %); step {worst} removed {counts[1:].max()}. "
+                "Check the gates with itme.pl.qc_gates.",
+                ItmeInputWarning,
+                stacklevel=2,
+            )
+
+    adata.obs["itme_qc"] = pd.Categorical.from_codes(codes, categories=list(QC_CATEGORIES))
+    acc = pd.DataFrame(accounting)
+    acc["sample_id"] = acc["sample_id"].astype(str)
+    thr = pd.DataFrame(records, columns=_THRESHOLD_COLUMNS)
+    thr["sample_id"] = thr["sample_id"].astype(str)
+    noted = thr[thr["note"] != ""]
+    if len(noted):
+        warnings.warn(
+            f"{len(noted)} gate(s) found two populations with most events on the side to "
+            "remove and were not cut there automatically: "
+            + "; ".join(f"{r.sample_id} {r.channel}: {r.note}" for r in noted.head(5).itertuples())
+            + ("; ..." if len(noted) > 5 else "")
+            + ". If those events should go, pass thresholds={role: (low, high)} "
+            "(see uns['qc']['thresholds'], column note, and itme.pl.qc_gates).",
+            ItmeInputWarning,
+            stacklevel=2,
+        )
+    adata.uns["qc"] = {
+        "thresholds": thr,
+        "accounting": acc,
+        "params": {
+            "steps": list(run),
+            "skipped": pd.DataFrame(skipped, columns=["step", "reason"]),
+            "channels": {r: [name for _, name in cs] for r, cs in roles.items()},
+            "method": method,
+            "k": {s: float(v) for s, v in k_step.items()},
+            "min_delta": {s: float(v) for s, v in DEFAULT_MIN_DELTA.items()},
+            "cofactor": float(cofactor),
+            "sample_key": sample_key,
+            "max_fit_events": int(max_fit_events),
+            "user_thresholds": thresholds is not None,
+        },
+    }
+    total = acc[list(STEPS)].sum()
+    logger.info(
+        "clean: %d of %d events kept (%.2f %%) in %d samples [%s] in %.2f s",
+        int(acc["events_out"].sum()),
+        adata.n_obs,
+        100.0 * acc["events_out"].sum() / max(adata.n_obs, 1),
+        len(acc),
+        ", ".join(f"{s} {int(total[s])}" for s in STEPS),
+        time.perf_counter() - start,
+    )
+    return adata if copy else None
+
+
+def apply_qc(adata: AnnData) -> AnnData:
+    """Return a new AnnData holding only the events :func:`clean` kept.
+
+    ``uns`` (with the accounting of what was removed) is carried over; when ``X`` and
+    ``layers["raw"]`` are one array they stay one array in the result.
+
+    Parameters
+    ----------
+    adata
+        Labelled by :func:`clean` (``obs["itme_qc"]``).
+
+    Returns
+    -------
+    A new AnnData of the ``kept`` events, with ``uns["qc"]["applied"] = True``. An
+    :class:`~itme.errors.ItmeExclusionWarning` says how many events were removed, by step.
+
+    Raises
+    ------
+    ItmeStateError
+        ``obs["itme_qc"]`` is missing (run :func:`clean` first).
+    """
+    if "itme_qc" not in adata.obs:
+        raise ItmeStateError("obs['itme_qc'] is missing: run itme.pp.clean before apply_qc")
+    labels = adata.obs["itme_qc"].astype(str).to_numpy()
+    keep = np.flatnonzero(labels == "kept")
+    removed = adata.n_obs - keep.size
+    if removed:
+        by_step = pd.Series(labels[labels != "kept"]).value_counts()
+        warnings.warn(
+            f"apply_qc removed {removed} of {adata.n_obs} events "
+            f"({100.0 * removed / adata.n_obs:.2f} %): "
+            + ", ".join(f"{s} {int(by_step.get(s, 0))}" for s in STEPS)
+            + ". Per-sample counts are in uns['qc']['accounting'].",
+            ItmeExclusionWarning,
+            stacklevel=2,
+        )
+    out = subset_events(adata, keep)
+    out.uns.setdefault("qc", {})
+    out.uns["qc"]["applied"] = True
+    logger.info("apply_qc: kept %d of %d events", keep.size, adata.n_obs)
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_steps(steps: Sequence[str] | None) -> list[str]:
+    if steps is None:
+        return list(STEPS)
+    if isinstance(steps, str):
+        steps = [steps]
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        raise ItmeParameterError("steps", f"a subset of {', '.join(STEPS)}", unknown)
+    return [s for s in STEPS if s in steps]
+
+
+def _per_step(name: str, value: float | Mapping[str, float] | None, default: dict) -> dict:
+    out = dict(default)
+    if value is None:
+        return out
+    if isinstance(value, Mapping):
+        unknown = [s for s in value if s not in STEPS]
+        if unknown:
+            raise ItmeParameterError(name, f"a mapping with keys among {', '.join(STEPS)}", unknown)
+        out.update({s: float(v) for s, v in value.items()})
+    else:
+        out = {s: float(value) for s in STEPS}
+    if any(not np.isfinite(v) or v <= 0 for v in out.values()):
+        raise ItmeParameterError(name, "positive numbers", value)
+    return out
+
+
+def _raw_matrix(adata: AnnData) -> np.ndarray:
+    if "raw" in adata.layers:
+        raw = adata.layers["raw"]
+    elif "arcsinh" in adata.uns:
+        raise ItmeStateError(
+            "X was transformed (uns['arcsinh']) and layers['raw'] is missing: clean gates on "
+            "raw ion counts. Keep layers['raw'] (itme.pp.arcsinh does)."
+        )
+    else:
+        raw = adata.X
+    if not isinstance(raw, np.ndarray):
+        raise ItmeInputError(
+            where="layers['raw']",
+            expected="a dense numpy array of ion counts",
+            found=type(raw).__name__,
+        )
+    return raw
+
+
+def _missing_reason(step: str, roles: dict) -> str:
+    if step == "bead" and "bead_distance" not in roles:
+        return "no Ce140 (bead) channel found"
+    return f"no channel found for {' / '.join(_STEP_NEEDS[step])}"

@@ -1,1 +1,5 @@
-"""HTML report and run provenance."""
+"""HTML report of a pipeline run (one self-contained page)."""
+
+from ._html import write_report
+
+__all__ = ["write_report"]

@@ -1,5 +1,365 @@
-"""Gene set enrichment with gseapy (the gseapy adapter)."""
+"""Gene set enrichment with gseapy (the only module that imports gseapy) and GMT reading.
+
+The MSigDB Hallmark collection v7.0 ships as package data (``itme/data/gene_sets``, CC BY 4.0;
+cite Liberzon et al., Cell Systems 2015 and MSigDB): ``gene_sets="hallmark"``.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import logging
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from itme._random import RngLike, draw_seed
+from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
+
+from ._counts import _is_ensembl
+
+__all__ = ["gsea", "read_gmt"]
+
+logger = logging.getLogger(__name__)
+
+HALLMARK_NAME = "MSigDB Hallmark v7.0 (h.all.v7.0.symbols.gmt)"
+GeneSets = str | Path | Mapping[str, Sequence[str]]
+
+
+def _hallmark_path() -> Path:
+    return Path(str(resources.files("itme") / "data" / "gene_sets" / "h.all.v7.0.symbols.gmt"))
+
+
+def read_gmt(path: str | Path) -> dict[str, list[str]]:
+    """Read a GMT file: one gene set per line, ``name<TAB>description<TAB>gene...``.
+
+    Empty lines are skipped; genes are stripped, empty fields dropped and repeats within a
+    set removed (first occurrence kept).
+
+    Parameters
+    ----------
+    path
+        The ``.gmt`` file (e.g. an MSigDB download).
+
+    Returns
+    -------
+    dict
+        Gene set name → list of gene symbols, in file order.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ItmeInputError(where=str(path), expected="an existing GMT file", found="no such file")
+    sets: dict[str, list[str]] = {}
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+            name = fields[0].strip()
+            genes = list(dict.fromkeys(g.strip() for g in fields[2:] if g.strip()))
+            if not name or not genes:
+                raise ItmeInputError(
+                    where=f"{path} line {number}",
+                    expected="set name, description and at least one gene, tab-separated",
+                    found=repr(line[:80]),
+                )
+            if name in sets:
+                raise ItmeInputError(
+                    where=f"{path} line {number}",
+                    expected="unique gene set names",
+                    found=f"{name!r} defined twice",
+                )
+            sets[name] = genes
+    if not sets:
+        raise ItmeInputError(where=str(path), expected="at least one gene set", found="none")
+    return sets
+
+
+def resolve_gene_sets(gene_sets: GeneSets) -> tuple[dict[str, list[str]], str]:
+    """Gene sets and a label for ``"hallmark"``, a GMT path, or a name → genes mapping."""
+    if isinstance(gene_sets, Mapping):
+        sets = {}
+        for name, genes in gene_sets.items():
+            if isinstance(genes, str) or not isinstance(genes, Sequence | set | frozenset):
+                raise ItmeParameterError(
+                    "gene_sets", "a mapping of set name → list of genes", type(genes).__name__
+                )
+            sets[str(name)] = list(dict.fromkeys(str(g) for g in genes))
+        if not sets:
+            raise ItmeParameterError("gene_sets", "at least one gene set", "an empty mapping")
+        return sets, "custom (dict)"
+    if isinstance(gene_sets, str) and gene_sets.lower() == "hallmark":
+        return read_gmt(_hallmark_path()), HALLMARK_NAME
+    if isinstance(gene_sets, str | Path):
+        path = Path(gene_sets)
+        if not path.is_file():
+            raise ItmeParameterError(
+                "gene_sets", "'hallmark', a path to an existing GMT file, or a dict", str(gene_sets)
+            )
+        return read_gmt(path), str(path)
+    raise ItmeParameterError("gene_sets", "'hallmark', a GMT path or a dict", gene_sets)
+
+
+def ranked_symbols(
+    results: pd.DataFrame, rank_by: str, *, by_index: bool = False
+) -> tuple[pd.Series, dict[str, float]]:
+    """Ranking statistic indexed by unique gene identifier, plus the accounting of drops.
+
+    With ``by_index=False`` identifiers are symbols from ``results["gene_name"]`` (or the
+    index without that column); a gene is *unmapped* when it has no symbol, or when its
+    "symbol" is an Ensembl id (what :func:`~itme.rna.read_counts` stores when the file had
+    no ``gene_name``). With ``by_index=True`` the index (e.g. Ensembl ids) is used as is.
+    Genes with a missing statistic are dropped. When several genes share an identifier,
+    the one with the largest absolute statistic is kept.
+    """
+    if rank_by not in results.columns:
+        raise ItmeParameterError(
+            "rank_by", f"a column of the results ({', '.join(map(str, results.columns))})", rank_by
+        )
+    values = pd.to_numeric(results[rank_by], errors="coerce")
+    if "gene_name" in results.columns and not by_index:
+        symbols = results["gene_name"].astype("string")
+        check_ensembl = True
+    else:
+        symbols = pd.Series(results.index.astype(str), index=results.index, dtype="string")
+        check_ensembl = False
+    symbols = symbols.str.strip()
+    empty = symbols.isna() | (symbols == "") | symbols.isin(["nan", "NA", "None"])
+    unmapped = empty.to_numpy()
+    if check_ensembl:
+        unmapped = unmapped | _is_ensembl(symbols.fillna(""))
+    missing = ~np.isfinite(values.to_numpy(dtype=float))
+    keep = ~unmapped & ~missing
+    frame = pd.DataFrame({"symbol": symbols[keep].to_numpy(), "value": values[keep].to_numpy()})
+    frame["abs"] = frame["value"].abs()
+    frame = frame.sort_values("abs", ascending=False, kind="mergesort")
+    n_dup = int(frame["symbol"].duplicated().sum())
+    frame = frame.drop_duplicates("symbol", keep="first")
+    ranking = frame.set_index("symbol")["value"].sort_values(ascending=False, kind="mergesort")
+    n = len(results)
+    accounting = {
+        "n_genes_in": n,
+        "n_unmapped": int(unmapped.sum()),
+        "unmapped_share": float(unmapped.sum() / n) if n else 0.0,
+        "n_missing_rank": int((missing & ~unmapped).sum()),
+        "n_duplicate_symbols": n_dup,
+        "n_genes_ranked": int(ranking.size),
+    }
+    return ranking, accounting
+
+
+def _threads(threads: int | None) -> int:
+    if threads is None:
+        return max(1, min(4, os.cpu_count() or 1))
+    if not isinstance(threads, int) or threads < 1:
+        raise ItmeParameterError("threads", "a positive integer or None", threads)
+    return threads
+
+
+def gsea(
+    results: pd.DataFrame,
+    *,
+    gene_sets: GeneSets = "hallmark",
+    rank_by: str = "stat",
+    permutations: int = 1000,
+    min_size: int = 15,
+    max_size: int = 500,
+    weight: float = 1.0,
+    threads: int | None = None,
+    rng: RngLike = None,
+) -> pd.DataFrame:
+    """Preranked GSEA (gseapy ``prerank``) of differential expression results.
+
+    Genes are ranked by ``rank_by`` (default the Wald statistic ``stat``, which carries both
+    sign and precision). Ensembl ids are mapped to symbols through ``results["gene_name"]``
+    (:func:`~itme.rna.read_counts` stores it); genes without a symbol are left out and their
+    share is reported (``attrs["unmapped_share"]`` and an
+    :class:`~itme.errors.ItmeExclusionWarning`). Symbols shared by several genes keep the
+    gene with the largest absolute statistic. When most members of the gene sets are
+    Ensembl ids, genes are matched on the results' index instead (no symbols needed). Gene sets are compared on the ranked genes
+    only; sets with fewer than ``min_size`` or more than ``max_size`` ranked members are
+    skipped, as in GSEA.
+
+    Parameters
+    ----------
+    results
+        Output of :func:`~itme.rna.differential_expression` (or any table with a
+        ``rank_by`` column and a ``gene_name`` column or symbols as index).
+    gene_sets
+        ``"hallmark"`` (MSigDB Hallmark v7.0, shipped), a path to a GMT file, or a dict of
+        set name → genes.
+    rank_by
+        Column used to rank the genes (descending).
+    permutations
+        Gene-set permutations for the nominal p-value and FDR (GSEA default 1000).
+    min_size
+        Smallest allowed number of ranked genes in a set.
+    max_size
+        Largest allowed number of ranked genes in a set.
+    weight
+        GSEA weighting exponent of the running sum (1 = classic weighted GSEA).
+    threads
+        gseapy worker threads (default: up to 4 CPUs). Results do not depend on it.
+    rng
+        Seed or Generator; the integer passed to gseapy is stored in ``attrs["seed"]``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per tested set, sorted by NES (descending): ``Term``, ``ES``, ``NES``,
+        ``pvalue`` (nominal), ``FDR`` (q-value), ``FWER``, ``set_size`` (members in the
+        collection), ``matched_size`` (members among the ranked genes), ``leading_edge``
+        (``;``-separated symbols) and ``n_leading_edge``. ``attrs`` holds ``seed``,
+        ``permutations``, ``gene_sets``, ``rank_by``, ``identifiers`` (``gene_name`` or
+        ``index``), ``n_genes_in``, ``n_unmapped``,
+        ``unmapped_share``, ``n_missing_rank``, ``n_duplicate_symbols``,
+        ``n_genes_ranked``, ``n_sets``, ``n_sets_skipped``, ``min_size``, ``max_size``,
+        ``weight``, ``gseapy_version`` and ``elapsed_seconds``.
+    """
+    t0 = time.perf_counter()
+    if not isinstance(results, pd.DataFrame):
+        raise ItmeParameterError("results", "a DataFrame of DE results", type(results).__name__)
+    if not isinstance(permutations, int) or permutations < 1:
+        raise ItmeParameterError("permutations", "a positive integer", permutations)
+    if not (isinstance(min_size, int) and isinstance(max_size, int) and 1 <= min_size <= max_size):
+        raise ItmeParameterError(
+            "min_size, max_size", "1 <= min_size <= max_size", (min_size, max_size)
+        )
+    n_threads = _threads(threads)
+    sets, label = resolve_gene_sets(gene_sets)
+    members = [g for genes in sets.values() for g in genes]
+    by_index = bool(members) and _is_ensembl(members).mean() > 0.5
+    ranking, acct = ranked_symbols(results, rank_by, by_index=by_index)
+    if acct["n_unmapped"] or acct["n_missing_rank"] or acct["n_duplicate_symbols"]:
+        warnings.warn(
+            f"gsea: of {acct['n_genes_in']} genes, {acct['n_unmapped']} "
+            f"({100 * acct['unmapped_share']:.1f}%) have no gene symbol, "
+            f"{acct['n_missing_rank']} have no {rank_by!r} value and "
+            f"{acct['n_duplicate_symbols']} repeat a symbol (largest |{rank_by}| kept); "
+            f"{acct['n_genes_ranked']} genes are ranked",
+            ItmeExclusionWarning,
+            stacklevel=2,
+        )
+    ranked = set(ranking.index)
+    overlap = {name: [g for g in genes if g in ranked] for name, genes in sets.items()}
+    sizes = {name: len(genes) for name, genes in overlap.items()}
+    if ranking.size < 2 or max(sizes.values()) == 0:
+        example = ", ".join(list(ranking.index[:3])) or "none"
+        set_example = ", ".join(next(iter(sets.values()))[:3])
+        raise ItmeInputError(
+            "no gene of any gene set is among the ranked genes",
+            where=f"gsea gene sets {label}",
+            expected="gene sets named with the same identifiers as the ranked genes",
+            found=f"{acct['n_genes_ranked']} ranked genes (e.g. {example}); set members e.g. {set_example}",
+            fix=(
+                "Rank by HGNC symbols: give the counts a gene_name column (read_counts) or pass "
+                "gene sets that use the same ids as the results"
+            ),
+        )
+    testable = [n for n, k in sizes.items() if min_size <= k <= max_size]
+    if not testable:
+        raise ItmeInputError(
+            "no gene set has an allowed number of ranked genes",
+            where=f"gsea gene sets {label}",
+            expected=f"between min_size={min_size} and max_size={max_size} ranked members",
+            found=f"at most {max(sizes.values())} ranked members in a set",
+            fix="Lower min_size, or rank more genes (check the gene symbols)",
+        )
+    seed = draw_seed(rng)
+    logger.info(
+        "gsea: %d genes ranked by %s, %d of %d sets testable, %d permutations, seed %d",
+        ranking.size,
+        rank_by,
+        len(testable),
+        len(sets),
+        permutations,
+        seed,
+    )
+    import gseapy
+
+    pre = gseapy.prerank(
+        rnk=ranking,
+        gene_sets={n: sets[n] for n in testable},
+        outdir=None,
+        no_plot=True,
+        min_size=min_size,
+        max_size=max_size,
+        permutation_num=permutations,
+        weight=weight,
+        threads=n_threads,
+        seed=seed,
+        verbose=False,
+    )
+    raw = pre.res2d
+    lead = raw["Lead_genes"].fillna("").astype(str)
+    out = pd.DataFrame(
+        {
+            "Term": raw["Term"].astype(str).to_numpy(),
+            "ES": raw["ES"].astype(float).to_numpy(),
+            "NES": raw["NES"].astype(float).to_numpy(),
+            "pvalue": raw["NOM p-val"].astype(float).to_numpy(),
+            "FDR": raw["FDR q-val"].astype(float).to_numpy(),
+            "FWER": raw["FWER p-val"].astype(float).to_numpy(),
+        }
+    )
+    out["set_size"] = [len(sets[t]) for t in out["Term"]]
+    out["matched_size"] = [sizes[t] for t in out["Term"]]
+    out["leading_edge"] = lead.to_numpy()
+    out["n_leading_edge"] = [len([g for g in s.split(";") if g]) for s in lead]
+    out = out.sort_values("NES", ascending=False, kind="mergesort").reset_index(drop=True)
+    elapsed = time.perf_counter() - t0
+    out.attrs = {
+        "seed": int(seed),
+        "permutations": int(permutations),
+        "gene_sets": label,
+        "rank_by": rank_by,
+        "identifiers": "index" if by_index else "gene_name",
+        **acct,
+        "n_sets": len(testable),
+        "n_sets_skipped": len(sets) - len(testable),
+        "min_size": int(min_size),
+        "max_size": int(max_size),
+        "weight": float(weight),
+        "gseapy_version": str(getattr(gseapy, "__version__", "unknown")),
+        "elapsed_seconds": round(elapsed, 3),
+    }
+    logger.info("gsea: %d sets at FDR < 0.05 (%.1f s)", int((out["FDR"] < 0.05).sum()), elapsed)
+    return out
+
+
+def ssgsea_scores(
+    expression: pd.DataFrame,
+    gene_sets: dict[str, list[str]],
+    *,
+    min_size: int,
+    max_size: int,
+    threads: int | None = None,
+) -> pd.DataFrame:
+    """gseapy single-sample GSEA: samples × sets of normalised scores (``NES``).
+
+    ``expression`` is genes (symbols, unique) × samples. ssGSEA ranks genes within each
+    sample and uses no permutations, so the result is deterministic.
+    """
+    import gseapy
+
+    res = gseapy.ssgsea(
+        data=expression,
+        gene_sets=gene_sets,
+        outdir=None,
+        sample_norm_method="rank",
+        min_size=min_size,
+        max_size=max_size,
+        permutation_num=0,
+        threads=_threads(threads),
+        no_plot=True,
+        verbose=False,
+    )
+    table = res.res2d
+    wide = table.pivot(index="Name", columns="Term", values="NES").astype(float)
+    wide.index = pd.Index(wide.index.astype(str), name=None)
+    wide.columns = pd.Index(wide.columns.astype(str), name=None)
+    return wide

@@ -1,7 +1,10 @@
 """Statistics across patient groups: comparisons, clinical table, survival, correlations, cytokines."""
 
-from ._clinical import *  # noqa: F403  (explicit imports once all modules exist)
-from ._correlation import *  # noqa: F403  (explicit imports once all modules exist)
-from ._cytokines import *  # noqa: F403  (explicit imports once all modules exist)
-from ._groups import *  # noqa: F403  (explicit imports once all modules exist)
-from ._survival import *  # noqa: F403  (explicit imports once all modules exist)
+from . import _clinical, _correlation, _cytokines, _groups, _survival
+from ._clinical import *  # noqa: F403
+from ._correlation import *  # noqa: F403
+from ._cytokines import *  # noqa: F403
+from ._groups import *  # noqa: F403
+from ._survival import *  # noqa: F403
+
+__all__ = [*_clinical.__all__, *_correlation.__all__, *_cytokines.__all__, *_groups.__all__, *_survival.__all__]

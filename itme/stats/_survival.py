@@ -1,5 +1,484 @@
-"""Kaplan-Meier, log-rank and Cox models (the lifelines adapter)."""
+"""Kaplan–Meier, log-rank and Cox models: the lifelines adapter.
+
+Survival data come from the clinical table as ``<endpoint>_months`` + ``<endpoint>_event``
+(1 = event, 0 = censored; DESIGN.md §2), groups from the patients AnnData (``obs``) or the
+clinical table, joined by ``patient_id`` with mismatches reported by id. Patients with a
+missing time, event or group are excluded and reported (ItmeExclusionWarning).
+
+Conventions follow R's ``survival`` package, which survival papers quote: Kaplan–Meier
+medians with the ``log`` confidence band (``survfit``'s default; ``conf_type="log-log"`` gives
+lifelines'/SAS's band), Efron ties in the Cox model (lifelines' and ``coxph``'s default).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..core.survival import CONF_TYPES, confidence_band, greenwood_sigma, n_at_risk, quantile_time
+from ..errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError, ItmeStatisticsWarning
+from ._data import PATIENT, _natural_key, fmt_ids, group_labels, lookup, padjust
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+__all__ = ["cox_ph", "kaplan_meier", "logrank_test"]
+
+logger = logging.getLogger(__name__)
+
+
+def survival_frame(
+    data: Any,
+    *,
+    endpoint: str,
+    clinical: pd.DataFrame | None,
+    groupby: str | None = None,
+    groups: Sequence[str] | None = None,
+    covariates: Sequence[str] = (),
+    what: str = "survival",
+) -> pd.DataFrame:
+    """One row per patient: ``duration``, ``event``, ``group`` (if asked) and covariates."""
+    time_col, event_col = f"{endpoint}_months", f"{endpoint}_event"
+    cols = [time_col, event_col, *([groupby] if groupby else []), *covariates]
+    frame = lookup(
+        data, cols, clinical=clinical, what=what, param="endpoint, groupby or covariates"
+    )
+    if groupby:
+        per = frame.groupby(PATIENT, observed=True)[groupby].nunique()
+        if (per > 1).any():
+            raise ItmeInputError(
+                where=f"{what}, {groupby}",
+                expected="one group per patient",
+                found=f"several for {fmt_ids(per.index[per > 1])}",
+                fix="Keep one sample per patient for survival analyses.",
+            )
+    frame = frame.drop_duplicates(PATIENT).set_index(PATIENT)
+    duration = pd.to_numeric(frame[time_col], errors="coerce")
+    bad = frame.index[frame[time_col].notna() & (duration.isna() | (duration < 0))]
+    if len(bad):
+        raise ItmeInputError(
+            where=f"column {time_col}",
+            expected="non-negative numbers",
+            found=f"{fmt_ids([f'{p}: {frame.loc[p, time_col]}' for p in bad])}",
+        )
+    event = pd.to_numeric(frame[event_col], errors="coerce")
+    bad = frame.index[frame[event_col].notna() & ~event.isin([0, 1])]
+    if len(bad):
+        raise ItmeInputError(
+            where=f"column {event_col}",
+            expected="1 (event) or 0 (censored)",
+            found=f"{fmt_ids([f'{p}: {frame.loc[p, event_col]}' for p in bad])}",
+        )
+    out = pd.DataFrame({"duration": duration.astype(float), "event": event}, index=frame.index)
+    for c in covariates:
+        out[c] = frame[c]
+    incomplete = out.index[out.isna().any(axis=1)]
+    if len(incomplete):
+        reasons = [
+            f"{p} ({', '.join(c for c in out.columns if pd.isna(out.loc[p, c]))})"
+            for p in incomplete
+        ]
+        warnings.warn(
+            f"{what}: {len(incomplete)} patient(s) with missing values excluded: {fmt_ids(reasons)}",
+            ItmeExclusionWarning,
+            stacklevel=3,
+        )
+        out = out.drop(index=incomplete)
+    out["event"] = out["event"].astype(int)
+    if groupby:
+        labels = group_labels(frame.loc[out.index], groupby, groups=groups, min_size=1, what=what)
+        out = out.loc[labels.index]
+        out["group"] = labels
+    if len(out) == 0:
+        raise ItmeInputError(where=what, expected="patients with survival data", found="none")
+    return out
+
+
+def km_curve(
+    duration: np.ndarray, event: np.ndarray, *, conf_type: str = "log", conf_level: float = 0.95
+) -> pd.DataFrame:
+    """Kaplan–Meier curve (lifelines) with R-style confidence band, one row per distinct time."""
+    from lifelines import KaplanMeierFitter
+
+    kmf = KaplanMeierFitter().fit(duration, event_observed=event)
+    et = kmf.event_table
+    times = et.index.to_numpy(dtype=float)
+    surv = kmf.survival_function_.reindex(et.index).iloc[:, 0].to_numpy(dtype=float)
+    n_risk, n_event = et["at_risk"].to_numpy(), et["observed"].to_numpy()
+    sigma = greenwood_sigma(n_risk, n_event)
+    lower, upper = confidence_band(surv, sigma, conf_type=conf_type, level=conf_level)
+    return pd.DataFrame(
+        {
+            "time": times,
+            "n_risk": n_risk,
+            "n_event": n_event,
+            "n_censor": et["censored"].to_numpy(),
+            "surv": surv,
+            "lower": lower,
+            "upper": upper,
+        }
+    )
+
+
+def _check_conf(conf_type: str, conf_level: float) -> None:
+    if conf_type not in CONF_TYPES:
+        raise ItmeParameterError("conf_type", CONF_TYPES, conf_type)
+    if not 0 < conf_level < 1:
+        raise ItmeParameterError("conf_level", "a number between 0 and 1", conf_level)
+
+
+def kaplan_meier(
+    data: AnnData | pd.DataFrame,
+    *,
+    endpoint: str = "os",
+    groupby: str | None = None,
+    clinical: pd.DataFrame | None = None,
+    groups: Sequence[str] | None = None,
+    times: Sequence[float] | None = None,
+    conf_type: str = "log",
+    conf_level: float = 0.95,
+) -> pd.DataFrame:
+    """Kaplan–Meier median survival per group with its confidence interval and numbers at risk.
+
+    Parameters
+    ----------
+    data
+        Patients AnnData (groups in ``obs``) or the clinical DataFrame.
+    endpoint
+        Uses columns ``<endpoint>_months`` and ``<endpoint>_event`` (e.g. ``"os"``, ``"pfs"``).
+    groupby
+        Group column (``obs`` or clinical), e.g. ``"itme_cluster"``; ``None``: all patients.
+    clinical
+        Clinical table when ``data`` is the patients AnnData; mismatches reported by id.
+    groups
+        Groups in this order (others excluded and reported).
+    times
+        Times (months) at which to report the numbers at risk (columns ``n_risk_<t>``).
+    conf_type
+        ``"log"`` (R ``survfit`` default), ``"log-log"`` (lifelines, SAS, Stata) or ``"plain"``.
+    conf_level
+        Confidence level of the band and of the median's interval.
+
+    Returns
+    -------
+    DataFrame, one row per group: ``group``, ``n``, ``events``, ``median``, ``lower``,
+    ``upper`` (the median's confidence limits, where the band crosses 0.5, NaN when it
+    does not), ``conf_level``, ``conf_type``, and ``n_risk_<t>`` for each of ``times``.
+    """
+    _check_conf(conf_type, conf_level)
+    frame = survival_frame(
+        data,
+        endpoint=endpoint,
+        clinical=clinical,
+        groupby=groupby,
+        groups=groups,
+        what="kaplan_meier",
+    )
+    parts = (
+        [(str(g), frame[frame["group"] == g]) for g in frame["group"].cat.categories]
+        if groupby
+        else [("all", frame)]
+    )
+    rows = []
+    for name, part in parts:
+        curve = km_curve(
+            part["duration"].to_numpy(),
+            part["event"].to_numpy(),
+            conf_type=conf_type,
+            conf_level=conf_level,
+        )
+        row = {
+            "group": name,
+            "n": len(part),
+            "events": int(part["event"].sum()),
+            "median": quantile_time(curve["time"], curve["surv"]),
+            "lower": quantile_time(curve["time"], curve["lower"]),
+            "upper": quantile_time(curve["time"], curve["upper"]),
+            "conf_level": conf_level,
+            "conf_type": conf_type,
+        }
+        if times is not None:
+            risk = n_at_risk(part["duration"].to_numpy(), np.asarray(times, dtype=float))
+            row.update({f"n_risk_{t:g}": int(r) for t, r in zip(times, risk, strict=True)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def logrank_test(
+    data: AnnData | pd.DataFrame,
+    *,
+    endpoint: str = "os",
+    groupby: str = "itme_cluster",
+    clinical: pd.DataFrame | None = None,
+    groups: Sequence[str] | None = None,
+    pairwise: bool = False,
+    fdr: str = "bh",
+) -> pd.DataFrame:
+    """Log-rank test across groups (lifelines), optionally every pair with an FDR adjustment.
+
+    Parameters
+    ----------
+    data
+        Patients AnnData (groups in ``obs``) or the clinical DataFrame.
+    endpoint
+        Uses ``<endpoint>_months`` and ``<endpoint>_event``.
+    groupby
+        Group column (``obs`` or clinical).
+    clinical
+        Clinical table when ``data`` is the patients AnnData; mismatches reported by id.
+    groups
+        Groups to compare (others excluded and reported).
+    pairwise
+        Also test every pair of groups.
+    fdr
+        Adjustment of the pairwise p-values: ``"bh"``, ``"by"``, ``"holm"``, ``"bonferroni"``, ``"none"``.
+
+    Returns
+    -------
+    DataFrame: first row ``comparison == "all"`` (the k-group test: ``statistic`` chi-square,
+    ``df``, ``pvalue``), then one row per pair ``"a vs b"`` when ``pairwise``; ``padj`` is
+    the adjusted pairwise p-value (NaN on the overall row).
+    """
+    from lifelines.statistics import multivariate_logrank_test, pairwise_logrank_test
+
+    frame = survival_frame(
+        data,
+        endpoint=endpoint,
+        clinical=clinical,
+        groupby=groupby,
+        groups=groups,
+        what="logrank_test",
+    )
+    cats = [str(c) for c in frame["group"].cat.categories]
+    if len(cats) < 2:
+        raise ItmeInputError(
+            where=f"logrank_test, groupby={groupby!r}",
+            expected="at least two groups",
+            found=fmt_ids(cats) or "none",
+        )
+    g = frame["group"].astype(str).to_numpy()
+    res = multivariate_logrank_test(frame["duration"], g, frame["event"])
+    rows = [
+        {
+            "comparison": "all",
+            "statistic": float(res.test_statistic),
+            "df": int(res.degrees_of_freedom),
+            "pvalue": float(res.p_value),
+        }
+    ]
+    if pairwise:
+        pw = pairwise_logrank_test(frame["duration"], g, frame["event"]).summary
+        for (a, b), r in pw.iterrows():
+            a, b = sorted((str(a), str(b)), key=cats.index)
+            rows.append(
+                {
+                    "comparison": f"{a} vs {b}",
+                    "statistic": float(r["test_statistic"]),
+                    "df": 1,
+                    "pvalue": float(r["p"]),
+                }
+            )
+    out = pd.DataFrame(rows)
+    padj = np.full(len(out), np.nan)
+    padj[1:] = padjust(out["pvalue"].to_numpy()[1:], fdr)
+    out["padj"] = padj
+    return out
+
+
+def _design(
+    frame: pd.DataFrame,
+    covariates: Sequence[str],
+    categorical: set[str],
+    reference: Mapping[str, str],
+) -> tuple[pd.DataFrame, list[dict]]:
+    """Numeric design matrix with treatment (dummy) coding against each reference level."""
+    columns, terms = {}, []
+    for cov in covariates:
+        col = frame[cov]
+        if cov in categorical or not pd.api.types.is_numeric_dtype(col):
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                levels = [str(v) for v in col.cat.categories if (col == v).any()]
+            else:
+                levels = sorted({str(v) for v in col}, key=_natural_key)
+            text = col.astype(str)
+            ref = str(reference.get(cov, levels[0]))
+            if ref not in levels:
+                raise ItmeParameterError(f"reference[{cov}]", levels, ref)
+            if len(levels) < 2:
+                raise ItmeInputError(
+                    where=f"cox_ph covariate {cov}",
+                    expected="at least two levels",
+                    found=fmt_ids(levels),
+                )
+            for level in levels:
+                if level == ref:
+                    continue
+                name = f"{cov}[{level}]"
+                columns[name] = (text == level).astype(float).to_numpy()
+                terms.append(
+                    {
+                        "term": f"{cov}: {level} vs {ref}",
+                        "column": name,
+                        "covariate": cov,
+                        "level": level,
+                        "reference": ref,
+                    }
+                )
+        else:
+            values = col.astype(float)
+            if values.nunique() < 2:
+                raise ItmeInputError(
+                    where=f"cox_ph covariate {cov}",
+                    expected="a varying value",
+                    found=f"constant {values.iloc[0]!r}",
+                )
+            columns[cov] = values.to_numpy()
+            terms.append(
+                {"term": cov, "column": cov, "covariate": cov, "level": "", "reference": ""}
+            )
+    return pd.DataFrame(columns, index=frame.index), terms
+
+
+def cox_ph(
+    data: AnnData | pd.DataFrame,
+    *,
+    covariates: Sequence[str],
+    endpoint: str = "os",
+    clinical: pd.DataFrame | None = None,
+    categorical: Sequence[str] | None = None,
+    reference: Mapping[str, str] | None = None,
+    ph_test: bool = True,
+    conf_level: float = 0.95,
+    penalizer: float = 0.0,
+) -> pd.DataFrame:
+    """Cox proportional-hazards model (lifelines, Efron ties) with categorical reference levels.
+
+    Categorical covariates (text, or listed in ``categorical`` / ``reference``) are coded
+    against a reference level, as in paper 001's Table 2 ("Line of therapy: 2L vs 1L").
+    Patients with a missing value are excluded and reported (complete cases). The
+    proportional-hazards assumption is checked per term with the scaled Schoenfeld residual
+    test (lifelines ``proportional_hazard_test``, rank-transformed time); terms with
+    ``ph_pvalue < 0.05`` raise an ItmeStatisticsWarning.
+
+    Parameters
+    ----------
+    data
+        Patients AnnData (covariates such as ``itme_cluster`` in ``obs``) or the clinical
+        DataFrame.
+    covariates
+        Covariate columns (``obs`` or clinical).
+    endpoint
+        Uses ``<endpoint>_months`` and ``<endpoint>_event``.
+    clinical
+        Clinical table when ``data`` is the patients AnnData; mismatches reported by id.
+    categorical
+        Numeric covariates to treat as categorical (e.g. a cluster number).
+    reference
+        Reference level per categorical covariate (default: the first level, in categorical
+        order or natural sort order).
+    ph_test
+        Add the proportional-hazards test columns.
+    conf_level
+        Confidence level of the hazard-ratio intervals.
+    penalizer
+        L2 penalty passed to lifelines (0: the plain partial likelihood, as R ``coxph``).
+
+    Returns
+    -------
+    DataFrame, one row per model term: ``term``, ``covariate``, ``level``, ``reference``,
+    ``coef``, ``HR``, ``lower``, ``upper`` (HR confidence limits), ``se``, ``z``, ``pvalue``,
+    ``ph_statistic``, ``ph_pvalue`` (when ``ph_test``), ``n``, ``events``.
+    """
+    from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceError
+
+    _check_conf("log", conf_level)
+    covariates = list(covariates)
+    if not covariates:
+        raise ItmeParameterError("covariates", "at least one covariate", covariates)
+    reference = dict(reference or {})
+    categorical_set = set(categorical or []) | set(reference)
+    frame = survival_frame(
+        data, endpoint=endpoint, clinical=clinical, covariates=covariates, what="cox_ph"
+    )
+    design, terms = _design(frame, covariates, categorical_set, reference)
+    events = int(frame["event"].sum())
+    if events < 10 * len(terms):
+        warnings.warn(
+            f"cox_ph: {events} events for {len(terms)} terms (fewer than 10 per term); "
+            "estimates may be unstable",
+            ItmeStatisticsWarning,
+            stacklevel=2,
+        )
+    fit_df = design.assign(duration=frame["duration"].to_numpy(), event=frame["event"].to_numpy())
+    cph = CoxPHFitter(alpha=1 - conf_level, penalizer=penalizer)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cph.fit(fit_df, duration_col="duration", event_col="event")
+    except (ConvergenceError, np.linalg.LinAlgError) as err:
+        raise ItmeInputError(
+            where="cox_ph",
+            expected="a model that converges",
+            found=str(err).splitlines()[0][:200],
+            fix="Use fewer covariates, merge sparse levels, or set penalizer > 0.",
+        ) from err
+    for w in caught:
+        if issubclass(w.category, RuntimeWarning | UserWarning):
+            warnings.warn(
+                f"cox_ph: lifelines: {str(w.message).strip().splitlines()[0][:300]}",
+                ItmeStatisticsWarning,
+                stacklevel=2,
+            )
+    s = cph.summary
+    lo_col = [c for c in s.columns if c.startswith("exp(coef) lower")][0]
+    hi_col = [c for c in s.columns if c.startswith("exp(coef) upper")][0]
+    rows = []
+    for t in terms:
+        r = s.loc[t["column"]]
+        rows.append(
+            {
+                "term": t["term"],
+                "covariate": t["covariate"],
+                "level": t["level"],
+                "reference": t["reference"],
+                "coef": float(r["coef"]),
+                "HR": float(r["exp(coef)"]),
+                "lower": float(r[lo_col]),
+                "upper": float(r[hi_col]),
+                "se": float(r["se(coef)"]),
+                "z": float(r["z"]),
+                "pvalue": float(r["p"]),
+            }
+        )
+    out = pd.DataFrame(rows)
+    if ph_test:
+        from lifelines.statistics import proportional_hazard_test
+
+        ph = proportional_hazard_test(cph, fit_df, time_transform="rank").summary
+        out["ph_statistic"] = [float(ph.loc[t["column"], "test_statistic"]) for t in terms]
+        out["ph_pvalue"] = [float(ph.loc[t["column"], "p"]) for t in terms]
+        flagged = out.loc[out["ph_pvalue"] < 0.05, "term"].tolist()
+        if flagged:
+            warnings.warn(
+                f"cox_ph: proportional-hazards assumption doubtful (Schoenfeld test "
+                f"p < 0.05) for {fmt_ids(flagged)}",
+                ItmeStatisticsWarning,
+                stacklevel=2,
+            )
+    out["n"] = len(frame)
+    out["events"] = events
+    logger.info(
+        "cox_ph: %s on %s, n=%d, %d events, concordance %.3f",
+        endpoint,
+        ", ".join(covariates),
+        len(frame),
+        events,
+        cph.concordance_index_,
+    )
+    return out

@@ -2,4 +2,221 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from itme.core.phenotypes import PhenotypeTable, load_phenotypes, parse_phenotypes
+from itme.errors import (
+    ItmeExclusionWarning,
+    ItmeParameterError,
+    ItmeStateError,
+    ItmeStatisticsWarning,
+)
+
+__all__ = ["abundance"]
+
+logger = logging.getLogger(__name__)
+
+# per-event columns written by itme itself: never sample-sheet columns
+_CELL_COLUMNS = {"itme_qc", "som_node", "metacluster", "subset"}
+
+
+def _table(
+    adata: AnnData, groupby: str, phenotypes: str | Path | PhenotypeTable | None
+) -> PhenotypeTable | None:
+    if phenotypes is not None:
+        return load_phenotypes(phenotypes)
+    text = (
+        adata.uns.get(groupby, {}).get("phenotypes")
+        if isinstance(adata.uns.get(groupby), dict)
+        else None
+    )
+    if text:
+        return parse_phenotypes(str(text), source=f'uns["{groupby}"]["phenotypes"]')
+    return None
+
+
+def _sample_sheet(
+    obs: pd.DataFrame, sample_key: str, groupby: str, samples: pd.Index
+) -> pd.DataFrame:
+    """Columns of obs that are constant within every sample (the sample-sheet columns)."""
+    out = pd.DataFrame(index=samples)
+    skip = _CELL_COLUMNS | {groupby, sample_key}
+    grouped = obs.groupby(sample_key, observed=True)
+    for col in obs.columns:
+        if (
+            col in skip
+            or col.endswith("_subsample")
+            or col.endswith("_som_node")
+            or col.endswith("_metacluster")
+        ):
+            continue
+        if not isinstance(obs[col].dtype, pd.CategoricalDtype) and obs[col].dtype != object:
+            continue
+        if (grouped[col].nunique(dropna=False) > 1).any():
+            continue
+        values = grouped[col].first()
+        if isinstance(obs[col].dtype, pd.CategoricalDtype):
+            values = values.astype(str)
+        out[col] = pd.Categorical(values.reindex(samples).astype(str).to_numpy())
+    return out
+
+
+def _derived(
+    counts: pd.DataFrame, totals: pd.Series, table: PhenotypeTable
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def events(term_list: tuple[str, ...]) -> pd.Series:
+        names: list[str] = []
+        for term in term_list:
+            names += [n for n in table.expand(term) if n not in names]
+        present = [n for n in names if n in counts.columns]
+        return counts[present].sum(axis=1).astype(float)
+
+    values = {}
+    rows = []
+    nan_notes: list[str] = []
+    for feat in table.derived:
+        if feat.kind == "sum":
+            num = events(feat.terms)
+            den = events(feat.of) if feat.of else totals.astype(float)
+            value = num / den.where(den > 0) * 100.0
+            unit = f"% of {' + '.join(feat.of)}" if feat.of else "% of CD45+ events"
+        else:
+            num, den = events(feat.terms[:1]), events(feat.terms[1:])
+            value = num / den.where(den > 0)
+            unit = "ratio of events"
+        empty = value.index[value.isna()]
+        if len(empty):
+            nan_notes.append(f"{feat.name} ({', '.join(map(str, empty[:10]))})")
+        values[feat.name] = value
+        rows.append(
+            (
+                feat.name,
+                feat.kind,
+                "; ".join(feat.terms),
+                "; ".join(feat.of),
+                unit,
+                feat.description,
+            )
+        )
+    if nan_notes:
+        warnings.warn(
+            "derived features set to NaN where their denominator has no events: "
+            + "; ".join(nan_notes),
+            ItmeStatisticsWarning,
+            stacklevel=3,
+        )
+    defs = pd.DataFrame(rows, columns=["feature", "kind", "terms", "of", "unit", "description"])
+    return pd.DataFrame(values, index=counts.index), defs
+
+
+def abundance(
+    adata: AnnData,
+    *,
+    groupby: str = "subset",
+    sample_key: str = "sample_id",
+    phenotypes: str | Path | PhenotypeTable | None = None,
+) -> AnnData:
+    """Samples × subsets table: event counts and % of CD45+ events, plus derived features.
+
+    Every event of a sample counts in its denominator, whatever its label (non-lymphoid
+    groups and ``"unassigned"`` included), so ``X`` rows sum to 100. When ``obs["itme_qc"]``
+    exists only ``kept`` events count; the others are excluded with a warning. Derived
+    features (total T cells, CD4:CD8 ratio, naive/memory compartments, ...) come from the
+    ``derived`` section of the phenotype table.
+
+    Parameters
+    ----------
+    adata
+        Events with labels in ``obs[groupby]`` and samples in ``obs[sample_key]``.
+    groupby
+        ``obs`` column of the labels (``"subset"`` after ``tl.annotate``; ``"metacluster"``
+        works too, without derived features).
+    sample_key
+        ``obs`` column of the sample of each event.
+    phenotypes
+        Phenotype table for the derived features; default the table stored by
+        ``tl.annotate`` in ``uns[groupby]["phenotypes"]`` (none: no derived features).
+
+    Returns
+    -------
+    AnnData
+        New AnnData, samples × labels: ``X`` (float64 % of the sample's events),
+        ``layers["counts"]`` (int64 events), ``obs_names`` = sample ids, ``obs`` = the
+        sample-sheet columns (constant within each sample) and ``n_events``,
+        ``var["lineage"]`` (from the table; ``""`` when unknown), ``obsm["derived"]``
+        (DataFrame of the derived features), ``uns["abundance"]``: ``groupby``,
+        ``sample_key``, ``derived`` (definitions: ``feature, kind, terms, of, unit,
+        description``), ``excluded_samples``, ``excluded_events``.
+    """
+    for key, name in ((groupby, "groupby"), (sample_key, "sample_key")):
+        if key not in adata.obs:
+            if name == "groupby":
+                raise ItmeStateError(
+                    f'obs["{groupby}"] does not exist: run itme.tl.annotate (or tl.flowsom) first.'
+                )
+            raise ItmeParameterError(name, f"a column of obs {list(adata.obs.columns)}", key)
+    obs = adata.obs
+    keep = np.ones(adata.n_obs, dtype=bool)
+    excluded_events = 0
+    if "itme_qc" in obs:
+        keep = (obs["itme_qc"] == "kept").to_numpy()
+        excluded_events = int((~keep).sum())
+        if excluded_events:
+            warnings.warn(
+                f'abundance: {excluded_events} events not kept by pp.clean (obs["itme_qc"] != '
+                '"kept") are excluded from counts and denominators.',
+                ItmeExclusionWarning,
+                stacklevel=2,
+            )
+    labels = pd.Categorical(obs[groupby])
+    samples = pd.Categorical(obs[sample_key])
+    if (samples.codes[keep] < 0).any():
+        raise ItmeStateError(f'obs["{sample_key}"] has missing values; every event needs a sample.')
+    if (labels.codes[keep] < 0).any():
+        raise ItmeStateError(f'obs["{groupby}"] has missing values; label every event first.')
+    counts = np.zeros((len(samples.categories), len(labels.categories)), dtype=np.int64)
+    np.add.at(counts, (samples.codes[keep], labels.codes[keep]), 1)
+    sample_names = pd.Index([str(s) for s in samples.categories], name=None)
+    counts_df = pd.DataFrame(
+        counts, index=sample_names, columns=[str(c) for c in labels.categories]
+    )
+    totals = counts_df.sum(axis=1)
+    empty = totals.index[totals == 0]
+    if len(empty):
+        warnings.warn(
+            f"abundance: {len(empty)} sample(s) without events are excluded: "
+            f"{', '.join(map(str, empty))}.",
+            ItmeExclusionWarning,
+            stacklevel=2,
+        )
+        counts_df, totals = counts_df.loc[totals > 0], totals[totals > 0]
+
+    table = _table(adata, groupby, phenotypes)
+    sheet = _sample_sheet(obs.loc[keep], sample_key, groupby, counts_df.index)
+    sheet["n_events"] = totals.to_numpy().astype(np.int64)
+    pct = counts_df.to_numpy(float) / totals.to_numpy(float)[:, None] * 100.0
+    out = AnnData(X=pct, obs=sheet, var=pd.DataFrame(index=counts_df.columns.copy()))
+    out.layers["counts"] = counts_df.to_numpy()
+    out.var["lineage"] = [table.lineage_of(c) if table is not None else "" for c in out.var_names]
+    if table is not None and table.derived:
+        derived, defs = _derived(counts_df, totals, table)
+    else:
+        derived = pd.DataFrame(index=counts_df.index)
+        defs = pd.DataFrame(columns=["feature", "kind", "terms", "of", "unit", "description"])
+    derived.index = out.obs_names
+    out.obsm["derived"] = derived
+    out.uns["abundance"] = {
+        "groupby": groupby,
+        "sample_key": sample_key,
+        "derived": defs,
+        "excluded_samples": np.array([str(s) for s in empty], dtype=object),
+        "excluded_events": excluded_events,
+    }
+    logger.info("abundance: %d samples x %d %s", out.n_obs, out.n_vars, groupby)
+    return out

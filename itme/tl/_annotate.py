@@ -2,4 +2,243 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import logging
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from itme.core.annotation import UNASSIGNED, assign_clusters, auto_thresholds
+from itme.core.codebook import group_medians
+from itme.core.phenotypes import PhenotypeTable, load_phenotypes
+from itme.errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
+from itme.tl._inputs import check_markers, markers_of_class, matrix
+
+__all__ = ["annotate", "cluster_phenotypes"]
+
+logger = logging.getLogger(__name__)
+
+
+def _groups(adata: AnnData, groupby: str) -> pd.Categorical:
+    if groupby not in adata.obs:
+        raise ItmeStateError(
+            f'obs["{groupby}"] does not exist: run itme.tl.flowsom first (it writes '
+            'obs["metacluster"] and obs["som_node"]), or pass groupby= an existing obs column.'
+        )
+    return pd.Categorical(adata.obs[groupby])
+
+
+def cluster_phenotypes(
+    adata: AnnData,
+    *,
+    groupby: str = "metacluster",
+    markers: Sequence[str] | None = None,
+    layer: str | None = None,
+) -> pd.DataFrame:
+    """Median of each marker in each cluster (the ``cluster_phenotypes`` table).
+
+    Parameters
+    ----------
+    adata
+        Events × channels (arcsinh scale).
+    groupby
+        ``obs`` column of the clusters (or subsets).
+    markers
+        Markers to summarise; default the ``type`` and ``state`` markers (all channels when
+        ``var["marker_class"]`` is absent).
+    layer
+        Layer to summarise; ``None`` uses ``X``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Clusters × markers medians (index: cluster names as strings, in category order;
+        NaN rows for empty clusters).
+    """
+    groups = _groups(adata, groupby)
+    marker_list = (
+        markers_of_class(adata, ("type", "state"))
+        if markers is None
+        else check_markers(adata, markers)
+    )
+    cols = adata.var_names.get_indexer(marker_list)
+    med = group_medians(matrix(adata, layer), groups.codes, len(groups.categories), columns=cols)
+    return pd.DataFrame(
+        med, index=pd.Index([str(c) for c in groups.categories], name=groupby), columns=marker_list
+    )
+
+
+def _thresholds(
+    medians: pd.DataFrame, table: PhenotypeTable | None, given: Mapping[str, float] | None
+) -> pd.DataFrame:
+    thr = auto_thresholds(medians.dropna(how="all"))
+    sources = [("table", table.thresholds if table is not None else {}), ("given", given or {})]
+    for method, values in sources:
+        for marker, value in values.items():
+            if marker in thr.index:
+                thr.loc[marker] = (float(value), method)
+    return thr
+
+
+def annotate(
+    adata: AnnData,
+    *,
+    phenotypes: str | Path | PhenotypeTable | None,
+    groupby: str = "metacluster",
+    mapping: Mapping[str, str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    min_score: float = 0.8,
+    min_lineage_score: float = 1.0,
+    layer: str | None = None,
+    key_added: str = "subset",
+    copy: bool = False,
+) -> AnnData | None:
+    """Name clusters as immune subsets from a hierarchical hi/lo marker table.
+
+    Each cluster's median of every rule marker is compared with the marker's threshold
+    (automatic, from the table, or given); the cluster gets the lineage whose rules all hold
+    and, within it, the subset satisfying the largest fraction of its rules (at least
+    ``min_score``), else the lineage's ``other`` name or ``"unassigned"``. A manual
+    ``mapping`` (cluster → name) overrides the table for the clusters it lists, for users
+    who curate by hand. Details in ``docs/clustering.md``.
+
+    Parameters
+    ----------
+    adata
+        Events × channels (arcsinh scale) with clusters in ``obs[groupby]``.
+    phenotypes
+        Phenotype table: a built-in name (``"lymphoid_visram2021"``), a YAML path or a
+        :class:`~itme.core.phenotypes.PhenotypeTable`. ``None``: only ``mapping`` names clusters.
+    groupby
+        ``obs`` column of the clusters (``"metacluster"``, ``"som_node"``, ...).
+    mapping
+        Cluster → subset name, overriding the table for the clusters listed.
+    thresholds
+        Marker → threshold (arcsinh scale), overriding the table's and the automatic ones.
+    min_score
+        Smallest fraction of a subset's own rules a cluster must satisfy to get its name.
+    min_lineage_score
+        Smallest fraction of a lineage's rules a cluster must satisfy (1: all).
+    layer
+        Layer used for the medians; ``None`` uses ``X``.
+    key_added
+        ``obs`` and ``uns`` key of the result.
+    copy
+        Return a modified copy instead of modifying ``adata``.
+
+    Returns
+    -------
+    AnnData or None
+        The copy when ``copy=True``, else ``None``. Writes ``obs[key_added]`` (categorical
+        subset name, ``"unassigned"`` when nothing fits; categories are every name of the
+        table, so absent subsets count as 0 in ``tl.abundance``) and ``uns[key_added]``:
+        ``clusters`` (DataFrame per cluster: ``subset, lineage, score, lineage_score,
+        subset_score, margin, failed, method, n_events``), ``medians`` (clusters × markers,
+        the cluster phenotype table), ``thresholds`` (DataFrame ``marker, threshold, method``),
+        ``phenotypes`` (the YAML text, when a table was used), ``table``, ``groupby``,
+        ``min_score``, ``min_lineage_score``.
+    """
+    t0 = time.perf_counter()
+    if phenotypes is None and not mapping:
+        raise ItmeParameterError(
+            "phenotypes", "a phenotype table, or a non-empty mapping when None", phenotypes
+        )
+    for name, value in (("min_score", min_score), ("min_lineage_score", min_lineage_score)):
+        if not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ItmeParameterError(name, "a fraction in [0, 1]", value)
+    table = load_phenotypes(phenotypes) if phenotypes is not None else None
+    adata = adata.copy() if copy else adata
+    groups = _groups(adata, groupby)
+    clusters = [str(c) for c in groups.categories]
+    n_events = np.bincount(groups.codes[groups.codes >= 0], minlength=len(clusters))
+
+    markers = markers_of_class(adata, ("type", "state"))
+    if table is not None:
+        rule_markers = table.markers
+        missing = [m for m in rule_markers if m not in adata.var_names]
+        if missing:
+            warnings.warn(
+                f"phenotype table {table.name!r}: {len(missing)} marker(s) not measured "
+                f"({', '.join(missing)}); rules on them are ignored.",
+                ItmeInputWarning,
+                stacklevel=2,
+            )
+        markers += [m for m in rule_markers if m in adata.var_names and m not in markers]
+    medians = cluster_phenotypes(adata, groupby=groupby, markers=markers, layer=layer)
+
+    result = pd.DataFrame(
+        {
+            "subset": UNASSIGNED,
+            "lineage": "",
+            "score": np.nan,
+            "lineage_score": np.nan,
+            "subset_score": np.nan,
+            "margin": np.nan,
+            "failed": "",
+            "method": "none",
+        },
+        index=pd.Index(clusters, name=groupby),
+    )
+    thr = pd.DataFrame(columns=["threshold", "method"])
+    if table is not None:
+        used = [m for m in table.markers if m in medians.columns]
+        thr = _thresholds(medians[used], table, thresholds)
+        filled = medians.dropna(how="all")
+        if len(filled):
+            auto = assign_clusters(
+                filled,
+                table,
+                thr["threshold"],
+                min_score=float(min_score),
+                min_lineage_score=float(min_lineage_score),
+            )
+            result.loc[auto.index, auto.columns] = auto
+            result.loc[auto.index, "method"] = "phenotypes"
+    for cluster, name in (mapping or {}).items():
+        if str(cluster) not in result.index:
+            raise ItmeParameterError("mapping", f"cluster names of obs[{groupby!r}]", cluster)
+        lineage = table.lineage_of(str(name)) if table is not None else ""
+        result.loc[str(cluster), ["subset", "lineage", "method"]] = [str(name), lineage, "manual"]
+        result.loc[str(cluster), ["score", "lineage_score", "subset_score", "margin"]] = np.nan
+        result.loc[str(cluster), "failed"] = ""
+    result["n_events"] = n_events.astype(np.int64)
+    for col in ("score", "lineage_score", "subset_score", "margin"):
+        result[col] = result[col].astype(float)
+
+    names = list(table.subset_names) if table is not None else []
+    names += [n for n in result["subset"] if n not in names and n != UNASSIGNED]
+    names.append(UNASSIGNED)
+    per_cluster = result["subset"].to_numpy()
+    codes = pd.Categorical(per_cluster, categories=names).codes
+    cell_codes = np.where(
+        groups.codes >= 0, codes[np.maximum(groups.codes, 0)], names.index(UNASSIGNED)
+    )
+    adata.obs[key_added] = pd.Categorical.from_codes(cell_codes.astype(np.int32), categories=names)
+
+    info: dict[str, Any] = {
+        "clusters": result,
+        "medians": medians,
+        "thresholds": thr.reset_index().rename(columns={"index": "marker"}),
+        "groupby": groupby,
+        "min_score": float(min_score),
+        "min_lineage_score": float(min_lineage_score),
+    }
+    if table is not None:
+        info["phenotypes"] = table.text
+        info["table"] = table.name
+    adata.uns[key_added] = info
+    n_un = int(n_events[per_cluster == UNASSIGNED].sum())
+    logger.info(
+        "annotate: %d clusters -> %d names; %d of %d events unassigned (%.1f s)",
+        len(clusters),
+        len(set(per_cluster) - {UNASSIGNED}),
+        n_un,
+        adata.n_obs,
+        time.perf_counter() - t0,
+    )
+    return adata if copy else None

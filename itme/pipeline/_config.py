@@ -1,0 +1,310 @@
+"""The run configuration: YAML validated by pydantic models (STYLE.md §4).
+
+Every model forbids unknown keys, so a typo is an error naming the key and its nearest valid
+spelling. Relative paths are resolved from the config file's folder. The pipeline unpacks
+these models into keyword arguments; library functions never see them.
+``docs/configuration.md`` is generated from these models (``itme config-reference``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import ItmeInputError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Inputs(_Section):
+    """Input files (DESIGN.md §2). Relative paths are resolved from the config file's folder."""
+
+    samples: Path = Field(
+        description="samples.csv: file_name, sample_id, patient_id, any further columns"
+    )
+    panel: Path = Field(
+        description="panel.csv: fcs_colname, antigen, marker_class (type/state/qc/none)"
+    )
+    clinical: Path | None = Field(
+        None,
+        description="clinical.csv: patient_id, disease_status, covariates, <endpoint>_months/_event",
+    )
+    counts: Path | None = Field(
+        None, description="RNA-seq raw counts (genes × samples TSV/CSV, or h5ad); optional"
+    )
+    cytokines: Path | None = Field(
+        None, description="Luminex export (patient_id + one column per analyte); optional"
+    )
+    phenotypes: str = Field(
+        "lymphoid_visram2021",
+        description="phenotype table: the name of a built-in table (itme/data/phenotypes/<name>.yaml) or a YAML path",
+    )
+
+
+class Ingest(_Section):
+    """io.read_cohort"""
+
+    unpanelled: Literal["keep", "drop"] = Field(
+        "keep", description="channels in the files but not in the panel"
+    )
+
+
+class Transform(_Section):
+    """pp.arcsinh"""
+
+    cofactor: float | dict[str, float] = Field(
+        5.0, description="arcsinh cofactor, or one per antigen"
+    )
+
+
+class Clean(_Section):
+    """pp.clean and pp.apply_qc"""
+
+    steps: list[Literal["bead", "debris", "doublet", "dead", "cd45"]] | None = Field(
+        None, description="cleaning steps to run, in this order (default: all whose channels exist)"
+    )
+    channels: dict[str, str | list[str]] | None = Field(
+        None, description="channel roles, e.g. {dna: [DNA1, DNA2], cd45: CD45}"
+    )
+    thresholds: dict[str, list[float | None]] | None = Field(
+        None,
+        description="fixed gates per step as [low, high] on the arcsinh scale (null = automatic)",
+    )
+    method: Literal["auto", "mad"] = Field("auto", description="automatic threshold method")
+    k: float | None = Field(None, description="MAD multiplier for method 'mad'")
+
+
+class Downsample(_Section):
+    """pp.downsample"""
+
+    n: int | None = Field(
+        None, ge=1, description="events per sample after cleaning (null: keep all)"
+    )
+    min_events: int | None = Field(
+        None,
+        ge=1,
+        description="samples with fewer CD45+ events are excluded or an error (the paper: 40395)",
+    )
+    on_small: Literal["exclude", "error"] = Field(
+        "exclude", description="what to do with samples below min_events"
+    )
+
+
+class Cluster(_Section):
+    """tl.flowsom"""
+
+    markers: list[str] | None = Field(
+        None, description="clustering markers (default: marker_class type)"
+    )
+    grid: tuple[int, int] = Field((10, 10), description="SOM grid")
+    n_metaclusters: int = Field(20, ge=2, description="consensus metaclusters")
+    train_cells: int | None = Field(
+        200_000, ge=1000, description="cells the SOM is trained on (then all are mapped)"
+    )
+    rlen: int = Field(10, ge=1, description="SOM training passes")
+    merge_floor: float | str | None = Field(
+        None,
+        description="merge metaclusters until the smallest median size reaches this % (or 'doublet_rate')",
+    )
+
+
+class Annotate(_Section):
+    """tl.annotate"""
+
+    mapping: dict[str, str] | None = Field(
+        None, description="manual cluster → subset names (overrides the phenotype table)"
+    )
+
+
+class Embed(_Section):
+    """tl.embed"""
+
+    enabled: bool = Field(True, description="compute a UMAP of a subsample")
+    n_cells: int = Field(20_000, ge=100, description="cells in the embedding")
+
+
+class Patients(_Section):
+    """tl.patient_clusters, tl.cluster_sensitivity, tl.cluster_stability"""
+
+    k: int = Field(3, ge=2, description="number of iTME clusters")
+    transform: Literal["zscore", "clr", "arcsine_sqrt", "none"] = Field(
+        "zscore",
+        description="column transform before Ward clustering (JMP's default standardisation)",
+    )
+    features: list[str] | None = Field(None, description="subsets to cluster on (default: all)")
+    sensitivity_exclude: list[str] | str | None = Field(
+        None,
+        description="patients left out in the sensitivity re-clustering: a list of ids, or a boolean clinical column",
+    )
+    bootstrap: int = Field(
+        200, ge=0, description="bootstrap resamples for cluster stability (0: skip)"
+    )
+
+
+class Stats(_Section):
+    """stats.compare_groups, stats.clinical_table, survival"""
+
+    groupby: str = Field("itme_cluster", description="grouping compared across")
+    fdr: float = Field(0.05, gt=0, lt=1, description="FDR level called significant")
+    clinical_variables: list[str] | None = Field(
+        None, description="rows of the clinical table (default: all columns)"
+    )
+    endpoints: list[str] = Field(
+        ["os", "pfs"], description="survival endpoints (<name>_months / <name>_event columns)"
+    )
+    cox_covariates: list[str] = Field(
+        [], description="covariates of the Cox model besides the grouping"
+    )
+    reference_levels: dict[str, str] = Field(
+        {}, description="reference level per categorical covariate"
+    )
+
+
+class Contrast(_Section):
+    name: str = Field(description="name used in file names")
+    groupby: str = Field(
+        description="column of the patients table (itme_cluster, disease_status, ...)"
+    )
+    test: list[str] = Field(description="levels merged into the test group")
+    reference: list[str] = Field(description="levels merged into the reference group")
+
+
+class RnaSeq(_Section):
+    """rna.differential_expression, rna.gsea"""
+
+    contrasts: list[Contrast] = Field(
+        [Contrast(name="itme_23_vs_1", groupby="itme_cluster", test=["2", "3"], reference=["1"])],
+        description="contrasts tested (the paper: iTME clusters 2+3 vs 1)",
+    )
+    covariates: list[str] = Field([], description="clinical covariates added to the design")
+    min_count: int = Field(
+        10, ge=0, description="pre-filter: genes need this many counts in the smallest group"
+    )
+    gene_sets: str = Field("hallmark", description="'hallmark' (bundled MSigDB v7.0) or a GMT path")
+    permutations: int = Field(1000, ge=100, description="GSEA permutations")
+
+
+class Cytokines(_Section):
+    """stats.compare_cytokines"""
+
+    groupby: list[str] = Field(["itme_cluster", "disease_status"], description="groupings compared")
+
+
+class Report(_Section):
+    title: str = Field("itme analysis", description="report title")
+
+
+class Config(_Section):
+    """A whole itme run."""
+
+    seed: int = Field(
+        0, ge=0, description="master seed; every random step gets its own stream from it"
+    )
+    output: Path = Field(
+        Path("itme_output"), description="output folder (itme run --out overrides)"
+    )
+    threads: int | None = Field(
+        None, ge=1, description="threads for numerical libraries (default: all cores)"
+    )
+    inputs: Inputs
+    ingest: Ingest = Ingest()
+    transform: Transform = Transform()
+    clean: Clean = Clean()
+    downsample: Downsample = Downsample()
+    cluster: Cluster = Cluster()
+    annotate: Annotate = Annotate()
+    embed: Embed = Embed()
+    patients: Patients = Patients()
+    stats: Stats = Stats()
+    rnaseq: RnaSeq = RnaSeq()
+    cytokines: Cytokines = Cytokines()
+    report: Report = Report()
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _as_path(cls, v: Any) -> Any:
+        return Path(v) if isinstance(v, str) else v
+
+
+def _fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Valid keys at ``loc`` (for suggestions)."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return []
+    return list(model.model_fields)
+
+
+def format_errors(exc: ValidationError, source: str) -> list[str]:
+    """One line per problem: where, what was expected, what was found, the nearest valid key."""
+    out = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            valid = _fields(Config, loc)
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+            out.append(f"{source}: unknown key {where!r}{hint}")
+        elif err["type"] == "missing":
+            out.append(f"{source}: {where} is required")
+        else:
+            out.append(f"{source}: {where}: {err['msg']} (found {err.get('input')!r})")
+    return out
+
+
+def _resolve(config: Config, base: Path) -> Config:
+    inputs = {}
+    for name, value in config.inputs.model_dump().items():
+        if isinstance(value, Path) and not value.is_absolute():
+            value = base / value
+        inputs[name] = value
+    ph = config.inputs.phenotypes
+    if ph.endswith((".yaml", ".yml")) and not Path(ph).is_absolute():
+        inputs["phenotypes"] = str(base / ph)
+    output = config.output if config.output.is_absolute() else base / config.output
+    return config.model_copy(update={"inputs": Inputs(**inputs), "output": output})
+
+
+def load_config(source: str | Path | dict[str, Any], *, base_dir: Path | None = None) -> Config:
+    """Read and validate a config (YAML path or dict); resolve relative paths.
+
+    Raises
+    ------
+    ItmeInputError
+        Listing every problem in the file at once.
+    """
+    if isinstance(source, dict):
+        data, name, base = source, "config", base_dir or Path.cwd()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ItmeInputError("config file not found", where=str(path))
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ItmeInputError(f"not valid YAML ({exc})", where=str(path)) from exc
+        name, base = str(path), base_dir or path.parent
+    if not isinstance(data, dict):
+        raise ItmeInputError(
+            "a config is a mapping of sections", where=name, found=type(data).__name__
+        )
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = format_errors(exc, name)
+        raise ItmeInputError(
+            f"{len(problems)} problem(s) in the config:\n  " + "\n  ".join(problems)
+        ) from exc
+    return _resolve(config, base.resolve())

@@ -1,0 +1,293 @@
+"""Run the stages of an itme analysis, resuming where a previous run stopped.
+
+Each stage has a fingerprint: the hash of its parameters, its seed, the checksums of its
+input files, the fingerprints of the stages it reads from, and the itme version. A stage
+whose fingerprint matches the one recorded after its last successful run, and whose outputs
+are all still there, is skipped. Outputs are written atomically and the record is written
+after them, so a run killed at any moment resumes with the same result.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ItmeInputError, ItmeParameterError
+from ._config import Config
+from ._files import sha256, write_json
+
+logger = logging.getLogger(__name__)
+
+STATE_DIR = ".itme"
+PACKAGES = [
+    "itme", "numpy", "scipy", "pandas", "anndata", "scanpy", "flowio", "flowsom", "scikit-learn",
+    "statsmodels", "scikit-posthocs", "pydeseq2", "gseapy", "lifelines", "matplotlib", "seaborn",
+    "pydantic", "pyyaml", "numba", "umap-learn",
+]  # fmt: skip
+
+
+@dataclass
+class Context:
+    """What a stage sees: the config, the output folder, its seed, upstream summaries."""
+
+    config: Config
+    out: Path
+    seed: int
+    summaries: dict[str, dict[str, Any]]
+
+    def path(self, *parts: str) -> Path:
+        p = self.out.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+@dataclass
+class Stage:
+    """One step of the pipeline."""
+
+    name: str
+    run: Callable[[Context], tuple[list[Path], dict[str, Any]]]  # → outputs, summary
+    params: Callable[[Config], Any]
+    inputs: Callable[[Config], list[Path]] = lambda config: []
+    requires: tuple[str, ...] = ()
+
+
+@dataclass
+class StageRecord:
+    name: str
+    status: str = "not run"
+    seconds: float = 0.0
+    seed: int = 0
+    fingerprint: str = ""
+    outputs: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class _Checksums:
+    """sha256 of input files, cached by (size, mtime) in the state folder."""
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+        self.known: dict[str, list[Any]] = json.loads(cache.read_text()) if cache.is_file() else {}
+
+    def __call__(self, path: Path) -> str:
+        st = path.stat()
+        key = str(path.resolve())
+        hit = self.known.get(key)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return hit[2]
+        digest = sha256(path)
+        self.known[key] = [st.st_size, st.st_mtime_ns, digest]
+        return digest
+
+    def save(self) -> None:
+        write_json(self.cache, self.known)
+
+
+def stage_seeds(seed: int, names: Sequence[str]) -> dict[str, int]:
+    """Independent per-stage seeds spawned from the master seed (STYLE.md §7)."""
+    children = np.random.SeedSequence(seed).spawn(len(names))
+    return {
+        name: int(child.generate_state(1)[0] & 0x7FFFFFFF)
+        for name, child in zip(names, children, strict=True)
+    }
+
+
+@functools.cache
+def versions() -> dict[str, str]:
+    out = {}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _fingerprint(
+    stage: Stage, config: Config, seed: int, inputs: dict[str, str], upstream: dict[str, str]
+) -> str:
+    payload = {
+        "stage": stage.name,
+        "itme": versions()["itme"],
+        "params": stage.params(config),
+        "seed": seed,
+        "inputs": inputs,
+        "upstream": upstream,
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _load_state(out: Path, name: str) -> dict[str, Any] | None:
+    path = out / STATE_DIR / f"{name}.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def _outputs_intact(out: Path, state: dict[str, Any]) -> bool:
+    for item in state.get("outputs", []):
+        p = out / item["path"]
+        if not p.is_file() or p.stat().st_size != item["bytes"]:
+            return False
+    return True
+
+
+def run_stages(
+    config: Config,
+    stages: Sequence[Stage],
+    *,
+    out: Path,
+    from_stage: str | None = None,
+    until_stage: str | None = None,
+) -> list[StageRecord]:
+    """Run ``stages`` in order into ``out``; write ``run.json``; return one record per stage."""
+    names = [s.name for s in stages]
+    for param, value in (("from_stage", from_stage), ("until_stage", until_stage)):
+        if value is not None and value not in names:
+            raise ItmeParameterError(param, f"one of {', '.join(names)}", value)
+    first = names.index(from_stage) if from_stage else 0
+    last = names.index(until_stage) if until_stage else len(names) - 1
+    if first > last:
+        raise ItmeParameterError("from_stage", f"a stage before {until_stage}", from_stage)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / STATE_DIR).mkdir(exist_ok=True)
+    checksums = _Checksums(out / STATE_DIR / "checksums.json")
+    seeds = stage_seeds(config.seed, names)
+    records = {name: StageRecord(name, seed=seeds[name]) for name in names}
+    fingerprints: dict[str, str] = {}
+    summaries: dict[str, dict[str, Any]] = {}
+    inputs_used: dict[str, str] = {}
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    failure: BaseException | None = None
+    try:
+        for k, stage in enumerate(stages):
+            rec = records[stage.name]
+            state = _load_state(out, stage.name)
+            if k < first:
+                if state is None or not _outputs_intact(out, state):
+                    raise ItmeInputError(
+                        f"stage {stage.name!r} has no complete outputs in {out}",
+                        fix=f"run it first (drop --from, or use --from {stage.name})",
+                    )
+                fingerprints[stage.name] = state["fingerprint"]
+                summaries[stage.name] = state.get("summary", {})
+                rec.status, rec.fingerprint = "kept (before --from)", state["fingerprint"]
+                rec.outputs = [o["path"] for o in state["outputs"]]
+                rec.summary = summaries[stage.name]
+                continue
+            if k > last:
+                break
+            files = stage.inputs(config)
+            digests = {str(p): checksums(p) for p in files}
+            inputs_used.update(digests)
+            upstream = {name: fingerprints.get(name, "") for name in stage.requires}
+            fp = _fingerprint(stage, config, seeds[stage.name], digests, upstream)
+            rec.fingerprint = fp
+            if k != first or from_stage is None:
+                if state and state.get("fingerprint") == fp and _outputs_intact(out, state):
+                    rec.status = "skipped (unchanged)"
+                    rec.outputs = [o["path"] for o in state["outputs"]]
+                    rec.summary = summaries[stage.name] = state.get("summary", {})
+                    fingerprints[stage.name] = fp
+                    logger.info("stage %s: unchanged, skipped", stage.name)
+                    continue
+            logger.info("stage %s: started", stage.name)
+            rec.status = "running"
+            _write_run_json(out, config, records, inputs_used, started, None)  # the report reads it
+            (out / STATE_DIR / f"{stage.name}.json").unlink(missing_ok=True)
+            t = time.perf_counter()
+            ctx = Context(config, out, seeds[stage.name], summaries)
+            try:
+                outputs, summary = stage.run(ctx)
+            except BaseException:
+                rec.status, rec.seconds = "failed", round(time.perf_counter() - t, 2)
+                raise
+            rec.seconds = round(time.perf_counter() - t, 2)
+            rec.status = "done"
+            rec.outputs = [str(p.relative_to(out)) for p in outputs]
+            rec.summary = summaries[stage.name] = summary
+            fingerprints[stage.name] = fp
+            write_json(
+                out / STATE_DIR / f"{stage.name}.json",
+                {
+                    "fingerprint": fp,
+                    "seconds": rec.seconds,
+                    "outputs": [
+                        {"path": str(p.relative_to(out)), "bytes": p.stat().st_size}
+                        for p in outputs
+                    ],
+                    "summary": summary,
+                },
+            )
+            logger.info("stage %s: done in %.1f s", stage.name, rec.seconds)
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        checksums.save()
+        _write_run_json(out, config, records, inputs_used, started, failure)
+    return list(records.values())
+
+
+def _write_run_json(
+    out: Path,
+    config: Config,
+    records: dict[str, StageRecord],
+    inputs: dict[str, str],
+    started: str,
+    failure: BaseException | None,
+) -> None:
+    record = {
+        "itme_version": versions()["itme"],
+        "started": started,
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "status": "failed"
+        if failure
+        else ("running" if any(r.status == "running" for r in records.values()) else "done"),
+        "error": f"{type(failure).__name__}: {failure}" if failure else None,
+        "seed": config.seed,
+        "config": json.loads(config.model_dump_json()),
+        "inputs": [
+            {"path": p, "sha256": h, "bytes": os.path.getsize(p)} for p, h in sorted(inputs.items())
+        ],
+        "versions": versions(),
+        "stages": [
+            {
+                "name": r.name,
+                "status": r.status,
+                "seconds": r.seconds,
+                "seed": r.seed,
+                "fingerprint": r.fingerprint,
+                "outputs": r.outputs,
+                "summary": r.summary,
+            }
+            for r in records.values()
+        ],
+        "platform": {
+            "python": sys.version.split()[0],
+            "system": platform.platform(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "threads": config.threads,
+        },
+    }
+    write_json(out / "run.json", record)

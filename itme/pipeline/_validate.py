@@ -1,0 +1,85 @@
+"""``itme validate``: every input of a config checked before work starts, all problems listed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from .. import io, rna
+from ..core.phenotypes import load_phenotypes
+from ..errors import ItmeError
+from ..io._cohort import check_cohort
+from ._config import Config
+
+
+def _attempt(problems: list[str], what: str, func: Callable[[], Any]) -> Any:
+    try:
+        return func()
+    except ItmeError as exc:
+        problems.append(f"{what}: {exc}")
+    except OSError as exc:
+        problems.append(f"{what}: {exc}")
+    return None
+
+
+def problems(config: Config) -> list[str]:
+    """All problems of ``config`` and its inputs (empty list when it can run)."""
+    found: list[str] = []
+    i = config.inputs
+    found += check_cohort(i.samples, i.panel, unpanelled=config.ingest.unpanelled)
+    phen = _attempt(found, "phenotypes", lambda: load_phenotypes(i.phenotypes))
+    clinical = None
+    if i.clinical is not None:
+        clinical = _attempt(found, "clinical", lambda: io.read_clinical(i.clinical))
+    if i.counts is not None:
+        _attempt(found, "counts", lambda: rna.read_counts(i.counts, clinical=clinical))
+    if i.cytokines is not None:
+        _attempt(found, "cytokines", lambda: io.read_cytokines(i.cytokines))
+    if config.cluster.markers and phen is not None:
+        panel = _attempt(found, "panel", lambda: io.read_panel(i.panel))
+        if panel is not None:
+            missing = sorted(set(config.cluster.markers) - set(panel["antigen"]))
+            if missing:
+                found.append(f"cluster.markers: not antigens of the panel: {', '.join(missing)}")
+    columns = set(clinical.columns) if clinical is not None else set()
+    groupings = {"itme_cluster", *columns}
+
+    def need_column(where: str, name: str, allowed: set[str]) -> None:
+        if name not in allowed:
+            where_from = "clinical.csv" if clinical is not None else "clinical.csv (not given)"
+            found.append(f"{where}: {name!r} is neither itme_cluster nor a column of {where_from}")
+
+    need_column("stats.groupby", config.stats.groupby, groupings)
+    for name in config.cytokines.groupby:
+        need_column("cytokines.groupby", name, groupings)
+    for contrast in config.rnaseq.contrasts:
+        need_column(f"rnaseq.contrasts[{contrast.name}].groupby", contrast.groupby, groupings)
+        if clinical is not None and contrast.groupby in columns:
+            levels = set(clinical[contrast.groupby].dropna().astype(str))
+            absent = sorted(set(contrast.test + contrast.reference) - levels)
+            if absent:
+                found.append(f"rnaseq.contrasts[{contrast.name}]: levels {absent} not in clinical column {contrast.groupby!r} ({', '.join(sorted(levels))})")
+        if contrast.groupby == "itme_cluster":
+            allowed = {str(k) for k in range(1, config.patients.k + 1)}
+            absent = sorted(set(contrast.test + contrast.reference) - allowed)
+            if absent:
+                found.append(f"rnaseq.contrasts[{contrast.name}]: iTME clusters {absent} do not exist with patients.k = {config.patients.k}")
+    if clinical is not None:
+        for name in [*config.stats.cox_covariates, *config.rnaseq.covariates]:
+            if name not in columns:
+                found.append(f"covariate {name!r} is not a column of clinical.csv")
+        for endpoint in config.stats.endpoints:
+            for col in (f"{endpoint}_months", f"{endpoint}_event"):
+                if col not in columns:
+                    found.append(f"stats.endpoints: {col!r} is not a column of clinical.csv")
+        spec = config.patients.sensitivity_exclude
+        if isinstance(spec, str) and spec not in columns:
+            found.append(f"patients.sensitivity_exclude: {spec!r} is not a column of clinical.csv")
+    elif config.stats.endpoints and i.clinical is None:
+        pass  # survival is skipped without clinical data; not a problem
+    out = config.output
+    parent = out if out.exists() else out.parent
+    if not os.access(parent, os.W_OK):
+        found.append(f"output: cannot write to {parent}")
+    return found

@@ -1,0 +1,178 @@
+"""Inputs of pp.clean: channel roles, user thresholds, sample rows, column loaders."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from ..core.qc_chain import GateSpec
+from ..core.qc_channels import ROLES, detect_roles
+from ..errors import ItmeInputError, ItmeParameterError
+
+logger = logging.getLogger(__name__)
+
+
+def _resolve(adata: AnnData, role: str, name: str) -> int:
+    names = list(map(str, adata.var_names))
+    if name in names:
+        return names.index(name)
+    for col in ("channel", "antigen"):
+        if col in adata.var:
+            hits = np.flatnonzero(adata.var[col].astype(str).to_numpy() == name)
+            if hits.size == 1:
+                return int(hits[0])
+    raise ItmeParameterError(
+        "channels", f"var names (or $PnN / antigen) of adata for role {role!r}", name
+    )
+
+
+def roles_of(adata: AnnData, channels: Mapping[str, str | Sequence[str]] | None) -> dict:
+    var = adata.var
+    names = list(map(str, adata.var_names))
+    chan = var["channel"].astype(str).tolist() if "channel" in var else names
+    ant = var["antigen"].astype(str).tolist() if "antigen" in var else [""] * len(names)
+    found = detect_roles(names, chan, ant)
+    if channels:
+        unknown = [r for r in channels if r not in ROLES]
+        if unknown:
+            raise ItmeParameterError(
+                "channels", f"a mapping with keys among {', '.join(ROLES)}", unknown
+            )
+        for role, given in channels.items():
+            given = [given] if isinstance(given, str) else list(given)
+            found[role] = [_resolve(adata, role, g) for g in given]
+    return {r: [(i, names[i]) for i in found[r]] for r in ROLES if found.get(r)}
+
+
+def drop_unusable_bead_distance(roles: dict, thresholds) -> dict:
+    """beadDist gates only with a user threshold (its scale depends on the normaliser run)."""
+    if "bead_distance" not in roles:
+        return roles
+    name = "+".join(n for _, n in roles["bead_distance"])
+    given = False
+    if isinstance(thresholds, Mapping):
+        given = "bead_distance" in thresholds or name in thresholds
+    elif isinstance(thresholds, pd.DataFrame) and "channel" in thresholds:
+        given = bool((thresholds["channel"].astype(str) == name).any())
+    if not given:
+        logger.info("clean: %s found; it gates beads only with a user threshold", name)
+        return {r: v for r, v in roles.items() if r != "bead_distance"}
+    return roles
+
+
+def user_thresholds(thresholds, gates: dict[str, list[GateSpec]]) -> dict:
+    """sample_id (None = all) -> {(step, gate name): (low, high)} in raw units."""
+    if thresholds is None:
+        return {}
+    all_gates = [g for gs in gates.values() for g in gs]
+    out: dict = {}
+    if isinstance(thresholds, Mapping):
+        keys = {g.role for g in all_gates} | {g.name for g in all_gates}
+        unknown = [key for key in thresholds if key not in keys]
+        if unknown:
+            raise ItmeParameterError(
+                "thresholds", f"keys among the roles and gate channels {sorted(keys)}", unknown
+            )
+        table = {}
+        for g in all_gates:
+            value = thresholds.get(g.name, thresholds.get(g.role))
+            if value is not None:
+                table[(g.step, g.name)] = _pair(value, g.name)
+        out[None] = table
+        return out
+    if isinstance(thresholds, pd.DataFrame):
+        need = {"step", "channel", "low", "high"}
+        if not need <= set(thresholds.columns):
+            raise ItmeParameterError(
+                "thresholds",
+                "a DataFrame with columns step, channel, low, high",
+                list(thresholds.columns),
+            )
+        known = {(g.step, g.name) for g in all_gates}
+        for _, row in thresholds.iterrows():
+            key = (str(row["step"]), str(row["channel"]))
+            if key not in known:
+                raise ItmeParameterError(
+                    "thresholds", f"(step, channel) among {sorted(known)}", key
+                )
+            sid = row.get("sample_id")
+            sid = (
+                None
+                if sid is None or (isinstance(sid, float) and np.isnan(sid)) or sid == ""
+                else str(sid)
+            )
+            out.setdefault(sid, {})[key] = _pair((row["low"], row["high"]), key[1])
+        if None in out:  # rows for all samples fill in what per-sample rows do not set
+            for sid, table in out.items():
+                if sid is not None:
+                    out[sid] = {**out[None], **table}
+        return out
+    raise ItmeParameterError("thresholds", "a mapping or a DataFrame", type(thresholds).__name__)
+
+
+def _pair(value, name: str) -> tuple[float, float]:
+    try:
+        low, high = value
+    except (TypeError, ValueError) as exc:
+        raise ItmeParameterError("thresholds", f"(low, high) for {name}", value) from exc
+    conv = []
+    for v in (low, high):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            conv.append(float("nan"))
+        else:
+            try:
+                conv.append(float(v))
+            except (TypeError, ValueError) as exc:
+                raise ItmeParameterError(
+                    "thresholds", f"numbers or None for {name}", value
+                ) from exc
+    return conv[0], conv[1]
+
+
+def sample_rows(adata: AnnData, sample_key: str) -> list[tuple[str, slice | np.ndarray]]:
+    if sample_key not in adata.obs:
+        if sample_key != "sample_id":
+            raise ItmeParameterError("sample_key", "an obs column", sample_key)
+        logger.info("clean: obs has no 'sample_id'; gating all events as one sample 'all'")
+        return [("all", slice(0, adata.n_obs))]
+    col = adata.obs[sample_key]
+    cat = col if isinstance(col.dtype, pd.CategoricalDtype) else col.astype("category")
+    codes = cat.cat.codes.to_numpy()
+    if (codes < 0).any():
+        raise ItmeInputError(
+            where=f"obs['{sample_key}']",
+            expected="a sample for every event",
+            found="missing values",
+        )
+    out = []
+    # contiguous blocks (read_cohort concatenates files) become slices: no gather copies
+    change = np.flatnonzero(np.diff(codes)) + 1
+    starts = np.concatenate([[0], change])
+    stops = np.concatenate([change, [codes.size]])
+    if len(set(codes[starts].tolist())) == starts.size:
+        for a, b in zip(starts, stops, strict=True):
+            out.append((str(cat.cat.categories[codes[a]]), slice(int(a), int(b))))
+        return out
+    for i, name in enumerate(cat.cat.categories):
+        rows = np.flatnonzero(codes == i)
+        if rows.size:
+            out.append((str(name), rows))
+    return out
+
+
+def n_rows(rows: slice | np.ndarray) -> int:
+    return rows.stop - rows.start if isinstance(rows, slice) else int(rows.size)
+
+
+def loader(raw: np.ndarray, rows: slice | np.ndarray) -> Callable[[tuple[int, ...]], np.ndarray]:
+    def load(columns: tuple[int, ...]) -> np.ndarray:
+        out = np.array(raw[rows, columns[0]], dtype=np.float32)
+        for c in columns[1:]:
+            out += raw[rows, c]
+        return out
+
+    return load

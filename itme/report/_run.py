@@ -1,0 +1,192 @@
+"""Read what a pipeline run left in its folder: run.json, summary.json, tables, figures.
+
+Nothing here raises on a damaged file: the report says what could not be read instead
+(a report is most useful exactly when a run went wrong).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ItmeInputWarning
+
+__all__ = ["SECTIONS", "TABLE_STAGE", "RunFolder", "Section", "load_run", "table_status"]
+
+
+@dataclass(frozen=True)
+class Section:
+    """One report section: anchor/figure prefix/summary key, heading, tables, intro."""
+
+    id: str
+    title: str
+    tables: tuple[str, ...]
+    intro: str
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("overview", "Overview", (), "What was run, when, and the headline numbers."),
+    Section(
+        "qc",
+        "QC accounting",
+        ("qc_events",),
+        "Events in and out per sample, and the events removed at each cleaning step "
+        "(beads, debris, doublets, dead cells, CD45&minus;; the first failing step wins).",
+    ),
+    Section(
+        "clusters",
+        "Cluster phenotypes",
+        ("cluster_phenotypes",),
+        "Median marker expression of each cluster and the subset it was annotated as.",
+    ),
+    Section(
+        "patients",
+        "iTME clusters and robustness",
+        ("subset_frequencies", "stability", "sensitivity"),
+        "Patients clustered (Ward) on subset frequencies (% of CD45+), with bootstrap "
+        "stability (mean Jaccard per cluster) and the sensitivity analysis (Cohen's kappa).",
+    ),
+    Section(
+        "stats",
+        "Subset statistics",
+        ("subset_tests",),
+        "Subset frequencies compared between iTME clusters (Kruskal&ndash;Wallis, "
+        "Benjamini&ndash;Hochberg FDR).",
+    ),
+    Section(
+        "clinical",
+        "Clinical table",
+        ("clinical_table",),
+        "Patient characteristics by iTME cluster.",
+    ),
+    Section(
+        "survival",
+        "Survival",
+        ("survival", "cox"),
+        "Kaplan&ndash;Meier medians with 95% CI and Cox proportional-hazards models.",
+    ),
+    Section(
+        "rna",
+        "Differential expression and GSEA",
+        ("de_results", "gsea_hallmark"),
+        "Tumour RNA-seq between iTME clusters (DESeq2 model) and Hallmark gene-set "
+        "enrichment (preranked GSEA).",
+    ),
+    Section(
+        "cytokines",
+        "Cytokines",
+        ("cytokine_tests",),
+        "Cytokine concentrations (log10) compared between iTME clusters.",
+    ),
+    Section("provenance", "Provenance", (), "Versions, configuration, seed, inputs and timings."),
+)
+
+#: stage that writes each table, used when run.json's stage outputs do not name it
+TABLE_STAGE: dict[str, str] = {
+    "qc_events": "clean",
+    "cluster_phenotypes": "annotate",
+    "subset_frequencies": "abundance",
+    "stability": "patients",
+    "sensitivity": "patients",
+    "subset_tests": "stats",
+    "clinical_table": "stats",
+    "survival": "stats",
+    "cox": "stats",
+    "cytokine_tests": "stats",
+    "de_results": "rnaseq",
+    "gsea_hallmark": "rnaseq",
+}
+
+
+@dataclass
+class RunFolder:
+    """What :func:`load_run` found."""
+
+    root: Path
+    run: dict[str, Any] = field(default_factory=dict)
+    run_problem: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    summary_problem: str | None = None
+    tables: dict[str, Path] = field(default_factory=dict)  # name -> csv path
+    other_files: list[str] = field(default_factory=list)  # tables/ entries that are not CSV
+
+    def stages(self) -> list[dict[str, Any]]:
+        """The stage records of run.json that are mappings (others are ignored)."""
+        stages = self.run.get("stages")
+        if not isinstance(stages, list):
+            return []
+        return [s for s in stages if isinstance(s, dict)]
+
+
+def _read_json(path: Path, what: str) -> tuple[dict[str, Any], str | None]:
+    if not path.is_file():
+        return {}, "not found"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        problem = f"could not be read ({type(exc).__name__}: {exc})"
+        warnings.warn(f"report: {what} {problem}", ItmeInputWarning, stacklevel=4)
+        return {}, problem
+    if not isinstance(data, dict):
+        problem = f"is not a JSON object (found {type(data).__name__})"
+        warnings.warn(f"report: {what} {problem}", ItmeInputWarning, stacklevel=4)
+        return {}, problem
+    return data, None
+
+
+def load_run(run_dir: Path) -> RunFolder:
+    """Index a run folder (reads the JSON files; tables and figures are read later)."""
+    folder = RunFolder(root=run_dir)
+    folder.run, folder.run_problem = _read_json(run_dir / "run.json", "run.json")
+    if folder.run_problem == "not found":
+        warnings.warn(
+            f"report: {run_dir / 'run.json'} not found; the provenance section will be empty",
+            ItmeInputWarning,
+            stacklevel=3,
+        )
+    folder.summary, folder.summary_problem = _read_json(run_dir / "summary.json", "summary.json")
+    table_dir = run_dir / "tables"
+    if table_dir.is_dir():
+        for path in sorted(table_dir.iterdir(), key=lambda p: p.name):
+            if path.name.startswith("."):
+                continue  # e.g. the temporary file of an atomic write in progress
+            if path.suffix == ".csv" and path.is_file():
+                folder.tables[path.stem] = path
+            else:
+                folder.other_files.append(path.name)
+    return folder
+
+
+def _owner_stage(folder: RunFolder, table: str) -> str | None:
+    for stage in folder.stages():
+        outputs = stage.get("outputs") or []
+        if isinstance(outputs, list) and any(
+            str(o).replace("\\", "/").rsplit("/", 1)[-1] == f"{table}.csv" for o in outputs
+        ):
+            return str(stage.get("name"))
+    return TABLE_STAGE.get(table)
+
+
+def table_status(folder: RunFolder, table: str) -> tuple[str, str]:
+    """Why a table is absent: ``(kind, reason)``, kind one of ``not run``, ``no input``, ``failed``."""
+    stage = _owner_stage(folder, table)
+    record = next((s for s in folder.stages() if str(s.get("name")) == stage), None)
+    if stage is None:
+        return "not run", f"no stage of this run writes {table}.csv"
+    if record is None:
+        return "not run", f"the {stage} stage is not in run.json"
+    status = str(record.get("status", "not run"))
+    if status == "failed":
+        return "failed", f"the {stage} stage failed"
+    if status == "not run":
+        return "not run", f"the {stage} stage was not run"
+    return "no input", f"the {stage} stage ran ({status}) and wrote no {table}.csv"
+
+
+def stage_of_table(folder: RunFolder, table: str) -> dict[str, Any] | None:
+    """The run.json record of the stage that writes ``table`` (``None`` when unknown)."""
+    stage = _owner_stage(folder, table)
+    return next((s for s in folder.stages() if str(s.get("name")) == stage), None)

@@ -1,0 +1,118 @@
+"""stats.compare_cytokines: log10 concentrations across iTME clusters and disease status."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from _itme_patients_sim import simulate_clinical, simulate_patients
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+import itme
+from itme.errors import ItmeExclusionWarning, ItmeInputWarning, ItmeStatisticsWarning
+
+
+def _cohort(tmp_path, seed=0, shift=0.0):
+    """Clustered patients, their clinical table and a Luminex export with OOR flags."""
+    adata, _ = simulate_patients(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ItmeStatisticsWarning)
+        itme.tl.patient_clusters(adata, k=3, rng=0, gap_refs=0)
+    rng = np.random.default_rng(seed)
+    ids = adata.obs["patient_id"].tolist()
+    cluster = adata.obs["itme_cluster"].astype(str).to_numpy()
+    lines = ["patient_id,IL-6,TNF alpha,IL-10,CXCL13"]
+    for i, p in enumerate(ids):
+        il6 = 10 ** rng.normal(1.0 + shift * (cluster[i] == "3"), 0.3)
+        tnf, il10, cxcl13 = (10 ** rng.normal(m, 0.4) for m in (0.5, 0.2, 1.5))
+        cells = [f"{il6:.2f}", f"{tnf:.2f}", f"{il10:.2f}", f"{cxcl13:.2f}"]
+        if i % 7 == 0:
+            cells[1] = "OOR <"
+        if i % 11 == 0:
+            cells[2] = f"*{il10:.2f}"
+        if i == 5:
+            cells[3] = ""
+        lines.append(",".join([p, *cells]))
+    path = tmp_path / "cytokines.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.warns(ItmeInputWarning, match="OOR < set to"):
+        cyt = itme.io.read_cytokines(path)
+    return adata, cyt
+
+
+def test_kruskal_on_log_values_matches_scipy_and_flags_are_counted(tmp_path):
+    adata, cyt = _cohort(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ItmeStatisticsWarning)
+        res = itme.stats.compare_cytokines(cyt, groupby="itme_cluster", patients=adata).set_index(
+            "feature"
+        )
+    x = cyt.to_df()
+    cl = adata.obs.set_index("patient_id")["itme_cluster"].reindex(x.index).astype(str)
+    pvals = []
+    for a in x.columns:
+        groups = [np.log10(x.loc[cl == g, a].dropna()) for g in "123"]
+        h, p = stats.kruskal(*groups)
+        assert res.loc[a, "statistic"] == pytest.approx(h)
+        raw = [x.loc[cl == g, a].dropna() for g in "123"]
+        assert res.loc[a, "pvalue"] == pytest.approx(
+            stats.kruskal(*raw).pvalue
+        )  # rank test: scale-free
+        pvals.append(p)
+        # medians of log10 values, back-transformed (the plain median when the count is odd)
+        assert res.loc[a, "median_1"] == pytest.approx(10 ** np.median(groups[0]), rel=1e-9)
+    np.testing.assert_allclose(res["padj"], multipletests(pvals, method="fdr_bh")[1])
+    assert res.loc["TNF alpha", "n_below_range"] == cyt.var.loc["TNF alpha", "n_below_range"] > 0
+    assert res.loc["CXCL13", "n_missing"] == 1 and res.loc["CXCL13", "n"] == adata.n_obs - 1
+    assert (res["scale"] == "log10").all()
+
+
+def test_no_cytokine_differs_when_none_was_planted_and_a_planted_one_does(tmp_path):
+    """The paper found no cytokine differing between clusters; a planted shift must be found."""
+    called = 0
+    for seed in range(3):
+        adata, cyt = _cohort(tmp_path, seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ItmeStatisticsWarning)
+            res = itme.stats.compare_cytokines(cyt, groupby="itme_cluster", patients=adata)
+        called += int((res["padj"] < 0.05).sum())
+    assert called <= 1
+    adata, cyt = _cohort(tmp_path, seed=0, shift=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ItmeStatisticsWarning)
+        res = itme.stats.compare_cytokines(cyt, groupby="itme_cluster", patients=adata).set_index(
+            "feature"
+        )
+    assert res.loc["IL-6", "padj"] < 0.05
+
+
+def test_by_disease_status_from_clinical_reports_missing_patients(tmp_path):
+    adata, cyt = _cohort(tmp_path)
+    clinical = simulate_clinical(adata, 0, drop_patients=["P07"], extra_patients=["P50"])
+    with (
+        pytest.warns(ItmeExclusionWarning, match=r"P07"),
+        pytest.warns(ItmeExclusionWarning, match="P50"),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore", ItmeStatisticsWarning)
+        res = itme.stats.compare_cytokines(
+            cyt, groupby="disease_status", clinical=clinical, groups=["NDMM", "RMM", "TRMM"]
+        )
+    assert {"median_NDMM", "median_RMM", "median_TRMM"} <= set(res.columns)
+
+
+def test_zero_concentrations_get_a_reported_pseudocount(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text(
+        "patient_id,IL-6\n"
+        + "\n".join(f"P{i},{v}" for i, v in enumerate([0, 1, 2, 3, 4, 5]))
+        + "\n"
+    )
+    cyt = itme.io.read_cytokines(path)
+    cyt.obs["grp"] = ["a", "a", "a", "b", "b", "b"]
+    with pytest.warns(ItmeStatisticsWarning, match="pseudocount added before log10 for IL-6"):
+        res = itme.stats.compare_cytokines(cyt, groupby="grp", test="mannwhitney")
+    assert res.loc[0, "pseudocount"] == 0.5
+    assert res.loc[0, "median_a"] == pytest.approx(1.0)

@@ -1,0 +1,183 @@
+"""tl.annotate: cluster names from a marker table, thresholds, manual mapping."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+import itme
+from itme.core.annotation import assign_clusters, auto_thresholds, otsu_threshold
+from itme.core.phenotypes import load_phenotypes, parse_phenotypes
+from itme.core.synthetic_cells import simulate_cells
+from itme.errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
+
+PANEL = pd.read_csv(
+    __import__("pathlib").Path(__file__).resolve().parents[2] / "itme" / "data" / "panels" / "lymphoid_visram2021.csv"
+)
+
+SMALL = parse_phenotypes(
+    """
+name: small
+lineages:
+  T:
+    markers: {CD3: hi, CD19: lo}
+    other: T other
+    subsets:
+      CD4 T: {markers: {CD4: hi, CD8: lo}}
+      CD8 T: {markers: {CD4: lo, CD8: hi}}
+  B:
+    markers: {CD3: lo, CD19: hi}
+    subsets:
+      B cells: {}
+"""
+)
+
+
+def medians(rows):
+    return pd.DataFrame(rows, columns=["CD3", "CD19", "CD4", "CD8"], index=[str(i) for i in range(len(rows))])
+
+
+THR = pd.Series({"CD3": 2.0, "CD19": 2.0, "CD4": 2.0, "CD8": 2.0})
+
+
+def test_hierarchical_assignment_and_unassigned():
+    med = medians(
+        [
+            [4.0, 0.1, 3.5, 0.2],  # CD4 T
+            [4.0, 0.1, 0.3, 3.0],  # CD8 T
+            [4.0, 0.1, 3.0, 3.0],  # CD4+CD8+: both subsets half-fit -> lineage "other"
+            [0.2, 4.0, 0.1, 0.1],  # B
+            [0.2, 0.1, 0.1, 0.1],  # nothing fits
+            [4.0, 4.0, 3.0, 0.1],  # T-B doublet: no lineage fully fits
+        ]
+    )
+    out = assign_clusters(med, SMALL, THR)
+    assert list(out["subset"]) == ["CD4 T", "CD8 T", "T other", "B cells", "unassigned", "unassigned"]
+    assert list(out["lineage"]) == ["T", "T", "T", "B", "", ""]
+    assert out.loc["0", "score"] == 1.0
+    assert out.loc["2", "subset_score"] == 0.5
+    assert out.loc["4", "failed"] in ("CD3 hi", "CD19 hi")
+
+
+def test_min_score_allows_one_mismatch():
+    med = medians([[4.0, 0.1, 3.5, 2.5]])  # CD4 T with CD8 a little above threshold
+    assert assign_clusters(med, SMALL, THR, min_score=1.0)["subset"].iloc[0] == "T other"
+    out = assign_clusters(med, SMALL, THR, min_score=0.5)
+    assert out["subset"].iloc[0] == "CD4 T"  # CD4 margin decides over CD8 T
+    assert out["score"].iloc[0] == pytest.approx(3 / 4)
+    assert out["failed"].iloc[0] == "CD8 lo"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_otsu_matches_brute_force(seed):
+    """Independent reference: the cut maximising between-class variance, by enumeration."""
+    rng = np.random.default_rng(seed)
+    v = np.concatenate([rng.normal(0.3, 0.3, 30), rng.normal(3.5, 0.5, 12)])
+    s = np.sort(v)
+    best, cut = -1.0, None
+    for i in range(1, s.size):
+        a, b = s[:i], s[i:]
+        var = a.size * b.size * (a.mean() - b.mean()) ** 2
+        if var > best:
+            best, cut = var, (s[i - 1] + s[i]) / 2
+    assert otsu_threshold(v) == pytest.approx(cut)
+    assert 1.0 < otsu_threshold(v) < 3.0
+
+
+def test_auto_thresholds_fall_back_without_a_split():
+    med = pd.DataFrame({"CD3": [0.1, 4.0, 3.8, 0.3], "CD103": [0.1, 0.4, 0.2, 0.3], "CD45": [4.0, 4.2, 4.5, 4.1]})
+    thr = auto_thresholds(med, min_spread=1.0, fallback=1.5)
+    assert thr.loc["CD3", "method"] == "otsu" and 0.3 < thr.loc["CD3", "threshold"] < 3.8
+    assert thr.loc["CD103", "method"] == "fallback" and thr.loc["CD103", "threshold"] == 1.5
+    assert thr.loc["CD45", "method"] == "fallback"  # all positive: every cluster is hi
+
+
+def make_adata(table, channels, n, props, seed, classes=None):
+    rng = np.random.default_rng(seed)
+    raw, labels = simulate_cells(table, channels, n, props, rng=rng)
+    adata = ad.AnnData(np.arcsinh(raw / 5).astype(np.float32))
+    adata.var_names = list(channels)
+    adata.var["marker_class"] = pd.Categorical(classes if classes is not None else ["type"] * len(channels))
+    adata.obs["sample_id"] = pd.Categorical(np.where(np.arange(n) % 2, "s1", "s2"))
+    adata.obs["truth"] = labels
+    return adata
+
+
+@pytest.fixture(scope="module")
+def small_adata():
+    adata = make_adata(SMALL, ["CD3", "CD19", "CD4", "CD8", "CD45"], 3000, {"CD4 T": 3, "CD8 T": 2, "B cells": 1}, 0)
+    adata.obs["metacluster"] = pd.Categorical(adata.obs["truth"].map({"CD4 T": "1", "CD8 T": "2", "B cells": "3"}))
+    return adata
+
+
+def test_annotate_writes_documented_keys(small_adata, tmp_path):
+    adata = small_adata.copy()
+    itme.tl.annotate(adata, phenotypes=SMALL)
+    assert (adata.obs["subset"].astype(str) == adata.obs["truth"]).all()
+    assert list(adata.obs["subset"].cat.categories) == ["CD4 T", "CD8 T", "B cells", "T other", "unassigned"]
+    info = adata.uns["subset"]
+    assert list(info["clusters"].columns) == [
+        "subset", "lineage", "score", "lineage_score", "subset_score", "margin", "failed", "method", "n_events",
+    ]  # fmt: skip
+    assert info["clusters"]["n_events"].sum() == adata.n_obs
+    assert set(info["thresholds"]["marker"]) == {"CD3", "CD19", "CD4", "CD8"}
+    assert "CD45" in info["medians"].columns
+    assert info["phenotypes"] == SMALL.text
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad")
+    pd.testing.assert_frame_equal(back.uns["subset"]["clusters"], info["clusters"], check_dtype=False)
+    pd.testing.assert_series_equal(back.obs["subset"], adata.obs["subset"])
+
+
+def test_cluster_phenotypes_equal_pandas_median(small_adata):
+    table = itme.tl.cluster_phenotypes(small_adata, groupby="metacluster")
+    ref = small_adata.to_df().groupby(small_adata.obs["metacluster"].to_numpy()).median()
+    pd.testing.assert_frame_equal(table.rename_axis(None), ref.astype(float), check_names=False, rtol=1e-6)
+
+
+def test_manual_mapping_and_given_thresholds(small_adata):
+    adata = small_adata.copy()
+    itme.tl.annotate(adata, phenotypes=SMALL, mapping={"3": "plasmablasts"}, thresholds={"CD4": 9.0})
+    clusters = adata.uns["subset"]["clusters"]
+    assert clusters.loc["3", "subset"] == "plasmablasts" and clusters.loc["3", "method"] == "manual"
+    assert clusters.loc["1", "subset"] == "T other"  # no event reaches CD4 > 9
+    thr = adata.uns["subset"]["thresholds"].set_index("marker")
+    assert thr.loc["CD4", "method"] == "given" and thr.loc["CD3", "method"] == "otsu"
+    assert "plasmablasts" in adata.obs["subset"].cat.categories
+    manual = itme.tl.annotate(small_adata, phenotypes=None, mapping={"1": "CD4 T"}, copy=True)
+    assert (manual.obs["subset"] == "unassigned").sum() == (small_adata.obs["metacluster"] != "1").sum()
+
+
+def test_unmeasured_markers_warn(small_adata):
+    adata = small_adata[:, ["CD3", "CD19", "CD4"]].copy()
+    with pytest.warns(ItmeInputWarning, match="CD8"):
+        itme.tl.annotate(adata, phenotypes=SMALL)
+
+
+def test_annotate_errors(small_adata):
+    with pytest.raises(ItmeStateError, match="tl.flowsom"):
+        itme.tl.annotate(small_adata, phenotypes=SMALL, groupby="som_node")
+    with pytest.raises(ItmeParameterError, match="mapping"):
+        itme.tl.annotate(small_adata, phenotypes=SMALL, mapping={"99": "x"})
+    with pytest.raises(ItmeParameterError, match="phenotypes"):
+        itme.tl.annotate(small_adata, phenotypes=None)
+    with pytest.raises(ItmeParameterError, match="min_score"):
+        itme.tl.annotate(small_adata, phenotypes=SMALL, min_score=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_simulated_lymphoid_sample_is_named_correctly(seed):
+    """Evidence: >= 95 % of events of a sample following the shipped table get the right name."""
+    table = load_phenotypes("lymphoid_visram2021")
+    panel = PANEL[PANEL["marker_class"].isin(["type", "state"])]
+    rng = np.random.default_rng(100 + seed)
+    props = {s.name: rng.uniform(0.5, 3.0) for s in table.subsets}
+    props.update({"Monocytes": 15.0, "Other CD45+": 10.0, "CD4 T other": 2.0, "NK other": 1.0})
+    adata = make_adata(table, panel["antigen"], 40_000, props, seed, classes=panel["marker_class"])
+    itme.tl.flowsom(adata, n_metaclusters=60, rng=seed)
+    itme.tl.annotate(adata, phenotypes="lymphoid_visram2021")
+    correct = np.mean(adata.obs["subset"].astype(str).to_numpy() == adata.obs["truth"].to_numpy())
+    assert correct >= 0.95
