@@ -29,6 +29,10 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root = logging.getLogger("itme")
     root.handlers[:] = [h for h in root.handlers if isinstance(h, logging.NullHandler)] + [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)  # library warnings become log lines with the same handler
+    warnings_logger = logging.getLogger("py.warnings")
+    warnings_logger.handlers[:] = [handler]
+    warnings_logger.setLevel(logging.WARNING)
     settings.progress = not quiet and sys.stderr.isatty()
 
 
@@ -110,12 +114,16 @@ def validate(config: str) -> None:
     show_default=True,
     help="Events per FCS file.",
 )
+@click.option("--genes", "n_genes", type=int, default=20_000, show_default=True, help="Genes in the RNA-seq counts.")
 @click.option("--seed", type=int, default=2021, show_default=True)
-def demo(out: str, n_patients: int, cells_per_sample: int, seed: int) -> None:
-    """Simulate the synthetic demo cohort into OUT/input and run the whole analysis on it."""
+def demo(out: str, n_patients: int, cells_per_sample: int, n_genes: int, seed: int) -> None:
+    """Simulate the synthetic demo cohort into OUT/input and run the whole analysis on it.
+
+    Everything in OUT/input is synthetic; OUT/input/truth.json holds what was planted.
+    """
     from .pipeline import run_demo
 
-    result = run_demo(out, n_patients=n_patients, cells_per_sample=cells_per_sample, seed=seed)
+    result = run_demo(out, n_patients=n_patients, cells_per_sample=cells_per_sample, n_genes=n_genes, seed=seed)
     click.echo(f"done: {result.out / 'report.html'}")
 
 

@@ -108,22 +108,25 @@ def run_demo(
     *,
     n_patients: int = 39,
     cells_per_sample: int = 20_000,
+    n_genes: int = 20_000,
     seed: int = 2021,
 ) -> RunResult:
     """Simulate the synthetic demo cohort into ``out/input`` and run the analysis into ``out``.
 
     The cohort is simulated only when ``out/input`` does not already hold one made with the
-    same parameters, so a killed demo resumes.
+    same parameters, so a killed demo resumes where it stopped.
 
     Parameters
     ----------
     out
-        Output folder: ``input/`` (the synthetic cohort and its truth), ``config.yaml``, and
-        the results of the run.
+        Output folder: ``input/`` (the synthetic cohort and its ``truth.json``),
+        ``config.yaml`` (the demo config), and the results of the run.
     n_patients
-        Patients in the cohort.
+        Patients in the cohort (one of them has no CyTOF file, as in the paper).
     cells_per_sample
-        Events per FCS file.
+        Events per FCS file, artefacts included.
+    n_genes
+        Genes in the RNA-seq count matrix.
     seed
         Seed of the cohort and of the run.
 
@@ -133,19 +136,25 @@ def run_demo(
     """
     import json
 
+    import yaml
+
     from ..datasets import simulate_cohort
     from ._files import write_text
 
     out = Path(out)
     inputs = out / "input"
-    stamp = {"n_patients": n_patients, "cells_per_sample": cells_per_sample, "seed": seed}
+    stamp = {"n_patients": n_patients, "cells_per_sample": cells_per_sample, "n_genes": n_genes, "seed": seed}
     stamp_file = inputs / "simulation.json"
     if not (stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp):
         if inputs.exists():
             shutil.rmtree(inputs)
         logger.info("simulating the demo cohort (%d patients × %d events)", n_patients, cells_per_sample)
-        simulate_cohort(inputs, n_patients=n_patients, cells_per_sample=cells_per_sample, rng=seed)
+        simulate_cohort(inputs, n_patients=n_patients, cells_per_sample=cells_per_sample, n_genes=n_genes, rng=seed)
         write_text(stamp_file, json.dumps(stamp) + "\n")
-    text = demo_config_text().replace("seed: 2021", f"seed: {seed}")
-    config_path = write_text(out / "config.yaml", text)
+    config = yaml.safe_load(demo_config_text())
+    config["seed"] = seed
+    # the demo's minimum of CD45+ events per file scales with the simulated file size
+    config["downsample"]["min_events"] = min(config["downsample"]["min_events"], cells_per_sample // 4)
+    header = "# written by `itme demo`; the commented original is itme/data/configs/demo.yaml\n"
+    config_path = write_text(out / "config.yaml", header + yaml.safe_dump(config, sort_keys=False))
     return run(config_path, out=out)

@@ -119,7 +119,7 @@ def versions() -> dict[str, str]:
 
 
 def _fingerprint(
-    stage: Stage, config: Config, seed: int, inputs: dict[str, str], upstream: dict[str, str]
+    stage: Stage, config: Config, seed: int, inputs: list[tuple[str, str]], upstream: dict[str, str]
 ) -> str:
     payload = {
         "stage": stage.name,
@@ -200,7 +200,9 @@ def run_stages(
             digests = {str(p): checksums(p) for p in files}
             inputs_used.update(digests)
             upstream = {name: fingerprints.get(name, "") for name in stage.requires}
-            fp = _fingerprint(stage, config, seeds[stage.name], digests, upstream)
+            # inputs by content (file name + checksum), so a moved or copied run folder still resumes
+            content = sorted((Path(p).name, h) for p, h in digests.items())
+            fp = _fingerprint(stage, config, seeds[stage.name], content, upstream)
             rec.fingerprint = fp
             if k != first or from_stage is None:
                 if state and state.get("fingerprint") == fp and _outputs_intact(out, state):

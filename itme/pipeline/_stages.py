@@ -76,7 +76,7 @@ def clean(ctx: Context) -> Result:
         k=c.clean.k,
     )
     outputs = [
-        write_table(ctx.path("tables", "qc_events.csv"), cells.uns["qc"]["accounting"]),
+        write_table(ctx.path("tables", "qc_events.csv"), cells.uns["qc"]["accounting"], index=False),
         write_table(ctx.path("tables", "qc_thresholds.csv"), cells.uns["qc"]["thresholds"], index=False),
     ]
     outputs += write_figure(ctx.path("figures"), "qc_accounting", pl.qc_accounting(cells))

@@ -1,0 +1,82 @@
+"""Config files, the config reference, validate()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import itme
+from itme.errors import ItmeInputError
+from itme.pipeline import config_reference, load_config, validate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    config = load_config(path)
+    assert config.patients.k == 3
+    assert config.transform.cofactor == 5
+
+
+def test_configuration_reference_is_current():
+    """docs/configuration.md is generated: `itme config-reference > docs/configuration.md`."""
+    assert (ROOT / "docs" / "configuration.md").read_text() == config_reference()
+
+
+def test_unknown_key_names_the_nearest_valid_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"inputs": {"samples": "s.csv", "panel": "p.csv"}, "cluster": {"n_metacluster": 30}, "patients": {"k": 1}}))
+    with pytest.raises(ItmeInputError, match=r"(?s)2 problem\(s\).*unknown key 'cluster.n_metacluster'; did you mean 'n_metaclusters'\?.*patients.k: Input should be greater than or equal to 2"):
+        load_config(path)
+
+
+def test_missing_required_input(tmp_path):
+    with pytest.raises(ItmeInputError, match=r"inputs.panel is required"):
+        load_config({"inputs": {"samples": "s.csv"}}, base_dir=tmp_path)
+
+
+def test_relative_paths_resolve_from_the_config_folder(tmp_path):
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "c.yaml"
+    path.write_text(yaml.safe_dump({"inputs": {"samples": "data/s.csv", "panel": "/abs/p.csv"}, "output": "out"}))
+    config = load_config(path)
+    assert config.inputs.samples == (tmp_path / "sub" / "data" / "s.csv").resolve()
+    assert str(config.inputs.panel) == "/abs/p.csv"
+    assert config.output == (tmp_path / "sub" / "out").resolve()
+
+
+def test_validate_lists_every_problem_at_once(tmp_path):
+    (tmp_path / "samples.csv").write_text("file_name,sample_id,patient_id\na.fcs,A,P1\n")
+    (tmp_path / "panel.csv").write_text("fcs_colname,antigen,marker_class\nY89Di,CD45,lineage\n")
+    (tmp_path / "clinical.csv").write_text("patient_id,disease_status,os_months,os_event\nP1,NDMM,10,1\n")
+    config = {
+        "inputs": {"samples": "samples.csv", "panel": "panel.csv", "clinical": "clinical.csv", "phenotypes": "nope.yaml"},
+        "stats": {"cox_covariates": ["age"], "endpoints": ["os", "pfs"]},
+        "rnaseq": {"contrasts": [{"name": "x", "groupby": "disease_status", "test": ["TRMM"], "reference": ["NDMM"]}]},
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    problems = validate(path)
+    text = "\n".join(problems)
+    assert "marker_class: 'lineage'" in text
+    assert "phenotypes" in text and "nope.yaml" in text
+    assert "covariate 'age' is not a column of clinical.csv" in text
+    assert "'pfs_months' is not a column of clinical.csv" in text
+    assert "levels ['TRMM'] not in clinical column 'disease_status'" in text
+    assert len(problems) >= 5
+
+
+def test_validate_cli_exit_codes(tmp_path, capsys):
+    from itme.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"inputs": {"samples": "s.csv", "panel": "p.csv"}}))
+    assert main(["-q", "validate", str(path)]) == 2
+    assert "problem(s)" in capsys.readouterr().out
+
+
+def test_demo_config_is_the_package_copy():
+    assert (ROOT / "configs" / "demo.yaml").read_text() == itme.pipeline.demo_config_text()
