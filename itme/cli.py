@@ -114,7 +114,14 @@ def validate(config: str) -> None:
     show_default=True,
     help="Events per FCS file.",
 )
-@click.option("--genes", "n_genes", type=int, default=20_000, show_default=True, help="Genes in the RNA-seq counts.")
+@click.option(
+    "--genes",
+    "n_genes",
+    type=int,
+    default=20_000,
+    show_default=True,
+    help="Genes in the RNA-seq counts.",
+)
 @click.option("--seed", type=int, default=2021, show_default=True)
 def demo(out: str, n_patients: int, cells_per_sample: int, n_genes: int, seed: int) -> None:
     """Simulate the synthetic demo cohort into OUT/input and run the whole analysis on it.
@@ -123,7 +130,9 @@ def demo(out: str, n_patients: int, cells_per_sample: int, n_genes: int, seed: i
     """
     from .pipeline import run_demo
 
-    result = run_demo(out, n_patients=n_patients, cells_per_sample=cells_per_sample, n_genes=n_genes, seed=seed)
+    result = run_demo(
+        out, n_patients=n_patients, cells_per_sample=cells_per_sample, n_genes=n_genes, seed=seed
+    )
     click.echo(f"done: {result.out / 'report.html'}")
 
 

@@ -188,6 +188,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer seeds and 400,000 events in part C")
     ap.add_argument("--cells", type=int, default=4_000_000, help="events in part C")
     ap.add_argument("--skip", default="", help="parts to skip, e.g. 'C' or 'AB'")
+    ap.add_argument("--seeds-c", type=int, default=2, help="seeds per method in part C")
     ap.add_argument(
         "--child", nargs=4, metavar=("MODE", "DIR", "K", "SEED"), help=argparse.SUPPRESS
     )
@@ -239,15 +240,9 @@ def main() -> None:
                 f"\nC. speed and memory: {n} events x 30 type markers, k = {k}, one process per run"
             )
             rows = []
-            for mode, seed in [
-                ("itme", 0),
-                ("itme", 1),
-                ("itme-batch", 0),
-                ("flowsom", 0),
-                ("flowsom", 1),
-            ]:
-                if args.quick and seed:
-                    continue
+            n_seeds = 1 if args.quick else args.seeds_c
+            runs = [("itme", s) for s in range(n_seeds)] + [("itme-batch", 0)]
+            for mode, seed in runs + [("flowsom", s) for s in range(n_seeds)]:
                 cmd = [sys.executable, __file__, "--child", mode, tmp, str(k), str(seed)]
                 res = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if res.returncode != 0:
@@ -276,6 +271,14 @@ def main() -> None:
                 .round(3)
                 .to_string(index=False)
             )
+            summary = df.groupby("mode", sort=False).agg(
+                seconds=("seconds", "mean"),
+                F1_mean=("F1", "mean"),
+                F1_sd=("F1", "std"),
+                peak_over_matrix=("peak_over_matrix", "max"),
+                runs=("F1", "size"),
+            )
+            print(summary.round(3).to_string())
             fs = df.loc[df["mode"] == "flowsom", "seconds"].mean()
             it = df.loc[df["mode"] == "itme", "seconds"].mean()
             print(f"speed-up itme vs flowsom.FlowSOM: {fs / it:.1f}x")

@@ -10,14 +10,18 @@ Each cluster's median of each marker is compared with the marker's threshold: ab
    subset with a score of at least ``min_score`` wins. Otherwise the cluster gets the
    lineage's ``other`` name, or ``unassigned`` when the lineage has none.
 
+A median within ``tolerance`` (0.25 arcsinh units) of a threshold is *dim*: it satisfies
+both ``hi`` and ``lo``, so a marker a cluster expresses weakly (CD3 background on
+monocytes, CD4 on monocytes) neither decides nor vetoes the lineage on its own.
 Ties are broken by the mean signed margin (distance of the median from the threshold on the
 right side, clipped to ±2 arcsinh units), then by table order. The reported ``score`` is the
 fraction of all rules (lineage + subset) satisfied by the chosen name.
 
 Automatic thresholds (:func:`auto_thresholds`) use Otsu's method on the cluster medians of
-each marker: cluster medians are far less noisy than single events, and a population of a
-few per cent still forms its own cluster, where a histogram of events would hide it in the
-tail of the negative peak. When the medians of a marker span less than ``min_spread``
+each marker, each median weighted by its cluster's events: medians are far less noisy than
+single events (a population of a few per cent forms its own tight cluster instead of hiding in
+the tail of the negative peak), and the weights keep a handful of small intermediate clusters
+(doublets, dim background) from dragging the cut into the negative side. When the medians of a marker span less than ``min_spread``
 (every cluster negative, or every cluster positive) no split exists and ``fallback`` is used.
 """
 
@@ -34,45 +38,57 @@ UNASSIGNED = "unassigned"
 _MARGIN_CLIP = 2.0
 
 
-def otsu_threshold(values: np.ndarray, *, bins: int = 256) -> float:
-    """Otsu's threshold: the cut maximising the between-class variance.
+def otsu_threshold(
+    values: np.ndarray, weights: np.ndarray | None = None, *, bins: int = 256
+) -> float:
+    """Otsu's threshold: the cut maximising the (weighted) between-class variance.
 
     Parameters
     ----------
     values
         1-D values (NaN ignored).
+    weights
+        Weight of each value (e.g. the events of each cluster); equal when ``None``.
     bins
-        Histogram bins when there are more than ``bins`` distinct values; fewer values are
-        used exactly (every midpoint between sorted values is a candidate).
+        Histogram bins when there are more than ``bins`` values; fewer values are used
+        exactly (every midpoint between sorted distinct values is a candidate).
 
     Returns
     -------
     float
-        The threshold (NaN when fewer than two distinct values).
+        The threshold (the middle of the best cuts when several tie; NaN when fewer than
+        two distinct values).
     """
     v = np.asarray(values, dtype=float)
-    v = np.sort(v[np.isfinite(v)])
+    w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=float)
+    keep = np.isfinite(v) & (w > 0)
+    v, w = v[keep], w[keep]
     if np.unique(v).size < 2:
         return float("nan")
     if v.size <= bins:
-        centers, weights = v, np.ones_like(v)
-        cuts = (v[:-1] + v[1:]) / 2
+        centers, inverse = np.unique(v, return_inverse=True)
+        counts = np.bincount(inverse, weights=w)
+        cuts = (centers[:-1] + centers[1:]) / 2
     else:
-        weights, edges = np.histogram(v, bins=bins)
+        counts, edges = np.histogram(v, bins=bins, weights=w)
         centers = (edges[:-1] + edges[1:]) / 2
         cuts = edges[1:-1]
-    w0 = np.cumsum(weights)[:-1]
-    w1 = weights.sum() - w0
-    s0 = np.cumsum(weights * centers)[:-1]
+    w0 = np.cumsum(counts)[:-1]
+    w1 = counts.sum() - w0
+    s0 = np.cumsum(counts * centers)[:-1]
     mu0 = s0 / np.maximum(w0, 1e-12)
-    mu1 = (np.sum(weights * centers) - s0) / np.maximum(w1, 1e-12)
+    mu1 = (np.sum(counts * centers) - s0) / np.maximum(w1, 1e-12)
     between = w0 * w1 * (mu0 - mu1) ** 2
-    best = np.flatnonzero(between == between.max())
-    return float(np.mean(cuts[best]))
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-12))
+    return float((cuts[best.min()] + cuts[best.max()]) / 2)
 
 
 def auto_thresholds(
-    medians: pd.DataFrame, *, min_spread: float = 1.0, fallback: float = 1.5
+    medians: pd.DataFrame,
+    weights: np.ndarray | None = None,
+    *,
+    min_spread: float = 1.0,
+    fallback: float = 1.5,
 ) -> pd.DataFrame:
     """Automatic hi/lo threshold of every marker from cluster medians.
 
@@ -80,6 +96,8 @@ def auto_thresholds(
     ----------
     medians
         Clusters × markers medians (arcsinh scale).
+    weights
+        Events of each cluster (Otsu is weighted by them); equal weights when ``None``.
     min_spread
         Smallest range of the medians for which a split is sought.
     fallback
@@ -90,20 +108,20 @@ def auto_thresholds(
     pandas.DataFrame
         Indexed by marker: ``threshold`` and ``method`` (``otsu`` or ``fallback``).
     """
+    w_all = np.ones(len(medians)) if weights is None else np.asarray(weights, dtype=float)
     rows = []
     for marker in medians.columns:
         v = medians[marker].to_numpy(dtype=float)
-        v = v[np.isfinite(v)]
-        if v.size >= 2 and np.ptp(v) >= min_spread:
-            rows.append((marker, otsu_threshold(v), "otsu"))
+        ok = np.isfinite(v)
+        if ok.sum() >= 2 and np.ptp(v[ok]) >= min_spread:
+            rows.append((marker, otsu_threshold(v[ok], w_all[ok]), "otsu"))
         else:
             rows.append((marker, float(fallback), "fallback"))
-    out = pd.DataFrame(rows, columns=["marker", "threshold", "method"]).set_index("marker")
-    return out
+    return pd.DataFrame(rows, columns=["marker", "threshold", "method"]).set_index("marker")
 
 
 def _score(
-    med: np.ndarray, rules: dict[str, str], thr: pd.Series
+    med: pd.Series, rules: dict[str, str], thr: pd.Series, tol: float = 0.0
 ) -> tuple[float, float, list[str]]:
     """Fraction of rules satisfied, mean clipped margin, and the failed rules of one cluster."""
     if not rules:
@@ -116,7 +134,7 @@ def _score(
     for marker, state in rules.items():
         m = med[marker]
         d = (m - thr[marker]) * (1.0 if state == "hi" else -1.0)
-        if d > 0:
+        if d > -tol:  # medians within tol of the threshold are dim: both hi and lo hold
             ok += 1
         else:
             failed.append(f"{marker} {state}")
@@ -138,6 +156,7 @@ def assign_clusters(
     *,
     min_score: float = 0.8,
     min_lineage_score: float = 1.0,
+    tolerance: float = 0.25,
 ) -> pd.DataFrame:
     """Name every cluster from its medians (see the module docstring).
 
@@ -153,6 +172,9 @@ def assign_clusters(
         Smallest fraction of a subset's own rules a cluster must satisfy.
     min_lineage_score
         Smallest fraction of a lineage's rules a cluster must satisfy.
+    tolerance
+        Half-width of the dim band (arcsinh units): a median within ``tolerance`` of the
+        threshold satisfies both ``hi`` and ``lo``; the margins then decide.
 
     Returns
     -------
@@ -165,7 +187,7 @@ def assign_clusters(
         lineages = []
         for lin in table.lineages:
             rules = {m: s for m, s in lin.markers.items() if s != "any"}
-            score, margin, failed = _score(med, rules, thresholds)
+            score, margin, failed = _score(med, rules, thresholds, tolerance)
             lineages.append((lin.name, score, margin, failed))
         lin_name, lin_score, lin_margin, lin_failed = _best(lineages)
         if lin_score < min_lineage_score:
@@ -186,13 +208,13 @@ def assign_clusters(
         subsets = []
         for sub in lin.subsets:
             rules = {m: s for m, s in sub.markers.items() if s != "any"}
-            score, margin, failed = _score(med, rules, thresholds)
+            score, margin, failed = _score(med, rules, thresholds, tolerance)
             subsets.append((sub.name, score, margin, failed))
         chosen = _best(subsets) if subsets else None
         if chosen is not None and chosen[1] >= min_score:
             name, sub_score, sub_margin, sub_failed = chosen
             all_rules = table.rules(name)
-            total, _, failed = _score(med, all_rules, thresholds)
+            total, _, failed = _score(med, all_rules, thresholds, tolerance)
             rows.append(
                 (
                     cluster,

@@ -14,19 +14,12 @@ import numpy as np
 __all__ = ["group_medians", "nearest_code"]
 
 
-def _columns(X: np.ndarray, start: int, stop: int, columns: Sequence[int] | None) -> np.ndarray:
-    block = X[start:stop]
-    if columns is not None:
-        block = block[:, columns]
-    return np.asarray(block, dtype=np.float64)
-
-
 def nearest_code(
     X: np.ndarray,
     codes: np.ndarray,
     *,
     columns: Sequence[int] | None = None,
-    chunk_size: int = 65_536,
+    chunk_size: int = 32_768,
     return_distance: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Index of the nearest code (Euclidean) for every row of ``X``.
@@ -51,15 +44,22 @@ def nearest_code(
         distance when ``return_distance``.
     """
     codes = np.asarray(codes, dtype=np.float64)
+    codes_t = np.ascontiguousarray(codes.T)
+    code_sq = np.einsum("ij,ij->i", codes, codes)
     n = X.shape[0]
     out = np.empty(n, dtype=np.int32)
     dist = np.empty(n, dtype=np.float32) if return_distance else None
-    code_sq = np.einsum("ij,ij->i", codes, codes)
-    step = max(1, int(chunk_size))
+    step = max(1, min(int(chunk_size), n))
+    # two buffers reused for every chunk: the working set does not grow with n
+    block_buf = np.empty((step, codes.shape[1]), dtype=np.float64)
+    d2_buf = np.empty((step, codes.shape[0]), dtype=np.float64)
+    cols = None if columns is None else np.asarray(columns, dtype=np.intp)
     for start in range(0, n, step):
         stop = min(n, start + step)
-        block = _columns(X, start, stop, columns)
-        d2 = block @ codes.T
+        block, d2 = block_buf[: stop - start], d2_buf[: stop - start]
+        rows = X[start:stop]
+        np.copyto(block, rows if cols is None else rows[:, cols], casting="unsafe")
+        np.matmul(block, codes_t, out=d2)
         d2 *= -2.0
         d2 += code_sq
         idx = np.argmin(d2, axis=1)

@@ -114,7 +114,9 @@ def _patients(n: int, gen: np.random.Generator) -> pd.DataFrame:
     return table
 
 
-def _compositions(clusters: pd.Series, gen: np.random.Generator, noise: float = 0.3) -> pd.DataFrame:
+def _compositions(
+    clusters: pd.Series, gen: np.random.Generator, noise: float = 0.3
+) -> pd.DataFrame:
     """% of CD45+ per subset per patient: cluster composition × log-normal patient noise."""
     names = list(BASE_COMPOSITION)
     base = np.log(np.array([BASE_COMPOSITION[s] for s in names]))
@@ -138,7 +140,11 @@ def _panel() -> pd.DataFrame:
 
 
 def _fcs_events(
-    panel: pd.DataFrame, phenotypes: object, proportions: dict[str, float], n: int, gen: np.random.Generator
+    panel: pd.DataFrame,
+    phenotypes: object,
+    proportions: dict[str, float],
+    n: int,
+    gen: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     antigens = list(panel["antigen"])
     cells, labels = simulate_cells(phenotypes, antigens, n, proportions, rng=gen)
@@ -146,7 +152,13 @@ def _fcs_events(
     roles = {
         "dna": [col["DNA1"], col["DNA2"]],
         "cisplatin": [col["cisplatin_194"], col["cisplatin"]],
-        "bead": [col["beads"], col["CD25"], col["CD161"], col["PD-1"], col["CXCR3"]],  # Ce140, Eu151, Eu153, Ho165, Lu175
+        "bead": [
+            col["beads"],
+            col["CD25"],
+            col["CD161"],
+            col["PD-1"],
+            col["CXCR3"],
+        ],  # Ce140, Eu151, Eu153, Ho165, Lu175
         "event_length": col["Event_length"],
         "center": col["Center"],
         "offset": col["Offset"],
@@ -164,7 +176,9 @@ def _clinical(patients: pd.DataFrame, gen: np.random.Generator) -> pd.DataFrame:
     n = len(patients)
     status = patients["disease_status"]
     cluster = patients["itme_cluster"]
-    lines = np.where(status == "NDMM", 0, np.where(status == "RMM", gen.integers(1, 4, n), gen.integers(3, 8, n)))
+    lines = np.where(
+        status == "NDMM", 0, np.where(status == "RMM", gen.integers(1, 4, n), gen.integers(3, 8, n))
+    )
     lines = np.where(cluster == "3", lines + 3, lines)
     # daratumumab progression at sampling: 4 of cluster 2 and 3 other TRMM patients (paper)
     dara = np.zeros(n, dtype=int)
@@ -172,7 +186,9 @@ def _clinical(patients: pd.DataFrame, gen: np.random.Generator) -> pd.DataFrame:
     dara[c2[: min(4, c2.size)]] = 1
     others = np.flatnonzero(((status == "TRMM") & (cluster != "2")).to_numpy())
     dara[gen.permutation(others)[: max(0, 7 - int(dara.sum()))]] = 1
-    median_os = np.select([cluster == "1", cluster == "2", cluster == "3"], [90.0, 18.0, 12.0], 40.0)
+    median_os = np.select(
+        [cluster == "1", cluster == "2", cluster == "3"], [90.0, 18.0, 12.0], 40.0
+    )
     os_time = gen.exponential(median_os / np.log(2))
     pfs_time = np.minimum(os_time, gen.exponential(median_os / 3 / np.log(2)))
     follow = gen.uniform(24, 72, n)
@@ -268,7 +284,9 @@ def simulate_cohort(
     and ``fcs_dir`` to their paths.
     """
     if n_patients < 8:
-        raise ItmeParameterError("n_patients", "at least 8 (three clusters need members)", n_patients)
+        raise ItmeParameterError(
+            "n_patients", "at least 8 (three clusters need members)", n_patients
+        )
     if cells_per_sample < 1000:
         raise ItmeParameterError("cells_per_sample", "at least 1000", cells_per_sample)
     seed = draw_seed(rng)
@@ -281,15 +299,29 @@ def simulate_cohort(
     compositions = _compositions(cytof["itme_cluster"], streams[0])
     panel = _panel()
     phenotypes = load_phenotypes(PANEL)
-    var = pd.DataFrame({"channel": panel["fcs_colname"].to_numpy(), "antigen": panel["antigen"].to_numpy()}, index=panel["fcs_colname"].to_numpy())
+    var = pd.DataFrame(
+        {"channel": panel["fcs_colname"].to_numpy(), "antigen": panel["antigen"].to_numpy()},
+        index=panel["fcs_colname"].to_numpy(),
+    )
     sample_rows = []
     cell_truth = {}
     for i, row in track(list(cytof.iterrows()), description="simulating FCS files"):
         proportions = compositions.loc[i].to_dict()
         values, labels = _fcs_events(panel, phenotypes, proportions, cells_per_sample, streams[1])
         name = f"{row['patient_id']}.fcs"
-        write_fcs(AnnData(values, var=var), out / "fcs" / name, keywords={"$CYT": "itme-simulated-CyTOF", "$DATE": "01-JAN-2021"})
-        sample_rows.append({"file_name": f"fcs/{name}", "sample_id": f"{row['patient_id']}_BM", "patient_id": row["patient_id"], "batch": f"B{1 + i % 3}"})
+        write_fcs(
+            AnnData(values, var=var),
+            out / "fcs" / name,
+            keywords={"$CYT": "itme-simulated-CyTOF", "$DATE": "01-JAN-2021"},
+        )
+        sample_rows.append(
+            {
+                "file_name": f"fcs/{name}",
+                "sample_id": f"{row['patient_id']}_BM",
+                "patient_id": row["patient_id"],
+                "batch": f"B{1 + i % 3}",
+            }
+        )
         cell_truth[row["patient_id"]] = pd.Series(labels).value_counts().to_dict()
     paths = {"fcs_dir": out / "fcs"}
     paths["samples"] = out / "samples.csv"
@@ -300,9 +332,13 @@ def simulate_cohort(
     paths["clinical"] = out / "clinical.csv"
     clinical.to_csv(paths["clinical"], index=False)
     # RNA-seq of CD138+ cells for every patient; the one without CyTOF is like cluster 1
-    groups = pd.Series(patients["itme_cluster"].replace("", "1").to_numpy(), index=clinical["rnaseq_id"].to_numpy())
+    groups = pd.Series(
+        patients["itme_cluster"].replace("", "1").to_numpy(), index=clinical["rnaseq_id"].to_numpy()
+    )
     shifts = {c: dict(PLANTED_PATHWAYS) for c in ("2", "3")}
-    sim = simulate_counts(groups, gene_sets=_hallmark(), shifts=shifts, n_genes=n_genes, rng=streams[3])
+    sim = simulate_counts(
+        groups, gene_sets=_hallmark(), shifts=shifts, n_genes=n_genes, rng=streams[3]
+    )
     counts = sim.counts.T
     counts.insert(0, "gene_name", sim.genes.loc[counts.index, "gene_name"].to_numpy())
     counts.index.name = "gene_id"
@@ -324,7 +360,9 @@ def simulate_cohort(
         "pathway_contrast": {"groupby": "itme_cluster", "test": ["2", "3"], "reference": ["1"]},
         "cytokines_differ": False,
         "qc_fractions": QC_FRACTIONS,
-        "composition_pct": compositions.set_axis(cytof["patient_id"]).round(4).to_dict(orient="index"),
+        "composition_pct": compositions.set_axis(cytof["patient_id"])
+        .round(4)
+        .to_dict(orient="index"),
         "events_by_truth": cell_truth,
     }
     paths["truth"] = out / "truth.json"

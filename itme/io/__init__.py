@@ -8,4 +8,11 @@ from ._inspect import *  # noqa: F403
 from ._luminex import *  # noqa: F403
 from ._tables import *  # noqa: F403
 
-__all__ = [*_clinical.__all__, *_cohort.__all__, *_fcs.__all__, *_inspect.__all__, *_luminex.__all__, *_tables.__all__]
+__all__ = [
+    *_clinical.__all__,
+    *_cohort.__all__,
+    *_fcs.__all__,
+    *_inspect.__all__,
+    *_luminex.__all__,
+    *_tables.__all__,
+]

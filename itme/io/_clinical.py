@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ItmeInputError, ItmeInputWarning
-from ._patient_tables import MISSING_TOKENS, read_text_table
+from ._tables import MISSING_TOKENS, read_delimited
 
 __all__ = ["read_clinical"]
 
@@ -57,7 +57,7 @@ def read_clinical(
     nullable integer, other columns numeric or text (missing = NaN). ``attrs`` holds
     ``endpoints`` (list of endpoint names), ``encoding``, ``separator`` and ``path``.
     """
-    df, info = read_text_table(path, what="clinical")
+    df, info = read_delimited(path, what="clinical")
     where = str(info["path"])
     lower = {c.lower(): c for c in df.columns}
     for required in ("patient_id", "disease_status"):

@@ -25,7 +25,7 @@ from .._progress import track
 from ..errors import ItmeInputError, ItmeInputWarning, ItmeParameterError
 from ._fcs import MARKER_CLASSES
 from ._flowio import FcsFile, parse_fcs, read_events
-from ._tables import TableSource, line_of, read_panel, read_samples
+from ._tables import TableSource, read_panel, read_samples
 
 __all__ = ["read_cohort"]
 
@@ -75,7 +75,7 @@ def _resolve_files(table: pd.DataFrame, folder: Path | None, base_dir: Path | No
         path = Path(name) if Path(name).is_absolute() else root / name
         paths.append(path)
         if not path.is_file():
-            missing.append(f"line {line_of(i)}: {path}")
+            missing.append(f"line {i}: {path}")
     if missing:
         raise ItmeInputError(
             f"{len(missing)} FCS file(s) listed in the sample sheet do not exist: {'; '.join(missing)}",

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ItmeExclusionWarning, ItmeInputError, ItmeInputWarning, ItmeParameterError
-from ._patient_tables import MISSING_TOKENS, read_text_table
+from ._tables import MISSING_TOKENS, read_delimited
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -132,7 +132,7 @@ def read_cytokines(
     ):
         if value not in allowed:
             raise ItmeParameterError(name, allowed, value)
-    df, info = read_text_table(path, what="cytokines")
+    df, info = read_delimited(path, what="cytokines")
     where = info["path"]
     lower = {c.lower(): c for c in df.columns}
     if "patient_id" not in df.columns and "patient_id" in lower:

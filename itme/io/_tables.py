@@ -1,4 +1,4 @@
-"""Sample sheets and panels: robust CSV reading and validation.
+"""Delimited text tables (sample sheets, panels, clinical and cytokine tables): reading and validation.
 
 Tables from spreadsheets arrive in many encodings (UTF-8 with or without a BOM, Windows
 code pages, UTF-16 from Excel's "Unicode text") and with `,`, `;` or tab separators; they
@@ -8,17 +8,17 @@ a sample sheet in one go.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import io
 import logging
+import warnings
 from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
 
 import pandas as pd
 
-from ..errors import ItmeInputError
+from ..errors import ItmeInputError, ItmeInputWarning
 
 __all__ = ["read_panel", "read_samples"]
 
@@ -31,76 +31,111 @@ MARKER_CLASSES = ("type", "state", "qc", "none")
 TableSource = str | PathLike[str] | pd.DataFrame
 
 
-def decode_text(raw: bytes, where: str) -> str:
-    """Decode bytes of a text table: BOMs honoured, UTF-8 first, then Windows-1252/Latin-1."""
-    for bom, codec in (
-        (b"\xef\xbb\xbf", "utf-8-sig"),
-        (b"\xff\xfe", "utf-16"),
-        (b"\xfe\xff", "utf-16"),
-    ):
-        if raw.startswith(bom):
-            return raw.decode(codec)
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "--", "."})
+
+
+def decode(raw: bytes, *, where: str) -> tuple[str, str]:
+    """Text and encoding name: UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16"), "utf-16"
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
         pass
-    for codec in ("cp1252", "latin-1"):
-        try:
-            text = raw.decode(codec)
-        except UnicodeDecodeError:
-            continue
-        logger.info("%s is not UTF-8; read it as %s", where, codec)
-        return text
-    raise ItmeInputError("cannot decode the file as text", where=where)  # pragma: no cover
+    try:
+        text = raw.decode("cp1252")
+        encoding = "cp1252"
+    except UnicodeDecodeError:
+        text, encoding = raw.decode("latin-1"), "latin-1"
+    warnings.warn(
+        f"{where}: not UTF-8; read as {encoding} (check accented names)",
+        ItmeInputWarning,
+        stacklevel=4,
+    )
+    return text, encoding
+
+
+def read_delimited(path: str | Path, *, what: str) -> tuple[pd.DataFrame, dict]:
+    """All cells as stripped strings, plus ``{"encoding", "separator", "path"}``.
+
+    Row numbers in later messages are file line numbers (header = line 1).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ItmeInputError(
+            where=str(path),
+            expected=f"the {what} file",
+            found="no such file",
+            fix="Check the path in the config.",
+        )
+    text, encoding = decode(path.read_bytes(), where=str(path))
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise ItmeInputError(
+            where=str(path),
+            expected=f"a header row and one row per patient ({what})",
+            found="an empty file",
+        )
+    header = lines[0]
+    separator = max([",", ";", "\t"], key=header.count)
+    if header.count(separator) == 0:
+        separator = ","
+    try:
+        df = pd.read_csv(
+            io.StringIO(text),
+            sep=separator,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            skipinitialspace=True,
+        )
+    except pd.errors.ParserError as err:
+        raise ItmeInputError(
+            where=str(path),
+            expected=f"a rectangular {what} table",
+            found=str(err).splitlines()[0],
+            fix="Check quoting and the separator.",
+        ) from err
+    df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
+    unnamed = [
+        c for c in df.columns if c.startswith("Unnamed:") and (df[c].str.strip() == "").all()
+    ]
+    df = df.drop(columns=unnamed)
+    dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+    if dup:
+        raise ItmeInputError(
+            where=f"{path} header",
+            expected="unique column names",
+            found=f"duplicated {', '.join(dup)}",
+        )
+    df = df.fillna("").apply(lambda col: col.str.strip())
+    df.index = pd.RangeIndex(2, len(df) + 2, name="line")
+    empty = (df == "").all(axis=1)
+    if empty.any():
+        logger.info("%s: %d empty row(s) ignored", path, int(empty.sum()))
+        df = df[~empty]
+    return df, {"encoding": encoding, "separator": separator, "path": str(path)}
 
 
 def read_text_table(source: TableSource, *, name: str) -> tuple[pd.DataFrame, Path | None]:
-    """Read a delimited table as strings (no NA guessing); return it and its folder.
+    """A table as stripped strings indexed by file line (header = line 1), and its folder.
 
     Parameters
     ----------
     source
-        A path (CSV/TSV, any common encoding and separator) or a DataFrame.
+        A path (any common encoding and separator, see :func:`read_delimited`) or a DataFrame
+        (its rows are numbered as if the header were line 1).
     name
-        How the table is named in messages (e.g. ``"samples.csv"``).
+        How the table is named in messages (e.g. ``"sample sheet"``).
     """
     if isinstance(source, pd.DataFrame):
         table = source.copy()
         table.columns = [str(c).strip() for c in table.columns]
-        return table.astype(str).apply(lambda col: col.str.strip()), None
-    path = Path(source)
-    if not path.is_file():
-        raise ItmeInputError(
-            f"{name} not found", where=str(path), fix="Check the path in the config or command"
-        )
-    text = decode_text(path.read_bytes(), str(path))
-    if not text.strip():
-        raise ItmeInputError(
-            f"{name} is empty", where=str(path), expected="a header line and one row per entry"
-        )
-    first = text.splitlines()[0]
-    try:
-        sep = csv.Sniffer().sniff(first, delimiters=",;\t").delimiter
-    except csv.Error:
-        sep = ","
-    try:
-        table = pd.read_csv(
-            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True
-        )
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise ItmeInputError(
-            f"{name} is not a valid delimited table ({exc})", where=str(path)
-        ) from exc
-    table.columns = [str(c).strip().lstrip("\ufeff") for c in table.columns]
-    table = table.apply(lambda col: col.str.strip())
-    # drop rows that are entirely empty (trailing lines from spreadsheets)
-    empty = (table == "").all(axis=1)
-    return table.loc[~empty].reset_index(drop=True), path.parent
-
-
-def line_of(index: int) -> int:
-    """File line of data row ``index`` (the header is line 1)."""
-    return int(index) + 2
+        table = table.astype(str).apply(lambda col: col.str.strip())
+        table.index = pd.RangeIndex(2, len(table) + 2, name="line")
+        return table, None
+    table, _ = read_delimited(source, what=name)
+    return table, Path(source).parent
 
 
 def _require_columns(table: pd.DataFrame, required: Iterable[str], where: str, fix: str) -> None:
@@ -126,7 +161,7 @@ def _duplicates(table: pd.DataFrame, column: str) -> list[str]:
     dup = table[column].duplicated(keep=False) & (table[column] != "")
     out = []
     for value, rows in table.loc[dup].groupby(column).groups.items():
-        out.append(f"{value!r} on lines {', '.join(str(line_of(i)) for i in rows)}")
+        out.append(f"{value!r} on lines {', '.join(str(int(i)) for i in rows)}")
     return out
 
 
@@ -166,7 +201,7 @@ def read_samples(samples: TableSource) -> tuple[pd.DataFrame, Path | None]:
         empty = table.index[table[col] == ""]
         if len(empty):
             problems.append(
-                f"column {col} is empty on lines {', '.join(str(line_of(i)) for i in empty)}"
+                f"column {col} is empty on lines {', '.join(str(int(i)) for i in empty)}"
             )
     for col in ("sample_id", "file_name"):
         dups = _duplicates(table, col)
@@ -221,11 +256,11 @@ def read_panel(panel: TableSource) -> pd.DataFrame:
     bad = table.index[~table["marker_class"].isin(MARKER_CLASSES)]
     for i in bad:
         problems.append(
-            f"line {line_of(i)}, column marker_class: {table.at[i, 'marker_class']!r} is not one of "
+            f"line {int(i)}, column marker_class: {table.at[i, 'marker_class']!r} is not one of "
             f"{', '.join(MARKER_CLASSES)}"
         )
     for i in table.index[table["fcs_colname"] == ""]:
-        problems.append(f"line {line_of(i)}: fcs_colname is empty")
+        problems.append(f"line {int(i)}: fcs_colname is empty")
     dups = _duplicates(table, "fcs_colname")
     if dups:
         problems.append(f"duplicate fcs_colname: {'; '.join(dups)}")

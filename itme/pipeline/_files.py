@@ -52,12 +52,14 @@ def write_table(path: Path, table: pd.DataFrame, *, index: bool = True) -> Path:
 
 def write_figure(folder: Path, name: str, fig: Any) -> list[Path]:
     """Save a matplotlib figure as ``name.png`` and ``name.svg``; close it."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     out = []
     for ext, kwargs in (("png", {"dpi": 110}), ("svg", {"metadata": {"Date": None}})):
         target = folder / f"{name}.{ext}"
-        with atomic_path(target) as tmp:
+        # a fixed hash salt and no date make SVGs byte-identical across reruns
+        with atomic_path(target) as tmp, matplotlib.rc_context({"svg.hashsalt": "itme"}):
             fig.savefig(tmp, format=ext, bbox_inches="tight", **kwargs)
         out.append(target)
     plt.close(fig)

@@ -33,9 +33,8 @@ def _threads(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
-    from threadpoolctl import threadpool_limits
-
     import numba
+    from threadpoolctl import threadpool_limits
 
     before = numba.get_num_threads()
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
@@ -73,7 +72,9 @@ def run(
     cfg = config if isinstance(config, Config) else load_config(config)
     target = Path(out) if out is not None else cfg.output
     with _threads(cfg.threads):
-        records = run_stages(cfg, STAGES, out=target, from_stage=from_stage, until_stage=until_stage)
+        records = run_stages(
+            cfg, STAGES, out=target, from_stage=from_stage, until_stage=until_stage
+        )
     return RunResult(target, records)
 
 
@@ -100,7 +101,9 @@ def validate(config: str | PathLike[str] | Config) -> list[str]:
 
 def demo_config_text() -> str:
     """The demo config shipped with itme (also ``configs/demo.yaml``)."""
-    return resources.files("itme").joinpath("data", "configs", "demo.yaml").read_text(encoding="utf-8")
+    return (
+        resources.files("itme").joinpath("data", "configs", "demo.yaml").read_text(encoding="utf-8")
+    )
 
 
 def run_demo(
@@ -143,18 +146,33 @@ def run_demo(
 
     out = Path(out)
     inputs = out / "input"
-    stamp = {"n_patients": n_patients, "cells_per_sample": cells_per_sample, "n_genes": n_genes, "seed": seed}
+    stamp = {
+        "n_patients": n_patients,
+        "cells_per_sample": cells_per_sample,
+        "n_genes": n_genes,
+        "seed": seed,
+    }
     stamp_file = inputs / "simulation.json"
     if not (stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp):
         if inputs.exists():
             shutil.rmtree(inputs)
-        logger.info("simulating the demo cohort (%d patients × %d events)", n_patients, cells_per_sample)
-        simulate_cohort(inputs, n_patients=n_patients, cells_per_sample=cells_per_sample, n_genes=n_genes, rng=seed)
+        logger.info(
+            "simulating the demo cohort (%d patients × %d events)", n_patients, cells_per_sample
+        )
+        simulate_cohort(
+            inputs,
+            n_patients=n_patients,
+            cells_per_sample=cells_per_sample,
+            n_genes=n_genes,
+            rng=seed,
+        )
         write_text(stamp_file, json.dumps(stamp) + "\n")
     config = yaml.safe_load(demo_config_text())
     config["seed"] = seed
     # the demo's minimum of CD45+ events per file scales with the simulated file size
-    config["downsample"]["min_events"] = min(config["downsample"]["min_events"], cells_per_sample // 4)
+    config["downsample"]["min_events"] = min(
+        config["downsample"]["min_events"], cells_per_sample // 4
+    )
     header = "# written by `itme demo`; the commented original is itme/data/configs/demo.yaml\n"
     config_path = write_text(out / "config.yaml", header + yaml.safe_dump(config, sort_keys=False))
     return run(config_path, out=out)

@@ -182,6 +182,8 @@ def run_stages(
         for k, stage in enumerate(stages):
             rec = records[stage.name]
             state = _load_state(out, stage.name)
+            if k <= last:  # provenance: the checksums of every input the run depends on
+                inputs_used.update({str(p): checksums(p) for p in stage.inputs(config)})
             if k < first:
                 if state is None or not _outputs_intact(out, state):
                     raise ItmeInputError(
@@ -196,9 +198,7 @@ def run_stages(
                 continue
             if k > last:
                 break
-            files = stage.inputs(config)
-            digests = {str(p): checksums(p) for p in files}
-            inputs_used.update(digests)
+            digests = {str(p): checksums(p) for p in stage.inputs(config)}
             upstream = {name: fingerprints.get(name, "") for name in stage.requires}
             # inputs by content (file name + checksum), so a moved or copied run folder still resumes
             content = sorted((Path(p).name, h) for p, h in digests.items())

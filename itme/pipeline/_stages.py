@@ -48,7 +48,9 @@ def _clinical(config: Config) -> pd.DataFrame | None:
 
 
 def _obs_only(adata: ad.AnnData, columns: list[str], uns_keys: list[str]) -> ad.AnnData:
-    return ad.AnnData(obs=adata.obs[columns].copy(), uns={k: adata.uns[k] for k in uns_keys if k in adata.uns})
+    return ad.AnnData(
+        obs=adata.obs[columns].copy(), uns={k: adata.uns[k] for k in uns_keys if k in adata.uns}
+    )
 
 
 # --- CyTOF stages --------------------------------------------------------------------------
@@ -66,7 +68,9 @@ def clean(ctx: Context) -> Result:
     c = ctx.config
     cells = ad.read_h5ad(ctx.path("work", "ingest.h5ad"))
     pp.arcsinh(cells, cofactor=c.transform.cofactor)
-    thresholds = {k: tuple(v) for k, v in c.clean.thresholds.items()} if c.clean.thresholds else None
+    thresholds = (
+        {k: tuple(v) for k, v in c.clean.thresholds.items()} if c.clean.thresholds else None
+    )
     pp.clean(
         cells,
         steps=c.clean.steps,
@@ -76,21 +80,33 @@ def clean(ctx: Context) -> Result:
         k=c.clean.k,
     )
     outputs = [
-        write_table(ctx.path("tables", "qc_events.csv"), cells.uns["qc"]["accounting"], index=False),
-        write_table(ctx.path("tables", "qc_thresholds.csv"), cells.uns["qc"]["thresholds"], index=False),
+        write_table(
+            ctx.path("tables", "qc_events.csv"), cells.uns["qc"]["accounting"], index=False
+        ),
+        write_table(
+            ctx.path("tables", "qc_thresholds.csv"), cells.uns["qc"]["thresholds"], index=False
+        ),
     ]
     outputs += write_figure(ctx.path("figures"), "qc_accounting", pl.qc_accounting(cells))
     for sample in list(cells.obs["sample_id"].cat.categories)[:3]:
-        outputs += write_figure(ctx.path("figures"), f"qc_gates_{sample}", pl.qc_gates(cells, sample=sample))
+        outputs += write_figure(
+            ctx.path("figures"), f"qc_gates_{sample}", pl.qc_gates(cells, sample=sample)
+        )
     events_in = int(cells.n_obs)
     kept = pp.apply_qc(cells)
     del cells
     d = c.downsample
     if d.n is not None or d.min_events is not None:
-        kept = pp.downsample(kept, n=d.n, min_events=d.min_events, on_small=d.on_small, rng=ctx.seed)
+        kept = pp.downsample(
+            kept, n=d.n, min_events=d.min_events, on_small=d.on_small, rng=ctx.seed
+        )
     outputs.append(write_h5ad(ctx.path("work", "clean.h5ad"), kept))
     excluded = list(kept.uns.get("downsample", {}).get("excluded", []))
-    return outputs, {"events_in": events_in, "events_kept": int(kept.n_obs), "samples_excluded": excluded}
+    return outputs, {
+        "events_in": events_in,
+        "events_kept": int(kept.n_obs),
+        "samples_excluded": excluded,
+    }
 
 
 def cluster(ctx: Context) -> Result:
@@ -106,7 +122,9 @@ def cluster(ctx: Context) -> Result:
         merge_floor=c.merge_floor,
         rng=ctx.seed,
     )
-    path = write_h5ad(ctx.path("work", "cluster.h5ad"), _obs_only(cells, ["som_node", "metacluster"], ["flowsom"]))
+    path = write_h5ad(
+        ctx.path("work", "cluster.h5ad"), _obs_only(cells, ["som_node", "metacluster"], ["flowsom"])
+    )
     return [path], {"metaclusters": int(cells.obs["metacluster"].nunique())}
 
 
@@ -119,16 +137,26 @@ def annotate(ctx: Context) -> Result:
     cells.uns.update(labels.uns)
     tl.annotate(cells, phenotypes=c.inputs.phenotypes, mapping=c.annotate.mapping)
     outputs = [
-        write_table(ctx.path("tables", "cluster_phenotypes.csv"), tl.cluster_phenotypes(cells, groupby="metacluster")),
+        write_table(
+            ctx.path("tables", "cluster_phenotypes.csv"),
+            tl.cluster_phenotypes(cells, groupby="metacluster"),
+        ),
         write_table(ctx.path("tables", "cluster_annotation.csv"), cells.uns["subset"]["clusters"]),
     ]
-    outputs += write_figure(ctx.path("figures"), "clusters_heatmap", pl.cluster_heatmap(cells, groupby="subset"))
+    outputs += write_figure(
+        ctx.path("figures"), "clusters_heatmap", pl.cluster_heatmap(cells, groupby="subset")
+    )
     if c.embed.enabled:
         tl.embed(cells, n_cells=min(c.embed.n_cells, cells.n_obs), rng=ctx.seed)
-        outputs += write_figure(ctx.path("figures"), "clusters_umap", pl.embedding(cells, color="subset"))
+        outputs += write_figure(
+            ctx.path("figures"), "clusters_umap", pl.embedding(cells, color="subset")
+        )
     outputs.append(write_h5ad(ctx.path("cells.h5ad"), cells))
     unassigned = float((cells.obs["subset"] == "unassigned").mean() * 100)
-    return outputs, {"subsets": int(cells.obs["subset"].nunique()), "pct_unassigned": round(unassigned, 2)}
+    return outputs, {
+        "subsets": int(cells.obs["subset"].nunique()),
+        "pct_unassigned": round(unassigned, 2),
+    }
 
 
 def abundance(ctx: Context) -> Result:
@@ -165,9 +193,19 @@ def patients(ctx: Context) -> Result:
     clinical = _clinical(c)
     adata = ad.read_h5ad(ctx.path("work", "abundance.h5ad"))
     transform = None if c.patients.transform == "none" else c.patients.transform
-    tl.patient_clusters(adata, k=c.patients.k, transform=transform, features=c.patients.features, clinical=clinical, rng=ctx.seed)
+    tl.patient_clusters(
+        adata,
+        k=c.patients.k,
+        transform=transform,
+        features=c.patients.features,
+        clinical=clinical,
+        rng=ctx.seed,
+    )
     outputs = []
-    summary: dict[str, Any] = {"k": c.patients.k, "sizes": adata.obs["itme_cluster"].value_counts().sort_index().to_dict()}
+    summary: dict[str, Any] = {
+        "k": c.patients.k,
+        "sizes": adata.obs["itme_cluster"].value_counts().sort_index().to_dict(),
+    }
     exclude = _exclusions(c, adata, clinical)
     if exclude:
         tl.cluster_sensitivity(adata, exclude=exclude)
@@ -175,7 +213,9 @@ def patients(ctx: Context) -> Result:
         row = {k: sens[k] for k in ("kappa", "kappa_se", "z", "pvalue", "n", "n_changed")}
         row["changed"] = ";".join(map(str, sens["changed"]))
         row["excluded"] = ";".join(map(str, sens["excluded"]))
-        outputs.append(write_table(ctx.path("tables", "sensitivity.csv"), pd.DataFrame([row]), index=False))
+        outputs.append(
+            write_table(ctx.path("tables", "sensitivity.csv"), pd.DataFrame([row]), index=False)
+        )
         summary["kappa"] = float(sens["kappa"])
     if c.patients.bootstrap:
         tl.cluster_stability(adata, n_boot=c.patients.bootstrap, rng=ctx.seed)
@@ -184,9 +224,19 @@ def patients(ctx: Context) -> Result:
         summary["min_mean_jaccard"] = float(stab["mean_jaccard"].min())
     assign = adata.obs[["patient_id", "itme_cluster"]].copy()
     outputs.append(write_table(ctx.path("tables", "itme_clusters.csv"), assign))
-    outputs.append(write_table(ctx.path("tables", "cluster_diagnostics.csv"), adata.uns["itme_cluster"]["diagnostics"], index=False))
-    outputs += write_figure(ctx.path("figures"), "patients_heatmap", pl.patient_heatmap(adata, clinical=clinical))
-    outputs += write_figure(ctx.path("figures"), "patients_compartments", pl.compartment_bars(adata))
+    outputs.append(
+        write_table(
+            ctx.path("tables", "cluster_diagnostics.csv"),
+            adata.uns["itme_cluster"]["diagnostics"],
+            index=False,
+        )
+    )
+    outputs += write_figure(
+        ctx.path("figures"), "patients_heatmap", pl.patient_heatmap(adata, clinical=clinical)
+    )
+    outputs += write_figure(
+        ctx.path("figures"), "patients_compartments", pl.compartment_bars(adata)
+    )
     outputs.append(write_h5ad(ctx.path("patients.h5ad"), adata))
     return outputs, summary
 
@@ -205,15 +255,34 @@ def statistics(ctx: Context) -> Result:
     if significant:
         post = stats.posthoc_dunn(adata, groupby=s.groupby, features=significant, clinical=clinical)
         outputs.append(write_table(ctx.path("tables", "subset_posthoc.csv"), post, index=False))
-        outputs += write_figure(ctx.path("figures"), "stats_subset_boxplots", pl.subset_boxplots(adata, results=tests, groupby=s.groupby, alpha=s.fdr, clinical=clinical))
-    summary: dict[str, Any] = {"subsets_tested": len(tests), "subsets_significant": len(significant)}
+        outputs += write_figure(
+            ctx.path("figures"),
+            "stats_subset_boxplots",
+            pl.subset_boxplots(
+                adata, results=tests, groupby=s.groupby, alpha=s.fdr, clinical=clinical
+            ),
+        )
+    summary: dict[str, Any] = {
+        "subsets_tested": len(tests),
+        "subsets_significant": len(significant),
+    }
     if clinical is not None:
-        table = stats.clinical_table(clinical, groupby=s.groupby, patients=adata, variables=s.clinical_variables)
+        table = stats.clinical_table(
+            clinical, groupby=s.groupby, patients=adata, variables=s.clinical_variables
+        )
         outputs.append(write_table(ctx.path("tables", "clinical_table.csv"), table, index=False))
         km, lr, cox = [], [], []
         for endpoint in s.endpoints:
-            km.append(stats.kaplan_meier(adata, endpoint=endpoint, groupby=s.groupby, clinical=clinical).assign(endpoint=endpoint))
-            lr.append(stats.logrank_test(adata, endpoint=endpoint, groupby=s.groupby, clinical=clinical).assign(endpoint=endpoint))
+            km.append(
+                stats.kaplan_meier(
+                    adata, endpoint=endpoint, groupby=s.groupby, clinical=clinical
+                ).assign(endpoint=endpoint)
+            )
+            lr.append(
+                stats.logrank_test(
+                    adata, endpoint=endpoint, groupby=s.groupby, clinical=clinical
+                ).assign(endpoint=endpoint)
+            )
             cox.append(
                 stats.cox_ph(
                     adata,
@@ -223,7 +292,11 @@ def statistics(ctx: Context) -> Result:
                     reference=s.reference_levels or None,
                 ).assign(endpoint=endpoint)
             )
-            outputs += write_figure(ctx.path("figures"), f"survival_{endpoint}", pl.kaplan_meier(adata, endpoint=endpoint, groupby=s.groupby, clinical=clinical))
+            outputs += write_figure(
+                ctx.path("figures"),
+                f"survival_{endpoint}",
+                pl.kaplan_meier(adata, endpoint=endpoint, groupby=s.groupby, clinical=clinical),
+            )
         outputs.append(write_table(ctx.path("tables", "survival.csv"), pd.concat(km), index=False))
         outputs.append(write_table(ctx.path("tables", "logrank.csv"), pd.concat(lr), index=False))
         outputs.append(write_table(ctx.path("tables", "cox.csv"), pd.concat(cox), index=False))
@@ -231,7 +304,11 @@ def statistics(ctx: Context) -> Result:
         cyt = io.read_cytokines(c.inputs.cytokines)
         frames = []
         for g in c.cytokines.groupby:
-            frames.append(stats.compare_cytokines(cyt, groupby=g, patients=adata, clinical=clinical).assign(groupby=g))
+            frames.append(
+                stats.compare_cytokines(cyt, groupby=g, patients=adata, clinical=clinical).assign(
+                    groupby=g
+                )
+            )
         table = pd.concat(frames)
         outputs.append(write_table(ctx.path("tables", "cytokine_tests.csv"), table, index=False))
         summary["cytokines_significant"] = int((table["padj"] < s.fdr).sum())
@@ -266,11 +343,17 @@ def rnaseq(ctx: Context) -> Result:
             min_count=c.rnaseq.min_count,
         )
         outputs.append(write_table(ctx.path("tables", f"de_results{suffix}.csv"), de))
-        gs = rna.gsea(de, gene_sets=c.rnaseq.gene_sets, permutations=c.rnaseq.permutations, rng=ctx.seed + k)
+        gs = rna.gsea(
+            de, gene_sets=c.rnaseq.gene_sets, permutations=c.rnaseq.permutations, rng=ctx.seed + k
+        )
         name = "gsea_hallmark" if c.rnaseq.gene_sets == "hallmark" else "gsea"
         outputs.append(write_table(ctx.path("tables", f"{name}{suffix}.csv"), gs, index=False))
-        outputs += write_figure(ctx.path("figures"), f"rna_volcano_{contrast.name}", pl.volcano(de, title=contrast.name))
-        outputs += write_figure(ctx.path("figures"), f"rna_gsea_{contrast.name}", pl.gsea_nes(gs, title=contrast.name))
+        outputs += write_figure(
+            ctx.path("figures"), f"rna_volcano_{contrast.name}", pl.volcano(de, title=contrast.name)
+        )
+        outputs += write_figure(
+            ctx.path("figures"), f"rna_gsea_{contrast.name}", pl.gsea_nes(gs, title=contrast.name)
+        )
         summary[contrast.name] = {
             "genes_tested": int(de["padj"].notna().sum()),
             "genes_padj_0.1": int((de["padj"] < 0.1).sum()),
@@ -282,11 +365,39 @@ def rnaseq(ctx: Context) -> Result:
     return outputs, summary
 
 
+_SECTIONS = {
+    "clean": "qc",
+    "cluster": "clusters",
+    "annotate": "clusters",
+    "abundance": "patients",
+    "patients": "patients",
+    "stats": "stats",
+    "rnaseq": "rna",
+}
+
+
+def _flat(value: Any) -> Any:
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_flat(v)}" for k, v in value.items())
+    return value
+
+
 def report(ctx: Context) -> Result:
     from ..report import write_report
 
-    summary = {name: s for name, s in ctx.summaries.items() if s}
-    outputs = [write_json(ctx.path("summary.json"), {"stages": summary})]
+    sections: dict[str, dict[str, Any]] = {}
+    for stage, summary in ctx.summaries.items():
+        target = _SECTIONS.get(stage)
+        for label, value in (summary or {}).items():
+            if target is None:
+                continue
+            if label == "cytokines_significant":
+                sections.setdefault("cytokines", {})["analytes at q < 0.05"] = value
+            elif label == "status":
+                sections.setdefault(target, {})["_status"] = value
+            else:
+                sections.setdefault(target, {})[label.replace("_", " ")] = _flat(value)
+    outputs = [write_json(ctx.path("summary.json"), sections)]
     outputs.append(write_report(ctx.out, title=ctx.config.report.title))
     return outputs, {}
 
@@ -297,7 +408,12 @@ def _clinical_inputs(c: Config) -> list[Path]:
 
 STAGES = [
     Stage("ingest", ingest, params=lambda c: _params(c, "ingest"), inputs=_fcs_files),
-    Stage("clean", clean, params=lambda c: _params(c, "transform", "clean", "downsample"), requires=("ingest",)),
+    Stage(
+        "clean",
+        clean,
+        params=lambda c: _params(c, "transform", "clean", "downsample"),
+        requires=("ingest",),
+    ),
     Stage("cluster", cluster, params=lambda c: _params(c, "cluster"), requires=("clean",)),
     Stage(
         "annotate",
@@ -306,8 +422,20 @@ STAGES = [
         inputs=_phenotype_files,
         requires=("clean", "cluster"),
     ),
-    Stage("abundance", abundance, params=lambda c: {"phenotypes": c.inputs.phenotypes}, inputs=_phenotype_files, requires=("annotate",)),
-    Stage("patients", patients, params=lambda c: _params(c, "patients"), inputs=_clinical_inputs, requires=("abundance",)),
+    Stage(
+        "abundance",
+        abundance,
+        params=lambda c: {"phenotypes": c.inputs.phenotypes},
+        inputs=_phenotype_files,
+        requires=("annotate",),
+    ),
+    Stage(
+        "patients",
+        patients,
+        params=lambda c: _params(c, "patients"),
+        inputs=_clinical_inputs,
+        requires=("abundance",),
+    ),
     Stage(
         "stats",
         statistics,
@@ -322,6 +450,20 @@ STAGES = [
         inputs=lambda c: _optional(c.inputs.clinical, c.inputs.counts),
         requires=("patients",),
     ),
-    Stage("report", report, params=lambda c: _params(c, "report"), requires=("ingest", "clean", "cluster", "annotate", "abundance", "patients", "stats", "rnaseq")),
+    Stage(
+        "report",
+        report,
+        params=lambda c: _params(c, "report"),
+        requires=(
+            "ingest",
+            "clean",
+            "cluster",
+            "annotate",
+            "abundance",
+            "patients",
+            "stats",
+            "rnaseq",
+        ),
+    ),
 ]
 STAGE_NAMES = [s.name for s in STAGES]

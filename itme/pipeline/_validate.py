@@ -59,12 +59,16 @@ def problems(config: Config) -> list[str]:
             levels = set(clinical[contrast.groupby].dropna().astype(str))
             absent = sorted(set(contrast.test + contrast.reference) - levels)
             if absent:
-                found.append(f"rnaseq.contrasts[{contrast.name}]: levels {absent} not in clinical column {contrast.groupby!r} ({', '.join(sorted(levels))})")
+                found.append(
+                    f"rnaseq.contrasts[{contrast.name}]: levels {absent} not in clinical column {contrast.groupby!r} ({', '.join(sorted(levels))})"
+                )
         if contrast.groupby == "itme_cluster":
             allowed = {str(k) for k in range(1, config.patients.k + 1)}
             absent = sorted(set(contrast.test + contrast.reference) - allowed)
             if absent:
-                found.append(f"rnaseq.contrasts[{contrast.name}]: iTME clusters {absent} do not exist with patients.k = {config.patients.k}")
+                found.append(
+                    f"rnaseq.contrasts[{contrast.name}]: iTME clusters {absent} do not exist with patients.k = {config.patients.k}"
+                )
     if clinical is not None:
         for name in [*config.stats.cox_covariates, *config.rnaseq.covariates]:
             if name not in columns:

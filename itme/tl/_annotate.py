@@ -74,9 +74,13 @@ def cluster_phenotypes(
 
 
 def _thresholds(
-    medians: pd.DataFrame, table: PhenotypeTable | None, given: Mapping[str, float] | None
+    medians: pd.DataFrame,
+    n_events: np.ndarray,
+    table: PhenotypeTable | None,
+    given: Mapping[str, float] | None,
 ) -> pd.DataFrame:
-    thr = auto_thresholds(medians.dropna(how="all"))
+    filled = medians.notna().any(axis=1).to_numpy()
+    thr = auto_thresholds(medians[filled], n_events[filled])
     sources = [("table", table.thresholds if table is not None else {}), ("given", given or {})]
     for method, values in sources:
         for marker, value in values.items():
@@ -94,6 +98,7 @@ def annotate(
     thresholds: Mapping[str, float] | None = None,
     min_score: float = 0.8,
     min_lineage_score: float = 1.0,
+    tolerance: float = 0.25,
     layer: str | None = None,
     key_added: str = "subset",
     copy: bool = False,
@@ -124,6 +129,9 @@ def annotate(
         Smallest fraction of a subset's own rules a cluster must satisfy to get its name.
     min_lineage_score
         Smallest fraction of a lineage's rules a cluster must satisfy (1: all).
+    tolerance
+        Dim band around each threshold (arcsinh units): a median closer than this to the
+        threshold satisfies both ``hi`` and ``lo``.
     layer
         Layer used for the medians; ``None`` uses ``X``.
     key_added
@@ -141,13 +149,15 @@ def annotate(
         subset_score, margin, failed, method, n_events``), ``medians`` (clusters × markers,
         the cluster phenotype table), ``thresholds`` (DataFrame ``marker, threshold, method``),
         ``phenotypes`` (the YAML text, when a table was used), ``table``, ``groupby``,
-        ``min_score``, ``min_lineage_score``.
+        ``min_score``, ``min_lineage_score``, ``tolerance``.
     """
     t0 = time.perf_counter()
     if phenotypes is None and not mapping:
         raise ItmeParameterError(
             "phenotypes", "a phenotype table, or a non-empty mapping when None", phenotypes
         )
+    if not isinstance(tolerance, int | float) or tolerance < 0:
+        raise ItmeParameterError("tolerance", "a number >= 0 (arcsinh units)", tolerance)
     for name, value in (("min_score", min_score), ("min_lineage_score", min_lineage_score)):
         if not isinstance(value, int | float) or not 0 <= value <= 1:
             raise ItmeParameterError(name, "a fraction in [0, 1]", value)
@@ -187,7 +197,7 @@ def annotate(
     thr = pd.DataFrame(columns=["threshold", "method"])
     if table is not None:
         used = [m for m in table.markers if m in medians.columns]
-        thr = _thresholds(medians[used], table, thresholds)
+        thr = _thresholds(medians[used], n_events, table, thresholds)
         filled = medians.dropna(how="all")
         if len(filled):
             auto = assign_clusters(
@@ -196,6 +206,7 @@ def annotate(
                 thr["threshold"],
                 min_score=float(min_score),
                 min_lineage_score=float(min_lineage_score),
+                tolerance=float(tolerance),
             )
             result.loc[auto.index, auto.columns] = auto
             result.loc[auto.index, "method"] = "phenotypes"
@@ -227,6 +238,7 @@ def annotate(
         "groupby": groupby,
         "min_score": float(min_score),
         "min_lineage_score": float(min_lineage_score),
+        "tolerance": float(tolerance),
     }
     if table is not None:
         info["phenotypes"] = table.text

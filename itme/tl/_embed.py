@@ -76,7 +76,8 @@ def embed(
         The copy when ``copy=True``, else ``None``. Writes ``obsm["X_<key>"]`` (float32,
         n_obs × 2, NaN for events not embedded), ``obs["<key>_subsample"]`` (bool, True for
         embedded events) and ``uns[<key>]``: ``method``, ``n_cells`` (embedded), ``markers``,
-        ``seed``, ``n_neighbors``, ``min_dist``, ``version`` (of umap-learn or scikit-learn).
+        ``seed``, ``version`` (of umap-learn or scikit-learn), and ``n_neighbors``,
+        ``min_dist`` (UMAP) or ``perplexity`` (t-SNE).
     """
     if method not in METHODS:
         raise ItmeParameterError("method", METHODS, method)

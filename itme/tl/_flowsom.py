@@ -168,6 +168,8 @@ class FlowSOMModel:
         Metacluster (1-based) of every event of the fit data.
     nodes_ : numpy.ndarray
         Node (0-based) of every event of the fit data.
+    feature_names_in_ : numpy.ndarray
+        Marker names, set by :meth:`from_uns` (``fit`` sees arrays only).
     """
 
     def __init__(
@@ -182,7 +184,7 @@ class FlowSOMModel:
         metaclustering: str = "hierarchical",
         consensus_reps: int = 100,
         merge_floor: float | None = None,
-        chunk_size: int = 65_536,
+        chunk_size: int = 32_768,
         rng: RngLike = None,
     ) -> None:
         self.grid = grid
@@ -284,22 +286,26 @@ class FlowSOMModel:
                 found=f"{n} events",
                 fix="Use a smaller grid or more events.",
             )
-        mask = np.ones(n, dtype=bool) if train_mask is None else np.asarray(train_mask, dtype=bool)
+        mask = None if train_mask is None else np.asarray(train_mask, dtype=bool)
         if groups is not None and len(groups) != n:
             raise ItmeParameterError("groups", f"{n} labels (one per event)", len(groups))
         seed = draw_seed(self.rng)  # an int rng is the seed itself
         gen = as_generator(self.rng)
-        pool = np.flatnonzero(mask)
-        if pool.size < xdim * ydim:
+        # per-event arrays are kept few and small: the matrix dominates memory
+        pool = None if mask is None else np.flatnonzero(mask)
+        n_pool = n if pool is None else pool.size
+        if n_pool < xdim * ydim:
             raise ItmeInputError(
                 where="clustering input",
                 expected=f"at least {xdim * ydim} events allowed for training",
-                found=f"{pool.size}",
+                found=f"{n_pool}",
             )
-        if self.train_cells is not None and pool.size > self.train_cells:
-            train_idx = np.sort(gen.choice(pool, size=int(self.train_cells), replace=False))
+        if self.train_cells is not None and n_pool > self.train_cells:
+            pick = gen.choice(n_pool, size=int(self.train_cells), replace=False)
+            train_idx = np.sort(pick if pool is None else pool[pick])
         else:
-            train_idx = pool
+            train_idx = np.arange(n) if pool is None else pool
+        del pool
         X_train = X[train_idx] if cols is None else X[np.ix_(train_idx, cols)]
         dtype = np.float32 if X_train.dtype == np.float32 else np.float64
         X_train = np.ascontiguousarray(X_train, dtype=dtype)
@@ -332,7 +338,8 @@ class FlowSOMModel:
             "mapped %d events to %d codes in %.1f s", n, codes.shape[0], time.perf_counter() - t0
         )
         n_nodes = codes.shape[0]
-        node_sizes = np.bincount(nodes[mask], minlength=n_nodes)
+        counted = nodes if mask is None else nodes[mask]
+        node_sizes = np.bincount(counted, minlength=n_nodes)
 
         meta0 = _metacluster(
             codes, int(self.n_metaclusters), self.metaclustering, int(self.consensus_reps), seed
@@ -341,13 +348,14 @@ class FlowSOMModel:
         merges = pd.DataFrame(columns=MERGE_COLUMNS)
         if self.merge_floor is not None:
             g = (
-                np.zeros(n, dtype=np.int64)
+                np.zeros(n, dtype=np.int8)
                 if groups is None
                 else pd.factorize(np.asarray(groups))[0]
             )
             mapping, merges = merge_metaclusters(
-                meta0, codes, nodes[mask], g[mask], float(self.merge_floor)
+                meta0, codes, counted, g if mask is None else g[mask], float(self.merge_floor)
             )
+            del g
             if len(merges):
                 logger.info("merged %d metaclusters below %.3g %%", len(merges), self.merge_floor)
 
@@ -361,8 +369,54 @@ class FlowSOMModel:
         self.train_cells_ = int(train_idx.size)
         self.n_features_in_ = int(n_feat)
         self.nodes_ = nodes
-        self.labels_ = self.node_metacluster_[nodes]
+        self.labels_ = self.node_metacluster_.astype(np.int32)[nodes]
         return self
+
+    @classmethod
+    def from_uns(cls, info: dict[str, Any]) -> FlowSOMModel:
+        """Rebuild a fitted model from the ``uns`` entry written by :func:`flowsom`.
+
+        Parameters
+        ----------
+        info
+            ``adata.uns["flowsom"]`` (or the ``key_added`` used).
+
+        Returns
+        -------
+        FlowSOMModel
+            A model whose :meth:`predict` maps new events (the markers ``info["markers"]``,
+            in that order) to the stored nodes and metaclusters.
+        """
+        try:
+            model = cls(
+                grid=tuple(int(g) for g in info["grid"]),
+                n_metaclusters=int(info["n_metaclusters"]),
+                train_cells=int(info["train_cells"]),
+                rlen=int(info["rlen"]),
+                som=str(info["som"]),
+                metaclustering=str(info["metaclustering"]),
+                merge_floor=float(info["merge_floor"]) if "merge_floor" in info else None,
+                rng=int(info["seed"]),
+            )
+            model.codes_ = np.asarray(info["codes"], dtype=np.float64)
+            model.node_sizes_ = np.asarray(info["node_sizes"], dtype=np.int64)
+            model.node_metacluster_ = np.asarray(info["node_metacluster"], dtype=np.int64)
+            model.node_metacluster_unmerged_ = np.asarray(
+                info["node_metacluster_unmerged"], dtype=np.int64
+            )
+            model.n_metaclusters_ = int(info["n_metaclusters_final"])
+            model.merges_ = pd.DataFrame(info["merges"])
+            model.seed_ = int(info["seed"])
+            model.train_cells_ = int(info["train_cells"])
+            model.n_features_in_ = int(model.codes_.shape[1])
+            model.feature_names_in_ = np.asarray(info["markers"], dtype=object)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ItmeInputError(
+                where="uns entry of tl.flowsom",
+                expected="the keys written by itme.tl.flowsom",
+                found=f"{type(err).__name__}: {err}",
+            ) from err
+        return model
 
     def _check_fitted(self, X: np.ndarray, columns: Sequence[int] | None) -> None:
         if not hasattr(self, "codes_"):
@@ -464,15 +518,16 @@ def flowsom(
     key_added: str = "flowsom",
     copy: bool = False,
 ) -> AnnData | None:
-    """Cluster events with FlowSOM: SOM nodes, then consensus metaclusters.
+    """Cluster events with FlowSOM: SOM nodes, then metaclusters of the nodes.
 
     The SOM is trained on a random subsample of ``train_cells`` events with flowsom's
     online SOM, every event is mapped to its nearest node, the node codes are metaclustered
-    (consensus hierarchical clustering, as the R package does) and, optionally, metaclusters
+    (as ``flowsom.FlowSOM`` does, or by R's consensus clustering) and, optionally, metaclusters
     whose median size over samples is below ``merge_floor`` are merged into their nearest
     neighbour (the paper's over-clustering control). When ``obs["itme_qc"]`` exists, only
     ``kept`` events train the SOM and count in the sizes; every event gets labels.
-    The fitted :class:`FlowSOMModel` applies to new files (``FlowSOMModel.predict``).
+    ``FlowSOMModel.from_uns(adata.uns[key_added])`` rebuilds the fitted model, whose
+    ``predict`` maps new files onto the same nodes and metaclusters.
 
     Parameters
     ----------
@@ -493,8 +548,8 @@ def flowsom(
     som
         ``"online"`` (flowsom's SOMEstimator, the R algorithm) or ``"batch"``.
     metaclustering
-        ``"consensus"`` (ConsensusClusterPlus as in R FlowSOM) or ``"hierarchical"``
-        (as ``flowsom.FlowSOM``).
+        ``"hierarchical"`` (default; flowsom's ConsensusCluster as ``flowsom.FlowSOM`` runs
+        it) or ``"consensus"`` (R's ConsensusClusterPlus resampling).
     merge_floor
         Smallest allowed median metacluster size in % of a sample's events; ``"doublet_rate"``
         takes the median doublet rate of ``uns["qc"]["accounting"]`` (as the paper did);
@@ -570,10 +625,10 @@ def flowsom(
     node_names = [str(i) for i in range(n_nodes)]
     meta_names = [str(i + 1) for i in range(model.n_metaclusters_)]
     adata.obs[_obs_key(key_added, "som_node")] = pd.Categorical.from_codes(
-        model.nodes_.astype(np.int32), categories=node_names
+        model.nodes_, categories=node_names
     )
     adata.obs[_obs_key(key_added, "metacluster")] = pd.Categorical.from_codes(
-        (model.labels_ - 1).astype(np.int32), categories=meta_names
+        np.subtract(model.labels_, 1, dtype=np.int32), categories=meta_names
     )
     result: dict[str, Any] = {
         "codes": model.codes_.astype(np.float32),

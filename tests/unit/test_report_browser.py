@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "check_report_browser.py"
+
+
+def _need_chromium(checker) -> None:
+    if checker.CHROMIUM.is_file():
+        return
+    if os.environ.get("ITME_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"ITME_REQUIRE_BROWSER=1 but {checker.CHROMIUM} is missing")
+    pytest.skip("headless Chromium not installed (apt-get install -y chromium)")
 
 
 def _load():
@@ -20,8 +29,7 @@ def _load():
 @pytest.mark.slow
 def test_example_report_renders_in_chromium(tmp_path, capsys):
     checker = _load()
-    if not checker.CHROMIUM.is_file():
-        pytest.skip("headless Chromium not installed (apt-get install -y chromium)")
+    _need_chromium(checker)
     report = checker.build_example(tmp_path / "run")
     shot = tmp_path / "shot.png"
     ok = checker.check(report, shot)
@@ -34,8 +42,7 @@ def test_example_report_renders_in_chromium(tmp_path, capsys):
 @pytest.mark.slow
 def test_checker_catches_external_and_broken_images(tmp_path, capsys):
     checker = _load()
-    if not checker.CHROMIUM.is_file():
-        pytest.skip("headless Chromium not installed (apt-get install -y chromium)")
+    _need_chromium(checker)
     report = checker.build_example(tmp_path / "run")
     text = report.read_text()
     bad = tmp_path / "bad.html"

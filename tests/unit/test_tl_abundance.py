@@ -48,7 +48,9 @@ def test_counts_percentages_and_sample_sheet():
     assert counts.loc["s2", "T1"] == 0  # absent subsets are 0 columns, not missing
     np.testing.assert_allclose(out.X.sum(axis=1), 100.0)
     pct = pd.DataFrame(out.X, index=out.obs_names, columns=out.var_names)
-    assert pct.loc["s1", "B"] == pytest.approx(30 / 200 * 100)  # unassigned/myeloid stay in the denominator
+    assert pct.loc["s1", "B"] == pytest.approx(
+        30 / 200 * 100
+    )  # unassigned/myeloid stay in the denominator
     assert list(out.obs["n_events"]) == [200, 200]
     assert list(out.obs["patient_id"]) == ["p1", "p2"]
     assert list(out.obs["timepoint"]) == ["baseline", "baseline"]
@@ -113,7 +115,9 @@ def test_h5ad_roundtrip(tmp_path):
     back = ad.read_h5ad(tmp_path / "patients.h5ad")
     pd.testing.assert_frame_equal(back.obsm["derived"], out.obsm["derived"])
     np.testing.assert_array_equal(back.layers["counts"], out.layers["counts"])
-    assert list(back.uns["abundance"]["derived"]["feature"]) == list(out.uns["abundance"]["derived"]["feature"])
+    assert list(back.uns["abundance"]["derived"]["feature"]) == list(
+        out.uns["abundance"]["derived"]["feature"]
+    )
 
 
 def test_missing_labels_is_a_state_error():

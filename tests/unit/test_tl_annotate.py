@@ -14,7 +14,11 @@ from itme.core.synthetic_cells import simulate_cells
 from itme.errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
 
 PANEL = pd.read_csv(
-    __import__("pathlib").Path(__file__).resolve().parents[2] / "itme" / "data" / "panels" / "lymphoid_visram2021.csv"
+    __import__("pathlib").Path(__file__).resolve().parents[2]
+    / "itme"
+    / "data"
+    / "panels"
+    / "lymphoid_visram2021.csv"
 )
 
 SMALL = parse_phenotypes(
@@ -36,7 +40,9 @@ lineages:
 
 
 def medians(rows):
-    return pd.DataFrame(rows, columns=["CD3", "CD19", "CD4", "CD8"], index=[str(i) for i in range(len(rows))])
+    return pd.DataFrame(
+        rows, columns=["CD3", "CD19", "CD4", "CD8"], index=[str(i) for i in range(len(rows))]
+    )
 
 
 THR = pd.Series({"CD3": 2.0, "CD19": 2.0, "CD4": 2.0, "CD8": 2.0})
@@ -54,7 +60,14 @@ def test_hierarchical_assignment_and_unassigned():
         ]
     )
     out = assign_clusters(med, SMALL, THR)
-    assert list(out["subset"]) == ["CD4 T", "CD8 T", "T other", "B cells", "unassigned", "unassigned"]
+    assert list(out["subset"]) == [
+        "CD4 T",
+        "CD8 T",
+        "T other",
+        "B cells",
+        "unassigned",
+        "unassigned",
+    ]
     assert list(out["lineage"]) == ["T", "T", "T", "B", "", ""]
     assert out.loc["0", "score"] == 1.0
     assert out.loc["2", "subset_score"] == 0.5
@@ -86,8 +99,25 @@ def test_otsu_matches_brute_force(seed):
     assert 1.0 < otsu_threshold(v) < 3.0
 
 
+def test_weighted_otsu_equals_otsu_on_repeated_values():
+    """Weights are event counts: the same cut as Otsu on the values repeated that often."""
+    rng = np.random.default_rng(4)
+    v = np.concatenate([rng.normal(0.2, 0.2, 8), [1.6, 1.9], rng.normal(3.4, 0.3, 6)])
+    w = rng.integers(1, 40, v.size)
+    assert otsu_threshold(v, w) == pytest.approx(otsu_threshold(np.repeat(v, w), bins=10**6))
+    # small intermediate clusters do not drag a weighted cut into the negative side
+    med = pd.DataFrame({"CD3": [0.1, 0.2, 1.7, 1.9, 3.3, 3.6]})
+    n = np.array([5000, 4000, 300, 200, 9000, 8000])
+    assert (
+        auto_thresholds(med, n).loc["CD3", "threshold"]
+        > auto_thresholds(med).loc["CD3", "threshold"]
+    )
+
+
 def test_auto_thresholds_fall_back_without_a_split():
-    med = pd.DataFrame({"CD3": [0.1, 4.0, 3.8, 0.3], "CD103": [0.1, 0.4, 0.2, 0.3], "CD45": [4.0, 4.2, 4.5, 4.1]})
+    med = pd.DataFrame(
+        {"CD3": [0.1, 4.0, 3.8, 0.3], "CD103": [0.1, 0.4, 0.2, 0.3], "CD45": [4.0, 4.2, 4.5, 4.1]}
+    )
     thr = auto_thresholds(med, min_spread=1.0, fallback=1.5)
     assert thr.loc["CD3", "method"] == "otsu" and 0.3 < thr.loc["CD3", "threshold"] < 3.8
     assert thr.loc["CD103", "method"] == "fallback" and thr.loc["CD103", "threshold"] == 1.5
@@ -99,7 +129,9 @@ def make_adata(table, channels, n, props, seed, classes=None):
     raw, labels = simulate_cells(table, channels, n, props, rng=rng)
     adata = ad.AnnData(np.arcsinh(raw / 5).astype(np.float32))
     adata.var_names = list(channels)
-    adata.var["marker_class"] = pd.Categorical(classes if classes is not None else ["type"] * len(channels))
+    adata.var["marker_class"] = pd.Categorical(
+        classes if classes is not None else ["type"] * len(channels)
+    )
     adata.obs["sample_id"] = pd.Categorical(np.where(np.arange(n) % 2, "s1", "s2"))
     adata.obs["truth"] = labels
     return adata
@@ -107,8 +139,16 @@ def make_adata(table, channels, n, props, seed, classes=None):
 
 @pytest.fixture(scope="module")
 def small_adata():
-    adata = make_adata(SMALL, ["CD3", "CD19", "CD4", "CD8", "CD45"], 3000, {"CD4 T": 3, "CD8 T": 2, "B cells": 1}, 0)
-    adata.obs["metacluster"] = pd.Categorical(adata.obs["truth"].map({"CD4 T": "1", "CD8 T": "2", "B cells": "3"}))
+    adata = make_adata(
+        SMALL,
+        ["CD3", "CD19", "CD4", "CD8", "CD45"],
+        3000,
+        {"CD4 T": 3, "CD8 T": 2, "B cells": 1},
+        0,
+    )
+    adata.obs["metacluster"] = pd.Categorical(
+        adata.obs["truth"].map({"CD4 T": "1", "CD8 T": "2", "B cells": "3"})
+    )
     return adata
 
 
@@ -116,7 +156,13 @@ def test_annotate_writes_documented_keys(small_adata, tmp_path):
     adata = small_adata.copy()
     itme.tl.annotate(adata, phenotypes=SMALL)
     assert (adata.obs["subset"].astype(str) == adata.obs["truth"]).all()
-    assert list(adata.obs["subset"].cat.categories) == ["CD4 T", "CD8 T", "B cells", "T other", "unassigned"]
+    assert list(adata.obs["subset"].cat.categories) == [
+        "CD4 T",
+        "CD8 T",
+        "B cells",
+        "T other",
+        "unassigned",
+    ]
     info = adata.uns["subset"]
     assert list(info["clusters"].columns) == [
         "subset", "lineage", "score", "lineage_score", "subset_score", "margin", "failed", "method", "n_events",
@@ -127,19 +173,25 @@ def test_annotate_writes_documented_keys(small_adata, tmp_path):
     assert info["phenotypes"] == SMALL.text
     adata.write_h5ad(tmp_path / "a.h5ad")
     back = ad.read_h5ad(tmp_path / "a.h5ad")
-    pd.testing.assert_frame_equal(back.uns["subset"]["clusters"], info["clusters"], check_dtype=False)
+    pd.testing.assert_frame_equal(
+        back.uns["subset"]["clusters"], info["clusters"], check_dtype=False
+    )
     pd.testing.assert_series_equal(back.obs["subset"], adata.obs["subset"])
 
 
 def test_cluster_phenotypes_equal_pandas_median(small_adata):
     table = itme.tl.cluster_phenotypes(small_adata, groupby="metacluster")
     ref = small_adata.to_df().groupby(small_adata.obs["metacluster"].to_numpy()).median()
-    pd.testing.assert_frame_equal(table.rename_axis(None), ref.astype(float), check_names=False, rtol=1e-6)
+    pd.testing.assert_frame_equal(
+        table.rename_axis(None), ref.astype(float), check_names=False, rtol=1e-6
+    )
 
 
 def test_manual_mapping_and_given_thresholds(small_adata):
     adata = small_adata.copy()
-    itme.tl.annotate(adata, phenotypes=SMALL, mapping={"3": "plasmablasts"}, thresholds={"CD4": 9.0})
+    itme.tl.annotate(
+        adata, phenotypes=SMALL, mapping={"3": "plasmablasts"}, thresholds={"CD4": 9.0}
+    )
     clusters = adata.uns["subset"]["clusters"]
     assert clusters.loc["3", "subset"] == "plasmablasts" and clusters.loc["3", "method"] == "manual"
     assert clusters.loc["1", "subset"] == "T other"  # no event reaches CD4 > 9
@@ -147,7 +199,9 @@ def test_manual_mapping_and_given_thresholds(small_adata):
     assert thr.loc["CD4", "method"] == "given" and thr.loc["CD3", "method"] == "otsu"
     assert "plasmablasts" in adata.obs["subset"].cat.categories
     manual = itme.tl.annotate(small_adata, phenotypes=None, mapping={"1": "CD4 T"}, copy=True)
-    assert (manual.obs["subset"] == "unassigned").sum() == (small_adata.obs["metacluster"] != "1").sum()
+    assert (manual.obs["subset"] == "unassigned").sum() == (
+        small_adata.obs["metacluster"] != "1"
+    ).sum()
 
 
 def test_unmeasured_markers_warn(small_adata):

@@ -48,7 +48,9 @@ def test_embedding_separates_populations(embedded):
     emb = embedded.obsm["X_umap"][embedded.obs["umap_subsample"].to_numpy()]
     labels = embedded.obs["subset"].to_numpy()[embedded.obs["umap_subsample"].to_numpy()]
     centroids = {c: emb[labels == c].mean(axis=0) for c in np.unique(labels)}
-    nearest = np.array([min(centroids, key=lambda c: np.linalg.norm(p - centroids[c])) for p in emb])
+    nearest = np.array(
+        [min(centroids, key=lambda c: np.linalg.norm(p - centroids[c])) for p in emb]
+    )
     assert np.mean(nearest == labels) > 0.95
 
 

@@ -78,7 +78,9 @@ def test_keys_follow_data_model(clustered):
     assert info["codes"].shape == (36, len(TYPE))
     assert list(info["markers"]) == TYPE  # type markers only, not the state marker
     assert info["node_sizes"].sum() == clustered.n_obs
-    np.testing.assert_array_equal(info["node_sizes"], np.bincount(obs["som_node"].cat.codes, minlength=36))
+    np.testing.assert_array_equal(
+        info["node_sizes"], np.bincount(obs["som_node"].cat.codes, minlength=36)
+    )
     # metacluster of every event = metacluster of its node
     node_meta = info["node_metacluster"][obs["som_node"].cat.codes]
     np.testing.assert_array_equal(node_meta.astype(str), obs["metacluster"].astype(str))
@@ -110,7 +112,9 @@ def test_same_seed_same_labels_and_global_state_untouched():
     pd.testing.assert_series_equal(a.obs["metacluster"], b.obs["metacluster"])
     gen = np.random.default_rng(5)
     c = itme.tl.flowsom(make_cells(seed=3), grid=(5, 5), n_metaclusters=5, rng=gen, copy=True)
-    d = itme.tl.flowsom(make_cells(seed=3), grid=(5, 5), n_metaclusters=5, rng=np.random.default_rng(5), copy=True)
+    d = itme.tl.flowsom(
+        make_cells(seed=3), grid=(5, 5), n_metaclusters=5, rng=np.random.default_rng(5), copy=True
+    )
     assert c.uns["flowsom"]["seed"] == d.uns["flowsom"]["seed"]
     pd.testing.assert_series_equal(c.obs["metacluster"], d.obs["metacluster"])
 
@@ -134,7 +138,9 @@ def test_reproduces_flowsom_package_with_the_same_seed():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = flowsom.FlowSOM(ad.AnnData(X), n_clusters=5, xdim=6, ydim=6, seed=21)
-    model = FlowSOMModel(grid=(6, 6), n_metaclusters=5, train_cells=None, metaclustering="hierarchical", rng=21)
+    model = FlowSOMModel(
+        grid=(6, 6), n_metaclusters=5, train_cells=None, metaclustering="hierarchical", rng=21
+    )
     model.fit(X)
     np.testing.assert_allclose(model.codes_, ref.model.codes, rtol=1e-6)
     np.testing.assert_array_equal(model.nodes_, ref.get_cell_data().obs["clustering"].to_numpy())
@@ -156,13 +162,35 @@ def test_model_predicts_new_files():
         FlowSOMModel().predict(new.X)
 
 
+def test_model_rebuilt_from_uns_after_h5ad_maps_new_files(clustered, tmp_path):
+    clustered.write_h5ad(tmp_path / "cells.h5ad")
+    info = ad.read_h5ad(tmp_path / "cells.h5ad").uns["flowsom"]
+    model = FlowSOMModel.from_uns(info)
+    assert list(model.feature_names_in_) == TYPE
+    cols = clustered.var_names.get_indexer(list(model.feature_names_in_))
+    np.testing.assert_array_equal(
+        model.predict(clustered.X, columns=cols).astype(str),
+        clustered.obs["metacluster"].astype(str),
+    )
+    with pytest.raises(ItmeInputError, match="keys written by itme.tl.flowsom"):
+        FlowSOMModel.from_uns({"codes": info["codes"]})
+
+
 def test_merge_floor_merges_and_reports():
     adata = make_cells(n=5000, seed=8, n_samples=4)
     itme.tl.flowsom(adata, grid=(6, 6), n_metaclusters=20, merge_floor=8.0, rng=3)
     info = adata.uns["flowsom"]
     merges = info["merges"]
     assert len(merges) == 20 - info["n_metaclusters_final"] > 0
-    assert list(merges.columns) == ["step", "cluster", "into", "median_pct", "floor_pct", "distance", "n_events"]
+    assert list(merges.columns) == [
+        "step",
+        "cluster",
+        "into",
+        "median_pct",
+        "floor_pct",
+        "distance",
+        "n_events",
+    ]
     assert (merges["median_pct"] < 8.0).all()
     pct = pd.crosstab(adata.obs["sample_id"], adata.obs["metacluster"], normalize="index") * 100
     assert pct.median(axis=0).min() >= 8.0
@@ -177,7 +205,9 @@ def test_doublet_rate_floor_needs_qc_accounting():
     with pytest.raises(ItmeStateError, match="pp.clean"):
         itme.tl.flowsom(adata, grid=(5, 5), merge_floor="doublet_rate")
     adata.uns["qc"] = {
-        "accounting": pd.DataFrame({"sample_id": ["s0", "s1"], "events_in": [1000, 1000], "doublet": [40, 60]})
+        "accounting": pd.DataFrame(
+            {"sample_id": ["s0", "s1"], "events_in": [1000, 1000], "doublet": [40, 60]}
+        )
     }
     itme.tl.flowsom(adata, grid=(5, 5), n_metaclusters=15, merge_floor="doublet_rate", rng=1)
     assert adata.uns["flowsom"]["merge_floor"] == pytest.approx(5.0)

@@ -37,7 +37,11 @@ def test_perfect_clustering_scores_one_whatever_the_names():
     clusters = np.repeat(["7", "1", "4"], [5, 3, 2])
     mean, table = f1_hungarian(truth, clusters)
     assert mean == 1.0
-    assert dict(zip(table["population"], table["cluster"], strict=True)) == {"a": "7", "b": "1", "c": "4"}
+    assert dict(zip(table["population"], table["cluster"], strict=True)) == {
+        "a": "7",
+        "b": "1",
+        "c": "4",
+    }
 
 
 def test_hand_computed_example():
@@ -92,7 +96,9 @@ def test_merge_until_floor_into_nearest_centroid():
     mapping, merges = merge_small_clusters(counts, centroids, floor=3.0, names=list("ABCD"))
     assert list(zip(merges["cluster"], merges["into"], strict=True)) == [("D", "A"), ("C", "B")]
     assert mapping.tolist() == [0, 1, 1, 0]
-    merged = np.stack([counts[:, mapping == g].sum(axis=1) for g in range(mapping.max() + 1)], axis=1)
+    merged = np.stack(
+        [counts[:, mapping == g].sum(axis=1) for g in range(mapping.max() + 1)], axis=1
+    )
     assert median_cluster_size(merged).min() >= 3.0
 
 

@@ -49,7 +49,10 @@ def test_paper_subset_names_present(table):
     ("subset", "expected"),
     [
         # naive CD4/CD8: CD45RA+ CCR7+ CD27+ CD28+; T1/T2 CD38+ (paper Discussion)
-        ("T1", {"CD4": "hi", "CD45RA": "hi", "CCR7": "hi", "CD27": "hi", "CD28": "hi", "CD38": "hi"}),
+        (
+            "T1",
+            {"CD4": "hi", "CD45RA": "hi", "CCR7": "hi", "CD27": "hi", "CD28": "hi", "CD38": "hi"},
+        ),
         ("T2", {"CD4": "hi", "CD45RA": "hi", "CCR7": "hi", "CD38": "hi"}),
         ("T11", {"CD8": "hi", "CD45RA": "hi", "CCR7": "hi", "CD27": "hi", "CD28": "hi"}),
         # CD161+ CD4 T6, T7; CD8 T17
@@ -58,7 +61,10 @@ def test_paper_subset_names_present(table):
         ("T17", {"CD8": "hi", "CD161": "hi"}),
         # T13 CD103+; T14 CCR5+ CD27/28+ PD-1+ TIGIT+; T8/T15 CCR7+ CD127+; T9 CCR5+
         ("T13", {"CD8": "hi", "CD103": "hi"}),
-        ("T14", {"CD8": "hi", "CCR5": "hi", "CD27": "hi", "CD28": "hi", "PD-1": "hi", "TIGIT": "hi"}),
+        (
+            "T14",
+            {"CD8": "hi", "CCR5": "hi", "CD27": "hi", "CD28": "hi", "PD-1": "hi", "TIGIT": "hi"},
+        ),
         ("T15", {"CD8": "hi", "CCR7": "hi", "CD127": "hi"}),
         ("T8", {"CD4": "hi", "CCR7": "hi", "CD127": "hi"}),
         ("T9", {"CD4": "hi", "CCR5": "hi"}),
@@ -145,7 +151,11 @@ def test_minimal_table_parses():
     ("old", "new", "match"),
     [
         ("lineages:", "lineage:", r'key "lineage".*Did you mean "lineages"'),
-        ("{CD4: hi, CD8: lo}", "{CD4: high, CD8: lo}", r"marker CD4: expected hi, lo or any, found 'high'"),
+        (
+            "{CD4: hi, CD8: lo}",
+            "{CD4: high, CD8: lo}",
+            r"marker CD4: expected hi, lo or any, found 'high'",
+        ),
         ("      T8:\n", "      T4:\n", r"names unique"),
         ("sum: [T]}", "sum: [Tcells]}", r'found "Tcells"'),
         ("ratio: [T4, T8]", "ratio: [T4, T8, B]", r"ratio: \[numerator, denominator\]"),

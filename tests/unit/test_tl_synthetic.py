@@ -23,7 +23,9 @@ def test_shapes_labels_and_proportions():
 
 
 def test_cells_follow_the_rules_on_the_arcsinh_scale():
-    X, labels = simulate_cells(TABLE, CHANNELS, 5000, {"T1": 1, "T11": 1, "B": 1}, rng=np.random.default_rng(1))
+    X, labels = simulate_cells(
+        TABLE, CHANNELS, 5000, {"T1": 1, "T11": 1, "B": 1}, rng=np.random.default_rng(1)
+    )
     v = np.arcsinh(X / 5)
     col = {c: i for i, c in enumerate(CHANNELS)}
     med = {name: np.median(v[labels == name], axis=0) for name in ("T1", "T11", "B")}
@@ -43,7 +45,9 @@ def test_same_rng_same_cells_and_levels_do_not_depend_on_rng():
     # two patients simulated with different generators share the phenotype of a subset
     p1, l1 = simulate_cells(TABLE, CHANNELS, 4000, {"T1": 1}, rng=np.random.default_rng(1))
     p2, l2 = simulate_cells(TABLE, CHANNELS, 4000, {"T1": 1}, rng=np.random.default_rng(2))
-    np.testing.assert_allclose(np.median(np.arcsinh(p1 / 5), 0), np.median(np.arcsinh(p2 / 5), 0), atol=0.05)
+    np.testing.assert_allclose(
+        np.median(np.arcsinh(p1 / 5), 0), np.median(np.arcsinh(p2 / 5), 0), atol=0.05
+    )
     lo, hi = marker_levels("CD3")
     assert 0 < lo < 1 < 2 < hi
 
