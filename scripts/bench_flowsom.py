@@ -216,6 +216,7 @@ def main() -> None:
 
     if "B" not in args.skip:
         n = 60_000 if args.quick else 300_000
+        seeds_b = range(3) if args.quick else range(8)  # F1 at k = 31 varies by ~0.03 between seeds
         X, truth, _ = simulate(n, seed=11)
         k = len(set(truth))
         variants = {
@@ -226,7 +227,7 @@ def main() -> None:
         print(
             f"\nB. simulated lymphoid sample ({n} events x {X.shape[1]} markers, {k} populations, k = {k})"
         )
-        print(accuracy_table(X, truth, [k], range(3), None, variants).round(3).to_string())
+        print(accuracy_table(X, truth, [k], seeds_b, None, variants).round(3).to_string())
 
     if "C" not in args.skip:
         n = 400_000 if args.quick else args.cells

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ItmeParameterError
+
 __all__ = ["TRANSFORMS", "arcsine_sqrt", "clr", "transform", "zscore"]
 
 #: the accepted transform names, ``"none"`` meaning raw percentages
@@ -61,4 +63,4 @@ def transform(x: np.ndarray, name: str) -> np.ndarray:
         return arcsine_sqrt(x)
     if name == "none":
         return np.asarray(x, dtype=float).copy()
-    raise ValueError(f"unknown transform {name!r}; expected one of {', '.join(TRANSFORMS)}")
+    raise ItmeParameterError("transform", f"one of {', '.join(TRANSFORMS)}", name)

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ItmeParameterError
+
 __all__ = [
     "Threshold",
     "auto_threshold",
@@ -232,4 +234,4 @@ def _nothing(side: str) -> float:
 
 def _check_side(side: str) -> None:
     if side not in ("low", "high"):
-        raise ValueError(f"side must be 'low' or 'high', got {side!r}")
+        raise ItmeParameterError("side", "'low' or 'high'", side)

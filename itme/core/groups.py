@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from ..errors import ItmeParameterError
+
 __all__ = ["TESTS", "holm", "rank_test", "summary"]
 
 TESTS = ("kruskal", "mannwhitney")
@@ -47,11 +49,15 @@ def rank_test(samples: Sequence[np.ndarray], test: str = "kruskal") -> tuple[flo
         return float(h), float(p), float(h / (n - 1))
     if test == "mannwhitney":
         if len(samples) != 2:
-            raise ValueError("mannwhitney compares exactly two groups")
+            raise ItmeParameterError(
+                "test",
+                "'kruskal' for more than two groups (mannwhitney compares exactly two)",
+                test,
+            )
         x, y = samples
         u, p = stats.mannwhitneyu(x, y, alternative="two-sided", method="auto")
         return float(u), float(p), float(2 * u / (x.size * y.size) - 1)
-    raise ValueError(f"test must be one of {TESTS}, got {test!r}")
+    raise ItmeParameterError("test", f"one of {TESTS}", test)
 
 
 def holm(pvalues: np.ndarray) -> np.ndarray:

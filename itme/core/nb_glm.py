@@ -32,6 +32,8 @@ import numpy as np
 from scipy.special import digamma, gammaln
 from scipy.stats import norm
 
+from ..errors import ItmeParameterError
+
 __all__ = ["alpha_mle", "irls", "lin_reg_mu", "nb_nll", "wald_test"]
 
 
@@ -296,7 +298,7 @@ def alpha_mle(
     lo_b, hi_b = np.log(min_disp), np.log(max_disp)
     log_alpha_hat = np.log(np.asarray(alpha_hat, dtype=float))
     if prior_reg and prior_disp_var is None:
-        raise ValueError("prior_disp_var is required when prior_reg is True")
+        raise ItmeParameterError("prior_disp_var", "a number when prior_reg is True", None)
     prior = prior_disp_var if prior_reg else None
 
     def grad(a: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from ..errors import ItmeParameterError
+
 __all__ = ["CONF_TYPES", "confidence_band", "greenwood_sigma", "n_at_risk", "quantile_time"]
 
 CONF_TYPES = ("log", "log-log", "plain")
@@ -41,7 +43,7 @@ def confidence_band(
     [0, 1]. ``σ`` is :func:`greenwood_sigma`.
     """
     if conf_type not in CONF_TYPES:
-        raise ValueError(f"conf_type must be one of {CONF_TYPES}, got {conf_type!r}")
+        raise ItmeParameterError("conf_type", f"one of {CONF_TYPES}", conf_type)
     s = np.asarray(surv, dtype=float)
     sig = np.asarray(sigma, dtype=float)
     z = stats.norm.ppf(1 - (1 - level) / 2)

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..errors import ItmeParameterError
+
 __all__ = ["QC_CLASSES", "plant_qc_events", "simulate_good_cells"]
 
 #: the labels of :func:`itme.pp.clean`, in the order the steps run
@@ -86,20 +88,24 @@ def plant_qc_events(
     """
     raw = np.asarray(raw)
     if raw.ndim != 2:
-        raise ValueError(f"raw must be 2-D (events x channels), got shape {raw.shape}")
+        raise ItmeParameterError("raw", "a 2-D array (events x channels)", f"shape {raw.shape}")
     n, p = raw.shape
     roles = _normalise_channels(channels, p)
     unknown = set(fractions) - set(_NEEDS)
     if unknown:
-        raise ValueError(f"unknown classes in fractions: {sorted(unknown)}; use {sorted(_NEEDS)}")
+        raise ItmeParameterError("fractions", f"keys among {sorted(_NEEDS)}", sorted(unknown))
     for cls, frac in fractions.items():
         if not 0 <= frac < 1:
-            raise ValueError(f"fraction of {cls!r} must be in [0, 1), got {frac}")
+            raise ItmeParameterError(f"fractions[{cls!r}]", "a number in [0, 1)", frac)
         missing = [r for r in _NEEDS[cls] if r not in roles]
         if frac > 0 and missing:
-            raise ValueError(f"planting {cls!r} needs the channel role(s) {missing}")
+            raise ItmeParameterError(
+                "channels", f"the role(s) {missing} to plant {cls!r}", sorted(roles)
+            )
     if sum(fractions.values()) >= 1:
-        raise ValueError("fractions must sum to less than 1")
+        raise ItmeParameterError(
+            "fractions", "values summing to less than 1", sum(fractions.values())
+        )
 
     out = raw.astype(np.float32, copy=True)
     truth = np.full(n, "kept", dtype=object)
@@ -156,12 +162,14 @@ def _normalise_channels(channels: Mapping[str, int | Sequence[int]], p: int) -> 
     roles: dict[str, np.ndarray] = {}
     for role, idx in channels.items():
         if role not in _ROLES:
-            raise ValueError(f"unknown channel role {role!r}; use {list(_ROLES)}")
+            raise ItmeParameterError("channels", f"roles among {list(_ROLES)}", role)
         arr = np.atleast_1d(np.asarray(idx, dtype=np.intp))
         if arr.size == 0:
             continue
         if arr.min() < 0 or arr.max() >= p:
-            raise ValueError(f"channel index of {role!r} out of range 0..{p - 1}: {arr.tolist()}")
+            raise ItmeParameterError(
+                f"channels[{role!r}]", f"column indices in 0..{p - 1}", arr.tolist()
+            )
         roles[role] = arr
     return roles
 

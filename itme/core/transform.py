@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ItmeParameterError
+
 __all__ = ["arcsinh_into", "arcsinh_values"]
 
 #: rows per block; 65,536 rows x 64 channels of float32 is 16 MiB of temporaries
@@ -52,9 +54,9 @@ def arcsinh_into(
     ``out``, filled.
     """
     if raw.shape != out.shape:
-        raise ValueError(f"raw {raw.shape} and out {out.shape} differ in shape")
+        raise ItmeParameterError("out", f"an array of shape {raw.shape}", out.shape)
     if out.dtype != np.float32:
-        raise ValueError(f"out must be float32, got {out.dtype}")
+        raise ItmeParameterError("out", "a float32 array", str(out.dtype))
     columns = np.asarray(columns, dtype=np.intp)
     inv = (1.0 / np.asarray(cofactors, dtype=np.float64)).astype(np.float32)
     n_rows = raw.shape[0]

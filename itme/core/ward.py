@@ -26,6 +26,7 @@ import pandas as pd
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import pdist, squareform
 
+from ..errors import ItmeParameterError
 from .composition import transform as apply_transform
 
 __all__ = [
@@ -80,7 +81,7 @@ def cut(z: np.ndarray, k: int) -> np.ndarray:
     """Exactly ``k`` clusters (labels ``1..k``, numbered left to right along the dendrogram)."""
     n = z.shape[0] + 1
     if not 1 <= k <= n:
-        raise ValueError(f"k must be between 1 and {n}, got {k}")
+        raise ItmeParameterError("k", f"an integer between 1 and {n}", k)
     parent = np.arange(2 * n - 1)
 
     def root(i: int) -> int:

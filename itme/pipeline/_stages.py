@@ -15,6 +15,7 @@ import pandas as pd
 
 from .. import io, pl, pp, rna, stats, tl
 from ..core.phenotypes import BUILTIN_PHENOTYPES
+from ..errors import ItmeInputError
 from ..io._tables import read_samples
 from ._config import Config
 from ._files import write_figure, write_h5ad, write_json, write_table
@@ -181,7 +182,12 @@ def _exclusions(config: Config, patients: ad.AnnData, clinical: pd.DataFrame | N
     if isinstance(spec, list):
         return spec
     if clinical is None or spec not in clinical.columns:
-        raise ValueError(f"patients.sensitivity_exclude: column {spec!r} is not in clinical.csv")
+        raise ItmeInputError(
+            "patients.sensitivity_exclude names a column that is not in clinical.csv",
+            where="config",
+            found=spec,
+            fix="Give a yes/no column of clinical.csv or a list of patient ids",
+        )
     values = clinical[spec]
     numeric = pd.to_numeric(values, errors="coerce")
     flag = (numeric == 1) | values.astype(str).str.strip().str.lower().isin(["true", "yes", "y"])

@@ -137,11 +137,9 @@ def cluster_sensitivity(
         "n_changed": len(changed),
         "changed": changed,
         "excluded": list(names[hit]),
-        "table": pd.DataFrame(
-            table,
-            index=pd.Index(rows.astype(str), name=key),
-            columns=pd.Index(cols.astype(str), name=key_added),
-        ),
+        # rows: clusters with everyone; columns: clusters without the excluded samples
+        # (h5ad keeps the row index name, not the column index name)
+        "table": pd.DataFrame(table, index=pd.Index(rows.astype(str), name=key), columns=cols.astype(str)),
     }
     logger.info(
         "cluster_sensitivity: %d excluded (%s), %d of %d moved, kappa %.3f (p %.2g)",

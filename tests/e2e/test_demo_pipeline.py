@@ -77,7 +77,9 @@ def test_outputs_follow_the_data_model(demo):
     cells.file.close()
     patients = ad.read_h5ad(demo / "patients.h5ad")
     assert "itme_cluster" in patients.obs and "derived" in patients.obsm
-    assert {"itme_cluster", "itme_cluster_stability", "itme_cluster_sensitivity"} <= set(patients.uns)
+    assert {"itme_cluster", "itme_cluster_stability", "itme_cluster_sensitivity"} <= set(
+        patients.uns
+    )
     # the accounting adds up: every event is kept or removed by exactly one step
     qc = pd.read_csv(demo / "tables" / "qc_events.csv", index_col="sample_id")
     removed = qc[["bead", "debris", "doublet", "dead", "cd45_negative"]].sum(axis=1)

@@ -1,0 +1,79 @@
+"""Everything itme stores survives write_h5ad → read_h5ad (docs/data-model.md, STYLE.md §2).
+
+The whole chain runs on a tiny synthetic cohort: read_cohort → arcsinh → clean → apply_qc →
+flowsom → annotate → embed → abundance → patient_clusters → sensitivity → stability →
+read_counts → pathway_scores; each object is written and read back and compared key by key.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+import itme
+
+
+def assert_same(a, b, where: str) -> None:
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), f"{where}: keys {set(a) ^ set(b)}"
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b, check_dtype=False, check_categorical=False, obj=where)
+    elif isinstance(a, np.ndarray | list | tuple | pd.Series | pd.Index):
+        x, y = np.asarray(a), np.asarray(b)
+        if x.dtype.kind in "fc":
+            np.testing.assert_allclose(x, y, err_msg=where, equal_nan=True)
+        else:
+            np.testing.assert_array_equal(x.astype(str), y.astype(str), err_msg=where)
+    elif isinstance(a, float | np.floating):
+        assert np.isclose(a, b, equal_nan=True), where
+    else:
+        assert a == b or str(a) == str(b), f"{where}: {a!r} != {b!r}"
+
+
+def roundtrip(adata: ad.AnnData, path) -> ad.AnnData:
+    adata.write_h5ad(path)
+    back = ad.read_h5ad(path)
+    assert_same(dict(adata.uns), dict(back.uns), "uns")
+    pd.testing.assert_frame_equal(adata.obs, back.obs, check_categorical=False)
+    pd.testing.assert_frame_equal(adata.var, back.var, check_categorical=False)
+    for key in adata.obsm:
+        assert_same(adata.obsm[key], back.obsm[key], f"obsm.{key}")
+    for key in adata.layers:
+        np.testing.assert_array_equal(adata.layers[key], back.layers[key])
+    return back
+
+
+@pytest.mark.slow
+def test_every_key_of_the_chain_survives_h5ad(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        paths = itme.datasets.simulate_cohort(
+            tmp_path / "in", n_patients=12, cells_per_sample=1500, n_genes=5000, rng=3
+        )
+        cells = itme.io.read_cohort(paths["samples"], paths["panel"])
+        itme.pp.arcsinh(cells)
+        itme.pp.clean(cells)
+        roundtrip(cells, tmp_path / "raw.h5ad")
+        cells = itme.pp.apply_qc(cells)
+        cells = itme.pp.downsample(cells, n=800, rng=1)
+        itme.tl.flowsom(cells, n_metaclusters=12, train_cells=5000, rng=1)
+        itme.tl.annotate(cells, phenotypes="lymphoid_visram2021")
+        itme.tl.embed(cells, n_cells=1000, rng=1)
+        roundtrip(cells, tmp_path / "cells.h5ad")
+        patients = itme.tl.abundance(cells, phenotypes="lymphoid_visram2021")
+        clinical = itme.io.read_clinical(paths["clinical"])
+        itme.tl.patient_clusters(patients, k=3, clinical=clinical, rng=1)
+        itme.tl.cluster_sensitivity(patients, exclude=list(patients.obs["patient_id"][:2]))
+        itme.tl.cluster_stability(patients, n_boot=10, rng=1)
+        roundtrip(patients, tmp_path / "patients.h5ad")
+        counts = itme.rna.read_counts(paths["counts"], clinical=clinical)
+        itme.rna.pathway_scores(counts)
+        roundtrip(counts, tmp_path / "rna.h5ad")
+        cyt = itme.io.read_cytokines(paths["cytokines"])
+        roundtrip(cyt, tmp_path / "cytokines.h5ad")
