@@ -190,6 +190,11 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="parts to skip, e.g. 'C' or 'AB'")
     ap.add_argument("--seeds-c", type=int, default=2, help="seeds per method in part C")
     ap.add_argument(
+        "--modes-c",
+        default="itme,itme-batch,flowsom",
+        help="methods run in part C (comma-separated)",
+    )
+    ap.add_argument(
         "--child", nargs=4, metavar=("MODE", "DIR", "K", "SEED"), help=argparse.SUPPRESS
     )
     args = ap.parse_args()
@@ -243,7 +248,9 @@ def main() -> None:
             rows = []
             n_seeds = 1 if args.quick else args.seeds_c
             runs = [("itme", s) for s in range(n_seeds)] + [("itme-batch", 0)]
-            for mode, seed in runs + [("flowsom", s) for s in range(n_seeds)]:
+            runs += [("flowsom", s) for s in range(n_seeds)]
+            modes = args.modes_c.split(",")
+            for mode, seed in [r for r in runs if r[0] in modes]:
                 cmd = [sys.executable, __file__, "--child", mode, tmp, str(k), str(seed)]
                 res = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if res.returncode != 0:
@@ -282,6 +289,8 @@ def main() -> None:
             print(summary.round(3).to_string())
             fs = df.loc[df["mode"] == "flowsom", "seconds"].mean()
             it = df.loc[df["mode"] == "itme", "seconds"].mean()
+            if not (np.isfinite(fs) and np.isfinite(it)):
+                fs = it = np.nan
             print(f"speed-up itme vs flowsom.FlowSOM: {fs / it:.1f}x")
     print(f"load average at end: {os.getloadavg()}")
 

@@ -103,7 +103,12 @@ class Cluster(_Section):
         None, description="clustering markers (default: marker_class type)"
     )
     grid: tuple[int, int] = Field((10, 10), description="SOM grid")
-    n_metaclusters: int = Field(20, ge=2, description="consensus metaclusters")
+    n_metaclusters: int = Field(
+        40, ge=2, description="metaclusters (over-cluster: the phenotype table then names and pools them)"
+    )
+    metaclustering: Literal["hierarchical", "consensus"] = Field(
+        "hierarchical", description="flowsom's metaclustering (hierarchical = flowsom.FlowSOM's default)"
+    )
     train_cells: int | None = Field(
         200_000, ge=1000, description="cells the SOM is trained on (then all are mapped)"
     )

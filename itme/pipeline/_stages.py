@@ -120,6 +120,7 @@ def cluster(ctx: Context) -> Result:
         n_metaclusters=c.n_metaclusters,
         train_cells=c.train_cells,
         rlen=c.rlen,
+        metaclustering=c.metaclustering,
         merge_floor=c.merge_floor,
         rng=ctx.seed,
     )
