@@ -106,10 +106,12 @@ def main() -> None:
         import cProfile
         import pstats
 
+        import itme
+
         cProfile.runctx(
             "itme.io.read_cohort(samples, panel, checksums=False)",
-            globals(),
-            locals(),
+            {"itme": itme},
+            {"samples": samples, "panel": panel},
             "/tmp/bench_io.prof",
         )
         pstats.Stats("/tmp/bench_io.prof").sort_stats("tottime").print_stats(12)
