@@ -63,6 +63,8 @@ def inspect(path: str, panel: str | None) -> None:
         sys.exit(EXIT_INPUT)
 
 
+# itme.pipeline.STAGE_NAMES, spelled out so that `itme --help` does not import the pipeline
+# (pydantic); tests/unit/test_cli.py checks the two agree
 _STAGES = click.Choice(
     ["ingest", "clean", "cluster", "annotate", "abundance", "patients", "stats", "rnaseq", "report"]
 )
@@ -145,7 +147,17 @@ def config_reference() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run the CLI.
+
+    Parameters
+    ----------
+    argv
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    The exit code: 0 success, 2 bad usage or bad input, 1 failure at run time.
+    """
     try:
         cli.main(
             args=list(argv) if argv is not None else None, prog_name="itme", standalone_mode=False

@@ -51,6 +51,8 @@ class ItmeInputError(ItmeError):
         What the contract asks for and what the input holds.
     fix
         What the user should do about it.
+    problems
+        When one error reports several problems (a config, a sample sheet), one line each.
 
     Examples
     --------
@@ -68,8 +70,10 @@ class ItmeInputError(ItmeError):
         expected: Any = None,
         found: Any = None,
         fix: str | None = None,
+        problems: list[str] | None = None,
     ) -> None:
         self.where, self.expected, self.found, self.fix = where, expected, found, fix
+        self.problems = list(problems) if problems else []
         parts = []
         if message:
             parts.append(message)

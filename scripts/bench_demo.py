@@ -33,7 +33,11 @@ def score(out: Path) -> dict:
     diff, null = set(truth["differential_subsets"]), set(truth["null_subsets"])
     gsea = pd.read_csv(out / "tables" / "gsea_hallmark.csv").set_index("Term")
     pathways = {
-        term: {"expected": d, "NES": round(float(gsea.loc[term, "NES"]), 2), "FDR": float(gsea.loc[term, "FDR"])}
+        term: {
+            "expected": d,
+            "NES": round(float(gsea.loc[term, "NES"]), 2),
+            "FDR": float(gsea.loc[term, "FDR"]),
+        }
         for term, d in truth["pathways"].items()
     }
     cyt = pd.read_csv(out / "tables" / "cytokine_tests.csv")
@@ -44,7 +48,9 @@ def score(out: Path) -> dict:
         "subset_recall": len(called & diff) / len(diff),
         "subsets_missed": sorted(diff - called),
         "null_subsets_called": sorted(called & null),
-        "pathways_right": all(p["FDR"] < 0.05 and (p["NES"] > 0) == (p["expected"] == "up") for p in pathways.values()),
+        "pathways_right": all(
+            p["FDR"] < 0.05 and (p["NES"] > 0) == (p["expected"] == "up") for p in pathways.values()
+        ),
         "pathways": pathways,
         "cytokines_called": int((cyt["padj"] < 0.05).sum()),
         "stage_seconds": {s["name"]: s["seconds"] for s in run["stages"]},
@@ -52,7 +58,9 @@ def score(out: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", type=Path, default=Path("/tmp/itme_bench_demo"))
     ap.add_argument("--patients", type=int, default=39)
     ap.add_argument("--cells", type=int, default=20_000)
@@ -64,7 +72,17 @@ def main() -> None:
     if args.out.exists():
         shutil.rmtree(args.out)
     itme = Path(sys.executable).with_name("itme")
-    cmd = [str(itme), "-q", "demo", "--out", str(args.out), "--patients", str(args.patients), "--cells", str(args.cells)]
+    cmd = [
+        str(itme),
+        "-q",
+        "demo",
+        "--out",
+        str(args.out),
+        "--patients",
+        str(args.patients),
+        "--cells",
+        str(args.cells),
+    ]
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -73,7 +91,9 @@ def main() -> None:
         print(proc.stderr[-4000:])
         raise SystemExit(proc.returncode)
     result = score(args.out)
-    print(f"itme demo ({args.patients} patients × {args.cells:,} events): {wall:.0f} s wall, peak RSS {peak:.0f} MB")
+    print(
+        f"itme demo ({args.patients} patients × {args.cells:,} events): {wall:.0f} s wall, peak RSS {peak:.0f} MB"
+    )
     print(json.dumps(result, indent=2, default=str))
 
 

@@ -32,7 +32,7 @@ from scipy.stats import spearmanr
 
 from itme.core.synthetic_counts import simulate_counts
 from itme.rna import differential_expression, gsea, read_counts, read_gmt
-from itme.rna._gsea import _hallmark_path
+from itme.rna._gsea import hallmark_path
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRWAY = ROOT.parent / "shared" / "data" / "airway_himes2014_counts"
@@ -53,7 +53,7 @@ def simulated(seed: int) -> ad.AnnData:
     shifts = {s: 0.5 for s in UP} | {s: -0.5 for s in DOWN}
     sim = simulate_counts(
         groups,
-        gene_sets=read_gmt(_hallmark_path()),
+        gene_sets=read_gmt(hallmark_path()),
         shifts={"2": shifts, "3": shifts},
         n_genes=20_000,
         rng=seed,

@@ -35,19 +35,11 @@ import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
+from itme.report._run import SECTIONS
+
 CHROMIUM = Path("/usr/bin/chromium")
-HEADINGS = [
-    "Overview",
-    "QC accounting",
-    "Cluster phenotypes",
-    "iTME clusters and robustness",
-    "Subset statistics",
-    "Clinical table",
-    "Survival",
-    "Differential expression and GSEA",
-    "Cytokines",
-    "Provenance",
-]
+#: the report's section headings, in order ("Other results" only appears when needed)
+HEADINGS = [s.title for s in SECTIONS]
 NONCE = "itmecheck"
 PROBE = f"""<script nonce="{NONCE}">
 (function () {{
@@ -306,24 +298,15 @@ def build_example(root: Path) -> Path:
         tables / "gsea_hallmark.csv", index=False)  # fmt: skip
     # cytokines left out on purpose: the section must say "no input"
 
-    stages = [
-        "ingest",
-        "clean",
-        "cluster",
-        "annotate",
-        "abundance",
-        "patients",
-        "stats",
-        "rnaseq",
-        "report",
-    ]
+    from itme.pipeline import STAGE_NAMES
+
     run = {
         "itme_version": "0.1.0", "started": "2024-05-01T10:00:00+00:00",
         "finished": "2024-05-01T10:03:12+00:00", "seed": 20210311,
         "config": {"inputs": {"samples": "samples.csv", "panel": "panel.csv"}, "cluster": {"k": 3}},
         "inputs": [{"path": "samples.csv", "sha256": "0" * 64, "bytes": 812}],
         "versions": {"numpy": np.__version__, "pandas": pd.__version__},
-        "stages": [{"name": s, "status": "done", "seconds": 10.0, "outputs": []} for s in stages],
+        "stages": [{"name": s, "status": "done", "seconds": 10.0, "outputs": []} for s in STAGE_NAMES],
         "platform": {"python": sys.version.split()[0]},
     }  # fmt: skip
     (root / "run.json").write_text(json.dumps(run, indent=2))

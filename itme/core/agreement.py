@@ -1,9 +1,10 @@
 """Agreement between two clusterings: label alignment, Cohen's kappa, bootstrap Jaccard.
 
-Written here because no maintained library gives the kappa *p-value* together with label
-alignment (scikit-learn's ``cohen_kappa_score`` gives kappa only; statsmodels' ``cohens_kappa``
-needs a contingency table of already matched labels). The tests check kappa against
-scikit-learn and the null standard error and p-value against statsmodels.
+Why kappa is computed here: scikit-learn's ``cohen_kappa_score`` gives kappa only, and
+statsmodels' ``cohens_kappa`` (kappa, its standard errors and p-value from a square table of
+matched labels) may not be imported by ``itme.core``, the numpy/scipy layer. The formulas are
+those of Fleiss, Cohen & Everitt (1969); the tests check kappa against scikit-learn and both
+standard errors, z and the p-value against statsmodels.
 """
 
 from __future__ import annotations
@@ -103,8 +104,10 @@ def bootstrap_jaccard(
     For each bootstrap sample (rows drawn with replacement), ``recluster(indices)`` returns the
     labels of the resampled rows; each original cluster, restricted to the rows drawn, is
     compared with every new cluster (as sets of distinct original rows) and the largest
-    Jaccard coefficient is kept. ``progress`` wraps the loop (e.g. a progress bar). Returns an ``n_boot × n_clusters`` array (NaN when a cluster
-    had no row in a bootstrap sample), columns in the order of ``np.unique(labels)``.
+    Jaccard coefficient is kept. ``progress`` wraps the loop (e.g. a progress bar).
+
+    Returns an ``n_boot × n_clusters`` array (NaN when a cluster had no row in a bootstrap
+    sample), columns in the order of ``np.unique(labels)``.
     """
     labels = np.asarray(labels)
     clusters = np.unique(labels)

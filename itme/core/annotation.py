@@ -21,8 +21,9 @@ Automatic thresholds (:func:`auto_thresholds`) use Otsu's method on the cluster 
 each marker, each median weighted by its cluster's events: medians are far less noisy than
 single events (a population of a few per cent forms its own tight cluster instead of hiding in
 the tail of the negative peak), and the weights keep a handful of small intermediate clusters
-(doublets, dim background) from dragging the cut into the negative side. When the medians of a marker span less than ``min_spread``
-(every cluster negative, or every cluster positive) no split exists and ``fallback`` is used.
+(doublets, dim background) from dragging the cut into the negative side. When the medians
+of a marker span less than ``min_spread`` (every cluster negative, or every cluster positive)
+no split exists and ``fallback`` is used.
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ from itme.core.phenotypes import PhenotypeTable
 __all__ = ["UNASSIGNED", "assign_clusters", "auto_thresholds", "otsu_threshold"]
 
 UNASSIGNED = "unassigned"
+ASSIGNMENT_COLUMNS = [
+    "subset",
+    "lineage",
+    "score",
+    "lineage_score",
+    "subset_score",
+    "margin",
+    "failed",
+]
 _MARGIN_CLIP = 2.0
 
 
@@ -142,6 +152,11 @@ def _score(
     return ok / len(rules), float(np.mean(margins)), failed
 
 
+def _used(rules: dict[str, str]) -> dict[str, str]:
+    """The rules that constrain a marker (``any`` dropped)."""
+    return {m: s for m, s in rules.items() if s != "any"}
+
+
 def _best(
     candidates: list[tuple[str, float, float, list[str]]],
 ) -> tuple[str, float, float, list[str]]:
@@ -183,75 +198,38 @@ def assign_clusters(
         margin, failed`` (the rules of the chosen name that do not hold, ``; ``-separated).
     """
     rows = []
-    for cluster, med in medians.iterrows():
-        lineages = []
-        for lin in table.lineages:
-            rules = {m: s for m, s in lin.markers.items() if s != "any"}
-            score, margin, failed = _score(med, rules, thresholds, tolerance)
-            lineages.append((lin.name, score, margin, failed))
+    for _, med in medians.iterrows():
+        lineages = [
+            (lin.name, *_score(med, _used(lin.markers), thresholds, tolerance))
+            for lin in table.lineages
+        ]
         lin_name, lin_score, lin_margin, lin_failed = _best(lineages)
-        if lin_score < min_lineage_score:
-            rows.append(
-                (
-                    cluster,
-                    UNASSIGNED,
-                    "",
-                    float(lin_score),
-                    lin_score,
-                    0.0,
-                    lin_margin,
-                    "; ".join(lin_failed),
-                )
-            )
-            continue
-        lin = table.lineage(lin_name)
-        subsets = []
-        for sub in lin.subsets:
-            rules = {m: s for m, s in sub.markers.items() if s != "any"}
-            score, margin, failed = _score(med, rules, thresholds, tolerance)
-            subsets.append((sub.name, score, margin, failed))
-        chosen = _best(subsets) if subsets else None
-        if chosen is not None and chosen[1] >= min_score:
-            name, sub_score, sub_margin, sub_failed = chosen
-            all_rules = table.rules(name)
-            total, _, failed = _score(med, all_rules, thresholds, tolerance)
-            rows.append(
-                (
-                    cluster,
-                    name,
-                    lin_name,
-                    total,
-                    lin_score,
-                    sub_score,
-                    sub_margin,
-                    "; ".join(failed),
-                )
-            )
-        else:
-            name = lin.other or UNASSIGNED
-            sub_score = chosen[1] if chosen is not None else 0.0
-            rows.append(
-                (
-                    cluster,
-                    name,
-                    lin_name,
-                    lin_score,
-                    lin_score,
-                    sub_score,
-                    lin_margin,
-                    "; ".join(lin_failed),
-                )
-            )
-    cols = [
-        "cluster",
-        "subset",
-        "lineage",
-        "score",
-        "lineage_score",
-        "subset_score",
-        "margin",
-        "failed",
-    ]
-    out = pd.DataFrame(rows, columns=cols).set_index("cluster")
-    out.index = medians.index
-    return out
+        # default: the lineage-level answer (unassigned, or the lineage's "other" name)
+        subset, lineage, score, sub_score = UNASSIGNED, "", lin_score, 0.0
+        margin, failed = lin_margin, lin_failed
+        if lin_score >= min_lineage_score:
+            lin = table.lineage(lin_name)
+            subsets = [
+                (sub.name, *_score(med, _used(sub.markers), thresholds, tolerance))
+                for sub in lin.subsets
+            ]
+            chosen = _best(subsets) if subsets else None
+            lineage = lin_name
+            if chosen is not None and chosen[1] >= min_score:
+                subset, sub_score, margin = chosen[0], chosen[1], chosen[2]
+                score, _, failed = _score(med, table.rules(subset), thresholds, tolerance)
+            else:
+                subset = lin.other or UNASSIGNED
+                sub_score = chosen[1] if chosen is not None else 0.0
+        rows.append(
+            {
+                "subset": subset,
+                "lineage": lineage,
+                "score": float(score),
+                "lineage_score": lin_score,
+                "subset_score": sub_score,
+                "margin": margin,
+                "failed": "; ".join(failed),
+            }
+        )
+    return pd.DataFrame(rows, index=medians.index, columns=ASSIGNMENT_COLUMNS)

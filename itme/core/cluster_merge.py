@@ -15,7 +15,7 @@ import pandas as pd
 
 from itme.errors import ItmeParameterError
 
-__all__ = ["median_cluster_size", "merge_small_clusters"]
+__all__ = ["MERGE_COLUMNS", "median_cluster_size", "merge_metaclusters", "merge_small_clusters"]
 
 MERGE_COLUMNS = ["step", "cluster", "into", "median_pct", "floor_pct", "distance", "n_events"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["filter_by_expr", "min_count_filter"]
+__all__ = ["filter_by_expr", "min_count_filter", "required_samples"]
 
 _TOL = 1e-14  # edgeR's tolerance in filterByExpr
 
@@ -40,6 +40,21 @@ def min_count_filter(counts: np.ndarray, *, min_count: int, min_samples: int) ->
         Boolean per gene, ``True`` for kept genes.
     """
     return (np.asarray(counts) >= min_count).sum(axis=0) >= min_samples
+
+
+def required_samples(
+    group_sizes: list[int] | np.ndarray, *, large_n: int = 10, min_prop: float = 0.7
+) -> float:
+    """Samples in which ``filterByExpr`` requires a gene to reach the CPM cutoff.
+
+    The smallest non-empty group size ``n``, or ``large_n + (n - large_n) * min_prop`` when
+    ``n > large_n`` (edgeR's rule).
+    """
+    sizes = np.asarray(group_sizes, dtype=float)
+    min_n = float(sizes[sizes > 0].min())
+    if min_n > large_n:
+        min_n = large_n + (min_n - large_n) * min_prop
+    return min_n
 
 
 def filter_by_expr(
@@ -72,10 +87,7 @@ def filter_by_expr(
         Boolean per gene, ``True`` for kept genes.
     """
     counts = np.asarray(counts, dtype=float)
-    sizes = np.asarray(group_sizes, dtype=float)
-    min_n = float(sizes[sizes > 0].min())
-    if min_n > large_n:
-        min_n = large_n + (min_n - large_n) * min_prop
+    min_n = required_samples(group_sizes, large_n=large_n, min_prop=min_prop)
     lib = counts.sum(axis=1)
     cpm = counts / lib[:, None] * 1e6
     cutoff = min_count / np.median(lib) * 1e6

@@ -34,6 +34,7 @@ __all__ = [
     "Threshold",
     "auto_threshold",
     "mad_threshold",
+    "open_value",
     "otsu_threshold",
     "robust_location_scale",
     "smoothed_histogram",
@@ -55,8 +56,34 @@ class Threshold:
     unused_fraction: float = float("nan")
 
 
+def open_value(side: str) -> float:
+    """The threshold that gates nothing on ``side``.
+
+    Parameters
+    ----------
+    side
+        ``"low"`` (events below the threshold fail) or ``"high"`` (events above fail).
+
+    Returns
+    -------
+    ``-inf`` for ``"low"``, ``+inf`` for ``"high"``.
+    """
+    _check_side(side)
+    return float("-inf") if side == "low" else float("inf")
+
+
 def robust_location_scale(x: np.ndarray) -> tuple[float, float]:
-    """Median and MAD-based standard deviation (``1.4826 * MAD``) of ``x``."""
+    """Median and MAD-based standard deviation of ``x``.
+
+    Parameters
+    ----------
+    x
+        1-D values.
+
+    Returns
+    -------
+    ``(median, 1.4826 * MAD)``, both NaN when ``x`` is empty.
+    """
     if x.size == 0:
         return float("nan"), float("nan")
     med = float(np.median(x))
@@ -65,14 +92,30 @@ def robust_location_scale(x: np.ndarray) -> tuple[float, float]:
 
 
 def mad_threshold(x: np.ndarray, *, side: str, k: float, min_delta: float = 0.0) -> Threshold:
-    """``median - delta`` (side ``"low"``) or ``median + delta`` (``"high"``), ``delta = max(k*SD, min_delta)``.
+    """The tail rule: ``median - delta`` (side ``"low"``) or ``median + delta`` (``"high"``).
 
-    SD is ``1.4826 * MAD`` (a consistent estimate of the standard deviation for normal data).
+    ``delta = max(k * SD, min_delta)``, where SD is ``1.4826 * MAD`` (a consistent estimate
+    of the standard deviation for normal data).
+
+    Parameters
+    ----------
+    x
+        1-D transformed values.
+    side
+        ``"low"`` or ``"high"``: the side on which events fail.
+    k
+        Robust SDs from the median.
+    min_delta
+        Smallest distance between the median and the threshold.
+
+    Returns
+    -------
+    The :class:`Threshold` (method ``"mad"``; ``"none: no events"`` when ``x`` is empty).
     """
     _check_side(side)
     med, sd = robust_location_scale(x)
     if not np.isfinite(med):
-        return Threshold(_nothing(side), "none: no events", med, sd)
+        return Threshold(open_value(side), "none: no events", med, sd)
     delta = max(k * sd, min_delta)
     value = med - delta if side == "low" else med + delta
     return Threshold(value, "mad", med, sd)
@@ -81,11 +124,24 @@ def mad_threshold(x: np.ndarray, *, side: str, k: float, min_delta: float = 0.0)
 def smoothed_histogram(
     x: np.ndarray, *, bins: int = 256, sd: float | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Histogram of ``x`` and its Gaussian-smoothed density: ``(centres, counts, density)``.
+    """Histogram of ``x`` and its Gaussian-smoothed density.
 
     The range is the 0.05-99.95 % quantile range widened by 3 bandwidths; the bandwidth is
-    Silverman's rule (``1.06 * SD * n^(-1/5)``) on the robust SD (``sd``, computed when not
-    given), and at least one bin wide.
+    Silverman's rule (``1.06 * SD * n^(-1/5)``) on the robust SD, and at least one bin wide.
+
+    Parameters
+    ----------
+    x
+        1-D finite values (at least one).
+    bins
+        Number of bins.
+    sd
+        Robust SD of ``x`` when already known (computed otherwise).
+
+    Returns
+    -------
+    ``(centres, counts, density)``: bin centres, event counts per bin and the smoothed
+    density (integrating to 1).
     """
     lo, hi = np.quantile(x, [0.0005, 0.9995])
     if sd is None:
@@ -108,8 +164,19 @@ def otsu_threshold(centres: np.ndarray, weights: np.ndarray) -> float:
     """Otsu's threshold (maximal between-class variance) of a binned distribution.
 
     For one dimension this is the exact optimum of 2-means (Otsu, *IEEE Trans. Syst. Man
-    Cybern.* 1979). Returns the midpoint between the last bin of the lower class and the
-    first of the upper one.
+    Cybern.* 1979).
+
+    Parameters
+    ----------
+    centres
+        Bin centres, increasing.
+    weights
+        Weight (count or density) of each bin.
+
+    Returns
+    -------
+    The midpoint between the last bin of the lower class and the first of the upper one
+    (the first centre when there is nothing to split).
     """
     w = np.asarray(weights, dtype=np.float64)
     total = w.sum()
@@ -168,7 +235,7 @@ def auto_threshold(
     x = np.asarray(x)
     x = x[np.isfinite(x)]
     if x.size < 20:
-        return Threshold(_nothing(side), "none: fewer than 20 events")
+        return Threshold(open_value(side), "none: fewer than 20 events")
     tail = mad_threshold(x, side=side, k=k, min_delta=min_delta)
     centres, counts, density = smoothed_histogram(x, bins=bins, sd=tail.scale)
     split = otsu_threshold(centres, density)
@@ -226,10 +293,6 @@ def _valley(
     if seg[i_min] > max_dip * min(peak_left, peak_right):
         return None
     return float(centres[inside[i_min]])
-
-
-def _nothing(side: str) -> float:
-    return float("-inf") if side == "low" else float("inf")
 
 
 def _check_side(side: str) -> None:

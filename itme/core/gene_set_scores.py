@@ -8,6 +8,12 @@
   z-scored across samples, and a set's score in a sample is ``sum(z) / sqrt(n genes)``.
   Under independence and no set effect it is standard normal, so scores of sets of
   different sizes are comparable.
+
+Why size factors are computed here and not with pydeseq2 (``preprocessing.deseq2_norm``):
+``itme.core`` is the numpy layer and may not import pydeseq2 (a slow import, confined to
+:mod:`itme.rna._deseq`), and pydeseq2 has no answer when no gene is expressed in every sample,
+where DESeq2 offers ``type = "poscounts"`` (used here). The tests compare with
+``deseq2_norm``.
 """
 
 from __future__ import annotations

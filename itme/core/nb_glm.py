@@ -48,6 +48,11 @@ def _weighted_gram(weights: np.ndarray, outer: np.ndarray, p: int) -> np.ndarray
     return (weights.T @ outer).reshape(weights.shape[1], p, p)
 
 
+def _weights(mu: np.ndarray, disp: np.ndarray) -> np.ndarray:
+    """NB GLM working weights ``mu / (1 + mu * alpha)`` (samples × genes, one alpha per gene)."""
+    return mu / (1.0 + mu * disp)
+
+
 def _inv(mats: np.ndarray) -> np.ndarray:
     """Batched inverse; a singular matrix gives its pseudo-inverse instead of an exception."""
     try:
@@ -177,7 +182,7 @@ def irls(
     while active.any():
         idx = np.flatnonzero(active)
         mu_a, y_a, d_a = mu[:, idx], counts[:, idx], disp[idx]
-        w = mu_a / (1.0 + mu_a * d_a)
+        w = _weights(mu_a, d_a)
         z = np.log(mu_a / sf) + (y_a - mu_a) / mu_a
         gram = _weighted_gram(w, outer, p) + ridge_m
         rhs = (w * z).T @ design
@@ -196,7 +201,7 @@ def irls(
         ratio = np.abs(dev[keep] - old) / (np.abs(dev[keep]) + 0.1)
         active[keep[~(ratio > beta_tol)]] = False
 
-    w = mu / (1.0 + mu * disp)
+    w = _weights(mu, disp)
     inv_gram = _inv(_weighted_gram(w, outer, p) + ridge_m)
     hat = w * (outer @ inv_gram.reshape(n_genes, p * p).T)
     mu_out = sf * np.exp(design @ beta.T)
@@ -221,7 +226,7 @@ def _dloss_dlog_alpha(
     ).sum(axis=0)
     grad = -inv * term  # alpha * d(nll)/d(alpha)
     if cr_reg:
-        w = mu / (1.0 + mu * alpha)
+        w = _weights(mu, alpha)
         gram = _weighted_gram(w, outer, p)
         dgram = _weighted_gram(-(w**2), outer, p)
         grad = grad + 0.5 * alpha * (_inv(gram) * dgram).sum(axis=(1, 2))
@@ -426,7 +431,7 @@ def wald_test(
         return pvals, stats, se
     outer = _outer_rows(design)
     m = mu[:, ok]
-    w = m / (1.0 + m * disp[ok])
+    w = _weights(m, disp[ok])
     gram = _weighted_gram(w, outer, p)
     h = _inv(gram + ridge_factor)
     hc = h @ contrast

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .gating import Threshold, auto_threshold, mad_threshold, robust_location_scale
+from .gating import Threshold, auto_threshold, mad_threshold, open_value, robust_location_scale
+from .transform import arcsinh_values
 
 __all__ = [
     "DEFAULT_K",
@@ -88,10 +89,21 @@ class SampleResult:
 def gates_for_roles(
     roles: Mapping[str, Sequence[tuple[int, str]]], steps: Sequence[str]
 ) -> dict[str, list[GateSpec]]:
-    """The gates of each step from the channel roles found (role -> [(column, name), ...]).
+    """The gates of each step from the channel roles found.
 
     The bead role gives one gate per channel (an event is a bead when high in all); every
     other role gives one gate on the sum of its channels.
+
+    Parameters
+    ----------
+    roles
+        Role -> ``[(column, name), ...]`` of the channels found for it.
+    steps
+        Steps to build gates for, among :data:`STEPS`.
+
+    Returns
+    -------
+    Step -> its gates (an empty list when none of its roles was found).
     """
     out: dict[str, list[GateSpec]] = {}
     for step in steps:
@@ -176,7 +188,7 @@ def gate_sample(
         bead_candidates: np.ndarray | None = None
         primary_method = ""
         for gate in step_gates:
-            values = _transform(load(gate.columns), cofactor)
+            values = arcsinh_values(load(gate.columns), cofactor)
             given = user.get((step, gate.name))
             if gate.role == "bead" and bead_candidates is not None:
                 # a bead partner channel (Eu151, Eu153, Ho165, Lu175): judged on the candidates
@@ -241,11 +253,6 @@ def _strided(mask: np.ndarray, stride: int) -> np.ndarray:
     return out
 
 
-def _transform(raw: np.ndarray, cofactor: float) -> np.ndarray:
-    out = np.divide(raw, np.float32(cofactor), dtype=np.float32)
-    return np.arcsinh(out, out=out)
-
-
 def _to_raw(value: float, cofactor: float) -> float:
     if not np.isfinite(value):
         return float("nan")
@@ -266,9 +273,9 @@ def _threshold(
         if raw is not None and np.isfinite(raw):
             return Threshold(float(np.arcsinh(raw / cofactor)), "user")
     if not gate.automatic:
-        return Threshold(_open(gate.side), "none: needs a user threshold")
+        return Threshold(open_value(gate.side), "none: needs a user threshold")
     if ref.size == 0:
-        return Threshold(_open(gate.side), "none: no events reach this step")
+        return Threshold(open_value(gate.side), "none: no events reach this step")
     if method == "mad":
         return mad_threshold(ref, side=gate.side, k=k, min_delta=min_delta)
     return auto_threshold(ref, side=gate.side, k=k, min_delta=min_delta)
@@ -298,14 +305,10 @@ def _bead_partner_threshold(
         return Threshold(float(np.arcsinh(given[1] / cofactor)), "user")
     ref = values[alive]
     if ref.size == 0:
-        return Threshold(float("inf"), "none: no events reach this step")
+        return Threshold(open_value("high"), "none: no events reach this step")
     cand = values[candidates]
     if separate and cand.size >= 20:
         med_c, sd_c = robust_location_scale(cand)
         return Threshold(med_c - k * sd_c, "bead-population", med_c, sd_c)
     med_all = float(np.median(ref))
     return Threshold(med_all + min_delta, "median+delta", med_all)
-
-
-def _open(side: str) -> float:
-    return float("-inf") if side == "low" else float("inf")

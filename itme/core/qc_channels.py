@@ -54,12 +54,32 @@ _GAUSSIAN = ("center", "offset", "width", "residual")
 
 
 def name_tokens(name: str) -> list[str]:
-    """Split a channel name on non-alphanumerics: ``"DNA-1(Ir191)Dd"`` -> ``["DNA", "1", "Ir191", "Dd"]``."""
+    """Split a channel name on non-alphanumerics.
+
+    Parameters
+    ----------
+    name
+        A channel name.
+
+    Returns
+    -------
+    The non-empty tokens: ``"DNA-1(Ir191)Dd"`` -> ``["DNA", "1", "Ir191", "Dd"]``.
+    """
     return [t for t in _SPLIT.split(name) if t]
 
 
 def channel_metals(name: str) -> set[str]:
-    """Metal isotopes of the QC roles named in ``name`` as ``"Ir191"`` (``Ir191Di``, ``191Ir_DNA1``, ``(Ir191)``)."""
+    """Metal isotopes of the QC roles (Ir, Pt, Ce, Eu, Ho, Lu, Rh) named in a channel name.
+
+    Parameters
+    ----------
+    name
+        A channel name: ``Ir191Di``, ``191Ir_DNA1``, ``DNA-1(Ir191)Dd``, ...
+
+    Returns
+    -------
+    The isotopes written element first, e.g. ``{"Ir191"}``.
+    """
     found = {f"{el}{mass}" for el, mass in _METAL_FIRST.findall(name)}
     found |= {f"{el}{mass}" for mass, el in _MASS_FIRST.findall(name)}
     return found
@@ -120,6 +140,7 @@ def detect_roles(
         tokens = [t for n in all_names for t in name_tokens(n)]
         compact = {_compact(n) for n in all_names if n}
         technical = _is_technical_name(ag, chan)
+        ag_tokens = name_tokens(ag)
 
         if compact & _EVENT_LENGTH:
             add("event_length", i)
@@ -131,17 +152,16 @@ def detect_roles(
         if "beaddist" in compact:
             add("bead_distance", i)
             continue
-        if metals & _DNA_METALS or any(_DNA_WORD.match(t) for t in name_tokens(ag)):
-            if technical or any(_DNA_WORD.match(t) for t in name_tokens(ag)):
-                add("dna", i)
-                continue
+        # a DNA (bead) word in $PnS, or the metal on a channel that names no antibody
+        if any(_DNA_WORD.match(t) for t in ag_tokens) or (metals & _DNA_METALS and technical):
+            add("dna", i)
+            continue
         if any(_VIABILITY_WORD.match(t) for t in tokens) or (metals & _PT_METALS and technical):
             add("cisplatin", i)
             continue
-        if metals & _BEAD_PRIMARY or any(_BEAD_WORD.match(t) for t in name_tokens(ag)):
-            if technical or any(_BEAD_WORD.match(t) for t in name_tokens(ag)):
-                add("bead", i)
-                continue
+        if any(_BEAD_WORD.match(t) for t in ag_tokens) or (metals & _BEAD_PRIMARY and technical):
+            add("bead", i)
+            continue
         for metal in _BEAD_PARTNERS:
             if metal in metals:
                 partners.setdefault(metal, i)

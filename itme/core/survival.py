@@ -1,7 +1,7 @@
 """Kaplan–Meier confidence bands and quantiles the way R's ``survival`` package reports them.
 
 Why written here: lifelines gives the Kaplan–Meier estimate and its event table (used by
-:mod:`itme.stats._survival`), but only the "log-log" (exponential Greenwood) band, while R's
+:mod:`itme.stats._survival_data`), but only the "log-log" (exponential Greenwood) band, while R's
 ``survfit`` defaults to ``conf.type = "log"``, and lifelines takes the first time the curve
 reaches 0.5 as the median where R takes the midpoint of a flat stretch at exactly 0.5. Survival
 papers quote R (or SAS/Stata, which use log-log), so both are offered here and the tests check

@@ -21,11 +21,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..errors import ItmeParameterError
+from .qc_chain import STEPS
 
 __all__ = ["QC_CLASSES", "plant_qc_events", "simulate_good_cells"]
 
 #: the labels of :func:`itme.pp.clean`, in the order the steps run
-QC_CLASSES = ("kept", "bead", "debris", "doublet", "dead", "cd45_negative")
+QC_CLASSES = ("kept", *STEPS)
 
 _ROLES = (
     "dna",
@@ -142,8 +143,21 @@ def simulate_good_cells(
 ) -> np.ndarray:
     """Raw counts of good cells for tests: each marker a negative/positive log-normal mixture.
 
-    ``cd45`` (a column index) gets a CD45+ profile (80 % bright, median 300 counts; 20 % dim,
-    median 60 counts, as myeloid cells are). Other channels get 0-60 % positive cells.
+    Parameters
+    ----------
+    n
+        Events.
+    n_channels
+        Channels; each gets 0-60 % positive cells (background counts for the others).
+    cd45
+        Column that gets a CD45+ profile (80 % bright, median 300 counts; 20 % dim, median
+        60 counts, as myeloid cells are); ``None`` for none.
+    rng
+        A :class:`numpy.random.Generator`.
+
+    Returns
+    -------
+    Float32 array, events x channels.
     """
     out = np.empty((n, n_channels), dtype=np.float32)
     for j in range(n_channels):
@@ -190,7 +204,9 @@ def _split_dna(total: np.ndarray, n_dna: int, rng: np.random.Generator) -> np.nd
     return (parts * rng.lognormal(0.0, 0.08, parts.shape)).astype(np.float32)
 
 
-def _fill_singlet_qc(out: np.ndarray, rows: np.ndarray, roles: dict, rng) -> None:
+def _fill_singlet_qc(
+    out: np.ndarray, rows: np.ndarray, roles: dict, rng: np.random.Generator
+) -> None:
     m = rows.size
     if "dna" in roles:
         total = _lognormal(rng, 550.0, 0.35, m)
@@ -209,13 +225,14 @@ def _fill_singlet_qc(out: np.ndarray, rows: np.ndarray, roles: dict, rng) -> Non
             out[rows, roles[role][0]] = _lognormal(rng, median, 0.3, m)
 
 
-def _plant_doublets(out, rows, good, roles, rng) -> None:
+def _plant_doublets(
+    out: np.ndarray, rows: np.ndarray, good: np.ndarray, roles: dict, rng: np.random.Generator
+) -> None:
     """A doublet is the sum of two good cells; QC channels of a doublet replaced as documented."""
     m = rows.size
     a = rng.choice(good, m)
     b = rng.choice(good, m)
-    qc_cols = _qc_columns(roles)
-    marker_cols = np.setdiff1d(np.arange(out.shape[1]), qc_cols)
+    marker_cols = _marker_columns(roles, out.shape[1])
     out[np.ix_(rows, marker_cols)] = out[np.ix_(a, marker_cols)] + out[np.ix_(b, marker_cols)]
     for role in ("dna", "cisplatin"):
         if role in roles:
@@ -225,21 +242,20 @@ def _plant_doublets(out, rows, good, roles, rng) -> None:
         c = roles["event_length"][0]
         la, lb = out[a, c], out[b, c]
         out[rows, c] = np.clip(np.maximum(la, lb) + 0.7 * np.minimum(la, lb), 10, 75)
-    if "center" in roles:
-        out[rows, roles["center"][0]] = _lognormal(rng, 560.0, 0.3, m)
-    if "offset" in roles:
-        out[rows, roles["offset"][0]] = _lognormal(rng, 90.0, 0.3, m)
-    if "width" in roles:
-        out[rows, roles["width"][0]] = _lognormal(rng, 55.0, 0.25, m)
-    if "residual" in roles:
-        out[rows, roles["residual"][0]] = _lognormal(rng, 160.0, 0.35, m)
+    for role, median, sd in (
+        ("center", 560.0, 0.3),
+        ("offset", 90.0, 0.3),
+        ("width", 55.0, 0.25),
+        ("residual", 160.0, 0.35),
+    ):
+        if role in roles:
+            out[rows, roles[role][0]] = _lognormal(rng, median, sd, m)
 
 
-def _plant_debris(out, rows, roles, rng) -> None:
+def _plant_debris(out: np.ndarray, rows: np.ndarray, roles: dict, rng: np.random.Generator) -> None:
     """Cell fragments: 1-12 % of a cell's ion counts, little DNA, short events."""
     m = rows.size
-    qc_cols = _qc_columns(roles)
-    marker_cols = np.setdiff1d(np.arange(out.shape[1]), qc_cols)
+    marker_cols = _marker_columns(roles, out.shape[1])
     scale = rng.uniform(0.01, 0.12, m).astype(np.float32)
     out[np.ix_(rows, marker_cols)] *= scale[:, None]
     total = _lognormal(rng, 25.0, 0.8, m)
@@ -251,18 +267,17 @@ def _plant_debris(out, rows, roles, rng) -> None:
         out[rows, roles["center"][0]] = _lognormal(rng, 60.0, 0.6, m)
 
 
-def _plant_dead(out, rows, roles, rng) -> None:
+def _plant_dead(out: np.ndarray, rows: np.ndarray, roles: dict, rng: np.random.Generator) -> None:
     """Dead cells: 20-200 fold cisplatin, slightly lower marker and DNA signal."""
     m = rows.size
-    qc_cols = _qc_columns(roles)
-    marker_cols = np.setdiff1d(np.arange(out.shape[1]), qc_cols)
+    marker_cols = _marker_columns(roles, out.shape[1])
     out[np.ix_(rows, marker_cols)] *= rng.uniform(0.5, 1.0, m).astype(np.float32)[:, None]
     dead = (3.0 * np.exp(rng.uniform(np.log(20), np.log(200), m))).astype(np.float32)
     for c in roles["cisplatin"]:
         out[rows, c] = dead / roles["cisplatin"].size * rng.lognormal(0.0, 0.1, m)
 
 
-def _plant_beads(out, rows, roles, rng) -> None:
+def _plant_beads(out: np.ndarray, rows: np.ndarray, roles: dict, rng: np.random.Generator) -> None:
     """EQ four-element beads: bright in every bead channel, background elsewhere, no DNA."""
     m = rows.size
     for j in range(out.shape[1]):
@@ -278,7 +293,8 @@ def _plant_beads(out, rows, roles, rng) -> None:
             out[rows, roles[role][0]] = _lognormal(rng, median, 0.3, m)
 
 
-def _qc_columns(roles: dict) -> np.ndarray:
+def _marker_columns(roles: dict, n_channels: int) -> np.ndarray:
+    """Columns that are not QC channels (the first bead channel counts as QC, its partners not)."""
     cols = [
         roles[r]
         for r in ("dna", "cisplatin", "event_length", "center", "offset", "width", "residual")
@@ -286,4 +302,5 @@ def _qc_columns(roles: dict) -> np.ndarray:
     ]
     if "bead" in roles:
         cols.append(roles["bead"][:1])
-    return np.unique(np.concatenate(cols)) if cols else np.array([], dtype=np.intp)
+    qc = np.unique(np.concatenate(cols)) if cols else np.array([], dtype=np.intp)
+    return np.setdiff1d(np.arange(n_channels), qc)

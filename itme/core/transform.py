@@ -19,7 +19,19 @@ BLOCK_ROWS = 65_536
 
 
 def arcsinh_values(values: np.ndarray, cofactor: float) -> np.ndarray:
-    """Return ``arcsinh(values / cofactor)`` as float32 (a new array, ``values`` untouched)."""
+    """Return ``arcsinh(values / cofactor)`` as float32.
+
+    Parameters
+    ----------
+    values
+        Raw values (any shape); never modified.
+    cofactor
+        The positive cofactor.
+
+    Returns
+    -------
+    A new float32 array of the same shape (the only temporary is the output itself).
+    """
     out = np.divide(values, np.float32(cofactor), dtype=np.float32)
     np.arcsinh(out, out=out)
     return out

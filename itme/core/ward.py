@@ -164,8 +164,9 @@ def diagnostics(
     xt = np.asarray(xt, dtype=float)
     ks = [int(k) for k in ks]
     z = linkage(xt, method=method)
-    wss = np.array([within_ss(xt, cut(z, k)) for k in ks])
-    sil = np.array([silhouette(xt, cut(z, k)) for k in ks])
+    cuts = [cut(z, k) for k in ks]
+    wss = np.array([within_ss(xt, labels) for labels in cuts])
+    sil = np.array([silhouette(xt, labels) for labels in cuts])
     with np.errstate(divide="ignore"):
         log_w = np.log(wss)
     centre = xt.mean(axis=0)

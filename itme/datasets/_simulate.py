@@ -23,12 +23,13 @@ from anndata import AnnData
 
 from .._progress import track
 from .._random import RngLike, as_generator, draw_seed
-from ..core.phenotypes import load_phenotypes
+from ..core.phenotypes import PhenotypeTable, load_phenotypes
 from ..core.synthetic_cells import simulate_cells
 from ..core.synthetic_counts import simulate_counts
 from ..core.synthetic_qc import plant_qc_events
 from ..errors import ItmeParameterError
 from ..io import write_fcs
+from ..rna._gsea import resolve_gene_sets
 
 __all__ = ["simulate_cohort"]
 
@@ -141,7 +142,7 @@ def _panel() -> pd.DataFrame:
 
 def _fcs_events(
     panel: pd.DataFrame,
-    phenotypes: object,
+    phenotypes: PhenotypeTable,
     proportions: dict[str, float],
     n: int,
     gen: np.random.Generator,
@@ -236,16 +237,6 @@ def _cytokines(patients: pd.DataFrame, gen: np.random.Generator) -> pd.DataFrame
     return pd.DataFrame(table)
 
 
-def _hallmark() -> dict[str, list[str]]:
-    ref = resources.files("itme").joinpath("data", "gene_sets", "h.all.v7.0.symbols.gmt")
-    sets = {}
-    for line in ref.read_text(encoding="utf-8").splitlines():
-        parts = line.rstrip("\n").split("\t")
-        if len(parts) > 2:
-            sets[parts[0]] = [g for g in parts[2:] if g]
-    return sets
-
-
 def simulate_cohort(
     out_dir: str | PathLike[str],
     *,
@@ -336,8 +327,9 @@ def simulate_cohort(
         patients["itme_cluster"].replace("", "1").to_numpy(), index=clinical["rnaseq_id"].to_numpy()
     )
     shifts = {c: dict(PLANTED_PATHWAYS) for c in ("2", "3")}
+    hallmark, _ = resolve_gene_sets("hallmark")
     sim = simulate_counts(
-        groups, gene_sets=_hallmark(), shifts=shifts, n_genes=n_genes, rng=streams[3]
+        groups, gene_sets=hallmark, shifts=shifts, n_genes=n_genes, rng=streams[3]
     )
     counts = sim.counts.T
     counts.insert(0, "gene_name", sim.genes.loc[counts.index, "gene_name"].to_numpy())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ItmeInputError, ItmeInputWarning
-from ._tables import MISSING_TOKENS, read_delimited
+from ._tables import MISSING_TOKENS, canonical_columns, check_patient_ids, line_list, read_delimited
 
 __all__ = ["read_clinical"]
 
@@ -19,13 +19,6 @@ logger = logging.getLogger(__name__)
 
 DISEASE_LEVELS = ("NDMM", "RMM", "TRMM")
 _ENDPOINT = re.compile(r"^(?P<name>.+)_(?P<kind>months|event)$")
-
-
-def _lines(index: Sequence, limit: int = 10) -> str:
-    items = [str(i) for i in index]
-    return ", ".join(items[:limit]) + (
-        f" ... and {len(items) - limit} more" if len(items) > limit else ""
-    )
 
 
 def read_clinical(
@@ -59,10 +52,7 @@ def read_clinical(
     """
     df, info = read_delimited(path, what="clinical")
     where = str(info["path"])
-    lower = {c.lower(): c for c in df.columns}
-    for required in ("patient_id", "disease_status"):
-        if required not in df.columns and required in lower:
-            df = df.rename(columns={lower[required]: required})
+    df = canonical_columns(df, ("patient_id", "disease_status"))
     missing_cols = [c for c in ("patient_id", "disease_status") if c not in df.columns]
     if missing_cols:
         raise ItmeInputError(
@@ -71,23 +61,8 @@ def read_clinical(
             found=f"columns {', '.join(df.columns)}",
             fix=f"Add {', '.join(missing_cols)}.",
         )
+    check_patient_ids(df, where, fix="Merge or remove the duplicate rows.")
     ids = df["patient_id"]
-    blank = df.index[ids.str.lower().isin(MISSING_TOKENS)]
-    if len(blank):
-        raise ItmeInputError(
-            where=f"{where} line(s) {_lines(blank)}, column patient_id",
-            expected="a patient id",
-            found="an empty value",
-        )
-    dup = ids[ids.duplicated(keep=False)]
-    if len(dup):
-        pairs = [f"{p} (lines {_lines(dup.index[dup == p])})" for p in dict.fromkeys(dup)]
-        raise ItmeInputError(
-            where=f"{where}, column patient_id",
-            expected="one row per patient",
-            found=f"duplicated {'; '.join(pairs)}",
-            fix="Merge or remove the duplicate rows.",
-        )
 
     out = pd.DataFrame(index=pd.Index(ids.to_numpy(), name="patient_id"))
     status = df["disease_status"]
@@ -114,7 +89,7 @@ def read_clinical(
     if status_missing.any():
         warnings.warn(
             f"{where}: disease_status missing for {int(status_missing.sum())} patient(s): "
-            f"{_lines(ids[status_missing])}",
+            f"{line_list(ids[status_missing])}",
             ItmeInputWarning,
             stacklevel=2,
         )

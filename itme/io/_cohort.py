@@ -8,7 +8,6 @@ into one preallocated float32 matrix.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
 import time
 import warnings
@@ -24,9 +23,9 @@ from anndata import AnnData
 
 from .._progress import track
 from ..errors import ItmeInputError, ItmeInputWarning, ItmeParameterError
-from ._fcs import MARKER_CLASSES
+from ._files import sha256
 from ._flowio import FcsFile, parse_fcs, read_events
-from ._tables import TableSource, read_panel, read_samples
+from ._tables import MARKER_CLASSES, TableSource, read_panel, read_samples
 
 __all__ = ["read_cohort"]
 
@@ -42,12 +41,6 @@ class _Plan:
     text: FcsFile
     columns: np.ndarray  # column index in the file for each var of the cohort
     matched_by: str
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file (streamed)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _match_panel(fcs: FcsFile, panel: pd.DataFrame) -> tuple[list[int | None], str]:
@@ -88,8 +81,12 @@ def _resolve_files(table: pd.DataFrame, folder: Path | None, base_dir: Path | No
 
 def _plan(
     table: pd.DataFrame, paths: list[Path], panel: pd.DataFrame, unpanelled: str
-) -> tuple[list[_Plan], pd.DataFrame]:
-    """Read every TEXT segment, match the panel, and collect all problems before failing."""
+) -> tuple[list[_Plan], pd.DataFrame, list[str]]:
+    """Read every TEXT segment, match the panel, and collect all problems before failing.
+
+    Returns the plan of each file, the var rows of the unpanelled channels kept and the
+    names of the channels left out.
+    """
     texts = [parse_fcs(p, only_text=True) for p in track(paths, description="reading FCS TEXT")]
     problems: list[str] = []
     matches = []
@@ -156,12 +153,13 @@ def _plan(
         )
     elif union:
         logger.info("left out %d channel(s) not in the panel: %s", len(union), ", ".join(union))
+    dropped = sorted(union) if unpanelled == "drop" else []
     plans = []
     for sid, path, fcs, (found, how) in zip(table["sample_id"], paths, texts, matches, strict=True):
         pnn = {n: i for i, n in enumerate(fcs.channels["PnN"])}
         cols = [*found, *(pnn[n] for n in extra_var["fcs_colname"])]
         plans.append(_Plan(sid, path, fcs, np.asarray(cols, dtype=np.intp), how))
-    return plans, extra_var
+    return plans, extra_var, dropped
 
 
 def _var(panel: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
@@ -180,7 +178,7 @@ def _var(panel: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
         {
             "channel": rows["fcs_colname"].astype(str).to_numpy(),
             "antigen": antigen.to_numpy(),
-            "marker_class": pd.Categorical(rows["marker_class"], categories=MARKER_CLASSES),
+            "marker_class": pd.Categorical(rows["marker_class"], categories=list(MARKER_CLASSES)),
             "in_panel": rows["in_panel"].astype(bool).to_numpy(),
         },
         index=pd.Index(antigen if use_antigen else rows["fcs_colname"].astype(str)),
@@ -266,7 +264,7 @@ def read_cohort(
     table, folder = read_samples(samples)
     panel_table = read_panel(panel)
     paths = _resolve_files(table, folder, Path(base_dir) if base_dir is not None else None)
-    plans, extra = _plan(table, paths, panel_table, unpanelled)
+    plans, extra, dropped = _plan(table, paths, panel_table, unpanelled)
     var = _var(panel_table, extra)
     counts = np.array([p.text.n_events for p in plans], dtype=np.int64)
     # np.zeros (calloc: the kernel hands out zeroed pages lazily) first-touches faster here than
@@ -280,13 +278,11 @@ def read_cohort(
         matrix.nbytes / 1e6,
     )
     rows = np.concatenate([[0], np.cumsum(counts)])
-    records, keywords, dropped = [], {}, set()
+    records, keywords = [], {}
     buffer = None
     for k, plan in enumerate(track(plans, description="reading FCS files")):
         fcs = plan.text  # TEXT and DATA layout from the first pass; events go straight into place
         buffer = read_events(fcs, matrix[rows[k] : rows[k + 1]], plan.columns, buffer)
-        taken = set(plan.columns.tolist())
-        dropped.update(n for i, n in enumerate(fcs.channels["PnN"]) if i not in taken)
         keywords[plan.sample_id.replace("/", "_")] = fcs.keywords
         records.append(
             {
@@ -313,7 +309,7 @@ def read_cohort(
         "files": pd.DataFrame(records),
         "panel": panel_table.reset_index(drop=True),
         "keywords": keywords,
-        "dropped_channels": sorted(dropped),
+        "dropped_channels": dropped,
     }
     logger.info(
         "read %d events from %d files in %.2f s",
@@ -331,7 +327,18 @@ def check_cohort(
     base_dir: str | PathLike[str] | None = None,
     unpanelled: Literal["keep", "drop"] = "keep",
 ) -> list[str]:
-    """Everything :func:`read_cohort` checks, without reading events; problems as lines."""
+    """Everything :func:`read_cohort` checks, without reading events; problems as lines.
+
+    Parameters
+    ----------
+    samples, panel, base_dir, unpanelled
+        As for :func:`read_cohort`.
+
+    Returns
+    -------
+    One line per problem (the messages of the errors :func:`read_cohort` would raise);
+    empty when the cohort can be read.
+    """
     found: list[str] = []
     table = folder = panel_table = None
     try:

@@ -13,12 +13,11 @@ from anndata import AnnData
 
 from ..errors import ItmeInputWarning, ItmeParameterError
 from ._flowio import parse_fcs, write_events
+from ._tables import MARKER_CLASSES
 
 __all__ = ["read_fcs", "write_fcs"]
 
 logger = logging.getLogger(__name__)
-
-MARKER_CLASSES = ["type", "state", "qc", "none"]
 
 
 def _unique(names: list[str]) -> tuple[list[str], list[str]]:
@@ -85,7 +84,7 @@ def read_fcs(path: str | PathLike[str], *, data_set: int = 0) -> AnnData:
         {
             "channel": fcs.channels["PnN"].to_numpy(dtype=str),
             "antigen": fcs.channels["PnS"].to_numpy(dtype=str),
-            "marker_class": pd.Categorical(["none"] * len(names), categories=MARKER_CLASSES),
+            "marker_class": pd.Categorical(["none"] * len(names), categories=list(MARKER_CLASSES)),
         },
         index=pd.Index(names, name=None),
     )
@@ -105,15 +104,17 @@ def read_fcs(path: str | PathLike[str], *, data_set: int = 0) -> AnnData:
     return AnnData(X=fcs.data, obs=obs, var=var, uns=uns)
 
 
-def _column_values(adata: AnnData, name: str) -> np.ndarray:
+def _column_values(adata: AnnData, name: str) -> tuple[np.ndarray, list[str] | None]:
+    """An obs column as float32 event values, and the levels when they are codes + 1."""
     col = adata.obs[name]
     if isinstance(col.dtype, pd.CategoricalDtype):
         numeric = pd.to_numeric(pd.Series(col.cat.categories), errors="coerce")
         if numeric.notna().all():
-            return numeric.to_numpy(dtype=np.float32)[col.cat.codes.to_numpy()]
-        return (col.cat.codes.to_numpy() + 1).astype(np.float32)
+            return numeric.to_numpy(dtype=np.float32)[col.cat.codes.to_numpy()], None
+        levels = [str(c) for c in col.cat.categories]
+        return (col.cat.codes.to_numpy() + 1).astype(np.float32), levels
     if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
-        return col.to_numpy(dtype=np.float32)
+        return col.to_numpy(dtype=np.float32), None
     raise ItmeParameterError(
         "obs_columns", "numeric, boolean or categorical obs columns", f"{name} ({col.dtype})"
     )
@@ -148,10 +149,20 @@ def write_fcs(
     Returns
     -------
     The path written.
+
+    Raises
+    ------
+    ItmeParameterError
+        The folder of ``path`` does not exist; an unknown ``layer`` or obs column; an obs
+        column that is neither numeric, boolean nor categorical.
     """
     path = Path(path)
     if not path.parent.is_dir():
         raise ItmeParameterError("path", "a file in an existing folder", str(path))
+    if layer is not None and layer not in adata.layers:
+        raise ItmeParameterError(
+            "layer", f"None or a layer of adata ({', '.join(adata.layers)})", layer
+        )
     matrix = adata.layers[layer] if layer is not None else adata.X
     if hasattr(matrix, "toarray"):
         matrix = matrix.toarray()
@@ -164,15 +175,12 @@ def write_fcs(
             raise ItmeParameterError(
                 "obs_columns", f"columns of adata.obs ({', '.join(adata.obs.columns)})", name
             )
-        columns.append(_column_values(adata, name)[:, None])
+        values, levels = _column_values(adata, name)
+        columns.append(values[:, None])
         names.append(name)
         labels.append(name)
-        col = adata.obs[name]
-        if (
-            isinstance(col.dtype, pd.CategoricalDtype)
-            and pd.to_numeric(pd.Series(col.cat.categories), errors="coerce").isna().any()
-        ):
-            extra_kw[f"ITME_{name.upper()}_LEVELS"] = ",".join(map(str, col.cat.categories))
+        if levels is not None:
+            extra_kw[f"ITME_{name.upper()}_LEVELS"] = ",".join(levels)
     data = np.ascontiguousarray(np.hstack(columns) if len(columns) > 1 else columns[0], dtype="<f4")
     meta = {"$FIL": path.name, "CREATOR": "itme"}
     meta.update(extra_kw)

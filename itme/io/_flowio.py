@@ -66,6 +66,7 @@ class DataLayout:
 
     @property
     def row_bytes(self) -> int:
+        """Bytes per event."""
         return int(self.widths.sum())
 
 
@@ -292,24 +293,45 @@ def _layout(
     return layout
 
 
-def _data_set_offset(path: Path, data_set: int) -> tuple[int, int]:
-    """Byte offset of data set ``data_set`` and the number of data sets in the file."""
-    offsets, offset = [0], 0
-    while True:
-        header, _, _ = _read_header(path, offset)
-        nxt = _int(_text(path, offset, header), "nextdata")
-        if nxt <= 0:
-            break
-        offset += nxt
-        offsets.append(offset)
-    if data_set >= len(offsets) or data_set < 0:
-        raise ItmeParameterError("data_set", f"0..{len(offsets) - 1} for {path}", data_set)
-    return offsets[data_set], len(offsets)
+_DataSet = tuple[int, bytes, dict[str, int | None], int, dict[str, str]]
+
+
+def _data_sets(path: Path) -> list[_DataSet]:
+    """Offset, HEADER, HEADER offsets, file size and TEXT of every data set ($NEXTDATA chain)."""
+    header, header_offsets, size = _read_header(path, 0)
+    sets = [(0, header, header_offsets, size, _text(path, 0, header))]
+    while (nxt := _int(sets[-1][4], "nextdata")) > 0:
+        offset = sets[-1][0] + nxt
+        header, header_offsets, size = _read_header(path, offset)
+        sets.append((offset, header, header_offsets, size, _text(path, offset, header)))
+    return sets
 
 
 def parse_fcs(path: str | PathLike[str], *, data_set: int = 0, only_text: bool = False) -> FcsFile:
-    """Parse one FCS data set: keywords, channels and data layout, plus the events unless
-    ``only_text`` (then ``data`` is ``None``)."""
+    """Parse one FCS data set: keywords, channels and data layout, and the events.
+
+    Parameters
+    ----------
+    path
+        The FCS file.
+    data_set
+        Which data set of the ``$NEXTDATA`` chain to read (0 = the first).
+    only_text
+        Read HEADER and TEXT only: ``data`` is ``None`` and a DATA segment that cannot be
+        read is recorded in ``layout.error`` instead of raised.
+
+    Returns
+    -------
+    The :class:`FcsFile`.
+
+    Raises
+    ------
+    ItmeInputError
+        The file is missing, not FCS, truncated or corrupted, or uses an unsupported mode or
+        data type (the message names the file).
+    ItmeParameterError
+        ``data_set`` is not in the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise ItmeInputError(
@@ -317,16 +339,11 @@ def parse_fcs(path: str | PathLike[str], *, data_set: int = 0, only_text: bool =
             where=str(path),
             fix="Check the path (relative paths are resolved from the sample sheet's folder)",
         )
-    header, header_offsets, size = _read_header(path, 0)
-    text = _text(path, 0, header)
-    n_sets = 1
-    if data_set or _int(text, "nextdata"):
-        offset, n_sets = _data_set_offset(path, data_set)
-        if offset:
-            header, header_offsets, size = _read_header(path, offset)
-            text = _text(path, offset, header)
-    else:
-        offset = 0
+    sets = _data_sets(path)
+    n_sets = len(sets)
+    if not 0 <= data_set < n_sets:
+        raise ItmeParameterError("data_set", f"0..{n_sets - 1} for {path}", data_set)
+    offset, header, header_offsets, size, text = sets[data_set]
     try:
         n_events, n_par = int(text["tot"]), int(text["par"])
     except (KeyError, ValueError) as exc:
@@ -355,12 +372,30 @@ def _next_power_of_two(x: int) -> int:
 
 def read_events(
     fcs: FcsFile, out: np.ndarray, columns: np.ndarray, buffer: np.ndarray | None = None
-) -> np.ndarray | None:
-    """Read the events of ``fcs`` into ``out`` (events × len(columns), float32).
+) -> np.ndarray:
+    """Read the events of ``fcs`` into ``out``.
 
-    ``columns[j]`` is the file's column that lands in ``out[:, j]``. ``buffer`` (uint8) is
-    reused across files to hold the raw DATA bytes; the (possibly grown) buffer is returned.
     Integers are masked to the next power of two of ``$PnR`` (FCS 3.1 §3.3.2).
+
+    Parameters
+    ----------
+    fcs
+        A file parsed by :func:`parse_fcs` (``only_text=True`` is enough).
+    out
+        Float32 array, events × ``len(columns)``; filled in place.
+    columns
+        ``columns[j]`` is the file's column that lands in ``out[:, j]``.
+    buffer
+        uint8 array reused across files to hold the raw DATA bytes (``None``: allocate).
+
+    Returns
+    -------
+    The buffer (grown when it was too small), to pass to the next call.
+
+    Raises
+    ------
+    ItmeInputError
+        The DATA segment cannot be read (``fcs.layout.error``).
     """
     lay, n = fcs.layout, fcs.n_events
     if lay.error is not None:
@@ -411,7 +446,19 @@ def read_events(
 def write_events(
     path: Path, data: np.ndarray, names: list[str], labels: list[str], keywords: dict[str, str]
 ) -> None:
-    """Write float32 events as FCS 3.1 (little-endian) with flowio.create_fcs."""
+    """Write float32 events as FCS 3.1 (little-endian) with flowio.create_fcs.
+
+    Parameters
+    ----------
+    path
+        The file to write.
+    data
+        Events × channels.
+    names, labels
+        ``$PnN`` and ``$PnS`` of each channel (an empty label writes no ``$PnS``).
+    keywords
+        Further TEXT keywords.
+    """
     import flowio
 
     events = array("f")

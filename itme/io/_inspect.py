@@ -29,7 +29,12 @@ class CohortSummary:
     problems: list[str] = field(default_factory=list)
 
     def to_text(self) -> str:
-        """Plain-text rendering (what ``itme inspect`` prints)."""
+        """Plain-text rendering.
+
+        Returns
+        -------
+        What ``itme inspect`` prints: totals, the files, the channels and the problems.
+        """
         parts = [f"{len(self.files)} file(s), {int(self.files['events'].sum())} events"]
         with pd.option_context(
             "display.width", 200, "display.max_colwidth", 60, "display.max_rows", 500
@@ -61,8 +66,9 @@ def summarize(
 ) -> CohortSummary:
     """Summarise an FCS file, a folder of FCS files or a sample sheet, and list problems.
 
-    Every file is parsed (TEXT and DATA) so offset errors and truncation are found; nothing
-    raises: problems are collected. With a sample sheet, ``panel.csv`` in the same folder is
+    Every file's HEADER and TEXT are parsed and its DATA segment located and checked against
+    ``$TOT``, ``$PAR`` and the file size, so offset errors and truncation are found without
+    reading the events; nothing raises: problems are collected. With a sample sheet, ``panel.csv`` in the same folder is
     used when ``panel`` is not given.
 
     Parameters
@@ -95,7 +101,7 @@ def summarize(
     rows, parsed = [], []
     for file in track(files, description="inspecting FCS files"):
         try:
-            fcs: FcsFile = parse_fcs(file)
+            fcs: FcsFile = parse_fcs(file, only_text=True)
         except ItmeInputError as exc:
             problems.append(str(exc))
             rows.append(
@@ -111,6 +117,10 @@ def summarize(
             )
             continue
         parsed.append(fcs)
+        notes = list(fcs.notes)
+        if fcs.layout.error is not None:
+            problems.append(str(fcs.layout.error))
+            notes.append("events unreadable")
         kw = fcs.keywords
         rows.append(
             {
@@ -120,7 +130,7 @@ def summarize(
                 "date": kw.get("$DATE", ""),
                 "events": fcs.n_events,
                 "channels": fcs.channels.shape[0],
-                "notes": "; ".join(fcs.notes),
+                "notes": "; ".join(notes),
             }
         )
         if fcs.n_events == 0:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ItmeExclusionWarning, ItmeInputError, ItmeInputWarning, ItmeParameterError
-from ._tables import MISSING_TOKENS, read_delimited
+from ._tables import MISSING_TOKENS, canonical_columns, check_patient_ids, read_delimited
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -60,7 +60,20 @@ def _number(text: str, separator: str) -> float | None:
 
 
 def parse_cell(text: str, separator: str = ",") -> tuple[str, float]:
-    """``(status, number)`` of one Luminex cell (number NaN unless measured or extrapolated)."""
+    """Status and number of one Luminex cell.
+
+    Parameters
+    ----------
+    text
+        The cell as written.
+    separator
+        The file's column separator (a decimal comma is accepted unless it is ``,``).
+
+    Returns
+    -------
+    ``(status, number)``: status one of :data:`STATUSES`; the number is NaN unless the cell
+    is measured or extrapolated.
+    """
     t = text.strip()
     if t.lower() in MISSING_TOKENS:
         return "missing", np.nan
@@ -134,31 +147,15 @@ def read_cytokines(
             raise ItmeParameterError(name, allowed, value)
     df, info = read_delimited(path, what="cytokines")
     where = info["path"]
-    lower = {c.lower(): c for c in df.columns}
-    if "patient_id" not in df.columns and "patient_id" in lower:
-        df = df.rename(columns={lower["patient_id"]: "patient_id"})
+    df = canonical_columns(df, ("patient_id",))
     if "patient_id" not in df.columns:
         raise ItmeInputError(
             where=f"{where} header",
             expected="a patient_id column",
             found=f"columns {', '.join(df.columns[:10])}",
         )
+    check_patient_ids(df, where, fix="Average replicate wells before export.")
     ids = df["patient_id"]
-    blank = df.index[ids.str.lower().isin(MISSING_TOKENS)]
-    if len(blank):
-        raise ItmeInputError(
-            where=f"{where} line(s) {', '.join(map(str, blank[:10]))}, column patient_id",
-            expected="a patient id",
-            found="an empty value",
-        )
-    dup = sorted(set(ids[ids.duplicated()]))
-    if dup:
-        raise ItmeInputError(
-            where=f"{where}, column patient_id",
-            expected="one row per patient",
-            found=f"duplicated {', '.join(dup[:10])}",
-            fix="Average replicate wells before export.",
-        )
     analytes = [c for c in df.columns if c != "patient_id"]
     parsed = {c: [parse_cell(v, info["separator"]) for v in df[c]] for c in analytes}
     status = pd.DataFrame({c: [s for s, _ in parsed[c]] for c in analytes}, index=ids.to_numpy())
@@ -207,14 +204,14 @@ def read_cytokines(
     above_value = high if above == "max" else high * np.nan
     unresolved = []
     for c in status.columns:
-        for flag, sub in (("below_range", below_value[c]), ("above_range", above_value[c])):
+        for flag, sub, policy in (
+            ("below_range", below_value[c], below),
+            ("above_range", above_value[c], above),
+        ):
             mask = status[c] == flag
             if mask.any():
                 values.loc[mask, c] = sub
-                if not np.isfinite(sub) and (
-                    flag,
-                    below if flag == "below_range" else above,
-                ) not in (("below_range", "missing"), ("above_range", "missing")):
+                if not np.isfinite(sub) and policy != "missing":
                     unresolved.append(f"{c} ({int(mask.sum())} {flag})")
     if unresolved:
         warnings.warn(

@@ -12,7 +12,7 @@ import difflib
 import io
 import logging
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from os import PathLike
 from pathlib import Path
 
@@ -34,8 +34,40 @@ TableSource = str | PathLike[str] | pd.DataFrame
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "--", "."})
 
 
+def line_list(lines: Sequence, limit: int = 10) -> str:
+    """``"2, 5, 9"``: file line numbers (or ids) for a message, the first ``limit`` of them.
+
+    Parameters
+    ----------
+    lines
+        Line numbers or ids, in order.
+    limit
+        How many to name; the rest are counted (``"... and 4 more"``).
+
+    Returns
+    -------
+    The comma-separated text.
+    """
+    items = [str(i) for i in lines]
+    more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
 def decode(raw: bytes, *, where: str) -> tuple[str, str]:
-    """Text and encoding name: UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252."""
+    """Text and encoding of a text file's bytes; a file that is not UTF-8 is warned about.
+
+    Parameters
+    ----------
+    raw
+        The file's bytes.
+    where
+        The file, for the warning.
+
+    Returns
+    -------
+    The text and the encoding used: UTF-8 (with or without BOM), UTF-16 with a BOM, else
+    Windows-1252 (Latin-1 when even that fails).
+    """
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return raw.decode("utf-16"), "utf-16"
     try:
@@ -56,9 +88,19 @@ def decode(raw: bytes, *, where: str) -> tuple[str, str]:
 
 
 def read_delimited(path: str | Path, *, what: str) -> tuple[pd.DataFrame, dict]:
-    """All cells as stripped strings, plus ``{"encoding", "separator", "path"}``.
+    """Read a delimited text table in any common encoding, with ``,``, ``;`` or tab separators.
 
-    Row numbers in later messages are file line numbers (header = line 1).
+    Parameters
+    ----------
+    path
+        The file.
+    what
+        How the table is named in messages (e.g. ``"clinical"``).
+
+    Returns
+    -------
+    All cells as stripped strings, indexed by file line number (header = line 1; empty rows
+    dropped and logged), and ``{"encoding", "separator", "path"}``.
     """
     path = Path(path)
     if not path.is_file():
@@ -127,11 +169,16 @@ def read_text_table(source: TableSource, *, name: str) -> tuple[pd.DataFrame, Pa
         (its rows are numbered as if the header were line 1).
     name
         How the table is named in messages (e.g. ``"sample sheet"``).
+
+    Returns
+    -------
+    The table and the folder of the file (``None`` for a DataFrame).
     """
     if isinstance(source, pd.DataFrame):
-        table = source.copy()
+        # missing values (NaN, None) become empty cells, as in a file, so they are reported
+        table = source.astype(object).where(source.notna(), "").astype(str)
         table.columns = [str(c).strip() for c in table.columns]
-        table = table.astype(str).apply(lambda col: col.str.strip())
+        table = table.apply(lambda col: col.str.strip())
         table.index = pd.RangeIndex(2, len(table) + 2, name="line")
         return table, None
     table, _ = read_delimited(source, what=name)
@@ -157,11 +204,67 @@ def _require_columns(table: pd.DataFrame, required: Iterable[str], where: str, f
     )
 
 
+def canonical_columns(df: pd.DataFrame, names: Iterable[str]) -> pd.DataFrame:
+    """Rename columns that match ``names`` but for case (``Patient_ID`` → ``patient_id``).
+
+    Parameters
+    ----------
+    df
+        The table.
+    names
+        Column names in their canonical spelling.
+
+    Returns
+    -------
+    The table, with those columns renamed (a column already spelled right is kept).
+    """
+    lower = {c.lower(): c for c in df.columns}
+    renames = {lower[n]: n for n in names if n not in df.columns and n in lower}
+    return df.rename(columns=renames) if renames else df
+
+
+def check_patient_ids(df: pd.DataFrame, where: str, *, fix: str) -> None:
+    """Raise unless column ``patient_id`` of a one-row-per-patient table is filled and unique.
+
+    Parameters
+    ----------
+    df
+        Table from :func:`read_delimited` (index = file line numbers).
+    where
+        The file, for messages.
+    fix
+        What to do about duplicated ids.
+
+    Raises
+    ------
+    ItmeInputError
+        An empty or missing-value id (naming its lines), or a duplicated id (naming each
+        id and its lines).
+    """
+    ids = df["patient_id"]
+    blank = df.index[ids.str.lower().isin(MISSING_TOKENS)]
+    if len(blank):
+        raise ItmeInputError(
+            where=f"{where} line(s) {line_list(blank)}, column patient_id",
+            expected="a patient id",
+            found="an empty value",
+        )
+    dup = ids[ids.duplicated(keep=False)]
+    if len(dup):
+        pairs = [f"{p} (lines {line_list(dup.index[dup == p])})" for p in dict.fromkeys(dup)]
+        raise ItmeInputError(
+            where=f"{where}, column patient_id",
+            expected="one row per patient",
+            found=f"duplicated {'; '.join(pairs)}",
+            fix=fix,
+        )
+
+
 def _duplicates(table: pd.DataFrame, column: str) -> list[str]:
     dup = table[column].duplicated(keep=False) & (table[column] != "")
     out = []
     for value, rows in table.loc[dup].groupby(column).groups.items():
-        out.append(f"{value!r} on lines {', '.join(str(int(i)) for i in rows)}")
+        out.append(f"{value!r} on lines {line_list(rows, limit=len(rows))}")
     return out
 
 
@@ -200,9 +303,7 @@ def read_samples(samples: TableSource) -> tuple[pd.DataFrame, Path | None]:
     for col in SAMPLE_COLUMNS:
         empty = table.index[table[col] == ""]
         if len(empty):
-            problems.append(
-                f"column {col} is empty on lines {', '.join(str(int(i)) for i in empty)}"
-            )
+            problems.append(f"column {col} is empty on lines {line_list(empty, limit=len(empty))}")
     for col in ("sample_id", "file_name"):
         dups = _duplicates(table, col)
         if dups:

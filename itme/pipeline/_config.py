@@ -74,10 +74,13 @@ class Clean(_Section):
     )
     thresholds: dict[str, list[float | None]] | None = Field(
         None,
-        description="fixed gates per step as [low, high] on the arcsinh scale (null = automatic)",
+        description="gates per role or channel (dna, cd45, Ce140Di, ...) as [low, high] on the arcsinh scale, cofactor 5 (null = open side)",
     )
     method: Literal["auto", "mad"] = Field("auto", description="automatic threshold method")
-    k: float | None = Field(None, description="MAD multiplier for method 'mad'")
+    k: float | None = Field(
+        None,
+        description="robust SDs from the median for the tail rule (default 4; 3.5 for doublets)",
+    )
 
 
 class Downsample(_Section):
@@ -104,10 +107,13 @@ class Cluster(_Section):
     )
     grid: tuple[int, int] = Field((10, 10), description="SOM grid")
     n_metaclusters: int = Field(
-        40, ge=2, description="metaclusters (over-cluster: the phenotype table then names and pools them)"
+        40,
+        ge=2,
+        description="metaclusters (over-cluster: the phenotype table then names and pools them)",
     )
     metaclustering: Literal["hierarchical", "consensus"] = Field(
-        "hierarchical", description="flowsom's metaclustering (hierarchical = flowsom.FlowSOM's default)"
+        "hierarchical",
+        description="flowsom's metaclustering (hierarchical = flowsom.FlowSOM's default)",
     )
     train_cells: int | None = Field(
         200_000, ge=1000, description="cells the SOM is trained on (then all are mapped)"
@@ -172,6 +178,8 @@ class Stats(_Section):
 
 
 class Contrast(_Section):
+    """One RNA-seq contrast: test levels against reference levels of one column."""
+
     name: str = Field(description="name used in file names")
     groupby: str = Field(
         description="column of the patients table (itme_cluster, disease_status, ...)"
@@ -202,6 +210,8 @@ class Cytokines(_Section):
 
 
 class Report(_Section):
+    """report.write_report"""
+
     title: str = Field("itme analysis", description="report title")
 
 
@@ -252,7 +262,20 @@ def _fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 
 
 def format_errors(exc: ValidationError, source: str) -> list[str]:
-    """One line per problem: where, what was expected, what was found, the nearest valid key."""
+    """One line per problem of a pydantic validation.
+
+    Parameters
+    ----------
+    exc
+        The validation error of :class:`Config`.
+    source
+        The config's name in messages (its path).
+
+    Returns
+    -------
+    Lines naming where, what was expected and what was found, and for an unknown key the
+    nearest valid spelling.
+    """
     out = []
     for err in exc.errors():
         loc = tuple(err["loc"])
@@ -285,6 +308,18 @@ def _resolve(config: Config, base: Path) -> Config:
 def load_config(source: str | Path | dict[str, Any], *, base_dir: Path | None = None) -> Config:
     """Read and validate a config (YAML path or dict); resolve relative paths.
 
+    Parameters
+    ----------
+    source
+        A YAML file, or the config as a dict.
+    base_dir
+        Folder relative paths are resolved from. Default: the file's folder (the working
+        directory for a dict).
+
+    Returns
+    -------
+    The validated :class:`Config`, its input and output paths absolute.
+
     Raises
     ------
     ItmeInputError
@@ -310,6 +345,7 @@ def load_config(source: str | Path | dict[str, Any], *, base_dir: Path | None = 
     except ValidationError as exc:
         problems = format_errors(exc, name)
         raise ItmeInputError(
-            f"{len(problems)} problem(s) in the config:\n  " + "\n  ".join(problems)
+            f"{len(problems)} problem(s) in the config:\n  " + "\n  ".join(problems),
+            problems=problems,
         ) from exc
     return _resolve(config, base.resolve())

@@ -1,45 +1,35 @@
-"""Atomic output files: a crash never leaves a half-written table, figure or h5ad.
+"""Pipeline outputs written atomically: a crash never leaves a half-written table, figure or h5ad.
 
-Everything is written to a temporary file in the destination folder and moved into place
-with :func:`os.replace`, which is atomic on POSIX file systems.
+The atomic write itself (temporary file beside the target, then :func:`os.replace`) is
+:func:`itme.io._files.atomic_path`, shared with the report.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..io._files import atomic_path, sha256, write_text
 
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it onto ``path`` if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+if TYPE_CHECKING:
+    from anndata import AnnData
 
-
-def write_text(path: Path, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
+__all__ = [
+    "atomic_path",
+    "sha256",
+    "write_figure",
+    "write_h5ad",
+    "write_json",
+    "write_table",
+    "write_text",
+]
 
 
 def write_json(path: Path, record: Any) -> Path:
+    """Write ``record`` as indented JSON (values JSON cannot hold are written as text)."""
     return write_text(path, json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
 
 
@@ -66,12 +56,8 @@ def write_figure(folder: Path, name: str, fig: Any) -> list[Path]:
     return out
 
 
-def write_h5ad(path: Path, adata: Any) -> Path:
+def write_h5ad(path: Path, adata: AnnData) -> Path:
+    """Write ``adata`` as h5ad."""
     with atomic_path(path) as tmp:
         adata.write_h5ad(tmp)
     return path
-
-
-def sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()

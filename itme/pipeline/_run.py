@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 from collections.abc import Iterator
@@ -11,10 +12,15 @@ from importlib import resources
 from os import PathLike
 from pathlib import Path
 
+import yaml
+
+from ..datasets import simulate_cohort
 from ..errors import ItmeError
 from ._config import Config, load_config
+from ._files import write_text
 from ._runner import StageRecord, run_stages
 from ._stages import STAGES
+from ._validate import problems
 
 logger = logging.getLogger(__name__)
 
@@ -90,17 +96,20 @@ def validate(config: str | PathLike[str] | Config) -> list[str]:
     -------
     Every problem found, one line each (empty when all is well).
     """
-    from ._validate import problems
-
     try:
         cfg = config if isinstance(config, Config) else load_config(config)
     except ItmeError as exc:
-        return str(exc).split("\n  ")[1:] or [str(exc)]
+        return list(getattr(exc, "problems", None) or [str(exc)])
     return problems(cfg)
 
 
 def demo_config_text() -> str:
-    """The demo config shipped with itme (also ``configs/demo.yaml``)."""
+    """The demo config shipped with itme.
+
+    Returns
+    -------
+    The YAML text of ``itme/data/configs/demo.yaml`` (also ``configs/demo.yaml``).
+    """
     return (
         resources.files("itme").joinpath("data", "configs", "demo.yaml").read_text(encoding="utf-8")
     )
@@ -137,13 +146,6 @@ def run_demo(
     -------
     RunResult of the run.
     """
-    import json
-
-    import yaml
-
-    from ..datasets import simulate_cohort
-    from ._files import write_text
-
     out = Path(out)
     inputs = out / "input"
     stamp = {

@@ -50,6 +50,7 @@ class Context:
     summaries: dict[str, dict[str, Any]]
 
     def path(self, *parts: str) -> Path:
+        """``out/<parts>``, its folder created."""
         p = self.out.joinpath(*parts)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
@@ -68,6 +69,8 @@ class Stage:
 
 @dataclass
 class StageRecord:
+    """What happened to one stage in a run (written to ``run.json``)."""
+
     name: str
     status: str = "not run"
     seconds: float = 0.0
@@ -99,7 +102,19 @@ class _Checksums:
 
 
 def stage_seeds(seed: int, names: Sequence[str]) -> dict[str, int]:
-    """Independent per-stage seeds spawned from the master seed (STYLE.md §7)."""
+    """Independent per-stage seeds spawned from the master seed (STYLE.md §7).
+
+    Parameters
+    ----------
+    seed
+        The config's master seed.
+    names
+        Stage names, in run order.
+
+    Returns
+    -------
+    Stage name -> a non-negative 31-bit integer seed.
+    """
     children = np.random.SeedSequence(seed).spawn(len(names))
     return {
         name: int(child.generate_state(1)[0] & 0x7FFFFFFF)
@@ -109,6 +124,7 @@ def stage_seeds(seed: int, names: Sequence[str]) -> dict[str, int]:
 
 @functools.cache
 def versions() -> dict[str, str]:
+    """Installed version of itme and of each package in :data:`PACKAGES`."""
     out = {}
     for pkg in PACKAGES:
         try:
@@ -159,7 +175,34 @@ def run_stages(
     from_stage: str | None = None,
     until_stage: str | None = None,
 ) -> list[StageRecord]:
-    """Run ``stages`` in order into ``out``; write ``run.json``; return one record per stage."""
+    """Run ``stages`` in order into ``out``, skipping those whose fingerprint is unchanged.
+
+    ``run.json`` is written before each stage starts and when the run ends (also on failure).
+
+    Parameters
+    ----------
+    config
+        The validated config.
+    stages
+        The stages, in run order.
+    out
+        The run folder.
+    from_stage
+        Rerun from this stage on; earlier stages must have complete outputs in ``out``.
+    until_stage
+        Stop after this stage.
+
+    Returns
+    -------
+    One :class:`StageRecord` per stage.
+
+    Raises
+    ------
+    ItmeParameterError
+        An unknown stage name, or ``from_stage`` after ``until_stage``.
+    ItmeInputError
+        A stage before ``from_stage`` has no complete outputs.
+    """
     names = [s.name for s in stages]
     for param, value in (("from_stage", from_stage), ("until_stage", until_stage)):
         if value is not None and value not in names:
@@ -180,10 +223,13 @@ def run_stages(
     failure: BaseException | None = None
     try:
         for k, stage in enumerate(stages):
+            if k > last:
+                break
             rec = records[stage.name]
             state = _load_state(out, stage.name)
-            if k <= last:  # provenance: the checksums of every input the run depends on
-                inputs_used.update({str(p): checksums(p) for p in stage.inputs(config)})
+            # provenance: the checksums of every input the run depends on
+            digests = {str(p): checksums(p) for p in stage.inputs(config)}
+            inputs_used.update(digests)
             if k < first:
                 if state is None or not _outputs_intact(out, state):
                     raise ItmeInputError(
@@ -196,9 +242,6 @@ def run_stages(
                 rec.outputs = [o["path"] for o in state["outputs"]]
                 rec.summary = summaries[stage.name]
                 continue
-            if k > last:
-                break
-            digests = {str(p): checksums(p) for p in stage.inputs(config)}
             upstream = {name: fingerprints.get(name, "") for name in stage.requires}
             # inputs by content (file name + checksum), so a moved or copied run folder still resumes
             content = sorted((Path(p).name, h) for p, h in digests.items())

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 from .. import io, pl, pp, rna, stats, tl
 from ..core.phenotypes import BUILTIN_PHENOTYPES
 from ..errors import ItmeInputError
 from ..io._tables import read_samples
+from ._config import Clean as CleanSection
 from ._config import Config
 from ._files import write_figure, write_h5ad, write_json, write_table
 from ._runner import Context, Stage
@@ -24,6 +26,11 @@ from ._runner import Context, Stage
 logger = logging.getLogger(__name__)
 
 Result = tuple[list[Path], dict[str, Any]]
+
+#: pp.clean gates on arcsinh(raw / 5); config thresholds are given on that scale
+GATING_COFACTOR = 5.0
+#: config step names that differ from pp.clean's
+_STEP_NAMES = {"cd45": "cd45_negative"}
 
 
 def _params(config: Config, *sections: str) -> dict[str, Any]:
@@ -58,6 +65,7 @@ def _obs_only(adata: ad.AnnData, columns: list[str], uns_keys: list[str]) -> ad.
 
 
 def ingest(ctx: Context) -> Result:
+    """io.read_cohort → ``work/ingest.h5ad``."""
     c = ctx.config
     cells = io.read_cohort(c.inputs.samples, c.inputs.panel, unpanelled=c.ingest.unpanelled)
     path = write_h5ad(ctx.path("work", "ingest.h5ad"), cells)
@@ -65,21 +73,33 @@ def ingest(ctx: Context) -> Result:
     return [path], {"files": len(files), "events": int(cells.n_obs), "channels": int(cells.n_vars)}
 
 
+def _clean_kwargs(section: CleanSection) -> dict[str, Any]:
+    """The keyword arguments of pp.clean from the config's ``clean`` section.
+
+    Config gates ``[low, high]`` are on the arcsinh scale; pp.clean takes raw ion counts.
+    """
+    thresholds = None
+    if section.thresholds:
+        thresholds = {
+            key: tuple(None if v is None else float(GATING_COFACTOR * np.sinh(v)) for v in bounds)
+            for key, bounds in section.thresholds.items()
+        }
+    return {
+        "steps": [_STEP_NAMES.get(s, s) for s in section.steps] if section.steps else None,
+        "channels": section.channels,
+        "thresholds": thresholds,
+        "method": section.method,
+        "k": section.k,
+        "cofactor": GATING_COFACTOR,
+    }
+
+
 def clean(ctx: Context) -> Result:
+    """pp.arcsinh, pp.clean, pp.apply_qc, pp.downsample → ``work/clean.h5ad``, QC tables."""
     c = ctx.config
     cells = ad.read_h5ad(ctx.path("work", "ingest.h5ad"))
     pp.arcsinh(cells, cofactor=c.transform.cofactor)
-    thresholds = (
-        {k: tuple(v) for k, v in c.clean.thresholds.items()} if c.clean.thresholds else None
-    )
-    pp.clean(
-        cells,
-        steps=c.clean.steps,
-        channels=c.clean.channels,
-        thresholds=thresholds,
-        method=c.clean.method,
-        k=c.clean.k,
-    )
+    pp.clean(cells, **_clean_kwargs(c.clean))
     outputs = [
         write_table(
             ctx.path("tables", "qc_events.csv"), cells.uns["qc"]["accounting"], index=False
@@ -111,12 +131,13 @@ def clean(ctx: Context) -> Result:
 
 
 def cluster(ctx: Context) -> Result:
+    """tl.flowsom → ``work/cluster.h5ad`` (the labels only)."""
     c = ctx.config.cluster
     cells = ad.read_h5ad(ctx.path("work", "clean.h5ad"))
     tl.flowsom(
         cells,
         markers=c.markers,
-        grid=tuple(c.grid),
+        grid=c.grid,
         n_metaclusters=c.n_metaclusters,
         train_cells=c.train_cells,
         rlen=c.rlen,
@@ -131,6 +152,7 @@ def cluster(ctx: Context) -> Result:
 
 
 def annotate(ctx: Context) -> Result:
+    """tl.annotate, tl.embed → ``cells.h5ad``, cluster tables and figures."""
     c = ctx.config
     cells = ad.read_h5ad(ctx.path("work", "clean.h5ad"))
     labels = ad.read_h5ad(ctx.path("work", "cluster.h5ad"))
@@ -162,6 +184,7 @@ def annotate(ctx: Context) -> Result:
 
 
 def abundance(ctx: Context) -> Result:
+    """tl.abundance → ``work/abundance.h5ad`` and ``subset_frequencies.csv``."""
     cells = ad.read_h5ad(ctx.path("cells.h5ad"), backed="r")
     patients = tl.abundance(cells, phenotypes=ctx.config.inputs.phenotypes)
     cells.file.close()
@@ -196,6 +219,7 @@ def _exclusions(config: Config, patients: ad.AnnData, clinical: pd.DataFrame | N
 
 
 def patients(ctx: Context) -> Result:
+    """tl.patient_clusters, cluster_sensitivity, cluster_stability → ``patients.h5ad``."""
     c = ctx.config
     clinical = _clinical(c)
     adata = ad.read_h5ad(ctx.path("work", "abundance.h5ad"))
@@ -249,6 +273,7 @@ def patients(ctx: Context) -> Result:
 
 
 def statistics(ctx: Context) -> Result:
+    """Subset tests, clinical table, survival and cytokine tests → tables and figures."""
     c = ctx.config
     s = c.stats
     clinical = _clinical(c)
@@ -323,6 +348,7 @@ def statistics(ctx: Context) -> Result:
 
 
 def rnaseq(ctx: Context) -> Result:
+    """rna.differential_expression, rna.gsea, rna.pathway_scores per contrast → tables."""
     c = ctx.config
     if c.inputs.counts is None:
         return [], {"status": "no input"}
@@ -332,11 +358,10 @@ def rnaseq(ctx: Context) -> Result:
     meta = counts.obs[["patient_id"]].copy()
     by_patient = patients_.obs.drop_duplicates("patient_id").set_index("patient_id")
     meta["itme_cluster"] = meta["patient_id"].map(by_patient["itme_cluster"].astype(str))
-    if clinical is not None:
-        extra = clinical  # indexed by patient_id
-        for col in extra.columns:
+    if clinical is not None:  # indexed by patient_id
+        for col in clinical.columns:
             if col not in meta:
-                meta[col] = meta["patient_id"].map(extra[col])
+                meta[col] = meta["patient_id"].map(clinical[col])
     outputs: list[Path] = []
     summary: dict[str, Any] = {}
     for k, contrast in enumerate(c.rnaseq.contrasts):
@@ -369,6 +394,18 @@ def rnaseq(ctx: Context) -> Result:
     rna.pathway_scores(counts, gene_sets=c.rnaseq.gene_sets)
     scores = counts.obsm["pathway_scores"]
     outputs.append(write_table(ctx.path("tables", "pathway_scores.csv"), scores))
+    # tumour pathways against immune subsets across patients (Pearson, as the paper; BH)
+    immune = (
+        patients_.to_df().join(patients_.obsm["derived"]).set_index(patients_.obs["patient_id"])
+    )
+    per_patient = scores.set_index(counts.obs["patient_id"]).join(immune, how="inner")
+    corr = stats.correlate(
+        per_patient, x=list(scores.columns), y=list(immune.columns), method="pearson"
+    )
+    outputs.append(
+        write_table(ctx.path("tables", "pathway_subset_correlations.csv"), corr, index=False)
+    )
+    summary["pathway-subset pairs at q < 0.05"] = int((corr["padj"] < c.stats.fdr).sum())
     return outputs, summary
 
 
@@ -390,16 +427,18 @@ def _flat(value: Any) -> Any:
 
 
 def report(ctx: Context) -> Result:
+    """``summary.json`` from the stage summaries, then report.write_report → ``report.html``."""
     from ..report import write_report
 
     sections: dict[str, dict[str, Any]] = {}
     for stage, summary in ctx.summaries.items():
         target = _SECTIONS.get(stage)
+        if target is None:
+            continue
         for label, value in (summary or {}).items():
-            if target is None:
-                continue
             if label == "cytokines_significant":
-                sections.setdefault("cytokines", {})["analytes at q < 0.05"] = value
+                label = f"analytes at q < {ctx.config.stats.fdr:g}"
+                sections.setdefault("cytokines", {})[label] = value
             elif label == "status":
                 sections.setdefault(target, {})["_status"] = value
             else:
@@ -407,10 +446,6 @@ def report(ctx: Context) -> Result:
     outputs = [write_json(ctx.path("summary.json"), sections)]
     outputs.append(write_report(ctx.out, title=ctx.config.report.title))
     return outputs, {}
-
-
-def _clinical_inputs(c: Config) -> list[Path]:
-    return _optional(c.inputs.clinical)
 
 
 STAGES = [
@@ -440,7 +475,7 @@ STAGES = [
         "patients",
         patients,
         params=lambda c: _params(c, "patients"),
-        inputs=_clinical_inputs,
+        inputs=lambda c: _optional(c.inputs.clinical),
         requires=("abundance",),
     ),
     Stage(

@@ -14,21 +14,30 @@ from ._config import Config
 
 
 def _attempt(problems: list[str], what: str, func: Callable[[], Any]) -> Any:
+    """``func()``, or ``None`` with the error appended to ``problems``."""
     try:
         return func()
-    except ItmeError as exc:
-        problems.append(f"{what}: {exc}")
-    except OSError as exc:
+    except (ItmeError, OSError) as exc:
         problems.append(f"{what}: {exc}")
     return None
 
 
 def problems(config: Config) -> list[str]:
-    """All problems of ``config`` and its inputs (empty list when it can run)."""
+    """All problems of ``config`` and its inputs.
+
+    Parameters
+    ----------
+    config
+        The validated config.
+
+    Returns
+    -------
+    One line per problem; empty when the run can start.
+    """
     found: list[str] = []
     i = config.inputs
     found += check_cohort(i.samples, i.panel, unpanelled=config.ingest.unpanelled)
-    phen = _attempt(found, "phenotypes", lambda: load_phenotypes(i.phenotypes))
+    _attempt(found, "phenotypes", lambda: load_phenotypes(i.phenotypes))
     clinical = None
     if i.clinical is not None:
         clinical = _attempt(found, "clinical", lambda: io.read_clinical(i.clinical))
@@ -36,8 +45,11 @@ def problems(config: Config) -> list[str]:
         _attempt(found, "counts", lambda: rna.read_counts(i.counts, clinical=clinical))
     if i.cytokines is not None:
         _attempt(found, "cytokines", lambda: io.read_cytokines(i.cytokines))
-    if config.cluster.markers and phen is not None:
-        panel = _attempt(found, "panel", lambda: io.read_panel(i.panel))
+    if config.cluster.markers:
+        try:
+            panel = io.read_panel(i.panel)
+        except ItmeError:
+            panel = None  # check_cohort reported it
         if panel is not None:
             missing = sorted(set(config.cluster.markers) - set(panel["antigen"]))
             if missing:
@@ -77,13 +89,18 @@ def problems(config: Config) -> list[str]:
             for col in (f"{endpoint}_months", f"{endpoint}_event"):
                 if col not in columns:
                     found.append(f"stats.endpoints: {col!r} is not a column of clinical.csv")
-        spec = config.patients.sensitivity_exclude
-        if isinstance(spec, str) and spec not in columns:
-            found.append(f"patients.sensitivity_exclude: {spec!r} is not a column of clinical.csv")
-    elif config.stats.endpoints and i.clinical is None:
-        pass  # survival is skipped without clinical data; not a problem
+    # without clinical.csv, survival and the clinical table are skipped: not a problem; but
+    # a sensitivity exclusion named by a clinical column needs it
+    spec = config.patients.sensitivity_exclude
+    if isinstance(spec, str) and i.clinical is None:
+        found.append(
+            f"patients.sensitivity_exclude: {spec!r} names a clinical column, "
+            "but inputs.clinical is not given"
+        )
+    elif isinstance(spec, str) and clinical is not None and spec not in columns:
+        found.append(f"patients.sensitivity_exclude: {spec!r} is not a column of clinical.csv")
     out = config.output
-    parent = out if out.exists() else out.parent
+    parent = next(p for p in (out, *out.parents) if p.exists())  # the run creates the rest
     if not os.access(parent, os.W_OK):
         found.append(f"output: cannot write to {parent}")
     return found

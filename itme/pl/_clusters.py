@@ -11,6 +11,7 @@ from anndata import AnnData
 
 from itme.core.codebook import group_medians
 from itme.errors import ItmeParameterError, ItmeStateError
+from itme.tl._inputs import check_markers, markers_of_class, matrix
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -18,18 +19,6 @@ if TYPE_CHECKING:
 __all__ = ["cluster_heatmap", "embedding"]
 
 SCALES = ("none", "marker")
-
-
-def _type_markers(adata: AnnData) -> list[str]:
-    if "marker_class" in adata.var:
-        chosen = [
-            str(v)
-            for v, c in zip(adata.var_names, adata.var["marker_class"], strict=True)
-            if c in ("type", "state")
-        ]
-        if chosen:
-            return chosen
-    return [str(v) for v in adata.var_names]
 
 
 def cluster_heatmap(
@@ -75,15 +64,18 @@ def cluster_heatmap(
         )
     if scale not in SCALES:
         raise ItmeParameterError("scale", SCALES, scale)
-    marker_list = _type_markers(adata) if markers is None else [str(m) for m in markers]
-    missing = [m for m in marker_list if m not in adata.var_names]
-    if missing:
-        raise ItmeParameterError("markers", "names in adata.var_names", missing)
+    marker_list = (
+        markers_of_class(adata, ("type", "state"))
+        if markers is None
+        else check_markers(adata, markers)
+    )
     groups = pd.Categorical(adata.obs[groupby])
     n = np.bincount(groups.codes[groups.codes >= 0], minlength=len(groups.categories))
-    X = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
     med = group_medians(
-        X, groups.codes, len(groups.categories), columns=adata.var_names.get_indexer(marker_list)
+        matrix(adata, None),
+        groups.codes,
+        len(groups.categories),
+        columns=adata.var_names.get_indexer(marker_list),
     )
     rows = np.flatnonzero(n > 0)
     values = med[rows]

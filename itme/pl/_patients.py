@@ -15,8 +15,17 @@ import numpy as np
 import pandas as pd
 
 from ..core.composition import transform as apply_transform
+from ..core.survival import n_at_risk
 from ..errors import ItmeParameterError, ItmeStateError
 from ..stats._data import feature_table, group_labels, lookup
+from ..stats._survival_data import (
+    check_conf,
+    check_times,
+    km_curve,
+    overall_logrank,
+    survival_frame,
+    survival_groups,
+)
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -232,11 +241,17 @@ def subset_boxplots(
     """
     import matplotlib.pyplot as plt
 
-    for col in ("feature", "padj"):
-        if col not in results.columns:
-            raise ItmeParameterError(
-                "results", "the DataFrame of itme.stats.compare_groups", f"no column {col!r}"
-            )
+    missing = (
+        ["feature", "padj"]
+        if not isinstance(results, pd.DataFrame)
+        else [c for c in ("feature", "padj") if c not in results.columns]
+    )
+    if missing:
+        raise ItmeParameterError(
+            "results",
+            "the DataFrame of itme.stats.compare_groups",
+            f"{type(results).__name__} without column(s) {', '.join(missing)}",
+        )
     sig = results[results["padj"] < alpha].sort_values("padj").head(max_panels)
     if sig.empty:
         fig, ax = plt.subplots(figsize=(4, 2))
@@ -394,10 +409,7 @@ def kaplan_meier(
     """
     import matplotlib.pyplot as plt
 
-    from ..core.survival import n_at_risk
-    from ..stats._survival import _check_conf, km_curve, survival_frame
-
-    _check_conf(conf_type, 0.95)
+    check_conf(0.95, conf_type)
     frame = survival_frame(
         data,
         endpoint=endpoint,
@@ -406,15 +418,9 @@ def kaplan_meier(
         groups=groups,
         what="pl.kaplan_meier",
     )
-    parts = (
-        [(str(g), frame[frame["group"] == g]) for g in frame["group"].cat.categories]
-        if groupby
-        else [("all", frame)]
-    )
+    parts = survival_groups(frame)
     tmax = float(frame["duration"].max())
-    if times is None:
-        times = np.unique(np.round(np.linspace(0, tmax, 6), 1))
-    times = np.asarray(times, dtype=float)
+    times = np.unique(np.round(np.linspace(0, tmax, 6), 1)) if times is None else check_times(times)
     fig = plt.figure(figsize=(6.5, 4.8 + 0.25 * len(parts)))
     gs = fig.add_gridspec(2, 1, height_ratios=[4, 0.5 + 0.3 * len(parts)], hspace=0.35)
     ax = fig.add_subplot(gs[0])
@@ -435,13 +441,8 @@ def kaplan_meier(
     ax.set_ylabel(f"{endpoint.upper()} probability")
     ax.legend(title=groupby, frameon=False, fontsize=8)
     title = f"Kaplan–Meier: {endpoint.upper()}"
-    if show_logrank and groupby and len(parts) > 1:
-        from lifelines.statistics import multivariate_logrank_test
-
-        res = multivariate_logrank_test(
-            frame["duration"], frame["group"].astype(str), frame["event"]
-        )
-        title += f" (log-rank p = {res.p_value:.3g})"
+    if show_logrank and len(parts) > 1:
+        title += f" (log-rank p = {overall_logrank(frame)[2]:.3g})"
     ax.set_title(title)
     ax.set_xticks(times)
     ax_r = fig.add_subplot(gs[1], sharex=ax)

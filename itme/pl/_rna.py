@@ -175,24 +175,16 @@ def volcano(
     fig = Figure(figsize=(6.0, 5.0), layout="constrained")
     ax = fig.add_subplot()
     ax.scatter(x[rest], y[rest], s=4, color=GREY, alpha=0.6, linewidths=0, rasterized=True)
-    ax.scatter(
-        x[up],
-        y[up],
-        s=6,
-        color=UP_COLOR,
-        linewidths=0,
-        label=f"up ({int(up.sum())})",
-        rasterized=True,
-    )
-    ax.scatter(
-        x[down],
-        y[down],
-        s=6,
-        color=DOWN_COLOR,
-        linewidths=0,
-        label=f"down ({int(down.sum())})",
-        rasterized=True,
-    )
+    for name, sel, color in (("up", up, UP_COLOR), ("down", down, DOWN_COLOR)):
+        ax.scatter(
+            x[sel],
+            y[sel],
+            s=6,
+            color=color,
+            linewidths=0,
+            label=f"{name} ({int(sel.sum())})",
+            rasterized=True,
+        )
     if lfc > 0:
         for v in (-lfc, lfc):
             ax.axvline(v, color="black", linestyle="--", linewidth=0.6)

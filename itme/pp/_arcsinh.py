@@ -85,12 +85,12 @@ def arcsinh(
             "transforming twice would compress the data a second time. Start again from "
             "layers['raw'] if you need another cofactor."
         )
-    if copy:
-        adata = adata.copy()
-    raw = _raw_values(adata)
     names = list(map(str, adata.var_names))
     chosen = _choose_channels(adata, channels)
     cofactors = _cofactors(cofactor, chosen)
+    if copy:
+        adata = adata.copy()
+    raw = _raw_values(adata)
     index = {n: i for i, n in enumerate(names)}
     columns = np.array([index[c] for c in chosen], dtype=np.intp)
 
@@ -114,17 +114,17 @@ def arcsinh(
 
 def _raw_values(adata: AnnData) -> np.ndarray:
     """The raw matrix: layers["raw"], or X (then stored as layers["raw"], same object)."""
-    if "raw" not in adata.layers:
-        adata.layers["raw"] = adata.X
-    raw = adata.layers["raw"]
+    raw = adata.layers["raw"] if "raw" in adata.layers else adata.X
     if not isinstance(raw, np.ndarray):
         raise ItmeInputError(
-            where="layers['raw']",
+            where="layers['raw']" if "raw" in adata.layers else "X",
             expected="a dense numpy array of ion counts",
             found=type(raw).__name__,
             fix="Convert it with .toarray() (CyTOF data are dense)",
         )
-    return raw
+    if "raw" not in adata.layers:
+        adata.layers["raw"] = raw
+    return adata.layers["raw"]
 
 
 def _choose_channels(adata: AnnData, channels: Sequence[str] | None) -> list[str]:
@@ -166,9 +166,13 @@ def _cofactors(cofactor: float | Mapping[str, float], chosen: list[str]) -> np.n
             raise ItmeParameterError(
                 "cofactor", "a mapping whose keys are transformed channels", unknown
             )
-        values = np.array([float(cofactor.get(c, 5.0)) for c in chosen], dtype=np.float64)
+        given = [cofactor.get(c, 5.0) for c in chosen]
     else:
-        values = np.full(len(chosen), float(cofactor), dtype=np.float64)
+        given = [cofactor] * len(chosen)
+    try:
+        values = np.array([float(v) for v in given], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ItmeParameterError("cofactor", "positive finite numbers", cofactor) from exc
     if values.size and (not np.all(np.isfinite(values)) or values.min() <= 0):
         raise ItmeParameterError("cofactor", "positive finite numbers", cofactor)
     return values

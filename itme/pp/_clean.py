@@ -6,6 +6,7 @@ import logging
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from numbers import Real
 from typing import Literal
 
 import numpy as np
@@ -161,9 +162,9 @@ def clean(
     start = time.perf_counter()
     if method not in ("auto", "mad"):
         raise ItmeParameterError("method", "'auto' or 'mad'", method)
-    if not (np.isfinite(cofactor) and cofactor > 0):
+    if not (isinstance(cofactor, Real) and np.isfinite(cofactor) and cofactor > 0):
         raise ItmeParameterError("cofactor", "a positive number", cofactor)
-    if int(max_fit_events) < 100:
+    if not (isinstance(max_fit_events, Real) and 100 <= max_fit_events < np.inf):
         raise ItmeParameterError("max_fit_events", "an integer >= 100", max_fit_events)
     explicit = steps is not None
     wanted = _check_steps(steps)
@@ -358,9 +359,10 @@ def _raw_matrix(adata: AnnData) -> np.ndarray:
         raw = adata.X
     if not isinstance(raw, np.ndarray):
         raise ItmeInputError(
-            where="layers['raw']",
+            where="layers['raw']" if "raw" in adata.layers else "X",
             expected="a dense numpy array of ion counts",
             found=type(raw).__name__,
+            fix="Convert it with .toarray() (CyTOF data are dense)",
         )
     return raw
 

@@ -11,9 +11,13 @@ from anndata import AnnData
 
 from ..core.qc_chain import GateSpec
 from ..core.qc_channels import ROLES, detect_roles
-from ..errors import ItmeInputError, ItmeParameterError
+from ..errors import ItmeParameterError
+from ._subset import sample_codes
 
 logger = logging.getLogger(__name__)
+
+#: user thresholds as pp.clean accepts them
+Thresholds = Mapping[str, tuple[float | None, float | None]] | pd.DataFrame | None
 
 
 def _resolve(adata: AnnData, role: str, name: str) -> int:
@@ -30,7 +34,10 @@ def _resolve(adata: AnnData, role: str, name: str) -> int:
     )
 
 
-def roles_of(adata: AnnData, channels: Mapping[str, str | Sequence[str]] | None) -> dict:
+def roles_of(
+    adata: AnnData, channels: Mapping[str, str | Sequence[str]] | None
+) -> dict[str, list[tuple[int, str]]]:
+    """Role -> ``[(column, var name), ...]``: detected roles, overridden by ``channels``."""
     var = adata.var
     names = list(map(str, adata.var_names))
     chan = var["channel"].astype(str).tolist() if "channel" in var else names
@@ -48,7 +55,7 @@ def roles_of(adata: AnnData, channels: Mapping[str, str | Sequence[str]] | None)
     return {r: [(i, names[i]) for i in found[r]] for r in ROLES if found.get(r)}
 
 
-def drop_unusable_bead_distance(roles: dict, thresholds) -> dict:
+def drop_unusable_bead_distance(roles: dict, thresholds: Thresholds) -> dict:
     """beadDist gates only with a user threshold (its scale depends on the normaliser run)."""
     if "bead_distance" not in roles:
         return roles
@@ -64,7 +71,7 @@ def drop_unusable_bead_distance(roles: dict, thresholds) -> dict:
     return roles
 
 
-def user_thresholds(thresholds, gates: dict[str, list[GateSpec]]) -> dict:
+def user_thresholds(thresholds: Thresholds, gates: dict[str, list[GateSpec]]) -> dict:
     """sample_id (None = all) -> {(step, gate name): (low, high)} in raw units."""
     if thresholds is None:
         return {}
@@ -114,7 +121,7 @@ def user_thresholds(thresholds, gates: dict[str, list[GateSpec]]) -> dict:
     raise ItmeParameterError("thresholds", "a mapping or a DataFrame", type(thresholds).__name__)
 
 
-def _pair(value, name: str) -> tuple[float, float]:
+def _pair(value: object, name: str) -> tuple[float, float]:
     try:
         low, high = value
     except (TypeError, ValueError) as exc:
@@ -134,20 +141,13 @@ def _pair(value, name: str) -> tuple[float, float]:
 
 
 def sample_rows(adata: AnnData, sample_key: str) -> list[tuple[str, slice | np.ndarray]]:
+    """``(sample id, rows)`` per sample; rows are a slice when the sample's events are contiguous."""
     if sample_key not in adata.obs:
         if sample_key != "sample_id":
             raise ItmeParameterError("sample_key", "an obs column", sample_key)
         logger.info("clean: obs has no 'sample_id'; gating all events as one sample 'all'")
         return [("all", slice(0, adata.n_obs))]
-    col = adata.obs[sample_key]
-    cat = col if isinstance(col.dtype, pd.CategoricalDtype) else col.astype("category")
-    codes = cat.cat.codes.to_numpy()
-    if (codes < 0).any():
-        raise ItmeInputError(
-            where=f"obs['{sample_key}']",
-            expected="a sample for every event",
-            found="missing values",
-        )
+    codes, ids = sample_codes(adata, sample_key)
     out = []
     # contiguous blocks (read_cohort concatenates files) become slices: no gather copies
     change = np.flatnonzero(np.diff(codes)) + 1
@@ -155,20 +155,23 @@ def sample_rows(adata: AnnData, sample_key: str) -> list[tuple[str, slice | np.n
     stops = np.concatenate([change, [codes.size]])
     if len(set(codes[starts].tolist())) == starts.size:
         for a, b in zip(starts, stops, strict=True):
-            out.append((str(cat.cat.categories[codes[a]]), slice(int(a), int(b))))
+            out.append((ids[codes[a]], slice(int(a), int(b))))
         return out
-    for i, name in enumerate(cat.cat.categories):
+    for i, name in enumerate(ids):
         rows = np.flatnonzero(codes == i)
         if rows.size:
-            out.append((str(name), rows))
+            out.append((name, rows))
     return out
 
 
 def n_rows(rows: slice | np.ndarray) -> int:
+    """Number of events in ``rows`` (a slice or integer positions)."""
     return rows.stop - rows.start if isinstance(rows, slice) else int(rows.size)
 
 
 def loader(raw: np.ndarray, rows: slice | np.ndarray) -> Callable[[tuple[int, ...]], np.ndarray]:
+    """``load(columns)``: the float32 sum of ``raw[rows, c]`` over the columns (a new array)."""
+
     def load(columns: tuple[int, ...]) -> np.ndarray:
         out = np.array(raw[rows, columns[0]], dtype=np.float32)
         for c in columns[1:]:

@@ -250,7 +250,11 @@ def cytonorm(
     return adata if copy else None
 
 
-def _metadata(adata, batch_key, reference_key, reference_value, sample_key) -> pd.DataFrame:
+def _metadata(
+    adata: AnnData, batch_key: str, reference_key: str, reference_value: str, sample_key: str
+) -> pd.DataFrame:
+    """One row per sample (``sample_id, batch, reference``), checked: one batch per sample,
+    a reference sample in every batch, at least two batches."""
     missing = [k for k in (batch_key, reference_key, sample_key) if k not in adata.obs]
     if missing:
         raise ItmeInputError(
@@ -293,7 +297,10 @@ def _metadata(adata, batch_key, reference_key, reference_value, sample_key) -> p
     return meta
 
 
-def _shift(obs: pd.DataFrame, before: np.ndarray, after: np.ndarray, meta: pd.DataFrame):
+def _shift(
+    obs: pd.DataFrame, before: np.ndarray, after: np.ndarray, meta: pd.DataFrame
+) -> pd.DataFrame:
+    """Per sample: mean over channels of the absolute change of the median."""
     records = []
     samples = obs["sample"].to_numpy()
     for row in meta.itertuples(index=False):

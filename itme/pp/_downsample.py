@@ -12,7 +12,7 @@ from anndata import AnnData
 
 from .._random import RngLike, draw_seed
 from ..errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
-from ._subset import subset_events
+from ._subset import sample_codes, subset_events
 
 __all__ = ["downsample"]
 
@@ -69,7 +69,8 @@ def downsample(
     Raises
     ------
     ItmeInputError
-        ``on_small="error"`` and a sample is below ``min_events``; every sample excluded.
+        ``on_small="error"`` and a sample is below ``min_events``; every sample excluded; an
+        event without a sample.
     ItmeParameterError
         Bad ``n``, ``min_events``, ``on_small`` or ``sample_key``.
     """
@@ -83,9 +84,7 @@ def downsample(
     if min_events is None:
         min_events = n if n is not None else 1
 
-    col = adata.obs[sample_key]
-    cat = col if isinstance(col.dtype, pd.CategoricalDtype) else col.astype("category")
-    codes = cat.cat.codes.to_numpy()
+    codes, ids = sample_codes(adata, sample_key)
     usable = np.ones(adata.n_obs, dtype=bool)
     if "itme_qc" in adata.obs:
         usable = adata.obs["itme_qc"].astype(str).to_numpy() == "kept"
@@ -95,8 +94,7 @@ def downsample(
                 int(usable.sum()),
                 adata.n_obs,
             )
-    available = np.bincount(codes[usable & (codes >= 0)], minlength=len(cat.cat.categories))
-    ids = [str(c) for c in cat.cat.categories]
+    available = np.bincount(codes[usable], minlength=len(ids))
     small = [s for s, a in zip(ids, available, strict=True) if a < min_events]
     if small and on_small == "error":
         detail = ", ".join(f"{s} ({available[ids.index(s)]})" for s in small)

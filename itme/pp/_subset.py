@@ -1,4 +1,4 @@
-"""A new AnnData holding a subset of events (used by pp.apply_qc and pp.downsample)."""
+"""Events by sample, and a new AnnData holding a subset of events (clean, apply_qc, downsample)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,58 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from ..errors import ItmeInputError
+
+
+def sample_codes(adata: AnnData, sample_key: str) -> tuple[np.ndarray, list[str]]:
+    """The sample of every event as a code, and the sample ids the codes index.
+
+    Parameters
+    ----------
+    adata
+        Events, with the sample in ``obs[sample_key]`` (checked to exist by the caller).
+    sample_key
+        The obs column.
+
+    Returns
+    -------
+    ``codes`` (one integer per event) and ``ids`` (the categories as strings, in order).
+
+    Raises
+    ------
+    ItmeInputError
+        An event has no sample (a missing value in the column).
+    """
+    col = adata.obs[sample_key]
+    cat = col if isinstance(col.dtype, pd.CategoricalDtype) else col.astype("category")
+    codes = cat.cat.codes.to_numpy()
+    if (codes < 0).any():
+        raise ItmeInputError(
+            where=f"obs['{sample_key}']",
+            expected="a sample for every event",
+            found=f"{int((codes < 0).sum())} event(s) with a missing value",
+            fix="Label every event with its sample (read_cohort does)",
+        )
+    return codes, [str(c) for c in cat.cat.categories]
+
 
 def subset_events(adata: AnnData, rows: np.ndarray) -> AnnData:
-    """Return a new AnnData with the events ``rows`` (sorted integer positions).
+    """Return a new AnnData with the events ``rows``.
 
     Each array is gathered once. When ``X`` is the same object as ``layers["raw"]`` (before
     :func:`itme.pp.arcsinh`), the result keeps them one object, so memory is not doubled.
     ``uns`` is deep-copied; ``var`` and ``varm`` are copied.
+
+    Parameters
+    ----------
+    adata
+        Events x channels.
+    rows
+        Sorted integer positions of the events to keep.
+
+    Returns
+    -------
+    The new AnnData.
     """
     rows = np.asarray(rows, dtype=np.intp)
     x_is_raw = "raw" in adata.layers and adata.layers["raw"] is adata.X

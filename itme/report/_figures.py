@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["Figure", "find_figures", "render_figure"]
+__all__ = ["Figure", "FigureIndex", "find_figures", "render_figure"]
 
 #: figures larger than this are linked, not embedded (keeps the page loadable)
 MAX_FIGURE_BYTES = 15_000_000
@@ -46,6 +46,17 @@ def find_figures(fig_dir: Path, sections: list[str]) -> FigureIndex:
 
     Hidden files (names starting with ``.``, e.g. temporary files of an atomic write) are
     ignored; any other file that is not PNG or SVG is listed in ``unsupported``.
+
+    Parameters
+    ----------
+    fig_dir
+        The run's ``figures/`` folder (may be missing).
+    sections
+        Section ids a file-name prefix may name; other prefixes go to ``"other"``.
+
+    Returns
+    -------
+    The :class:`FigureIndex`.
     """
     by_stem: dict[str, Figure] = {}
     unsupported: list[Path] = []
@@ -87,7 +98,20 @@ def _link(path: Path, label: str) -> str:
 
 
 def render_figure(fig: Figure, captions: dict[str, str]) -> tuple[str, bool]:
-    """HTML ``<figure>`` for one figure; returns ``(html, embedded)``."""
+    """HTML ``<figure>`` for one figure, embedded as a ``data:`` URI when it can be.
+
+    Parameters
+    ----------
+    fig
+        The figure.
+    captions
+        Figure stem -> caption (default: the stem without its section prefix).
+
+    Returns
+    -------
+    ``(html, embedded)``: a figure too large, unreadable or not what its suffix says is
+    linked with a note instead (``embedded`` False).
+    """
     chosen = fig.files.get(".png") or fig.files.get(".svg")
     suffix = chosen.suffix.lower()
     caption = html.escape(_caption_of(fig, captions))

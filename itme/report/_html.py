@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,20 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ItmeInputError, ItmeParameterError
-from ._figures import FigureIndex, find_figures, render_figure
+from ..io._files import write_text
+from ._figures import Figure, FigureIndex, find_figures, render_figure
 from ._provenance import render_provenance, run_facts
 from ._run import SECTIONS, RunFolder, Section, load_run, stage_of_table, table_status
 from ._style import CSP, CSS
-from ._tables import Q_THRESHOLD, fmt_value, plural, q_columns, read_table, render_table
+from ._tables import (
+    Q_THRESHOLD,
+    fmt_value,
+    plural,
+    q_columns,
+    read_table,
+    render_table,
+    scroll_table,
+)
 
 __all__ = ["write_report"]
 
@@ -89,6 +97,13 @@ def _dl(items: list[tuple[str, str]]) -> str:
     return f'<dl class="facts">{body}</dl>'
 
 
+def _note(summary: dict[str, Any]) -> list[str]:
+    """The section's ``_note`` from summary.json as a paragraph (none when absent)."""
+    if "_note" not in summary:
+        return []
+    return [f'<p class="note">{html.escape(str(summary["_note"]))}</p>']
+
+
 class _Page:
     def __init__(self, folder: RunFolder, figures: FigureIndex, max_rows: int) -> None:
         self.folder = folder
@@ -101,6 +116,14 @@ class _Page:
         self.n_embedded = 0
 
     # -- sections with results -------------------------------------------------------
+    def _figures_html(self, figs: list[Figure]) -> list[str]:
+        parts = []
+        for fig in figs:
+            body, embedded = render_figure(fig, self.captions)
+            self.n_embedded += embedded
+            parts.append(body)
+        return parts
+
     def _table_html(self, name: str) -> str:
         frame, problem = self.tables.get(name)
         if frame is None:
@@ -136,8 +159,7 @@ class _Page:
                     _status_line(k, r, f"{t}.csv")
                     for t, (k, r) in zip(tables, statuses, strict=True)
                 ]
-            if "_note" in summary:
-                parts.append(f'<p class="note">{html.escape(str(summary["_note"]))}</p>')
+            parts += _note(summary)
             return "\n".join(parts)
 
         self.status[section.id] = ""
@@ -156,12 +178,8 @@ class _Page:
             )
         if items:
             parts.append(_dl(items))
-        if "_note" in summary:
-            parts.append(f'<p class="note">{html.escape(str(summary["_note"]))}</p>')
-        for fig in figs:
-            body, embedded = render_figure(fig, self.captions)
-            self.n_embedded += embedded
-            parts.append(body)
+        parts += _note(summary)
+        parts += self._figures_html(figs)
         for name in tables:
             if name in self.folder.tables:
                 parts.append(self._table_html(name))
@@ -176,11 +194,7 @@ class _Page:
         loose = self.folder.other_files
         if not tables and not figs and not self.figures.unsupported and not loose:
             return None
-        parts = [f'<p class="intro">{_OTHER.intro}</p>']
-        for fig in figs:
-            body, embedded = render_figure(fig, self.captions)
-            self.n_embedded += embedded
-            parts.append(body)
+        parts = [f'<p class="intro">{_OTHER.intro}</p>', *self._figures_html(figs)]
         if self.figures.unsupported:
             names = ", ".join(
                 f"<code>{html.escape(p.name)}</code>" for p in self.figures.unsupported
@@ -230,22 +244,25 @@ class _Page:
             if kind and not lines:
                 lines = [kind]
             cell = "<br>".join(html.escape(line) for line in lines) or "figures only"
-            rows.append(
-                f'<tr><td><a href="#{section.id}">{html.escape(section.title)}</a></td><td>{cell}</td></tr>'
-            )
-        parts.append(
-            "<h3>Headline numbers</h3>"
-            '<div class="scroll"><table><thead><tr><th>section</th><th>result</th></tr></thead>'
-            "<tbody>" + "".join(rows) + "</tbody></table></div>"
-        )
+            link = f'<a href="#{section.id}">{html.escape(section.title)}</a>'
+            rows.append(f"<tr><td>{link}</td><td>{cell}</td></tr>")
+        parts.append("<h3>Headline numbers</h3>" + scroll_table(("section", "result"), rows))
         return "\n".join(parts)
 
 
 def _page(folder: RunFolder, figures: FigureIndex, title: str, max_rows: int) -> tuple[str, int]:
     page = _Page(folder, figures, max_rows)
-    known = {t for s in SECTIONS for t in s.tables}
+
+    # a section also shows the variants of its tables, e.g. de_results_<contrast>
+    def section_tables(section: Section) -> list[str]:
+        variants = sorted(
+            t for t in folder.tables if any(t.startswith(f"{n}_") for n in section.tables)
+        )
+        return [*section.tables, *(t for t in variants if t not in section.tables)]
+
+    known = {t for s in SECTIONS for t in section_tables(s)}
     results = [s for s in SECTIONS if s.id not in ("overview", "provenance")]
-    bodies: dict[str, str] = {s.id: page.results_section(s, list(s.tables)) for s in results}
+    bodies: dict[str, str] = {s.id: page.results_section(s, section_tables(s)) for s in results}
     other = page.other_section(known)
     if other is not None:
         results.append(_OTHER)
@@ -300,22 +317,6 @@ point to the full files next to this page.</footer>
     return doc, page.n_embedded
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(
     run_dir: str | os.PathLike[str],
     *,
@@ -368,7 +369,7 @@ def write_report(
     )
     text, n_embedded = _page(folder, figures, title or "itme report", max_rows)
     out = root / "report.html"
-    _write_atomic(out, text)
+    write_text(out, text)
     logger.info(
         "report: wrote %s (%.0f kB, %d tables, %d figures embedded) in %.2fs",
         out,

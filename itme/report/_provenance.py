@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ._run import RunFolder
-from ._tables import fmt_bytes, fmt_value, plural
+from ._tables import fmt_bytes, fmt_value, plural, scroll_table
 
 __all__ = ["render_provenance", "run_facts", "stage_badge"]
 
@@ -21,7 +21,17 @@ def _e(value: Any) -> str:
 
 
 def stage_badge(status: Any) -> str:
-    """A coloured badge for a stage status."""
+    """A coloured badge for a stage status.
+
+    Parameters
+    ----------
+    status
+        The status recorded in run.json (``done``, ``skipped ...``, ``failed``, ...).
+
+    Returns
+    -------
+    The HTML ``<span>``.
+    """
     text = str(status)
     if text == "done":
         cls = "done"
@@ -51,7 +61,17 @@ def _duration(run: dict[str, Any]) -> str | None:
 
 
 def run_facts(folder: RunFolder) -> list[tuple[str, str]]:
-    """(label, HTML) pairs for the overview: version, times, seed, inputs, stages."""
+    """The overview facts of a run.
+
+    Parameters
+    ----------
+    folder
+        The run folder.
+
+    Returns
+    -------
+    ``(label, HTML)`` pairs: version, times, duration, seed, inputs, stages.
+    """
     run = folder.run
     if folder.run_problem:
         return [("run.json", html.escape(folder.run_problem))]
@@ -78,11 +98,7 @@ def run_facts(folder: RunFolder) -> list[tuple[str, str]]:
 
 
 def _kv_table(rows: list[tuple[str, str]], head: tuple[str, str]) -> str:
-    body = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows)
-    return (
-        f'<div class="scroll"><table><thead><tr><th>{head[0]}</th><th>{head[1]}</th></tr>'
-        f"</thead><tbody>{body}</tbody></table></div>"
-    )
+    return scroll_table(head, [f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows])
 
 
 def _stages_table(stages: list[dict[str, Any]]) -> str:
@@ -104,10 +120,7 @@ def _stages_table(stages: list[dict[str, Any]]) -> str:
     rows.append(
         f'<tr><td><b>total</b></td><td></td><td class="num"><b>{total:.1f}</b></td><td></td></tr>'
     )
-    return (
-        '<div class="scroll"><table><thead><tr><th>stage</th><th>status</th><th>seconds</th>'
-        "<th>outputs</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
-    )
+    return scroll_table(("stage", "status", "seconds", "outputs"), rows)
 
 
 def _inputs_table(inputs: list[Any]) -> str:
@@ -122,10 +135,7 @@ def _inputs_table(inputs: list[Any]) -> str:
             f'<tr><td class="mono">{_e(i.get("path"))}</td><td class="num">{html.escape(size_text)}'
             f'</td><td class="mono">{_e(i.get("sha256"))}</td></tr>'
         )
-    return (
-        '<div class="scroll"><table><thead><tr><th>path</th><th>bytes</th><th>sha256</th></tr>'
-        "</thead><tbody>" + "".join(rows) + "</tbody></table></div>"
-    )
+    return scroll_table(("path", "bytes", "sha256"), rows)
 
 
 def _config_text(config: Any) -> str:
@@ -138,7 +148,18 @@ def _config_text(config: Any) -> str:
 
 
 def render_provenance(folder: RunFolder) -> str:
-    """HTML body of the provenance section."""
+    """HTML body of the provenance section.
+
+    Parameters
+    ----------
+    folder
+        The run folder.
+
+    Returns
+    -------
+    The HTML: stages and timings, input files, package versions, platform, configuration
+    and any other run.json fields.
+    """
     run = folder.run
     if folder.run_problem:
         return (

@@ -14,7 +14,15 @@ from typing import Any
 
 from ..errors import ItmeInputWarning
 
-__all__ = ["SECTIONS", "TABLE_STAGE", "RunFolder", "Section", "load_run", "table_status"]
+__all__ = [
+    "SECTIONS",
+    "TABLE_STAGE",
+    "RunFolder",
+    "Section",
+    "load_run",
+    "stage_of_table",
+    "table_status",
+]
 
 
 @dataclass(frozen=True)
@@ -32,27 +40,27 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "qc",
         "QC accounting",
-        ("qc_events",),
+        ("qc_events", "qc_thresholds"),
         "Events in and out per sample, and the events removed at each cleaning step "
         "(beads, debris, doublets, dead cells, CD45&minus;; the first failing step wins).",
     ),
     Section(
         "clusters",
         "Cluster phenotypes",
-        ("cluster_phenotypes",),
+        ("cluster_phenotypes", "cluster_annotation"),
         "Median marker expression of each cluster and the subset it was annotated as.",
     ),
     Section(
         "patients",
         "iTME clusters and robustness",
-        ("subset_frequencies", "stability", "sensitivity"),
+        ("itme_clusters", "subset_frequencies", "stability", "sensitivity", "cluster_diagnostics"),
         "Patients clustered (Ward) on subset frequencies (% of CD45+), with bootstrap "
         "stability (mean Jaccard per cluster) and the sensitivity analysis (Cohen's kappa).",
     ),
     Section(
         "stats",
         "Subset statistics",
-        ("subset_tests",),
+        ("subset_tests", "compartment_tests", "subset_posthoc"),
         "Subset frequencies compared between iTME clusters (Kruskal&ndash;Wallis, "
         "Benjamini&ndash;Hochberg FDR).",
     ),
@@ -65,13 +73,13 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "survival",
         "Survival",
-        ("survival", "cox"),
+        ("survival", "logrank", "cox"),
         "Kaplan&ndash;Meier medians with 95% CI and Cox proportional-hazards models.",
     ),
     Section(
         "rna",
         "Differential expression and GSEA",
-        ("de_results", "gsea_hallmark"),
+        ("de_results", "gsea_hallmark", "pathway_scores", "pathway_subset_correlations"),
         "Tumour RNA-seq between iTME clusters (DESeq2 model) and Hallmark gene-set "
         "enrichment (preranked GSEA).",
     ),
@@ -87,17 +95,26 @@ SECTIONS: tuple[Section, ...] = (
 #: stage that writes each table, used when run.json's stage outputs do not name it
 TABLE_STAGE: dict[str, str] = {
     "qc_events": "clean",
+    "qc_thresholds": "clean",
     "cluster_phenotypes": "annotate",
+    "cluster_annotation": "annotate",
     "subset_frequencies": "abundance",
+    "itme_clusters": "patients",
+    "cluster_diagnostics": "patients",
     "stability": "patients",
     "sensitivity": "patients",
     "subset_tests": "stats",
+    "compartment_tests": "stats",
+    "subset_posthoc": "stats",
     "clinical_table": "stats",
     "survival": "stats",
+    "logrank": "stats",
     "cox": "stats",
     "cytokine_tests": "stats",
     "de_results": "rnaseq",
     "gsea_hallmark": "rnaseq",
+    "pathway_scores": "rnaseq",
+    "pathway_subset_correlations": "rnaseq",
 }
 
 
@@ -114,7 +131,12 @@ class RunFolder:
     other_files: list[str] = field(default_factory=list)  # tables/ entries that are not CSV
 
     def stages(self) -> list[dict[str, Any]]:
-        """The stage records of run.json that are mappings (others are ignored)."""
+        """The stage records of run.json that are mappings (others are ignored).
+
+        Returns
+        -------
+        The records, in run order.
+        """
         stages = self.run.get("stages")
         if not isinstance(stages, list):
             return []
@@ -138,7 +160,18 @@ def _read_json(path: Path, what: str) -> tuple[dict[str, Any], str | None]:
 
 
 def load_run(run_dir: Path) -> RunFolder:
-    """Index a run folder (reads the JSON files; tables and figures are read later)."""
+    """Index a run folder (reads the JSON files; tables and figures are read later).
+
+    Parameters
+    ----------
+    run_dir
+        The run folder.
+
+    Returns
+    -------
+    The :class:`RunFolder`; a missing or damaged JSON file is recorded (and warned about),
+    not raised.
+    """
     folder = RunFolder(root=run_dir)
     folder.run, folder.run_problem = _read_json(run_dir / "run.json", "run.json")
     if folder.run_problem == "not found":
@@ -160,6 +193,10 @@ def load_run(run_dir: Path) -> RunFolder:
     return folder
 
 
+def _record(folder: RunFolder, stage: str | None) -> dict[str, Any] | None:
+    return next((s for s in folder.stages() if str(s.get("name")) == stage), None)
+
+
 def _owner_stage(folder: RunFolder, table: str) -> str | None:
     for stage in folder.stages():
         outputs = stage.get("outputs") or []
@@ -171,11 +208,23 @@ def _owner_stage(folder: RunFolder, table: str) -> str | None:
 
 
 def table_status(folder: RunFolder, table: str) -> tuple[str, str]:
-    """Why a table is absent: ``(kind, reason)``, kind one of ``not run``, ``no input``, ``failed``."""
+    """Why a table is absent from a run.
+
+    Parameters
+    ----------
+    folder
+        The run folder.
+    table
+        The table's name (CSV stem).
+
+    Returns
+    -------
+    ``(kind, reason)``, kind one of ``not run``, ``no input``, ``failed``.
+    """
     stage = _owner_stage(folder, table)
-    record = next((s for s in folder.stages() if str(s.get("name")) == stage), None)
     if stage is None:
         return "not run", f"no stage of this run writes {table}.csv"
+    record = _record(folder, stage)
     if record is None:
         return "not run", f"the {stage} stage is not in run.json"
     status = str(record.get("status", "not run"))
@@ -187,6 +236,17 @@ def table_status(folder: RunFolder, table: str) -> tuple[str, str]:
 
 
 def stage_of_table(folder: RunFolder, table: str) -> dict[str, Any] | None:
-    """The run.json record of the stage that writes ``table`` (``None`` when unknown)."""
-    stage = _owner_stage(folder, table)
-    return next((s for s in folder.stages() if str(s.get("name")) == stage), None)
+    """The run.json record of the stage that writes a table.
+
+    Parameters
+    ----------
+    folder
+        The run folder.
+    table
+        The table's name (CSV stem).
+
+    Returns
+    -------
+    The stage's record, or ``None`` when no stage in run.json writes it.
+    """
+    return _record(folder, _owner_stage(folder, table))

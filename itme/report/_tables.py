@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,13 +25,17 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "Q_THRESHOLD",
+    "fmt_bytes",
     "fmt_number",
     "fmt_p",
     "fmt_value",
     "p_columns",
+    "plural",
     "q_columns",
     "read_table",
     "render_table",
+    "scroll_table",
 ]
 
 #: significance threshold used for highlighting
@@ -50,21 +55,51 @@ def _key(name: object) -> str:
 
 
 def q_columns(columns: pd.Index | list) -> list:
-    """Columns holding multiple-testing adjusted values, in priority order."""
+    """Columns holding multiple-testing adjusted values.
+
+    Parameters
+    ----------
+    columns
+        A table's column names.
+
+    Returns
+    -------
+    The q-value columns (``padj``, ``FDR``, ``qvalue``, ...), in priority order.
+    """
     cols = list(columns)
     found = [c for name in _Q_NAMES for c in cols if _key(c) == name]
     return list(dict.fromkeys(found))
 
 
 def p_columns(columns: pd.Index | list) -> list:
-    """Columns formatted as p-values (raw or adjusted), in table order."""
+    """Columns formatted as p-values.
+
+    Parameters
+    ----------
+    columns
+        A table's column names.
+
+    Returns
+    -------
+    The p- and q-value columns, in table order.
+    """
     qs = set(q_columns(columns))
     return [c for c in columns if c in qs or _key(c) in _P_NAMES or _key(c).endswith(_P_SUFFIXES)]
 
 
-def fmt_p(value: float) -> str:
-    """Format a p- or q-value: 3 significant digits, scientific below 1e-3."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+def fmt_p(value: float | None) -> str:
+    """Format a p- or q-value.
+
+    Parameters
+    ----------
+    value
+        The value (``None`` or NaN: missing).
+
+    Returns
+    -------
+    3 significant digits, scientific below 1e-3; ``"NA"`` when missing.
+    """
+    if value is None:
         return "NA"
     v = float(value)
     if math.isnan(v):
@@ -77,7 +112,17 @@ def fmt_p(value: float) -> str:
 
 
 def fmt_number(value: float) -> str:
-    """Format a number for a table cell (4 significant digits, no needless exponent)."""
+    """Format a number for a table cell.
+
+    Parameters
+    ----------
+    value
+        The number.
+
+    Returns
+    -------
+    4 significant digits, no needless exponent; ``"NA"`` for NaN.
+    """
     v = float(value)
     if math.isnan(v):
         return "NA"
@@ -94,7 +139,17 @@ def fmt_number(value: float) -> str:
 
 
 def read_table(path: Path) -> tuple[pd.DataFrame | None, str | None]:
-    """Read one CSV; returns ``(frame, None)`` or ``(None, reason)`` when unreadable."""
+    """Read one CSV of a run, never raising.
+
+    Parameters
+    ----------
+    path
+        The CSV file.
+
+    Returns
+    -------
+    ``(frame, None)``, or ``(None, reason)`` when the file cannot be read.
+    """
     try:
         frame = pd.read_csv(path)
     except pd.errors.EmptyDataError:
@@ -170,7 +225,24 @@ def render_table(
     max_rows: int = 50,
     max_cols: int = 60,
 ) -> str:
-    """HTML for one table, with its caption, truncation note and significance legend."""
+    """HTML for one table, with its caption, truncation note and significance legend.
+
+    Parameters
+    ----------
+    frame
+        The table.
+    name
+        Its name (the CSV stem), shown in the caption and used in the anchor.
+    csv_href
+        Relative link to the full CSV (``None``: no link).
+    max_rows, max_cols
+        Larger tables show their top rows (by q-value, else p-value, else file order) and
+        their first columns, with a note.
+
+    Returns
+    -------
+    The HTML, every value escaped.
+    """
     n_rows, n_cols = frame.shape
     notes = []
     link = ""
@@ -206,7 +278,7 @@ def render_table(
         _column_cells(shown.iloc[:, j], shown.columns[j] in ps, shown.columns[j] in qs)
         for j in range(shown.shape[1])
     ]
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    head = [html.escape(str(c)) for c in shown.columns]
     body = []
     for i in range(len(shown)):
         cls = ' class="sig"' if flags[i] else ""
@@ -221,24 +293,61 @@ def render_table(
     ]
     parts += [f'<p class="note">{n}</p>' for n in notes]
     if shown.shape[1]:
-        parts.append(
-            '<div class="scroll"><table><thead><tr>'
-            + head
-            + "</tr></thead><tbody>"
-            + "".join(body)
-            + "</tbody></table></div>"
-        )
+        parts.append(scroll_table(head, body))
     parts.append("</div>")
     return "\n".join(parts)
 
 
+def scroll_table(headers: Sequence[str], rows: Sequence[str]) -> str:
+    """An HTML table in a horizontally scrolling box.
+
+    Parameters
+    ----------
+    headers
+        Column headings, already HTML (escaped by the caller).
+    rows
+        Rows, each a complete ``<tr>...</tr>`` of HTML.
+
+    Returns
+    -------
+    The HTML.
+    """
+    head = "".join(f"<th>{h}</th>" for h in headers)
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
 def plural(n: int, word: str) -> str:
-    """``"1 row"``, ``"2 rows"``, ``"1,234 rows"``."""
+    """A count and its noun: ``"1 row"``, ``"2 rows"``, ``"1,234 rows"``.
+
+    Parameters
+    ----------
+    n
+        The count.
+    word
+        The singular noun.
+
+    Returns
+    -------
+    The text.
+    """
     return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 def fmt_bytes(n: float) -> str:
-    """A file size in B, kB, MB or GB (decimal units)."""
+    """A file size for people.
+
+    Parameters
+    ----------
+    n
+        Bytes.
+
+    Returns
+    -------
+    The size in B, kB, MB or GB (decimal units).
+    """
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
@@ -246,7 +355,17 @@ def fmt_bytes(n: float) -> str:
 
 
 def fmt_value(value: object) -> str:
-    """Plain text for a value from run.json or summary.json (not yet escaped)."""
+    """Plain text for a value from run.json or summary.json.
+
+    Parameters
+    ----------
+    value
+        Any JSON value.
+
+    Returns
+    -------
+    The text (not yet HTML-escaped); lists and dicts are flattened.
+    """
     if value is None:
         return "—"
     if isinstance(value, bool):

@@ -26,9 +26,24 @@ logger = logging.getLogger(__name__)
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 
 
-def _is_ensembl(ids: pd.Index | pd.Series | Sequence[str]) -> np.ndarray:
+#: texts that mean "no gene symbol" in a gene_name column
+NO_SYMBOL = ("", "nan", "NA", "None")
+
+
+def is_ensembl(ids: pd.Index | pd.Series | Sequence[str]) -> np.ndarray:
     """Boolean per id: does it look like an Ensembl gene id (``ENSG...``, ``ENSMUSG...``)?"""
     return np.array([bool(_ENSEMBL.match(str(i))) for i in ids], dtype=bool)
+
+
+def no_symbol(names: pd.Index | pd.Series | Sequence[str], *, ensembl: bool = True) -> np.ndarray:
+    """Boolean per gene name: missing, one of :data:`NO_SYMBOL`, or (``ensembl``) an Ensembl id.
+
+    :func:`read_counts` stores the id as ``gene_name`` when the file gives no symbol, so an
+    Ensembl id there means the symbol is unknown.
+    """
+    text = [None if pd.isna(n) else str(n).strip() for n in names]
+    missing = np.array([t is None or t in NO_SYMBOL for t in text], dtype=bool)
+    return missing | is_ensembl([t or "" for t in text]) if ensembl else missing
 
 
 def check_counts(
@@ -179,10 +194,20 @@ def _read_table(
     return values, gene_ids, sample_cols, names
 
 
-def _read_h5ad(path: Path, gene_name_column: str, round_counts: bool):
+def _read_h5ad(
+    path: Path, gene_name_column: str, round_counts: bool
+) -> tuple[np.ndarray, list[str], list[str], list[str] | None, pd.DataFrame]:
+    """Like :func:`_read_table` for an ``.h5ad`` file (samples × genes), plus its ``obs``."""
     import anndata as ad
 
-    adata = ad.read_h5ad(path)
+    try:
+        adata = ad.read_h5ad(path)
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise ItmeInputError(
+            where=str(path),
+            expected="an AnnData .h5ad file (samples × genes counts in X)",
+            found=f"unreadable: {type(err).__name__}: {str(err)[:200]}",
+        ) from err
     x = adata.X
     if x is None:
         raise ItmeInputError(where=str(path), expected="counts in X", found="no X matrix")
@@ -371,9 +396,9 @@ def read_counts(
     if names is None:
         gene_names = list(gene_ids)
     else:
+        blank = no_symbol(names, ensembl=False)
         gene_names = [
-            g if (n is None or str(n).strip() in ("", "nan", "NA")) else str(n).strip()
-            for g, n in zip(gene_ids, names, strict=True)
+            g if b else str(n).strip() for g, n, b in zip(gene_ids, names, blank, strict=True)
         ]
 
     unmatched: list[str] = []

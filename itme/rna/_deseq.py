@@ -329,10 +329,12 @@ def differential_expression(
             if text in seen:
                 continue
             seen.add(text)
-            if issubclass(w.category, UserWarning):
-                warnings.warn(f"pydeseq2: {text}", ItmeStatisticsWarning, stacklevel=2)
-            elif not issubclass(w.category, DeprecationWarning | FutureWarning):
-                warnings.warn(text, w.category, stacklevel=2)
+            # pydeseq2's own warnings (and numpy's, raised inside the fit) concern the fit:
+            # ItmeStatisticsWarning; deprecations of pydeseq2's dependencies are not the user's
+            if issubclass(w.category, DeprecationWarning | FutureWarning):
+                continue
+            kind = "" if issubclass(w.category, UserWarning) else f" ({w.category.__name__})"
+            warnings.warn(f"pydeseq2{kind}: {text}", ItmeStatisticsWarning, stacklevel=2)
 
     res = stats.results_df[RESULT_COLUMNS].copy()
     res.insert(

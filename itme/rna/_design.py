@@ -109,10 +109,7 @@ def _prefilter(
         n = min(group_sizes) if min_samples is None else min_samples
         return count_filters.min_count_filter(counts, min_count=min_count, min_samples=n), n
     keep = count_filters.filter_by_expr(counts, group_sizes=group_sizes, min_count=min_count)
-    n = float(min(group_sizes))
-    if n > 10:
-        n = 10 + (n - 10) * 0.7
-    return keep, n
+    return keep, count_filters.required_samples(group_sizes)
 
 
 def prepare_design(

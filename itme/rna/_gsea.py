@@ -20,7 +20,7 @@ import pandas as pd
 from itme._random import RngLike, draw_seed
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
 
-from ._counts import _is_ensembl
+from ._counts import is_ensembl, no_symbol
 
 __all__ = ["gsea", "read_gmt"]
 
@@ -30,7 +30,8 @@ HALLMARK_NAME = "MSigDB Hallmark v7.0 (h.all.v7.0.symbols.gmt)"
 GeneSets = str | Path | Mapping[str, Sequence[str]]
 
 
-def _hallmark_path() -> Path:
+def hallmark_path() -> Path:
+    """Path of the shipped MSigDB Hallmark v7.0 GMT file."""
     return Path(str(resources.files("itme") / "data" / "gene_sets" / "h.all.v7.0.symbols.gmt"))
 
 
@@ -93,7 +94,7 @@ def resolve_gene_sets(gene_sets: GeneSets) -> tuple[dict[str, list[str]], str]:
             raise ItmeParameterError("gene_sets", "at least one gene set", "an empty mapping")
         return sets, "custom (dict)"
     if isinstance(gene_sets, str) and gene_sets.lower() == "hallmark":
-        return read_gmt(_hallmark_path()), HALLMARK_NAME
+        return read_gmt(hallmark_path()), HALLMARK_NAME
     if isinstance(gene_sets, str | Path):
         path = Path(gene_sets)
         if not path.is_file():
@@ -121,17 +122,10 @@ def ranked_symbols(
             "rank_by", f"a column of the results ({', '.join(map(str, results.columns))})", rank_by
         )
     values = pd.to_numeric(results[rank_by], errors="coerce")
-    if "gene_name" in results.columns and not by_index:
-        symbols = results["gene_name"].astype("string")
-        check_ensembl = True
-    else:
-        symbols = pd.Series(results.index.astype(str), index=results.index, dtype="string")
-        check_ensembl = False
-    symbols = symbols.str.strip()
-    empty = symbols.isna() | (symbols == "") | symbols.isin(["nan", "NA", "None"])
-    unmapped = empty.to_numpy()
-    if check_ensembl:
-        unmapped = unmapped | _is_ensembl(symbols.fillna(""))
+    by_symbol = "gene_name" in results.columns and not by_index
+    raw = results["gene_name"] if by_symbol else pd.Series(results.index, index=results.index)
+    unmapped = no_symbol(raw, ensembl=by_symbol)
+    symbols = raw.astype("string").str.strip()
     missing = ~np.isfinite(values.to_numpy(dtype=float))
     keep = ~unmapped & ~missing
     frame = pd.DataFrame({"symbol": symbols[keep].to_numpy(), "value": values[keep].to_numpy()})
@@ -150,6 +144,14 @@ def ranked_symbols(
         "n_genes_ranked": int(ranking.size),
     }
     return ranking, accounting
+
+
+def check_set_sizes(min_size: int, max_size: int) -> None:
+    """Validate the allowed gene-set sizes (``1 <= min_size <= max_size``, integers)."""
+    if not (isinstance(min_size, int) and isinstance(max_size, int) and 1 <= min_size <= max_size):
+        raise ItmeParameterError(
+            "min_size, max_size", "1 <= min_size <= max_size", (min_size, max_size)
+        )
 
 
 def _threads(threads: int | None) -> int:
@@ -180,9 +182,9 @@ def gsea(
     share is reported (``attrs["unmapped_share"]`` and an
     :class:`~itme.errors.ItmeExclusionWarning`). Symbols shared by several genes keep the
     gene with the largest absolute statistic. When most members of the gene sets are
-    Ensembl ids, genes are matched on the results' index instead (no symbols needed). Gene sets are compared on the ranked genes
-    only; sets with fewer than ``min_size`` or more than ``max_size`` ranked members are
-    skipped, as in GSEA.
+    Ensembl ids, genes are matched on the results' index instead (no symbols needed). Gene
+    sets are compared on the ranked genes only; sets with fewer than ``min_size`` or more
+    than ``max_size`` ranked members are skipped, as in GSEA.
 
     Parameters
     ----------
@@ -225,14 +227,13 @@ def gsea(
         raise ItmeParameterError("results", "a DataFrame of DE results", type(results).__name__)
     if not isinstance(permutations, int) or permutations < 1:
         raise ItmeParameterError("permutations", "a positive integer", permutations)
-    if not (isinstance(min_size, int) and isinstance(max_size, int) and 1 <= min_size <= max_size):
-        raise ItmeParameterError(
-            "min_size, max_size", "1 <= min_size <= max_size", (min_size, max_size)
-        )
+    check_set_sizes(min_size, max_size)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+        raise ItmeParameterError("weight", "a number >= 0 (1: classic weighted GSEA)", weight)
     n_threads = _threads(threads)
     sets, label = resolve_gene_sets(gene_sets)
     members = [g for genes in sets.values() for g in genes]
-    by_index = bool(members) and _is_ensembl(members).mean() > 0.5
+    by_index = bool(members) and is_ensembl(members).mean() > 0.5
     ranking, acct = ranked_symbols(results, rank_by, by_index=by_index)
     if acct["n_unmapped"] or acct["n_missing_rank"] or acct["n_duplicate_symbols"]:
         warnings.warn(
@@ -254,7 +255,10 @@ def gsea(
             "no gene of any gene set is among the ranked genes",
             where=f"gsea gene sets {label}",
             expected="gene sets named with the same identifiers as the ranked genes",
-            found=f"{acct['n_genes_ranked']} ranked genes (e.g. {example}); set members e.g. {set_example}",
+            found=(
+                f"{acct['n_genes_ranked']} ranked genes (e.g. {example}); "
+                f"set members e.g. {set_example}"
+            ),
             fix=(
                 "Rank by HGNC symbols: give the counts a gene_name column (read_counts) or pass "
                 "gene sets that use the same ids as the results"

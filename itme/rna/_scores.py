@@ -14,8 +14,8 @@ from itme.core.count_filters import min_count_filter
 from itme.core.gene_set_scores import combined_z_scores, log_normalise, median_of_ratios
 from itme.errors import ItmeInputError, ItmeParameterError
 
-from ._counts import _is_ensembl, check_counts
-from ._gsea import GeneSets, resolve_gene_sets, ssgsea_scores
+from ._counts import check_counts, no_symbol
+from ._gsea import GeneSets, check_set_sizes, resolve_gene_sets, ssgsea_scores
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -86,10 +86,7 @@ def pathway_scores(
     t0 = time.perf_counter()
     if method not in ("zscore", "ssgsea"):
         raise ItmeParameterError("method", ["zscore", "ssgsea"], method)
-    if not (isinstance(min_size, int) and isinstance(max_size, int) and 1 <= min_size <= max_size):
-        raise ItmeParameterError(
-            "min_size, max_size", "1 <= min_size <= max_size", (min_size, max_size)
-        )
+    check_set_sizes(min_size, max_size)
     if adata.n_obs < 2:
         raise ItmeInputError(
             where="pathway_scores", expected="at least 2 samples", found=f"{adata.n_obs}"
@@ -109,7 +106,7 @@ def pathway_scores(
         if "gene_name" in adata.var.columns
         else np.asarray(gene_ids)
     )
-    unmapped = _is_ensembl(symbols) | np.isin(symbols, ["", "nan", "NA", "None"])
+    unmapped = no_symbol(symbols)
     expr = log_normalise(x, median_of_ratios(x))
     use = expressed & ~unmapped
     frame = pd.DataFrame({"symbol": symbols[use], "mean": expr[:, use].mean(axis=0)})

@@ -7,4 +7,10 @@ from ._cytokines import *  # noqa: F403
 from ._groups import *  # noqa: F403
 from ._survival import *  # noqa: F403
 
-__all__ = [*_clinical.__all__, *_correlation.__all__, *_cytokines.__all__, *_groups.__all__, *_survival.__all__]
+__all__ = [
+    *_clinical.__all__,
+    *_correlation.__all__,
+    *_cytokines.__all__,
+    *_groups.__all__,
+    *_survival.__all__,
+]

@@ -14,7 +14,14 @@ import pandas as pd
 from ..core.fisher import independence_test
 from ..core.groups import rank_test, summary
 from ..errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError, ItmeStatisticsWarning
-from ._data import PATIENT, clinical_frame, fmt_ids, group_labels, is_anndata, lookup
+from ._data import (
+    clinical_frame,
+    fmt_ids,
+    group_labels,
+    is_anndata,
+    lookup,
+    one_row_per_patient,
+)
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -44,6 +51,40 @@ def _fmt(value: float, digits: int) -> str:
     if not np.isfinite(value):
         return "NA"
     return f"{value:.{digits}f}"
+
+
+def _n_pct(n: int, total: int) -> str:
+    """``"12 (50%)"``."""
+    return f"{int(n)} ({100 * n / total:.0f}%)"
+
+
+def _median_iqr(values: np.ndarray, digits: int) -> str:
+    """``"59.0 (48.0–68.0)"``: median and quartiles of the finite values (``NA`` if none)."""
+    _, med, q1, q3 = summary(values)
+    return f"{_fmt(med, digits)} ({_fmt(q1, digits)}–{_fmt(q3, digits)})"
+
+
+def _row(
+    variable: str,
+    level: str,
+    kind: str,
+    cells: dict[str, str],
+    overall: str,
+    test: str = "",
+    statistic: float = np.nan,
+    pvalue: float = np.nan,
+) -> dict:
+    """One row of the table (test columns filled on a variable's first row only)."""
+    return {
+        "variable": variable,
+        "level": level,
+        "kind": kind,
+        **cells,
+        "overall": overall,
+        "test": test,
+        "statistic": statistic,
+        "pvalue": pvalue,
+    }
 
 
 def _label(value: object) -> str:
@@ -139,16 +180,12 @@ def clinical_table(
             raise ItmeParameterError(
                 "groupby", f"a column of patients.obs ({fmt_ids(patients.obs.columns)})", groupby
             )
-        data = lookup(patients, [groupby, *variables], clinical=clin, what="clinical_table")
-        per_patient = data.groupby(PATIENT, observed=True)[groupby].nunique()
-        if (per_patient > 1).any():
-            raise ItmeInputError(
-                where=f"patients.obs[{groupby!r}]",
-                expected="one group per patient",
-                found=f"several for {fmt_ids(per_patient.index[per_patient > 1])}",
-                fix="Keep one sample per patient for Table 1.",
-            )
-        data = data.drop_duplicates(PATIENT).set_index(PATIENT)
+        data = one_row_per_patient(
+            lookup(patients, [groupby, *variables], clinical=clin, what="clinical_table"),
+            [groupby],
+            what="clinical_table",
+            fix="Keep one sample per patient for Table 1.",
+        )
     else:
         if groupby not in clin.columns:
             raise ItmeParameterError(
@@ -167,20 +204,9 @@ def clinical_table(
     data = data.loc[labels.index]
     cats = [str(c) for c in labels.cat.categories]
     forced = set(categorical or [])
-    rows: list[dict] = []
     sizes = {g: int((labels == g).sum()) for g in cats}
-    rows.append(
-        {
-            "variable": "n",
-            "level": "",
-            "kind": "n",
-            **{g: str(sizes[g]) for g in cats},
-            "overall": str(len(labels)),
-            "test": "",
-            "statistic": np.nan,
-            "pvalue": np.nan,
-        }
-    )
+    n_all = len(labels)
+    rows = [_row("n", "", "n", {g: str(sizes[g]) for g in cats}, str(n_all))]
     skipped, fallbacks = [], []
     for var in variables:
         col = data[var]
@@ -197,11 +223,8 @@ def clinical_table(
             if len(levels) > max_levels:
                 skipped.append(f"{var} ({len(levels)} levels)")
                 continue
-            text = (
-                col.astype(object)
-                .where(~missing, None)
-                .map(lambda v: None if v is None else _label(v))
-            )
+            text = col.astype(object).where(~missing, None)
+            text = text.map(lambda v: None if v is None else _label(v))
             counts = pd.crosstab(text, labels, dropna=True).reindex(
                 index=levels, columns=cats, fill_value=0
             )
@@ -213,74 +236,23 @@ def clinical_table(
             if test == "chi-square" and categorical_test == "fisher":
                 fallbacks.append(var)
                 test = "chi-square (Fisher too large)"
-            rows.append(
-                {
-                    "variable": var,
-                    "level": "",
-                    "kind": "categorical",
-                    **dict.fromkeys(cats, ""),
-                    "overall": "",
-                    "test": test,
-                    "statistic": stat,
-                    "pvalue": p,
-                }
-            )
+            kind = "categorical"
+            rows.append(_row(var, "", kind, dict.fromkeys(cats, ""), "", test, stat, p))
             for level in levels:
-                cells = {
-                    g: f"{counts.loc[level, g]} ({100 * counts.loc[level, g] / sizes[g]:.0f}%)"
-                    for g in cats
-                }
-                tot = int(counts.loc[level].sum())
-                rows.append(
-                    {
-                        "variable": var,
-                        "level": level,
-                        "kind": "categorical",
-                        **cells,
-                        "overall": f"{tot} ({100 * tot / len(labels):.0f}%)",
-                        "test": "",
-                        "statistic": np.nan,
-                        "pvalue": np.nan,
-                    }
-                )
+                cells = {g: _n_pct(counts.loc[level, g], sizes[g]) for g in cats}
+                rows.append(_row(var, level, kind, cells, _n_pct(counts.loc[level].sum(), n_all)))
         else:
+            kind = "continuous"
             values = col.astype(float)
             samples = [values[(labels == g) & ~missing].to_numpy() for g in cats]
             present = [s for s in samples if s.size]
-            stat = p = np.nan
-            if len(present) >= 2:
-                stat, p, _ = rank_test(present, "kruskal")
-            cells = {}
-            for g, s in zip(cats, samples, strict=True):
-                _, med, q1, q3 = summary(s)
-                cells[g] = f"{_fmt(med, digits)} ({_fmt(q1, digits)}–{_fmt(q3, digits)})"
-            _, med, q1, q3 = summary(values.to_numpy())
-            rows.append(
-                {
-                    "variable": var,
-                    "level": "",
-                    "kind": "continuous",
-                    **cells,
-                    "overall": f"{_fmt(med, digits)} ({_fmt(q1, digits)}–{_fmt(q3, digits)})",
-                    "test": "kruskal",
-                    "statistic": stat,
-                    "pvalue": p,
-                }
-            )
+            stat, p, _ = rank_test(present, "kruskal") if len(present) >= 2 else (np.nan,) * 3
+            cells = {g: _median_iqr(v, digits) for g, v in zip(cats, samples, strict=True)}
+            overall = _median_iqr(values.to_numpy(), digits)
+            rows.append(_row(var, "", kind, cells, overall, "kruskal", stat, p))
         if missing.any():
-            miss = {g: int((missing & (labels == g)).sum()) for g in cats}
-            rows.append(
-                {
-                    "variable": var,
-                    "level": "missing",
-                    "kind": rows[-1]["kind"],
-                    **{g: f"{miss[g]} ({100 * miss[g] / sizes[g]:.0f}%)" for g in cats},
-                    "overall": f"{int(missing.sum())} ({100 * missing.sum() / len(labels):.0f}%)",
-                    "test": "",
-                    "statistic": np.nan,
-                    "pvalue": np.nan,
-                }
-            )
+            cells = {g: _n_pct((missing & (labels == g)).sum(), sizes[g]) for g in cats}
+            rows.append(_row(var, "missing", kind, cells, _n_pct(missing.sum(), n_all)))
     if skipped:
         warnings.warn(
             f"clinical_table: {len(skipped)} variable(s) with too many levels skipped: "

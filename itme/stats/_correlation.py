@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
-from ._data import PATIENT, feature_table, fmt_ids, is_anndata, lookup, padjust
+from ._data import PATIENT, as_list, feature_table, fmt_ids, is_anndata, lookup, padjust
 from ._groups import compare_groups
 
 if TYPE_CHECKING:
@@ -108,7 +108,8 @@ def correlate(
 
     if method not in METHODS:
         raise ItmeParameterError("method", METHODS, method)
-    x = list(x)
+    x = as_list(x)
+    y = None if y is None else as_list(y)
     pairs = (
         [(a, b) for i, a in enumerate(x) for b in x[i + 1 :]]
         if y is None
@@ -220,7 +221,8 @@ def marker_medians(
     empty = med.index[med["n_events"] == 0]
     if len(empty):
         warnings.warn(
-            f"marker_medians: {len(empty)} sample(s) have no {population!r} events: {fmt_ids(empty)}",
+            f"marker_medians: {len(empty)} sample(s) have no {population!r} events: "
+            f"{fmt_ids(empty)}",
             ItmeExclusionWarning,
             stacklevel=2,
         )

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ItmeParameterError, ItmeStatisticsWarning
-from ._data import PATIENT, clinical_frame, fmt_ids
+from ._data import PATIENT, clinical_frame, fmt_ids, observation_frame, one_row_per_patient
 from ._groups import compare_groups
 
 if TYPE_CHECKING:
@@ -116,9 +116,12 @@ def compare_cytokines(
     if groupby in cytokines.obs.columns:
         frame[groupby] = cytokines.obs[groupby].to_numpy()
     elif patients is not None and groupby in patients.obs.columns:
-        obs = patients.obs.copy()
-        obs[PATIENT] = obs[PATIENT].astype(str) if PATIENT in obs else obs.index.astype(str)
-        source = obs.drop_duplicates(PATIENT)[[PATIENT, groupby]]
+        source = one_row_per_patient(
+            observation_frame(patients)[[PATIENT, groupby]].astype({PATIENT: str}),
+            [groupby],
+            what="compare_cytokines, patients.obs",
+            fix="Give each patient one group (one sample per patient).",
+        )
     elif clinical is not None:
         source = clinical_frame(clinical)
     out = compare_groups(

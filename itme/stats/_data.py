@@ -26,6 +26,11 @@ logger = logging.getLogger(__name__)
 PATIENT = "patient_id"
 
 
+def as_list(names: str | Sequence[str]) -> list[str]:
+    """A list of names; a single name (``"T1"``) is one name, not its characters."""
+    return [names] if isinstance(names, str) else list(names)
+
+
 def fmt_ids(ids: Sequence[Any], limit: int = 20) -> str:
     """``"a, b, c"`` (at most ``limit`` ids, then ``"... and N more"``)."""
     ids = [str(i) for i in ids]
@@ -70,7 +75,7 @@ def clinical_frame(clinical: pd.DataFrame, *, where: str = "clinical") -> pd.Dat
 
 
 def observation_frame(data: Any) -> pd.DataFrame:
-    """``obs`` of an AnnData (with ``patient_id`` defaulting to ``obs_names``) or a DataFrame copy."""
+    """``obs`` of an AnnData or a copy of a DataFrame; ``patient_id`` defaults to the index."""
     if is_anndata(data):
         obs = data.obs.copy()
         if PATIENT not in obs.columns:
@@ -147,6 +152,27 @@ def lookup(
     return pd.concat([out, joined], axis=1)
 
 
+def one_row_per_patient(
+    frame: pd.DataFrame, columns: Sequence[str], *, what: str, fix: str
+) -> pd.DataFrame:
+    """``frame`` (from :func:`lookup`) indexed by ``patient_id``, one row per patient.
+
+    A patient with several samples keeps the row of its first sample; the samples must agree
+    on every column of ``columns`` (a group, a covariate), else an ItmeInputError names the
+    patients that disagree.
+    """
+    for col in columns:
+        per = frame.groupby(PATIENT, observed=True)[col].nunique()
+        if (per > 1).any():
+            raise ItmeInputError(
+                where=f"{what}, column {col}",
+                expected="one value per patient",
+                found=f"several for {fmt_ids(per.index[per > 1])}",
+                fix=fix,
+            )
+    return frame.drop_duplicates(PATIENT).set_index(PATIENT)
+
+
 def feature_table(
     data: Any, *, features: Sequence[str] | None = None, source: str = "X"
 ) -> pd.DataFrame:
@@ -176,7 +202,7 @@ def feature_table(
     else:
         raise ItmeParameterError("data", "an AnnData or a pandas DataFrame", type(data).__name__)
     if features is not None:
-        features = list(features)
+        features = as_list(features)
         unknown = [f for f in features if f not in table.columns]
         if unknown:
             raise ItmeParameterError("features", f"names among {fmt_ids(table.columns)}", unknown)
@@ -206,13 +232,15 @@ def group_labels(
     fewer than ``min_size`` members are excluded with an ItmeExclusionWarning naming them.
     Categories follow ``groups``, else the existing categorical order, else sorted order.
     """
+    if isinstance(min_size, bool) or not isinstance(min_size, int | np.integer) or min_size < 1:
+        raise ItmeParameterError("min_group_size", "an integer >= 1", min_size)
     if groupby not in frame.columns:
         raise ItmeParameterError("groupby", f"a column among {fmt_ids(frame.columns)}", groupby)
     raw = frame[groupby]
     if isinstance(raw.dtype, pd.CategoricalDtype):
         order = [str(c) for c in raw.cat.categories]
     else:
-        order = sorted(raw.dropna().astype(str).unique(), key=_natural_key)
+        order = sorted(raw.dropna().astype(str).unique(), key=natural_key)
     labels = raw.astype(object).where(raw.notna(), None)
     labels = labels.map(lambda v: None if v is None else str(v))
     drop: dict[str, list[str]] = {}
@@ -245,7 +273,7 @@ def group_labels(
     return pd.Series(pd.Categorical(labels, categories=order), index=labels.index, name=groupby)
 
 
-def _natural_key(value: str) -> tuple:
+def natural_key(value: str) -> tuple:
     """Sort "2" before "10" (cluster labels) while keeping strings sortable."""
     try:
         return (0, float(value), "")

@@ -21,8 +21,20 @@ __all__ = ["compare_groups", "posthoc_dunn"]
 
 logger = logging.getLogger(__name__)
 
+P_ADJUST = ("holm", "bh", "bonferroni", "none")
 
-def _prepare(patients, groupby, features, source, clinical, groups, min_group_size, what):
+
+def _prepare(
+    patients: AnnData | pd.DataFrame,
+    groupby: str,
+    features: Sequence[str] | None,
+    source: str,
+    clinical: pd.DataFrame | None,
+    groups: Sequence[str] | None,
+    min_group_size: int,
+    what: str,
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Features and group labels of the rows with a group, at least two groups left."""
     table = feature_table(patients, features=features, source=source)
     frame = lookup(patients, [groupby], clinical=clinical, what=what, param="groupby")
     labels = group_labels(frame, groupby, groups=groups, min_size=min_group_size, what=what)
@@ -197,9 +209,8 @@ def posthoc_dunn(
     """
     import scikit_posthocs as sp
 
-    methods = {"holm": "holm", "bh": "bh", "bonferroni": "bonferroni", "none": "none"}
-    if p_adjust not in methods:
-        raise ItmeParameterError("p_adjust", list(methods), p_adjust)
+    if p_adjust not in P_ADJUST:
+        raise ItmeParameterError("p_adjust", P_ADJUST, p_adjust)
     table, labels = _prepare(
         patients, groupby, features, source, clinical, groups, min_group_size, "posthoc_dunn"
     )
@@ -217,7 +228,7 @@ def posthoc_dunn(
         raw = sp.posthoc_dunn(long, val_col="value", group_col="group", p_adjust=None)
         pairs = [(g1, g2) for i, g1 in enumerate(present) for g2 in present[i + 1 :]]
         p_raw = np.array([float(raw.loc[g1, g2]) for g1, g2 in pairs])
-        p_adj = padjust(p_raw, methods[p_adjust])
+        p_adj = padjust(p_raw, p_adjust)
         for (g1, g2), p, q in zip(pairs, p_raw, p_adj, strict=True):
             rows.append(
                 {"feature": feature, "group1": g1, "group2": g2, "pvalue": p, "padj": float(q)}

@@ -15,14 +15,22 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from ..core.survival import CONF_TYPES, confidence_band, greenwood_sigma, n_at_risk, quantile_time
-from ..errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError, ItmeStatisticsWarning
-from ._data import PATIENT, _natural_key, fmt_ids, group_labels, lookup, padjust
+from ..core.survival import n_at_risk, quantile_time
+from ..errors import ItmeInputError, ItmeParameterError, ItmeStatisticsWarning
+from ._data import as_list, fmt_ids, natural_key, padjust
+from ._survival_data import (
+    check_conf,
+    check_times,
+    km_curve,
+    overall_logrank,
+    survival_frame,
+    survival_groups,
+)
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -30,106 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["cox_ph", "kaplan_meier", "logrank_test"]
 
 logger = logging.getLogger(__name__)
-
-
-def survival_frame(
-    data: Any,
-    *,
-    endpoint: str,
-    clinical: pd.DataFrame | None,
-    groupby: str | None = None,
-    groups: Sequence[str] | None = None,
-    covariates: Sequence[str] = (),
-    what: str = "survival",
-) -> pd.DataFrame:
-    """One row per patient: ``duration``, ``event``, ``group`` (if asked) and covariates."""
-    time_col, event_col = f"{endpoint}_months", f"{endpoint}_event"
-    cols = [time_col, event_col, *([groupby] if groupby else []), *covariates]
-    frame = lookup(
-        data, cols, clinical=clinical, what=what, param="endpoint, groupby or covariates"
-    )
-    if groupby:
-        per = frame.groupby(PATIENT, observed=True)[groupby].nunique()
-        if (per > 1).any():
-            raise ItmeInputError(
-                where=f"{what}, {groupby}",
-                expected="one group per patient",
-                found=f"several for {fmt_ids(per.index[per > 1])}",
-                fix="Keep one sample per patient for survival analyses.",
-            )
-    frame = frame.drop_duplicates(PATIENT).set_index(PATIENT)
-    duration = pd.to_numeric(frame[time_col], errors="coerce")
-    bad = frame.index[frame[time_col].notna() & (duration.isna() | (duration < 0))]
-    if len(bad):
-        raise ItmeInputError(
-            where=f"column {time_col}",
-            expected="non-negative numbers",
-            found=f"{fmt_ids([f'{p}: {frame.loc[p, time_col]}' for p in bad])}",
-        )
-    event = pd.to_numeric(frame[event_col], errors="coerce")
-    bad = frame.index[frame[event_col].notna() & ~event.isin([0, 1])]
-    if len(bad):
-        raise ItmeInputError(
-            where=f"column {event_col}",
-            expected="1 (event) or 0 (censored)",
-            found=f"{fmt_ids([f'{p}: {frame.loc[p, event_col]}' for p in bad])}",
-        )
-    out = pd.DataFrame({"duration": duration.astype(float), "event": event}, index=frame.index)
-    for c in covariates:
-        out[c] = frame[c]
-    incomplete = out.index[out.isna().any(axis=1)]
-    if len(incomplete):
-        reasons = [
-            f"{p} ({', '.join(c for c in out.columns if pd.isna(out.loc[p, c]))})"
-            for p in incomplete
-        ]
-        warnings.warn(
-            f"{what}: {len(incomplete)} patient(s) with missing values excluded: {fmt_ids(reasons)}",
-            ItmeExclusionWarning,
-            stacklevel=3,
-        )
-        out = out.drop(index=incomplete)
-    out["event"] = out["event"].astype(int)
-    if groupby:
-        labels = group_labels(frame.loc[out.index], groupby, groups=groups, min_size=1, what=what)
-        out = out.loc[labels.index]
-        out["group"] = labels
-    if len(out) == 0:
-        raise ItmeInputError(where=what, expected="patients with survival data", found="none")
-    return out
-
-
-def km_curve(
-    duration: np.ndarray, event: np.ndarray, *, conf_type: str = "log", conf_level: float = 0.95
-) -> pd.DataFrame:
-    """Kaplan–Meier curve (lifelines) with R-style confidence band, one row per distinct time."""
-    from lifelines import KaplanMeierFitter
-
-    kmf = KaplanMeierFitter().fit(duration, event_observed=event)
-    et = kmf.event_table
-    times = et.index.to_numpy(dtype=float)
-    surv = kmf.survival_function_.reindex(et.index).iloc[:, 0].to_numpy(dtype=float)
-    n_risk, n_event = et["at_risk"].to_numpy(), et["observed"].to_numpy()
-    sigma = greenwood_sigma(n_risk, n_event)
-    lower, upper = confidence_band(surv, sigma, conf_type=conf_type, level=conf_level)
-    return pd.DataFrame(
-        {
-            "time": times,
-            "n_risk": n_risk,
-            "n_event": n_event,
-            "n_censor": et["censored"].to_numpy(),
-            "surv": surv,
-            "lower": lower,
-            "upper": upper,
-        }
-    )
-
-
-def _check_conf(conf_type: str, conf_level: float) -> None:
-    if conf_type not in CONF_TYPES:
-        raise ItmeParameterError("conf_type", CONF_TYPES, conf_type)
-    if not 0 < conf_level < 1:
-        raise ItmeParameterError("conf_level", "a number between 0 and 1", conf_level)
 
 
 def kaplan_meier(
@@ -170,7 +78,8 @@ def kaplan_meier(
     ``upper`` (the median's confidence limits, where the band crosses 0.5, NaN when it
     does not), ``conf_level``, ``conf_type``, and ``n_risk_<t>`` for each of ``times``.
     """
-    _check_conf(conf_type, conf_level)
+    check_conf(conf_level, conf_type)
+    at = None if times is None else check_times(times)
     frame = survival_frame(
         data,
         endpoint=endpoint,
@@ -179,13 +88,8 @@ def kaplan_meier(
         groups=groups,
         what="kaplan_meier",
     )
-    parts = (
-        [(str(g), frame[frame["group"] == g]) for g in frame["group"].cat.categories]
-        if groupby
-        else [("all", frame)]
-    )
     rows = []
-    for name, part in parts:
+    for name, part in survival_groups(frame):
         curve = km_curve(
             part["duration"].to_numpy(),
             part["event"].to_numpy(),
@@ -202,9 +106,9 @@ def kaplan_meier(
             "conf_level": conf_level,
             "conf_type": conf_type,
         }
-        if times is not None:
-            risk = n_at_risk(part["duration"].to_numpy(), np.asarray(times, dtype=float))
-            row.update({f"n_risk_{t:g}": int(r) for t, r in zip(times, risk, strict=True)})
+        if at is not None:
+            risk = n_at_risk(part["duration"].to_numpy(), at)
+            row.update({f"n_risk_{t:g}": int(r) for t, r in zip(at, risk, strict=True)})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -236,7 +140,8 @@ def logrank_test(
     pairwise
         Also test every pair of groups.
     fdr
-        Adjustment of the pairwise p-values: ``"bh"``, ``"by"``, ``"holm"``, ``"bonferroni"``, ``"none"``.
+        Adjustment of the pairwise p-values: ``"bh"``, ``"by"``, ``"holm"``,
+        ``"bonferroni"`` or ``"none"``.
 
     Returns
     -------
@@ -244,7 +149,7 @@ def logrank_test(
     ``df``, ``pvalue``), then one row per pair ``"a vs b"`` when ``pairwise``; ``padj`` is
     the adjusted pairwise p-value (NaN on the overall row).
     """
-    from lifelines.statistics import multivariate_logrank_test, pairwise_logrank_test
+    from lifelines.statistics import pairwise_logrank_test
 
     frame = survival_frame(
         data,
@@ -261,17 +166,10 @@ def logrank_test(
             expected="at least two groups",
             found=fmt_ids(cats) or "none",
         )
-    g = frame["group"].astype(str).to_numpy()
-    res = multivariate_logrank_test(frame["duration"], g, frame["event"])
-    rows = [
-        {
-            "comparison": "all",
-            "statistic": float(res.test_statistic),
-            "df": int(res.degrees_of_freedom),
-            "pvalue": float(res.p_value),
-        }
-    ]
+    statistic, df, pvalue = overall_logrank(frame)
+    rows = [{"comparison": "all", "statistic": statistic, "df": df, "pvalue": pvalue}]
     if pairwise:
+        g = frame["group"].astype(str).to_numpy()
         pw = pairwise_logrank_test(frame["duration"], g, frame["event"]).summary
         for (a, b), r in pw.iterrows():
             a, b = sorted((str(a), str(b)), key=cats.index)
@@ -304,7 +202,7 @@ def _design(
             if isinstance(col.dtype, pd.CategoricalDtype):
                 levels = [str(v) for v in col.cat.categories if (col == v).any()]
             else:
-                levels = sorted({str(v) for v in col}, key=_natural_key)
+                levels = sorted({str(v) for v in col}, key=natural_key)
             text = col.astype(str)
             ref = str(reference.get(cov, levels[0]))
             if ref not in levels:
@@ -397,12 +295,19 @@ def cox_ph(
     from lifelines import CoxPHFitter
     from lifelines.exceptions import ConvergenceError
 
-    _check_conf("log", conf_level)
-    covariates = list(covariates)
+    check_conf(conf_level)
+    covariates = as_list(covariates)
     if not covariates:
         raise ItmeParameterError("covariates", "at least one covariate", covariates)
+    if not isinstance(penalizer, int | float) or penalizer < 0:
+        raise ItmeParameterError("penalizer", "a number >= 0", penalizer)
     reference = dict(reference or {})
     categorical_set = set(categorical or []) | set(reference)
+    stray = sorted(categorical_set - set(covariates))
+    if stray:
+        raise ItmeParameterError(
+            "categorical / reference", f"names among the covariates ({fmt_ids(covariates)})", stray
+        )
     frame = survival_frame(
         data, endpoint=endpoint, clinical=clinical, covariates=covariates, what="cox_ph"
     )

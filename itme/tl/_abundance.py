@@ -31,11 +31,8 @@ def _table(
 ) -> PhenotypeTable | None:
     if phenotypes is not None:
         return load_phenotypes(phenotypes)
-    text = (
-        adata.uns.get(groupby, {}).get("phenotypes")
-        if isinstance(adata.uns.get(groupby), dict)
-        else None
-    )
+    info = adata.uns.get(groupby)
+    text = info.get("phenotypes") if isinstance(info, dict) else None
     if text:
         return parse_phenotypes(str(text), source=f'uns["{groupby}"]["phenotypes"]')
     return None
@@ -49,12 +46,7 @@ def _sample_sheet(
     skip = _CELL_COLUMNS | {groupby, sample_key}
     grouped = obs.groupby(sample_key, observed=True)
     for col in obs.columns:
-        if (
-            col in skip
-            or col.endswith("_subsample")
-            or col.endswith("_som_node")
-            or col.endswith("_metacluster")
-        ):
+        if col in skip or col.endswith(("_subsample", "_som_node", "_metacluster")):
             continue
         if not isinstance(obs[col].dtype, pd.CategoricalDtype) and obs[col].dtype != object:
             continue
@@ -154,13 +146,14 @@ def abundance(
         ``sample_key``, ``derived`` (definitions: ``feature, kind, terms, of, unit,
         description``), ``excluded_samples``, ``excluded_events``.
     """
-    for key, name in ((groupby, "groupby"), (sample_key, "sample_key")):
-        if key not in adata.obs:
-            if name == "groupby":
-                raise ItmeStateError(
-                    f'obs["{groupby}"] does not exist: run itme.tl.annotate (or tl.flowsom) first.'
-                )
-            raise ItmeParameterError(name, f"a column of obs {list(adata.obs.columns)}", key)
+    if groupby not in adata.obs:
+        raise ItmeStateError(
+            f'obs["{groupby}"] does not exist: run itme.tl.annotate (or tl.flowsom) first.'
+        )
+    if sample_key not in adata.obs:
+        raise ItmeParameterError(
+            "sample_key", f"a column of obs {list(adata.obs.columns)}", sample_key
+        )
     obs = adata.obs
     keep = np.ones(adata.n_obs, dtype=bool)
     excluded_events = 0

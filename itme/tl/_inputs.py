@@ -21,17 +21,19 @@ def matrix(adata: AnnData, layer: str | None) -> np.ndarray:
     return np.asarray(X)
 
 
+def _of_class(adata: AnnData, classes: Sequence[str]) -> list[str]:
+    """var_names whose ``var["marker_class"]`` is in ``classes`` (the column must exist)."""
+    return [
+        str(v)
+        for v, c in zip(adata.var_names, adata.var["marker_class"].astype(str), strict=True)
+        if c in classes
+    ]
+
+
 def markers_of_class(adata: AnnData, classes: Sequence[str]) -> list[str]:
     """var_names whose ``var["marker_class"]`` is in ``classes`` (all when none or no column)."""
-    if "marker_class" in adata.var:
-        chosen = [
-            str(v)
-            for v, c in zip(adata.var_names, adata.var["marker_class"].astype(str), strict=True)
-            if c in classes
-        ]
-        if chosen:
-            return chosen
-    return [str(v) for v in adata.var_names]
+    chosen = _of_class(adata, classes) if "marker_class" in adata.var else []
+    return chosen or [str(v) for v in adata.var_names]
 
 
 def check_markers(adata: AnnData, markers: Sequence[str], name: str = "markers") -> list[str]:
@@ -57,11 +59,7 @@ def type_markers(adata: AnnData) -> list[str]:
             found="no such column",
             fix="Read the data with itme.io.read_cohort (panel.csv), or pass markers=[...].",
         )
-    chosen = [
-        str(v)
-        for v, c in zip(adata.var_names, adata.var["marker_class"], strict=True)
-        if c == "type"
-    ]
+    chosen = _of_class(adata, ("type",))
     if not chosen:
         raise ItmeInputError(
             where='adata.var["marker_class"]',

@@ -86,10 +86,13 @@ def clustering_matrix(
     return table, excluded
 
 
-def _composition(adata, labels, status_key, clinical) -> dict:
+def _composition(
+    adata: AnnData, labels: pd.Series, status_key: str, clinical: pd.DataFrame | None
+) -> dict:
     """Cluster × status counts and Fisher's exact test (chi-square when too large)."""
-    obs_has = status_key in adata.obs.columns
-    if not obs_has and (clinical is None or status_key not in clinical.columns):
+    if status_key not in adata.obs.columns and (
+        clinical is None or status_key not in clinical.columns
+    ):
         logger.info("patient_clusters: no %r column; cluster composition not computed", status_key)
         return {}
     frame = lookup(adata, [status_key], clinical=clinical, what="patient_clusters (composition)")
@@ -193,9 +196,8 @@ def patient_clusters(
         (row indices left to right), ``method``, ``k``, ``transform`` (``"none"`` for raw),
         ``features`` (used), ``excluded_features``, ``numbering`` (``"dendrogram"``),
         ``diagnostics`` (DataFrame over k: ``within_ss``, ``silhouette``, ``gap``,
-        ``gap_sd``), ``k_gap`` (Tibshirani's rule; absent when ``gap_refs=0``), ``k_silhouette`` (best
-        silhouette),
-        ``gap_refs``, ``seed``, ``sizes`` (DataFrame: cluster, n), and when the status is
+        ``gap_sd``), ``k_gap`` (Tibshirani's rule; absent when ``gap_refs=0``),
+        ``k_silhouette`` (best silhouette), ``gap_refs``, ``seed``, ``sizes`` (DataFrame: cluster, n), and when the status is
         known: ``composition`` (DataFrame clusters × statuses), ``composition_test``
         (``"fisher"`` or ``"chi-square"``), ``composition_pvalue``, ``status_key``.
     """
@@ -213,8 +215,18 @@ def patient_clusters(
             k,
             fix="Ward clusters must be fewer than the samples clustered.",
         )
-    if gap_refs < 0:
+    if isinstance(gap_refs, bool) or not isinstance(gap_refs, int | np.integer) or gap_refs < 0:
         raise ItmeParameterError("gap_refs", "an integer >= 0", gap_refs)
+    try:
+        ks = sorted(
+            {int(v) for v in (range(1, min(10, n - 1) + 1) if k_range is None else k_range)}
+        )
+    except (TypeError, ValueError) as err:
+        raise ItmeParameterError("k_range", f"integers from 1 to {n - 1}", k_range) from err
+    bad_ks = [v for v in ks if not 1 <= v <= n - 1]
+    if bad_ks:
+        raise ItmeParameterError("k_range", f"integers from 1 to {n - 1}", bad_ks)
+    ks = sorted({*ks, int(k)})
     adata = adata.copy() if copy else adata
     table, excluded = clustering_matrix(adata, features, transform_name)
     names = [str(s) for s in adata.obs_names]
@@ -228,13 +240,6 @@ def patient_clusters(
         name=key_added,
     )
 
-    ks = sorted(
-        {int(v) for v in (k_range if k_range is not None else range(1, min(10, n - 1) + 1))}
-        | {int(k)}
-    )
-    bad_ks = [v for v in ks if not 1 <= v <= n - 1]
-    if bad_ks:
-        raise ItmeParameterError("k_range", f"integers from 1 to {n - 1}", bad_ks)
     seed = draw_seed(rng)
     diag = ward.diagnostics(xt, ks, method=method, n_refs=max(gap_refs, 1), rng=as_generator(seed))
     if gap_refs == 0:
@@ -244,7 +249,7 @@ def patient_clusters(
     k_sil = int(sil.idxmax()) if len(sil) else None
     if k not in (k_gap, k_sil):
         logger.info(
-            "patient_clusters: k=%d asked; gap statistic suggests %d, silhouette %d (kept k=%d)",
+            "patient_clusters: k=%d asked; gap statistic suggests %s, silhouette %s (kept k=%d)",
             k,
             k_gap,
             k_sil,

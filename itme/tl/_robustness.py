@@ -90,7 +90,7 @@ def cluster_sensitivity(
     params = _params(adata, key)
     key_added = key_added or f"{key}_sensitivity"
     adata = adata.copy() if copy else adata
-    exclude = [str(e) for e in exclude]
+    exclude = [exclude] if isinstance(exclude, str) else [str(e) for e in exclude]
     names = adata.obs_names.astype(str)
     patients = (
         adata.obs["patient_id"].astype(str)
@@ -139,7 +139,9 @@ def cluster_sensitivity(
         "excluded": list(names[hit]),
         # rows: clusters with everyone; columns: clusters without the excluded samples
         # (h5ad keeps the row index name, not the column index name)
-        "table": pd.DataFrame(table, index=pd.Index(rows.astype(str), name=key), columns=cols.astype(str)),
+        "table": pd.DataFrame(
+            table, index=pd.Index(rows.astype(str), name=key), columns=cols.astype(str)
+        ),
     }
     logger.info(
         "cluster_sensitivity: %d excluded (%s), %d of %d moved, kappa %.3f (p %.2g)",

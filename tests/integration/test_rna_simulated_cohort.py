@@ -15,7 +15,7 @@ import pytest
 
 from itme.core.synthetic_counts import simulate_counts
 from itme.rna import differential_expression, gsea, pathway_scores, read_gmt
-from itme.rna._gsea import _hallmark_path
+from itme.rna._gsea import hallmark_path
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def _cohort(seed, shift=0.5):
     planted = {s: shift for s in UP} | {s: -shift for s in DOWN}
     sim = simulate_counts(
         groups,
-        gene_sets=read_gmt(_hallmark_path()),
+        gene_sets=read_gmt(hallmark_path()),
         shifts={"2": planted, "3": planted},
         n_genes=6000,
         rng=seed,

@@ -62,6 +62,22 @@ def test_inspect_corrupted_file_reports_problem(tmp_path, capsys):
     assert "bad.fcs: the file holds 6 bytes" in capsys.readouterr().out
 
 
+def test_inspect_truncated_file_shows_its_text_and_the_problem(tmp_path, capsys):
+    blob = fcs_factory.fcs_bytes(np.ones((50, 2), np.float32), ["Y89Di", "Ir191Di"])
+    (tmp_path / "t.fcs").write_bytes(blob[:-100])
+    assert main(["-q", "inspect", str(tmp_path / "t.fcs")]) == 2
+    out = capsys.readouterr().out
+    assert "t.fcs: the DATA segment cannot be read" in out
+    assert "Ir191Di" in out and "events unreadable" in out  # the TEXT is still summarised
+
+
 def test_inspect_missing_path(tmp_path, capsys):
     assert main(["-q", "inspect", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().out
+
+
+def test_stage_choices_are_the_pipeline_stages():
+    from itme.cli import _STAGES
+    from itme.pipeline import STAGE_NAMES
+
+    assert list(_STAGES.choices) == STAGE_NAMES

@@ -138,6 +138,14 @@ def test_dataframes_with_base_dir(tmp_path):
     assert adata.n_obs == 160
 
 
+def test_dataframe_missing_values_are_reported_like_empty_cells(tmp_path):
+    samples, panel, _ = make_cohort(tmp_path)
+    frame = pd.read_csv(samples)
+    frame.loc[1, "patient_id"] = np.nan
+    with pytest.raises(ItmeInputError, match=r"column patient_id is empty on lines 3"):
+        itme.io.read_cohort(frame, panel, base_dir=tmp_path)
+
+
 # --- bad input: every case named in the foundation issue, each message checked -------------
 
 

@@ -181,3 +181,5 @@ def test_write_fcs_errors(tmp_path, values):
         itme.io.write_fcs(adata, tmp_path / "w.fcs", obs_columns=["nope"])
     with pytest.raises(ItmeParameterError, match="existing folder"):
         itme.io.write_fcs(adata, tmp_path / "missing" / "w.fcs")
+    with pytest.raises(ItmeParameterError, match=r"parameter 'layer'.*got 'raw'"):
+        itme.io.write_fcs(adata, tmp_path / "w.fcs", layer="raw")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -28,8 +29,19 @@ def test_configuration_reference_is_current():
 
 def test_unknown_key_names_the_nearest_valid_key(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"inputs": {"samples": "s.csv", "panel": "p.csv"}, "cluster": {"n_metacluster": 30}, "patients": {"k": 1}}))
-    with pytest.raises(ItmeInputError, match=r"(?s)2 problem\(s\).*unknown key 'cluster.n_metacluster'; did you mean 'n_metaclusters'\?.*patients.k: Input should be greater than or equal to 2"):
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "inputs": {"samples": "s.csv", "panel": "p.csv"},
+                "cluster": {"n_metacluster": 30},
+                "patients": {"k": 1},
+            }
+        )
+    )
+    with pytest.raises(
+        ItmeInputError,
+        match=r"(?s)2 problem\(s\).*unknown key 'cluster.n_metacluster'; did you mean 'n_metaclusters'\?.*patients.k: Input should be greater than or equal to 2",
+    ):
         load_config(path)
 
 
@@ -41,7 +53,11 @@ def test_missing_required_input(tmp_path):
 def test_relative_paths_resolve_from_the_config_folder(tmp_path):
     (tmp_path / "sub").mkdir()
     path = tmp_path / "sub" / "c.yaml"
-    path.write_text(yaml.safe_dump({"inputs": {"samples": "data/s.csv", "panel": "/abs/p.csv"}, "output": "out"}))
+    path.write_text(
+        yaml.safe_dump(
+            {"inputs": {"samples": "data/s.csv", "panel": "/abs/p.csv"}, "output": "out"}
+        )
+    )
     config = load_config(path)
     assert config.inputs.samples == (tmp_path / "sub" / "data" / "s.csv").resolve()
     assert str(config.inputs.panel) == "/abs/p.csv"
@@ -51,11 +67,22 @@ def test_relative_paths_resolve_from_the_config_folder(tmp_path):
 def test_validate_lists_every_problem_at_once(tmp_path):
     (tmp_path / "samples.csv").write_text("file_name,sample_id,patient_id\na.fcs,A,P1\n")
     (tmp_path / "panel.csv").write_text("fcs_colname,antigen,marker_class\nY89Di,CD45,lineage\n")
-    (tmp_path / "clinical.csv").write_text("patient_id,disease_status,os_months,os_event\nP1,NDMM,10,1\n")
+    (tmp_path / "clinical.csv").write_text(
+        "patient_id,disease_status,os_months,os_event\nP1,NDMM,10,1\n"
+    )
     config = {
-        "inputs": {"samples": "samples.csv", "panel": "panel.csv", "clinical": "clinical.csv", "phenotypes": "nope.yaml"},
+        "inputs": {
+            "samples": "samples.csv",
+            "panel": "panel.csv",
+            "clinical": "clinical.csv",
+            "phenotypes": "nope.yaml",
+        },
         "stats": {"cox_covariates": ["age"], "endpoints": ["os", "pfs"]},
-        "rnaseq": {"contrasts": [{"name": "x", "groupby": "disease_status", "test": ["TRMM"], "reference": ["NDMM"]}]},
+        "rnaseq": {
+            "contrasts": [
+                {"name": "x", "groupby": "disease_status", "test": ["TRMM"], "reference": ["NDMM"]}
+            ]
+        },
     }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -80,3 +107,39 @@ def test_validate_cli_exit_codes(tmp_path, capsys):
 
 def test_demo_config_is_the_package_copy():
     assert (ROOT / "configs" / "demo.yaml").read_text() == itme.pipeline.demo_config_text()
+
+
+def test_clean_section_is_unpacked_into_pp_clean_units():
+    """Config gates are on the arcsinh (cofactor 5) scale and step `cd45` is pp.clean's
+    `cd45_negative`; pp.clean takes raw ion counts (docs/cleaning.md)."""
+    from _qc_sim import planted_cohort
+
+    from itme.pipeline._stages import _clean_kwargs
+
+    config = load_config(
+        {
+            "inputs": {"samples": "s.csv", "panel": "p.csv"},
+            "clean": {"steps": ["debris", "cd45"], "thresholds": {"cd45": [2.0, None]}},
+        },
+        base_dir=ROOT,
+    )
+    adata, _ = planted_cohort(3, n_per_sample=2000, n_samples=1)
+    itme.pp.clean(adata, **_clean_kwargs(config.clean))
+    assert adata.uns["qc"]["params"]["steps"] == ["debris", "cd45_negative"]
+    gate = adata.uns["qc"]["thresholds"].query("role == 'cd45'").iloc[0]
+    assert gate["method"] == "user" and np.isnan(gate["high"])
+    assert np.arcsinh(gate["low"] / 5.0) == pytest.approx(2.0)  # 18.1 ion counts
+
+
+def test_validate_needs_clinical_for_a_sensitivity_column(tmp_path):
+    (tmp_path / "samples.csv").write_text("file_name,sample_id,patient_id\na.fcs,A,P1\n")
+    (tmp_path / "panel.csv").write_text("fcs_colname,antigen,marker_class\nY89Di,CD45,type\n")
+    config = {
+        "inputs": {"samples": "samples.csv", "panel": "panel.csv"},
+        "patients": {"sensitivity_exclude": "dara_progressing"},
+    }
+    problems = validate(load_config(config, base_dir=tmp_path))
+    assert any(
+        "'dara_progressing' names a clinical column, but inputs.clinical is not given" in p
+        for p in problems
+    )

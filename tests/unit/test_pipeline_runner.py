@@ -18,7 +18,9 @@ from itme.pipeline._runner import Stage, run_stages, stage_seeds
 def config(tmp_path):
     (tmp_path / "samples.csv").write_text("file_name,sample_id,patient_id\n")
     (tmp_path / "panel.csv").write_text("fcs_colname,antigen,marker_class\n")
-    return load_config({"seed": 3, "inputs": {"samples": "samples.csv", "panel": "panel.csv"}}, base_dir=tmp_path)
+    return load_config(
+        {"seed": 3, "inputs": {"samples": "samples.csv", "panel": "panel.csv"}}, base_dir=tmp_path
+    )
 
 
 def make_stages(calls: list[str], crash: dict[str, bool] | None = None):
@@ -41,7 +43,9 @@ def make_stages(calls: list[str], crash: dict[str, bool] | None = None):
         return [write_table(target, a * 2)], {"sum": float(a["x"].sum())}
 
     return [
-        Stage("first", first, params=lambda c: {"seed": c.seed}, inputs=lambda c: [c.inputs.samples]),
+        Stage(
+            "first", first, params=lambda c: {"seed": c.seed}, inputs=lambda c: [c.inputs.samples]
+        ),
         Stage("second", second, params=lambda c: {"k": c.patients.k}, requires=("first",)),
     ]
 
@@ -108,3 +112,15 @@ def test_stage_seeds_are_independent_and_reproducible():
     assert a == stage_seeds(42, ["x", "y", "z"])
     assert len(set(a.values())) == 3
     assert a != stage_seeds(43, ["x", "y", "z"])
+
+
+def test_outputs_get_ordinary_file_permissions(tmp_path):
+    """The temporary file of an atomic write is owner-only (mkstemp); the output is not."""
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = write_table(tmp_path / "t.csv", pd.DataFrame({"x": [1]}))
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

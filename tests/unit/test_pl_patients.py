@@ -56,8 +56,10 @@ def test_boxplots_show_the_significant_subsets_with_q_values(clustered):
     sig = res[res["padj"] < 0.05].sort_values("padj")
     assert len(titles) == len(sig)
     assert titles[0] == f"{sig.iloc[0]['feature']}\nq = {sig.iloc[0]['padj']:.2g}"
-    with pytest.raises(ItmeParameterError, match="parameter 'results'"):
+    with pytest.raises(ItmeParameterError, match="parameter 'results'.*without column.*padj"):
         itme.pl.subset_boxplots(clustered, results=res.drop(columns="padj"))
+    with pytest.raises(ItmeParameterError, match="parameter 'results'.*got 'list without"):
+        itme.pl.subset_boxplots(clustered, results=[])
 
 
 def test_compartment_bars_are_shares_of_100(clustered):

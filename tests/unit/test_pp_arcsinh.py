@@ -82,11 +82,16 @@ def test_per_channel_cofactors_and_explicit_channels():
         ({"cofactor": 0.0}, "cofactor"),
         ({"cofactor": {"DNA1": 5.0}}, "cofactor"),
         ({"channels": ["CD99"]}, "channels"),
+        ({"cofactor": None}, "cofactor"),
+        ({"cofactor": {"CD4": "five"}}, "cofactor"),
     ],
 )
 def test_bad_parameters(kwargs, match):
+    adata = _adata()
+    del adata.layers["raw"]
     with pytest.raises(ItmeParameterError, match=match):
-        itme.pp.arcsinh(_adata(), **kwargs)
+        itme.pp.arcsinh(adata, **kwargs)
+    assert "raw" not in adata.layers  # nothing written before the arguments were checked
 
 
 def test_copy_leaves_input_alone():

@@ -165,6 +165,8 @@ def test_channel_override_and_switching_a_role_off():
         ({"thresholds": {"DNA3": (1, 2)}}, "thresholds"),
         ({"thresholds": {"dna": (1, 2, 3)}}, "thresholds"),
         ({"sample_key": "donor"}, "sample_key"),
+        ({"cofactor": "5"}, "cofactor"),
+        ({"max_fit_events": None}, "max_fit_events"),
     ],
 )
 def test_bad_parameters(kwargs, match):

@@ -136,3 +136,13 @@ def test_h5ad_roundtrip(tmp_path):
     none_excluded = itme.pp.downsample(_adata(), rng=4)
     none_excluded.write_h5ad(tmp_path / "e.h5ad")
     assert len(anndata.read_h5ad(tmp_path / "e.h5ad").uns["downsample"]["excluded"]) == 0
+
+
+def test_events_without_a_sample_are_an_error_not_dropped():
+    adata = _adata()
+    adata.obs["sample_id"] = adata.obs["sample_id"].cat.add_categories("P9")
+    adata.obs.iloc[3, adata.obs.columns.get_loc("sample_id")] = None
+    with pytest.raises(
+        ItmeInputError, match=r"obs\['sample_id'\].*1 event\(s\) with a missing value"
+    ):
+        itme.pp.downsample(adata, rng=0)

@@ -159,3 +159,7 @@ def test_csv_gzip_and_h5ad_round_trip(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ItmeInputError, match="no such file"):
         read_counts(tmp_path / "absent.tsv")
+    broken = tmp_path / "broken.h5ad"
+    broken.write_text("not an HDF5 file")
+    with pytest.raises(ItmeInputError, match=r"broken\.h5ad: expected an AnnData \.h5ad file"):
+        read_counts(broken)

@@ -133,3 +133,5 @@ def test_bad_arguments():
         gsea(res, gene_sets=sets, permutations=0, rng=0)
     with pytest.raises(ItmeParameterError, match="min_size"):
         gsea(res, gene_sets=sets, min_size=30, max_size=20, rng=0)
+    with pytest.raises(ItmeParameterError, match=r"parameter 'weight': expected a number >= 0"):
+        gsea(res, gene_sets=sets, weight=-1, rng=0)

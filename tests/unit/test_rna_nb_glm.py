@@ -177,6 +177,17 @@ def test_size_factors_and_z_scores_match_references():
     np.testing.assert_allclose(scores[:, 1], z[:, 7])
 
 
+def test_size_factors_without_a_gene_expressed_everywhere_follow_deseq2_poscounts():
+    # DESeq2 estimateSizeFactors(type = "poscounts"): geometric means over the positive
+    # counts divided by all samples, medians of the positive ratios, then sf / geomean(sf).
+    # By hand: every gene's log geometric mean is log(16) / 3; the medians are log2 times
+    # 1/6, 2/3 and 7/6, so the normalised factors are 2^-1/2, 1 and 2^1/2.
+    counts = np.array([[0, 4, 2], [2, 0, 8], [8, 4, 0]], dtype=float)
+    np.testing.assert_allclose(
+        gene_set_scores.median_of_ratios(counts), [2**-0.5, 1.0, 2**0.5], rtol=1e-12
+    )
+
+
 def test_inference_refits_divergent_genes_with_pydeseq2s_solver():
     from itme.rna._deseq import _vectorised_inference_class
 

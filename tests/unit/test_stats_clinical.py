@@ -172,6 +172,20 @@ def test_groups_from_itme_clusters_report_unmatched_patients():
     assert [int(tab.iloc[0][c]) for c in ("1", "2", "3")] == [sizes[c] for c in ("1", "2", "3")]
     status = tab[tab["variable"] == "disease_status"]
     assert status.iloc[0]["pvalue"] < 0.05
+    # a patient with two samples in different clusters has no single group for Table 1
+    adata.obs.loc["S03", "patient_id"] = "P04"
+    adata.obs.loc["S03", "itme_cluster"] = next(
+        c for c in ("1", "2", "3") if c != adata.obs.loc["S04", "itme_cluster"]
+    )
+    with (
+        pytest.raises(
+            ItmeInputError,
+            match=r"clinical_table, column itme_cluster: expected one value per patient.*P04",
+        ),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore", ItmeExclusionWarning)
+        itme.stats.clinical_table(clinical, groupby="itme_cluster", patients=adata)
 
 
 def test_unknown_labels_and_groups_of_one_are_reported():

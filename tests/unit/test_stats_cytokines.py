@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import anndata as ad
 import numpy as np
 import pytest
 from _itme_patients_sim import simulate_clinical, simulate_patients
@@ -11,7 +12,12 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 import itme
-from itme.errors import ItmeExclusionWarning, ItmeInputWarning, ItmeStatisticsWarning
+from itme.errors import (
+    ItmeExclusionWarning,
+    ItmeInputError,
+    ItmeInputWarning,
+    ItmeStatisticsWarning,
+)
 
 
 def _cohort(tmp_path, seed=0, shift=0.0):
@@ -67,6 +73,17 @@ def test_kruskal_on_log_values_matches_scipy_and_flags_are_counted(tmp_path):
     assert res.loc["TNF alpha", "n_below_range"] == cyt.var.loc["TNF alpha", "n_below_range"] > 0
     assert res.loc["CXCL13", "n_missing"] == 1 and res.loc["CXCL13", "n"] == adata.n_obs - 1
     assert (res["scale"] == "log10").all()
+    # a patient whose two samples sit in different clusters has no single group
+    rows = np.r_[np.arange(adata.n_obs), 0]
+    obs = adata.obs.iloc[rows].set_axis([f"x{i}" for i in range(rows.size)])
+    two = ad.AnnData(adata.X[rows], obs=obs)
+    other = next(c for c in "123" if c != two.obs["itme_cluster"].iloc[0])
+    two.obs.loc[two.obs_names[-1], "itme_cluster"] = other
+    first = two.obs["patient_id"].iloc[0]
+    with pytest.raises(
+        ItmeInputError, match=rf"column itme_cluster: expected one value per patient.*{first}"
+    ):
+        itme.stats.compare_cytokines(cyt, groupby="itme_cluster", patients=two)
 
 
 def test_no_cytokine_differs_when_none_was_planted_and_a_planted_one_does(tmp_path):
@@ -112,7 +129,10 @@ def test_zero_concentrations_get_a_reported_pseudocount(tmp_path):
     )
     cyt = itme.io.read_cytokines(path)
     cyt.obs["grp"] = ["a", "a", "a", "b", "b", "b"]
-    with pytest.warns(ItmeStatisticsWarning, match="pseudocount added before log10 for IL-6"):
+    with (
+        pytest.warns(ItmeStatisticsWarning, match="pseudocount added before log10 for IL-6"),
+        pytest.warns(ItmeStatisticsWarning, match="fewer than 5 members"),
+    ):
         res = itme.stats.compare_cytokines(cyt, groupby="grp", test="mannwhitney")
     assert res.loc[0, "pseudocount"] == 0.5
     assert res.loc[0, "median_a"] == pytest.approx(1.0)

@@ -134,6 +134,10 @@ def test_wrong_group_settings_are_clear_errors():
             _run(df, groupby="group", groups=["a", "z"])
     with pytest.raises(ItmeParameterError, match="parameter 'fdr'"):
         _run(df, groupby="group", fdr="qvalue")
+    with pytest.raises(ItmeParameterError, match=r"parameter 'min_group_size'.*got '2'"):
+        _run(df, groupby="group", min_group_size="2")
+    one = _run(df, groupby="group", features="value")  # one name, not its letters
+    assert one["feature"].tolist() == ["value"]
 
 
 def test_unknown_labels_outside_groups_are_reported():

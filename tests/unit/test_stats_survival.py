@@ -247,3 +247,34 @@ def test_survival_from_patients_and_clinical_reports_exclusions():
         itme.stats.logrank_test(adata, clinical=bad)
     with pytest.raises(ItmeParameterError, match="parameter 'conf_type'"):
         itme.stats.kaplan_meier(clinical, conf_type="arcsin")
+
+
+def test_bad_times_covariate_names_and_patients_in_two_groups_are_errors(rossi):
+    with pytest.raises(ItmeParameterError, match=r"parameter 'times': expected one or more non"):
+        itme.stats.kaplan_meier(rossi, times=[0, -6])
+    with pytest.raises(ItmeParameterError, match=r"parameter 'times'"):
+        itme.pl.kaplan_meier(rossi, groupby="fin", times=[])
+    with pytest.raises(ItmeParameterError, match=r"parameter 'times'"):
+        itme.stats.kaplan_meier(rossi, times=["one year"])
+    with pytest.raises(
+        ItmeParameterError, match=r"parameter 'categorical / reference'.*got \['fni'\]"
+    ):
+        itme.stats.cox_ph(rossi, covariates=["fin", "age"], reference={"fni": "no"})
+    with pytest.raises(ItmeParameterError, match=r"parameter 'penalizer': expected a number >= 0"):
+        itme.stats.cox_ph(rossi, covariates=["age"], penalizer=-0.1)
+    one = itme.stats.cox_ph(rossi, covariates="prio", ph_test=False)  # one name, not letters
+    assert one["term"].tolist() == ["prio"]
+    # two samples of one patient in different groups cannot both count in a survival curve
+    twice = pd.concat(
+        [rossi.head(20), rossi.head(1).assign(fin="yes" if rossi.loc[0, "fin"] == "no" else "no")]
+    )
+    twice.index = [f"s{i}" for i in range(len(twice))]
+    with pytest.raises(
+        ItmeInputError,
+        match=r"logrank_test, column fin: expected one value per patient, found several for R0",
+    ):
+        itme.stats.logrank_test(twice, groupby="fin")
+    same = pd.concat([rossi.head(20), rossi.head(1)])
+    same.index = [f"s{i}" for i in range(len(same))]
+    res = itme.stats.kaplan_meier(same, groupby="fin")
+    assert res["n"].sum() == 20  # the repeated sample counts once

@@ -97,6 +97,8 @@ def test_cluster_heatmap_figure():
         itme.pl.cluster_heatmap(adata, groupby="cluster")
     with pytest.raises(ItmeParameterError, match="scale"):
         itme.pl.cluster_heatmap(adata, scale="z")
+    with pytest.raises(ItmeParameterError, match=r"parameter 'markers'.*CD33 -> CD3\?"):
+        itme.pl.cluster_heatmap(adata, markers=["CD33"])
 
 
 def test_embedding_figure(embedded):
@@ -108,6 +110,8 @@ def test_embedding_figure(embedded):
     assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["B", "Mono", "T"]
     plt.close(fig)
     fig = itme.pl.embedding(embedded, color="CD3")
+    assert fig.axes[-1].get_ylabel() == "CD3 (arcsinh)"  # continuous colour bar
+    assert len(fig.axes[0].collections[0].get_offsets()) == 400
     plt.close(fig)
     with pytest.raises(ItmeStateError, match="tl.embed"):
         itme.pl.embedding(embedded, basis="tsne")

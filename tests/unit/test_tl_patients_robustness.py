@@ -98,6 +98,8 @@ def test_sensitivity_bad_input():
         itme.tl.cluster_sensitivity(adata, exclude=["P01", "P77"])
     with pytest.raises(ItmeParameterError, match="parameter 'exclude'"):
         itme.tl.cluster_sensitivity(adata, exclude=adata.obs_names[:36].tolist())
+    itme.tl.cluster_sensitivity(adata, exclude="P01")  # one id, not its characters
+    assert adata.uns["itme_cluster_sensitivity"]["excluded"] == ["S01"]
 
 
 def test_bootstrap_jaccard_is_one_for_a_perfect_reclusterer():
