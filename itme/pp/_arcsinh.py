@@ -11,7 +11,8 @@ import numpy as np
 from anndata import AnnData
 
 from ..core.transform import arcsinh_into
-from ..errors import ItmeInputError, ItmeInputWarning, ItmeParameterError, ItmeStateError
+from ..errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
+from ._clean_inputs import dense_raw
 
 __all__ = ["arcsinh"]
 
@@ -114,14 +115,7 @@ def arcsinh(
 
 def _raw_values(adata: AnnData) -> np.ndarray:
     """The raw matrix: layers["raw"], or X (then stored as layers["raw"], same object)."""
-    raw = adata.layers["raw"] if "raw" in adata.layers else adata.X
-    if not isinstance(raw, np.ndarray):
-        raise ItmeInputError(
-            where="layers['raw']" if "raw" in adata.layers else "X",
-            expected="a dense numpy array of ion counts",
-            found=type(raw).__name__,
-            fix="Convert it with .toarray() (CyTOF data are dense)",
-        )
+    raw = dense_raw(adata)
     if "raw" not in adata.layers:
         adata.layers["raw"] = raw
     return adata.layers["raw"]

@@ -29,6 +29,7 @@ from ..errors import (
     ItmeStateError,
 )
 from ._clean_inputs import (
+    dense_raw,
     drop_unusable_bead_distance,
     loader,
     n_rows,
@@ -348,23 +349,12 @@ def _per_step(name: str, value: float | Mapping[str, float] | None, default: dic
 
 
 def _raw_matrix(adata: AnnData) -> np.ndarray:
-    if "raw" in adata.layers:
-        raw = adata.layers["raw"]
-    elif "arcsinh" in adata.uns:
+    if "raw" not in adata.layers and "arcsinh" in adata.uns:
         raise ItmeStateError(
             "X was transformed (uns['arcsinh']) and layers['raw'] is missing: clean gates on "
             "raw ion counts. Keep layers['raw'] (itme.pp.arcsinh does)."
         )
-    else:
-        raw = adata.X
-    if not isinstance(raw, np.ndarray):
-        raise ItmeInputError(
-            where="layers['raw']" if "raw" in adata.layers else "X",
-            expected="a dense numpy array of ion counts",
-            found=type(raw).__name__,
-            fix="Convert it with .toarray() (CyTOF data are dense)",
-        )
-    return raw
+    return dense_raw(adata)
 
 
 def _missing_reason(step: str, roles: dict) -> str:

@@ -11,7 +11,7 @@ from anndata import AnnData
 
 from ..core.qc_chain import GateSpec
 from ..core.qc_channels import ROLES, detect_roles
-from ..errors import ItmeParameterError
+from ..errors import ItmeInputError, ItmeParameterError
 from ._subset import sample_codes
 
 logger = logging.getLogger(__name__)
@@ -179,3 +179,17 @@ def loader(raw: np.ndarray, rows: slice | np.ndarray) -> Callable[[tuple[int, ..
         return out
 
     return load
+
+
+def dense_raw(adata: AnnData) -> np.ndarray:
+    """The ion-count matrix (``layers["raw"]``, else ``X``), checked to be a dense array."""
+    where = "layers['raw']" if "raw" in adata.layers else "X"
+    raw = adata.layers["raw"] if "raw" in adata.layers else adata.X
+    if not isinstance(raw, np.ndarray):
+        raise ItmeInputError(
+            where=where,
+            expected="a dense numpy array of ion counts",
+            found=type(raw).__name__,
+            fix="Convert it with .toarray() (CyTOF data are dense)",
+        )
+    return raw
