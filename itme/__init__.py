@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, errors, io, pl, pp, rna, stats, tl
-from ._progress import settings
+from itme import datasets, errors, io, pl, pp, rna, stats, tl
+from itme._progress import settings
 
 try:
     __version__ = version("itme")

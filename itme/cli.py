@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import click
 
-from . import __version__
-from ._progress import settings
-from .errors import ItmeError
+from itme import __version__
+from itme._progress import settings
+from itme.errors import ItmeError
 
 logger = logging.getLogger("itme")
 
@@ -55,7 +55,7 @@ def inspect(path: str, panel: str | None) -> None:
 
     Exits with 2 when problems are found.
     """
-    from .io import summarize
+    from itme.io import summarize
 
     summary = summarize(path, panel=panel)
     click.echo(summary.to_text())
@@ -84,7 +84,7 @@ _STAGES = click.Choice(
 @click.option("--until", "until_stage", type=_STAGES, help="Stop after this stage.")
 def run(config: str, out: str | None, from_stage: str | None, until_stage: str | None) -> None:
     """Run the analysis described by CONFIG (YAML); resumes where a previous run stopped."""
-    from .pipeline import run as run_pipeline
+    from itme.pipeline import run as run_pipeline
 
     result = run_pipeline(config, out=out, from_stage=from_stage, until_stage=until_stage)
     click.echo(f"done: {result.out / 'report.html'}")
@@ -94,7 +94,7 @@ def run(config: str, out: str | None, from_stage: str | None, until_stage: str |
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 def validate(config: str) -> None:
     """Check every input of CONFIG before any work starts; list all problems at once."""
-    from .pipeline import validate as validate_config
+    from itme.pipeline import validate as validate_config
 
     problems = validate_config(config)
     if problems:
@@ -130,7 +130,7 @@ def demo(out: str, n_patients: int, cells_per_sample: int, n_genes: int, seed: i
 
     Everything in OUT/input is synthetic; OUT/input/truth.json holds what was planted.
     """
-    from .pipeline import run_demo
+    from itme.pipeline import run_demo
 
     result = run_demo(
         out, n_patients=n_patients, cells_per_sample=cells_per_sample, n_genes=n_genes, seed=seed
@@ -141,7 +141,7 @@ def demo(out: str, n_patients: int, cells_per_sample: int, n_genes: int, seed: i
 @cli.command("config-reference")
 def config_reference() -> None:
     """Print the configuration reference (Markdown) generated from the config models."""
-    from .pipeline import config_reference as reference
+    from itme.pipeline import config_reference as reference
 
     click.echo(reference(), nl=False)
 

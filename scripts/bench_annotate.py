@@ -2,7 +2,7 @@
 
 Run: ``/work/venv/bin/python scripts/bench_annotate.py [--quick]``
 
-A. Simulated samples (itme.core.synthetic_cells, shipped lymphoid table, the 36-antibody
+A. Simulated samples (itme.datasets._cells, shipped lymphoid table, the 36-antibody
    panel's type + state markers): flowsom → annotate; % of events named correctly, for
    several seeds, metacluster counts and annotating SOM nodes directly.
 B. Real files (no per-cell truth): Bodenmiller 2012 PBMC (8 Reference files) and the
@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 import itme
-from itme.core.phenotypes import load_phenotypes
-from itme.core.synthetic_cells import simulate_cells
+from itme.core.annotate.phenotypes import load_phenotypes
+from itme.datasets._cells import simulate_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ITME_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -4,7 +4,7 @@ Run: /work/venv/bin/python scripts/bench_clean.py [--events N] [--samples S] [--
 
 The cohort is the reference lymphoid panel cut to 40 channels (all QC channels kept), 20
 samples, with beads, debris, doublets, dead and CD45- events planted
-(itme.core.synthetic_qc). Memory is read from the kernel: the peak resident set (VmHWM) is
+(itme.datasets._qc). Memory is read from the kernel: the peak resident set (VmHWM) is
 reset through /proc/self/clear_refs just before each step, so each step's peak is its own
 (Linux only). A sampler thread also records VmRSS every 5 ms as a cross-check. Nothing is
 written to disk.
@@ -25,8 +25,8 @@ import pandas as pd
 from anndata import AnnData
 
 import itme
-from itme.core.qc_channels import detect_roles
-from itme.core.synthetic_qc import plant_qc_events, simulate_good_cells
+from itme.core.clean.channels import detect_roles
+from itme.datasets._qc import plant_qc_events, simulate_good_cells
 
 PANEL = Path(__file__).resolve().parents[1] / "itme" / "data" / "panels" / "lymphoid_visram2021.csv"
 FRACTIONS = {"bead": 0.02, "debris": 0.05, "doublet": 0.05, "dead": 0.08, "cd45_negative": 0.10}

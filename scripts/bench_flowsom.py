@@ -9,7 +9,7 @@ A. Accuracy on FlowSOM's reference file (../shared/data/flowsom_68983_flow_gated
    flow cytometry, manual gates per cell; the 7 channels of the FlowSOM vignette), mean F1
    with Hungarian matching (Weber & Robinson 2016) over seeds, for k = 6 (the number of gated
    populations) and k = 10 (the vignette's metaclusters).
-B. Accuracy on a simulated labelled lymphoid sample (itme.core.synthetic_cells following the
+B. Accuracy on a simulated labelled lymphoid sample (itme.datasets._cells following the
    shipped lymphoid table; 30 type markers).
 C. Speed and peak memory on a large simulated matrix (default 4,000,000 events x 30 type
    markers), each method in its own process (numba compiled on a tiny warm-up first, so
@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # helpers.metrics: the accuracy measures of the tests
 SHARED = Path(os.environ.get("ITME_SHARED_DATA", ROOT.parent / "shared" / "data"))
 FLOW = SHARED / "flowsom_68983_flow_gated"
 FLOW_COLS = [
@@ -84,8 +85,8 @@ def read_flow_reference():
 
 
 def simulate(n_cells: int, seed: int):
-    from itme.core.phenotypes import load_phenotypes
-    from itme.core.synthetic_cells import simulate_cells
+    from itme.core.annotate.phenotypes import load_phenotypes
+    from itme.datasets._cells import simulate_cells
 
     table = load_phenotypes("lymphoid_visram2021")
     panel = pd.read_csv(ROOT / "itme" / "data" / "panels" / "lymphoid_visram2021.csv")
@@ -118,7 +119,7 @@ def run_itme(X, k, seed, cols=None, **kw):
 
 
 def accuracy_table(X, truth, ks, seeds, cols=None, variants=None):
-    from itme.core.metrics import f1_hungarian
+    from helpers.metrics import f1_hungarian
 
     variants = variants or {"itme (default)": {}}
     rows = []
@@ -146,9 +147,9 @@ def child(mode: str, path: str, k: int, seed: int) -> None:
     truth = np.load(Path(path) / "y.npy", allow_pickle=True)
     small = np.ascontiguousarray(X[:2000])
     import anndata as ad
+    from helpers.metrics import f1_hungarian
 
     import itme
-    from itme.core.metrics import f1_hungarian
 
     if mode == "flowsom":
         run_flowsom_default(small.copy(), 5, 0)  # compile numba kernels

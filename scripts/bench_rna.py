@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from itme.core.synthetic_counts import simulate_counts
+from itme.datasets._counts import simulate_counts
 from itme.rna import differential_expression, gsea, read_counts, read_gmt
 from itme.rna._gsea import hallmark_path
 

@@ -3,7 +3,7 @@
 Run: /work/venv/bin/python scripts/bench_stats.py [--seeds 50]
 
 Prints tables; writes nothing. The simulated patients tables are the test simulator's
-(tests/unit/_itme_patients_sim.py): 38 samples in clusters of 24/5/9 (the paper's sizes),
+(tests/helpers/patients_sim.py): 38 samples in clusters of 24/5/9 (the paper's sizes),
 29 subsets of which 13 carry a planted shift, 16 are null, plus an abundant "Myeloid" rest.
 """
 
@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from _itme_patients_sim import NULL_SUBSETS, PLANTED_SUBSETS, simulate_patients
+from helpers.patients_sim import NULL_SUBSETS, PLANTED_SUBSETS, simulate_patients
 from sklearn.metrics import adjusted_rand_score
 
 import itme
-from itme.core.fisher import fisher_exact_rxc
+from itme.core.stats.fisher import fisher_exact_rxc
 
 warnings.simplefilter("ignore")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ItmeParameterError
+from itme.errors import ItmeParameterError
 
 __all__ = ["arcsinh_into", "arcsinh_values"]
 

@@ -1,6 +1,6 @@
 """Datasets: the synthetic demo cohort."""
 
-from . import _simulate
-from ._simulate import *  # noqa: F403
+from itme.datasets import _simulate
+from itme.datasets._simulate import *  # noqa: F403
 
 __all__ = [*_simulate.__all__]

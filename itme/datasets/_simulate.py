@@ -21,15 +21,15 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._progress import track
-from .._random import RngLike, as_generator, draw_seed
-from ..core.phenotypes import PhenotypeTable, load_phenotypes
-from ..core.synthetic_cells import simulate_cells
-from ..core.synthetic_counts import simulate_counts
-from ..core.synthetic_qc import plant_qc_events
-from ..errors import ItmeParameterError
-from ..io import write_fcs
-from ..rna._gsea import resolve_gene_sets
+from itme._progress import track
+from itme._random import RngLike, as_generator, draw_seed
+from itme.core.annotate.phenotypes import PhenotypeTable, load_phenotypes
+from itme.datasets._cells import simulate_cells
+from itme.datasets._counts import simulate_counts
+from itme.datasets._qc import plant_qc_events
+from itme.errors import ItmeParameterError
+from itme.io import write_fcs
+from itme.rna._gsea import resolve_gene_sets
 
 __all__ = ["simulate_cohort"]
 

@@ -1,12 +1,12 @@
 """Reading and writing cytometry data: FCS files, sample sheets, panels, cohorts."""
 
-from . import _clinical, _cohort, _fcs, _inspect, _luminex, _tables
-from ._clinical import *  # noqa: F403
-from ._cohort import *  # noqa: F403
-from ._fcs import *  # noqa: F403
-from ._inspect import *  # noqa: F403
-from ._luminex import *  # noqa: F403
-from ._tables import *  # noqa: F403
+from itme.io import _clinical, _cohort, _fcs, _inspect, _luminex, _tables
+from itme.io._clinical import *  # noqa: F403
+from itme.io._cohort import *  # noqa: F403
+from itme.io._fcs import *  # noqa: F403
+from itme.io._inspect import *  # noqa: F403
+from itme.io._luminex import *  # noqa: F403
+from itme.io._tables import *  # noqa: F403
 
 __all__ = [
     *_clinical.__all__,

@@ -10,8 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import ItmeInputError, ItmeInputWarning
-from ._tables import MISSING_TOKENS, canonical_columns, check_patient_ids, line_list, read_delimited
+from itme.errors import ItmeInputError, ItmeInputWarning
+from itme.io._tables import (
+    MISSING_TOKENS,
+    canonical_columns,
+    check_patient_ids,
+    line_list,
+    read_delimited,
+)
 
 __all__ = ["read_clinical"]
 

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._progress import track
-from ..errors import ItmeInputError, ItmeInputWarning, ItmeParameterError
-from ._files import sha256
-from ._flowio import FcsFile, parse_fcs, read_events
-from ._tables import MARKER_CLASSES, TableSource, read_panel, read_samples
+from itme._files import sha256
+from itme._progress import track
+from itme.errors import ItmeInputError, ItmeInputWarning, ItmeParameterError
+from itme.io._flowio import FcsFile, parse_fcs, read_events
+from itme.io._tables import MARKER_CLASSES, TableSource, read_panel, read_samples
 
 __all__ = ["read_cohort"]
 

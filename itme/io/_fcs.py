@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ..errors import ItmeInputWarning, ItmeParameterError
-from ._flowio import parse_fcs, write_events
-from ._tables import MARKER_CLASSES
+from itme.errors import ItmeInputWarning, ItmeParameterError
+from itme.io._flowio import parse_fcs, write_events
+from itme.io._tables import MARKER_CLASSES
 
 __all__ = ["read_fcs", "write_fcs"]
 

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
-from ..errors import ItmeInputError, ItmeParameterError
+from itme.errors import ItmeInputError, ItmeParameterError
 
 HEADER_BYTES = 58
 _BLOCK_ROWS = 8192

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._progress import track
-from ..errors import ItmeInputError
-from ._cohort import _match_panel
-from ._flowio import FcsFile, parse_fcs
-from ._tables import read_panel, read_samples
+from itme._progress import track
+from itme.errors import ItmeInputError
+from itme.io._cohort import _match_panel
+from itme.io._flowio import FcsFile, parse_fcs
+from itme.io._tables import read_panel, read_samples
 
 __all__ = ["CohortSummary", "summarize"]
 

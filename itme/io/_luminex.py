@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..errors import ItmeExclusionWarning, ItmeInputError, ItmeInputWarning, ItmeParameterError
-from ._tables import MISSING_TOKENS, canonical_columns, check_patient_ids, read_delimited
+from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeInputWarning, ItmeParameterError
+from itme.io._tables import MISSING_TOKENS, canonical_columns, check_patient_ids, read_delimited
 
 if TYPE_CHECKING:
     from anndata import AnnData

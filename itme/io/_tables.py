@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import ItmeInputError, ItmeInputWarning
+from itme.errors import ItmeInputError, ItmeInputWarning
 
 __all__ = ["read_panel", "read_samples"]
 

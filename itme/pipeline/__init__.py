@@ -1,9 +1,9 @@
 """Orchestration: config models, stages, run(), validate(), the demo."""
 
-from ._config import Config, load_config
-from ._reference import config_reference
-from ._run import RunResult, demo_config_text, run, run_demo, validate
-from ._stages import STAGE_NAMES
+from itme.pipeline._config import Config, load_config
+from itme.pipeline._reference import config_reference
+from itme.pipeline._run import RunResult, demo_config_text, run, run_demo, validate
+from itme.pipeline._stages import STAGE_NAMES
 
 __all__ = [
     "STAGE_NAMES",

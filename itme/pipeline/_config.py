@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import ItmeInputError
+from itme.errors import ItmeInputError
 
 
 class _Section(BaseModel):

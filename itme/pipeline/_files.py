@@ -1,7 +1,7 @@
 """Pipeline outputs written atomically: a crash never leaves a half-written table, figure or h5ad.
 
 The atomic write itself (temporary file beside the target, then :func:`os.replace`) is
-:func:`itme.io._files.atomic_path`, shared with the report.
+:func:`itme._files.atomic_path`, shared with the report.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..io._files import atomic_path, sha256, write_text
+from itme._files import atomic_path, sha256, write_text
 
 if TYPE_CHECKING:
     from anndata import AnnData

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from ._config import Config
+from itme.pipeline._config import Config
 
 
 def _type_name(annotation: Any) -> str:

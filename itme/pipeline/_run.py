@@ -14,13 +14,13 @@ from pathlib import Path
 
 import yaml
 
-from ..datasets import simulate_cohort
-from ..errors import ItmeError
-from ._config import Config, load_config
-from ._files import write_text
-from ._runner import StageRecord, run_stages
-from ._stages import STAGES
-from ._validate import problems
+from itme.datasets import simulate_cohort
+from itme.errors import ItmeError
+from itme.pipeline._config import Config, load_config
+from itme.pipeline._files import write_text
+from itme.pipeline._runner import StageRecord, run_stages
+from itme.pipeline._stages import STAGES
+from itme.pipeline._validate import problems
 
 logger = logging.getLogger(__name__)
 

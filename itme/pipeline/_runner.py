@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ItmeInputError, ItmeParameterError
-from ._config import Config
-from ._files import sha256, write_json
+from itme.errors import ItmeInputError, ItmeParameterError
+from itme.pipeline._config import Config
+from itme.pipeline._files import sha256, write_json
 
 logger = logging.getLogger(__name__)
 

@@ -14,14 +14,14 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .. import io, pl, pp, rna, stats, tl
-from ..core.phenotypes import BUILTIN_PHENOTYPES
-from ..errors import ItmeInputError
-from ..io._tables import read_samples
-from ._config import Clean as CleanSection
-from ._config import Config
-from ._files import write_figure, write_h5ad, write_json, write_table
-from ._runner import Context, Stage
+from itme import io, pl, pp, rna, stats, tl
+from itme.core.annotate.phenotypes import BUILTIN_PHENOTYPES
+from itme.errors import ItmeInputError
+from itme.io._tables import read_samples
+from itme.pipeline._config import Clean as CleanSection
+from itme.pipeline._config import Config
+from itme.pipeline._files import write_figure, write_h5ad, write_json, write_table
+from itme.pipeline._runner import Context, Stage
 
 logger = logging.getLogger(__name__)
 
@@ -428,7 +428,7 @@ def _flat(value: Any) -> Any:
 
 def report(ctx: Context) -> Result:
     """``summary.json`` from the stage summaries, then report.write_report → ``report.html``."""
-    from ..report import write_report
+    from itme.report import write_report
 
     sections: dict[str, dict[str, Any]] = {}
     for stage, summary in ctx.summaries.items():

@@ -6,11 +6,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .. import io, rna
-from ..core.phenotypes import load_phenotypes
-from ..errors import ItmeError
-from ..io._cohort import check_cohort
-from ._config import Config
+from itme import io, rna
+from itme.core.annotate.phenotypes import load_phenotypes
+from itme.errors import ItmeError
+from itme.io._cohort import check_cohort
+from itme.pipeline._config import Config
 
 
 def _attempt(problems: list[str], what: str, func: Callable[[], Any]) -> Any:

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from itme.core.codebook import group_medians
+from itme._adata import check_markers, markers_of_class, matrix
+from itme.core.cluster.codebook import group_medians
 from itme.errors import ItmeParameterError, ItmeStateError
-from itme.tl._inputs import check_markers, markers_of_class, matrix
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..core.composition import transform as apply_transform
-from ..core.survival import n_at_risk
-from ..errors import ItmeParameterError, ItmeStateError
-from ..stats._data import feature_table, group_labels, lookup
-from ..stats._survival_data import (
+from itme.core.patients.composition import transform as apply_transform
+from itme.core.stats.survival import n_at_risk
+from itme.errors import ItmeParameterError, ItmeStateError
+from itme.stats._data import feature_table, group_labels, lookup
+from itme.stats._survival_data import (
     check_conf,
     check_times,
     km_curve,

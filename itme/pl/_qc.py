@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ..errors import ItmeParameterError, ItmeStateError
+from itme.errors import ItmeParameterError, ItmeStateError
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..errors import ItmeParameterError
+from itme.errors import ItmeParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure

@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from anndata import AnnData
 
-from ..core.transform import arcsinh_into
-from ..errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
-from ._clean_inputs import dense_raw
+from itme.core.transform import arcsinh_into
+from itme.errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
+from itme.pp._clean_inputs import dense_raw
 
 __all__ = ["arcsinh"]
 

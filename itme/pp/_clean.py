@@ -13,22 +13,22 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._progress import track
-from ..core.qc_chain import (
+from itme._progress import track
+from itme.core.clean.steps import (
     DEFAULT_K,
     DEFAULT_MIN_DELTA,
     STEPS,
     gate_sample,
     gates_for_roles,
 )
-from ..errors import (
+from itme.errors import (
     ItmeExclusionWarning,
     ItmeInputError,
     ItmeInputWarning,
     ItmeParameterError,
     ItmeStateError,
 )
-from ._clean_inputs import (
+from itme.pp._clean_inputs import (
     dense_raw,
     drop_unusable_bead_distance,
     loader,
@@ -37,7 +37,7 @@ from ._clean_inputs import (
     sample_rows,
     user_thresholds,
 )
-from ._subset import subset_events
+from itme.pp._subset import subset_events
 
 __all__ = ["apply_qc", "clean"]
 
@@ -93,7 +93,7 @@ def clean(
 
     Gating is done on ``arcsinh(raw / cofactor)`` of the raw counts in ``layers["raw"]``
     (whatever :func:`itme.pp.arcsinh` did to ``X``). Thresholds are found per sample (see
-    :mod:`itme.core.gating`): at the density valley when the events to remove form a
+    :mod:`itme.core.clean.gating`): at the density valley when the events to remove form a
     separate population, else at ``median ± k`` robust SDs (1.4826 MAD); or they are given.
     Nothing is removed here: :func:`apply_qc` returns the kept events.
 

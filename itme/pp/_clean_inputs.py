@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ..core.qc_chain import GateSpec
-from ..core.qc_channels import ROLES, detect_roles
-from ..errors import ItmeInputError, ItmeParameterError
-from ._subset import sample_codes
+from itme.core.clean.channels import ROLES, detect_roles
+from itme.core.clean.steps import GateSpec
+from itme.errors import ItmeInputError, ItmeParameterError
+from itme.pp._subset import sample_codes
 
 logger = logging.getLogger(__name__)
 

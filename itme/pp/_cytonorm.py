@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._random import RngLike, draw_seed
-from ..errors import (
+from itme._random import RngLike, draw_seed
+from itme.errors import (
     ItmeDependencyError,
     ItmeInputError,
     ItmeParameterError,

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._random import RngLike, draw_seed
-from ..errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
-from ._subset import sample_codes, subset_events
+from itme._random import RngLike, draw_seed
+from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
+from itme.pp._subset import sample_codes, subset_events
 
 __all__ = ["downsample"]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ..errors import ItmeInputError
+from itme.errors import ItmeInputError
 
 
 def sample_codes(adata: AnnData, sample_key: str) -> tuple[np.ndarray, list[str]]:

@@ -1,5 +1,5 @@
 """HTML report of a pipeline run (one self-contained page)."""
 
-from ._html import write_report
+from itme.report._html import write_report
 
 __all__ = ["write_report"]

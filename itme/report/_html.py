@@ -11,13 +11,13 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import ItmeInputError, ItmeParameterError
-from ..io._files import write_text
-from ._figures import Figure, FigureIndex, find_figures, render_figure
-from ._provenance import render_provenance, run_facts
-from ._run import SECTIONS, RunFolder, Section, load_run, stage_of_table, table_status
-from ._style import CSP, CSS
-from ._tables import (
+from itme._files import write_text
+from itme.errors import ItmeInputError, ItmeParameterError
+from itme.report._figures import Figure, FigureIndex, find_figures, render_figure
+from itme.report._provenance import render_provenance, run_facts
+from itme.report._run import SECTIONS, RunFolder, Section, load_run, stage_of_table, table_status
+from itme.report._style import CSP, CSS
+from itme.report._tables import (
     Q_THRESHOLD,
     fmt_value,
     plural,
@@ -291,7 +291,7 @@ def _page(folder: RunFolder, figures: FigureIndex, title: str, max_rows: int) ->
         )
         if text
     )
-    from .. import __version__
+    from itme import __version__
 
     doc = f"""<!DOCTYPE html>
 <html lang="en">

@@ -7,8 +7,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from ._run import RunFolder
-from ._tables import fmt_bytes, fmt_value, plural, scroll_table
+from itme.report._run import RunFolder
+from itme.report._tables import fmt_bytes, fmt_value, plural, scroll_table
 
 __all__ = ["render_provenance", "run_facts", "stage_badge"]
 

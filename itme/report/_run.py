@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ItmeInputWarning
+from itme.errors import ItmeInputWarning
 
 __all__ = [
     "SECTIONS",

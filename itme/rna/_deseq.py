@@ -2,7 +2,7 @@
 
 pydeseq2 runs the DESeq2 pipeline. Its per-gene inner loops (IRLS, dispersion MLE/MAP, Wald
 test) run through a pydeseq2 ``Inference`` object; by default we pass one whose methods are
-vectorised across genes (:mod:`itme.core.nb_glm`), which is ~15× faster on a 38 × 20,000
+vectorised across genes (:mod:`itme.core.rna.nb_glm`), which is ~15× faster on a 38 × 20,000
 matrix and gives the same statistics (see ``docs/rnaseq.md`` and ``scripts/bench_rna.py``).
 ``inference="pydeseq2"`` runs pydeseq2's own ``DefaultInference``.
 """
@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from itme.core import nb_glm
+from itme.core.rna import nb_glm
 from itme.errors import (
     ItmeInputError,
     ItmeParameterError,
     ItmeStatisticsWarning,
 )
-
-from ._design import prepare_design
+from itme.rna._design import prepare_design
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -57,7 +56,7 @@ def _vectorised_inference_class() -> type:
     class VectorisedInference(default_inference):
         """``DefaultInference`` with lin_reg_mu, irls, alpha_mle and wald_test vectorised.
 
-        The formulas are those of ``pydeseq2.utils`` (see :mod:`itme.core.nb_glm`). Genes
+        The formulas are those of ``pydeseq2.utils`` (see :mod:`itme.core.rna.nb_glm`). Genes
         whose IRLS diverges are refitted with ``pydeseq2.utils.irls_solver`` itself, as
         pydeseq2 would; their number is kept in ``n_irls_fallback``. Other methods
         (trend fit, LFC shrinkage) are pydeseq2's.

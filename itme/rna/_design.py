@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from itme.core import count_filters
+from itme.core.rna import count_filters
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
-
-from ._counts import check_counts, check_nonzero_samples
+from itme.rna._counts import check_counts, check_nonzero_samples
 
 if TYPE_CHECKING:
     from anndata import AnnData

@@ -19,8 +19,7 @@ import pandas as pd
 
 from itme._random import RngLike, draw_seed
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
-
-from ._counts import is_ensembl, no_symbol
+from itme.rna._counts import is_ensembl, no_symbol
 
 __all__ = ["gsea", "read_gmt"]
 

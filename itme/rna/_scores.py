@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from itme.core.count_filters import min_count_filter
-from itme.core.gene_set_scores import combined_z_scores, log_normalise, median_of_ratios
+from itme.core.rna.count_filters import min_count_filter
+from itme.core.rna.gene_set_scores import combined_z_scores, log_normalise, median_of_ratios
 from itme.errors import ItmeInputError, ItmeParameterError
-
-from ._counts import check_counts, no_symbol
-from ._gsea import GeneSets, check_set_sizes, resolve_gene_sets, ssgsea_scores
+from itme.rna._counts import check_counts, no_symbol
+from itme.rna._gsea import GeneSets, check_set_sizes, resolve_gene_sets, ssgsea_scores
 
 if TYPE_CHECKING:
     from anndata import AnnData

@@ -1,11 +1,11 @@
 """Statistics across patient groups: comparisons, clinical table, survival, correlations, cytokines."""
 
-from . import _clinical, _correlation, _cytokines, _groups, _survival
-from ._clinical import *  # noqa: F403
-from ._correlation import *  # noqa: F403
-from ._cytokines import *  # noqa: F403
-from ._groups import *  # noqa: F403
-from ._survival import *  # noqa: F403
+from itme.stats import _clinical, _correlation, _cytokines, _groups, _survival
+from itme.stats._clinical import *  # noqa: F403
+from itme.stats._correlation import *  # noqa: F403
+from itme.stats._cytokines import *  # noqa: F403
+from itme.stats._groups import *  # noqa: F403
+from itme.stats._survival import *  # noqa: F403
 
 __all__ = [
     *_clinical.__all__,

@@ -11,10 +11,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..core.fisher import independence_test
-from ..core.groups import rank_test, summary
-from ..errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError, ItmeStatisticsWarning
-from ._data import (
+from itme.core.stats.fisher import independence_test
+from itme.core.stats.groups import rank_test, summary
+from itme.errors import (
+    ItmeExclusionWarning,
+    ItmeInputError,
+    ItmeParameterError,
+    ItmeStatisticsWarning,
+)
+from itme.stats._data import (
     clinical_frame,
     fmt_ids,
     group_labels,

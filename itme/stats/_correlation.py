@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
-from ._data import PATIENT, as_list, feature_table, fmt_ids, is_anndata, lookup, padjust
-from ._groups import compare_groups
+from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
+from itme.stats._data import PATIENT, as_list, feature_table, fmt_ids, is_anndata, lookup, padjust
+from itme.stats._groups import compare_groups
 
 if TYPE_CHECKING:
     from anndata import AnnData

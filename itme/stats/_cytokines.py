@@ -10,9 +10,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..errors import ItmeParameterError, ItmeStatisticsWarning
-from ._data import PATIENT, clinical_frame, fmt_ids, observation_frame, one_row_per_patient
-from ._groups import compare_groups
+from itme.errors import ItmeParameterError, ItmeStatisticsWarning
+from itme.stats._data import (
+    PATIENT,
+    clinical_frame,
+    fmt_ids,
+    observation_frame,
+    one_row_per_patient,
+)
+from itme.stats._groups import compare_groups
 
 if TYPE_CHECKING:
     from anndata import AnnData

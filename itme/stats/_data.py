@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.groups import holm
-from ..errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
+from itme.core.stats.groups import holm
+from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
 
 logger = logging.getLogger(__name__)
 

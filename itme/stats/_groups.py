@@ -10,9 +10,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..core.groups import TESTS, rank_test, summary
-from ..errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError, ItmeStatisticsWarning
-from ._data import feature_table, fmt_ids, group_labels, lookup, padjust
+from itme.core.stats.groups import TESTS, rank_test, summary
+from itme.errors import (
+    ItmeExclusionWarning,
+    ItmeInputError,
+    ItmeParameterError,
+    ItmeStatisticsWarning,
+)
+from itme.stats._data import feature_table, fmt_ids, group_labels, lookup, padjust
 
 if TYPE_CHECKING:
     from anndata import AnnData

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..core.survival import n_at_risk, quantile_time
-from ..errors import ItmeInputError, ItmeParameterError, ItmeStatisticsWarning
-from ._data import as_list, fmt_ids, natural_key, padjust
-from ._survival_data import (
+from itme.core.stats.survival import n_at_risk, quantile_time
+from itme.errors import ItmeInputError, ItmeParameterError, ItmeStatisticsWarning
+from itme.stats._data import as_list, fmt_ids, natural_key, padjust
+from itme.stats._survival_data import (
     check_conf,
     check_times,
     km_curve,

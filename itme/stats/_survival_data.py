@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.survival import CONF_TYPES, confidence_band, greenwood_sigma
-from ..errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
-from ._data import fmt_ids, group_labels, lookup, one_row_per_patient
+from itme.core.stats.survival import CONF_TYPES, confidence_band, greenwood_sigma
+from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
+from itme.stats._data import fmt_ids, group_labels, lookup, one_row_per_patient
 
 __all__ = [
     "check_conf",
@@ -144,7 +144,7 @@ def overall_logrank(frame: pd.DataFrame) -> tuple[float, int, float]:
 
 
 def check_conf(conf_level: float, conf_type: str = "log") -> None:
-    """Validate a confidence level and a band type (:data:`~itme.core.survival.CONF_TYPES`)."""
+    """Validate a confidence level and a band type (:data:`~itme.core.stats.survival.CONF_TYPES`)."""
     if conf_type not in CONF_TYPES:
         raise ItmeParameterError("conf_type", CONF_TYPES, conf_type)
     if not 0 < conf_level < 1:

@@ -1,12 +1,12 @@
 """Tools: FlowSOM clustering, subset annotation, embeddings, abundance, patient clusters."""
 
-from . import _abundance, _annotate, _embed, _flowsom, _patients, _robustness
-from ._abundance import *  # noqa: F403
-from ._annotate import *  # noqa: F403
-from ._embed import *  # noqa: F403
-from ._flowsom import *  # noqa: F403
-from ._patients import *  # noqa: F403
-from ._robustness import *  # noqa: F403
+from itme.tl import _abundance, _annotate, _embed, _flowsom, _patients, _robustness
+from itme.tl._abundance import *  # noqa: F403
+from itme.tl._annotate import *  # noqa: F403
+from itme.tl._embed import *  # noqa: F403
+from itme.tl._flowsom import *  # noqa: F403
+from itme.tl._patients import *  # noqa: F403
+from itme.tl._robustness import *  # noqa: F403
 
 __all__ = [
     *_abundance.__all__,

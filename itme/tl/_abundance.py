@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from itme.core.phenotypes import PhenotypeTable, load_phenotypes, parse_phenotypes
+from itme.core.annotate.phenotypes import PhenotypeTable, load_phenotypes, parse_phenotypes
 from itme.errors import (
     ItmeExclusionWarning,
     ItmeParameterError,

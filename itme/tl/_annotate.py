@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from itme.core.annotation import UNASSIGNED, assign_clusters, auto_thresholds
-from itme.core.codebook import group_medians
-from itme.core.phenotypes import PhenotypeTable, load_phenotypes
+from itme._adata import check_markers, markers_of_class, matrix
+from itme.core.annotate.naming import UNASSIGNED, assign_clusters, auto_thresholds
+from itme.core.annotate.phenotypes import PhenotypeTable, load_phenotypes
+from itme.core.cluster.codebook import group_medians
 from itme.errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
-from itme.tl._inputs import check_markers, markers_of_class, matrix
 
 __all__ = ["annotate", "cluster_phenotypes"]
 
@@ -118,7 +118,7 @@ def annotate(
         Events × channels (arcsinh scale) with clusters in ``obs[groupby]``.
     phenotypes
         Phenotype table: a built-in name (``"lymphoid_visram2021"``), a YAML path or a
-        :class:`~itme.core.phenotypes.PhenotypeTable`. ``None``: only ``mapping`` names clusters.
+        :class:`~itme.core.annotate.phenotypes.PhenotypeTable`. ``None``: only ``mapping`` names clusters.
     groupby
         ``obs`` column of the clusters (``"metacluster"``, ``"som_node"``, ...).
     mapping

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
+from itme._adata import check_markers, markers_of_class
 from itme._random import RngLike, as_generator, draw_seed
 from itme.errors import ItmeParameterError
-from itme.tl._inputs import check_markers, markers_of_class
 
 __all__ = ["embed"]
 

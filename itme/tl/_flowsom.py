@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from itme._adata import check_markers, matrix, type_markers
 from itme._random import RngLike
 from itme.errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
 from itme.tl._flowsom_model import FlowSOMModel, flowsom_version
-from itme.tl._inputs import check_markers, matrix, type_markers
 
 __all__ = ["FlowSOMModel", "flowsom"]
 

@@ -2,7 +2,7 @@
 
 :class:`FlowSOMModel` trains, maps and metaclusters on arrays; :func:`itme.tl.flowsom`
 (:mod:`itme.tl._flowsom`) is its AnnData wrapper, and small-metacluster merging is
-:mod:`itme.core.cluster_merge`.
+:mod:`itme.core.cluster.merge`.
 
 How flowsom is driven, and why (numbers in ``docs/clustering.md`` and
 ``scripts/bench_flowsom.py``):
@@ -12,7 +12,7 @@ How flowsom is driven, and why (numbers in ``docs/clustering.md`` and
    default). Training cost grows linearly with the training events, while F1 against known
    labels did not change beyond seed-to-seed variation when the SOM saw a subsample, so a
    subsample keeps the accuracy at a fraction of the time.
-2. Every event is then mapped to its nearest code by :func:`itme.core.codebook.nearest_code`
+2. Every event is then mapped to its nearest code by :func:`itme.core.cluster.codebook.nearest_code`
    (one BLAS product per chunk). ``flowsom.FlowSOM`` instead builds a full events × codes
    float64 distance matrix (3.2 GB for 4 million events) and maps twice.
 3. Codes are metaclustered with ``flowsom.models.ConsensusCluster`` exactly as
@@ -22,7 +22,7 @@ How flowsom is driven, and why (numbers in ``docs/clustering.md`` and
    resampling of R's ConsensusClusterPlus (``consensus_reps`` resamples of 90 % of the codes,
    average linkage, then average linkage on 1 - consensus, cut into exactly k groups).
 4. Optionally, metaclusters below a median-size floor are merged (paper's over-clustering
-   control, :mod:`itme.core.cluster_merge`).
+   control, :mod:`itme.core.cluster.merge`).
 
 flowsom seeds NumPy's global generator; every call into it runs inside
 :func:`_numpy_global_seed`, which restores the caller's global state afterwards. The integer
@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 
 from itme._random import RngLike, as_generator, draw_seed
-from itme.core.cluster_merge import MERGE_COLUMNS, merge_metaclusters
-from itme.core.codebook import nearest_code
+from itme.core.cluster.codebook import nearest_code
+from itme.core.cluster.merge import MERGE_COLUMNS, merge_metaclusters
 from itme.errors import ItmeDependencyError, ItmeInputError, ItmeParameterError, ItmeStateError
 
 __all__ = ["FlowSOMModel"]

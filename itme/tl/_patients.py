@@ -11,18 +11,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .._random import RngLike, as_generator, draw_seed
-from ..core import ward
-from ..core.composition import TRANSFORMS
-from ..core.composition import transform as apply_transform
-from ..core.fisher import independence_test
-from ..errors import (
+from itme._random import RngLike, as_generator, draw_seed
+from itme.core.patients import ward
+from itme.core.patients.composition import TRANSFORMS
+from itme.core.patients.composition import transform as apply_transform
+from itme.core.stats.fisher import independence_test
+from itme.errors import (
     ItmeExclusionWarning,
     ItmeInputError,
     ItmeParameterError,
     ItmeStatisticsWarning,
 )
-from ..stats._data import feature_table, fmt_ids, group_labels, lookup
+from itme.stats._data import feature_table, fmt_ids, group_labels, lookup
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -146,7 +146,7 @@ def patient_clusters(
     the one returned; diagnostics for other ``k`` (silhouette, gap statistic) are reported
     next to it, never applied.
 
-    Cluster numbering (stable, see :mod:`itme.core.ward`): at every merge of the dendrogram
+    Cluster numbering (stable, see :mod:`itme.core.patients.ward`): at every merge of the dendrogram
     the larger branch is drawn on the left (ties: the branch with the alphabetically first
     sample), and clusters are numbered 1..k from left to right. The numbering therefore
     does not depend on the order of the samples, and the heatmap (:func:`itme.pl.patient_heatmap`)

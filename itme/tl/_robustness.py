@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .._progress import track
-from .._random import RngLike, as_generator, draw_seed
-from ..core import ward
-from ..core.agreement import align_labels, bootstrap_jaccard, cohen_kappa, contingency
-from ..errors import ItmeParameterError, ItmeStateError
-from ..stats._data import fmt_ids
-from ._patients import clustering_matrix
+from itme._progress import track
+from itme._random import RngLike, as_generator, draw_seed
+from itme.core.patients import ward
+from itme.core.patients.agreement import align_labels, bootstrap_jaccard, cohen_kappa, contingency
+from itme.errors import ItmeParameterError, ItmeStateError
+from itme.stats._data import fmt_ids
+from itme.tl._patients import clustering_matrix
 
 if TYPE_CHECKING:
     from anndata import AnnData

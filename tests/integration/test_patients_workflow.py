@@ -5,9 +5,7 @@ clusters -> robustness -> subset tests -> Table 1 -> survival -> cytokines -> fi
 
 from __future__ import annotations
 
-import sys
 import warnings
-from pathlib import Path
 
 import anndata as ad
 import matplotlib
@@ -16,9 +14,8 @@ import pandas as pd
 import pytest
 
 matplotlib.use("Agg")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 
-from _itme_patients_sim import PLANTED_SUBSETS, simulate_clinical, simulate_patients
+from helpers.patients_sim import PLANTED_SUBSETS, simulate_clinical, simulate_patients
 from sklearn.metrics import adjusted_rand_score
 
 import itme

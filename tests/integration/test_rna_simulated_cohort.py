@@ -13,7 +13,7 @@ import anndata as ad
 import pandas as pd
 import pytest
 
-from itme.core.synthetic_counts import simulate_counts
+from itme.datasets._counts import simulate_counts
 from itme.rna import differential_expression, gsea, pathway_scores, read_gmt
 from itme.rna._gsea import hallmark_path
 

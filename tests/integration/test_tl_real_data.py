@@ -9,10 +9,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.metrics import f1_hungarian
 
 import itme
-from itme.core.metrics import f1_hungarian
-from itme.core.phenotypes import parse_phenotypes
+from itme.core.annotate.phenotypes import parse_phenotypes
 
 FLOW_COLS = [
     8,

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
+from helpers import fcs_factory
 
 import itme
 from itme.cli import main
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import fcs_factory
 
 
 def test_version(capsys):

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import fcs_factory
 
 import itme
 from itme.errors import ItmeInputError, ItmeInputWarning, ItmeParameterError
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import fcs_factory
 
 CHANNELS = ["Time", "Y89Di", "Nd142Di", "Nd145Di", "Ir191Di"]
 ANTIGENS = ["", "CD45", "CD19", "CD4", "DNA1"]

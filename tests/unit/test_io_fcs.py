@@ -1,20 +1,15 @@
-"""read_fcs / write_fcs on hand-built FCS files (tests/fcs_factory.py)."""
+"""read_fcs / write_fcs on hand-built FCS files (tests/helpers/fcs_factory.py)."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import fcs_factory
 
 import itme
 from itme.errors import ItmeInputError, ItmeInputWarning, ItmeParameterError
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import fcs_factory
 
 NAMES = ["Time", "Y89Di", "Nd142Di", "Ir191Di"]
 LABELS = ["", "CD45", "CD19", "DNA1"]

@@ -112,7 +112,7 @@ def test_demo_config_is_the_package_copy():
 def test_clean_section_is_unpacked_into_pp_clean_units():
     """Config gates are on the arcsinh (cofactor 5) scale and step `cd45` is pp.clean's
     `cd45_negative`; pp.clean takes raw ion counts (docs/cleaning.md)."""
-    from _qc_sim import planted_cohort
+    from helpers.qc_sim import planted_cohort
 
     from itme.pipeline._stages import _clean_kwargs
 

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from _itme_patients_sim import simulate_clinical, simulate_patients
+from helpers.patients_sim import simulate_clinical, simulate_patients
 from matplotlib.figure import Figure
 
 import itme

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _qc_sim import planted_cohort
+from helpers.qc_sim import planted_cohort
 from matplotlib.figure import Figure
 
 import itme

@@ -8,7 +8,7 @@ import anndata
 import numpy as np
 import pandas as pd
 import pytest
-from _qc_sim import planted_cohort
+from helpers.qc_sim import planted_cohort
 
 import itme
 from itme.errors import (

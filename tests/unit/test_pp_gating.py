@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from itme.core.gating import auto_threshold, mad_threshold, otsu_threshold, robust_location_scale
-from itme.core.qc_channels import channel_metals, detect_roles
-from itme.core.synthetic_qc import QC_CLASSES, plant_qc_events, simulate_good_cells
+from itme.core.clean.channels import channel_metals, detect_roles
+from itme.core.clean.gating import (
+    auto_threshold,
+    mad_threshold,
+    otsu_threshold,
+    robust_location_scale,
+)
+from itme.datasets._qc import QC_CLASSES, plant_qc_events, simulate_good_cells
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from itme.core.synthetic_counts import simulate_counts
+from itme.datasets._counts import simulate_counts
 from itme.errors import (
     ItmeExclusionWarning,
     ItmeInputError,

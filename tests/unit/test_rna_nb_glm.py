@@ -1,4 +1,4 @@
-"""itme.core.nb_glm against pydeseq2's own per-gene functions (the reference implementation).
+"""itme.core.rna.nb_glm against pydeseq2's own per-gene functions (the reference implementation).
 
 Each vectorised routine is compared gene by gene with the ``pydeseq2.utils`` function it
 replaces, on simulated negative-binomial counts.
@@ -11,8 +11,8 @@ import warnings
 import numpy as np
 import pytest
 
-from itme.core import count_filters, gene_set_scores, nb_glm
-from itme.core.synthetic_counts import simulate_counts
+from itme.core.rna import count_filters, gene_set_scores, nb_glm
+from itme.datasets._counts import simulate_counts
 
 with warnings.catch_warnings():
     from pydeseq2 import utils as pd_utils

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy.stats import zscore
 
-from itme.core.synthetic_counts import simulate_counts
+from itme.datasets._counts import simulate_counts
 from itme.errors import ItmeInputError, ItmeParameterError
 from itme.rna import pathway_scores
 

@@ -1,4 +1,4 @@
-"""itme.core.synthetic_counts.simulate_counts: reproducible NB counts with planted shifts."""
+"""itme.datasets._counts.simulate_counts: reproducible NB counts with planted shifts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from itme.core.synthetic_counts import simulate_counts
+from itme.datasets._counts import simulate_counts
 from itme.errors import ItmeParameterError
 
 SETS = {"P": [f"P{i}" for i in range(200)], "Q": [f"Q{i}" for i in range(100)]}

@@ -10,12 +10,12 @@ from itertools import product
 import numpy as np
 import pandas as pd
 import pytest
-from _itme_patients_sim import simulate_clinical, simulate_patients
+from helpers.patients_sim import simulate_clinical, simulate_patients
 from scipy import stats
 
 import itme
 import itme.stats._clinical as clinical_module
-from itme.core.fisher import fisher_exact_rxc, independence_test
+from itme.core.stats.fisher import fisher_exact_rxc, independence_test
 from itme.errors import (
     ItmeExclusionWarning,
     ItmeInputError,

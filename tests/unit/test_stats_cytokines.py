@@ -7,7 +7,7 @@ import warnings
 import anndata as ad
 import numpy as np
 import pytest
-from _itme_patients_sim import simulate_clinical, simulate_patients
+from helpers.patients_sim import simulate_clinical, simulate_patients
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from _itme_patients_sim import simulate_clinical, simulate_patients
+from helpers.patients_sim import simulate_clinical, simulate_patients
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
@@ -203,7 +203,7 @@ def test_dunn_matches_its_definition_with_holm_adjustment():
 
 
 def test_holm_equals_statsmodels_including_ties():
-    from itme.core.groups import holm
+    from itme.core.stats.groups import holm
 
     rng = np.random.default_rng(0)
     for _ in range(20):

@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from _itme_patients_sim import simulate_clinical, simulate_patients
+from helpers.patients_sim import simulate_clinical, simulate_patients
 from lifelines import KaplanMeierFitter
 from lifelines.datasets import load_lung, load_rossi
 from lifelines.statistics import multivariate_logrank_test, pairwise_logrank_test
@@ -31,7 +31,7 @@ from lifelines.utils import median_survival_times
 from statsmodels.stats.multitest import multipletests
 
 import itme
-from itme.core.survival import quantile_time
+from itme.core.stats.survival import quantile_time
 from itme.errors import (
     ItmeExclusionWarning,
     ItmeInputError,

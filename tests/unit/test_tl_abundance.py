@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import itme
-from itme.core.phenotypes import load_phenotypes
+from itme.core.annotate.phenotypes import load_phenotypes
 from itme.errors import ItmeExclusionWarning, ItmeStateError, ItmeStatisticsWarning
 
 TABLE = load_phenotypes("lymphoid_visram2021")

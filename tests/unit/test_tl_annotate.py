@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 import itme
-from itme.core.annotation import assign_clusters, auto_thresholds, otsu_threshold
-from itme.core.phenotypes import load_phenotypes, parse_phenotypes
-from itme.core.synthetic_cells import simulate_cells
+from itme.core.annotate.naming import assign_clusters, auto_thresholds, otsu_threshold
+from itme.core.annotate.phenotypes import load_phenotypes, parse_phenotypes
+from itme.datasets._cells import simulate_cells
 from itme.errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
 
 PANEL = pd.read_csv(

@@ -8,11 +8,11 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.metrics import f1_hungarian
 
 import itme
-from itme.core.metrics import f1_hungarian
-from itme.core.phenotypes import parse_phenotypes
-from itme.core.synthetic_cells import simulate_cells
+from itme.core.annotate.phenotypes import parse_phenotypes
+from itme.datasets._cells import simulate_cells
 from itme.errors import ItmeInputError, ItmeParameterError, ItmeStateError
 from itme.tl import FlowSOMModel
 

@@ -6,9 +6,9 @@ import itertools
 
 import numpy as np
 import pytest
+from helpers.metrics import f1_hungarian
 
-from itme.core.cluster_merge import median_cluster_size, merge_small_clusters
-from itme.core.metrics import f1_hungarian
+from itme.core.cluster.merge import median_cluster_size, merge_small_clusters
 from itme.errors import ItmeParameterError
 
 

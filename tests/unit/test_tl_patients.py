@@ -8,15 +8,15 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from _itme_patients_sim import NULL_SUBSETS, PLANTED_SUBSETS, simulate_clinical, simulate_patients
+from helpers.patients_sim import NULL_SUBSETS, PLANTED_SUBSETS, simulate_clinical, simulate_patients
 from scipy.cluster import hierarchy
 from scipy.stats import zscore as scipy_zscore
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 import itme
-from itme.core import ward
-from itme.core.composition import arcsine_sqrt, clr, zscore
-from itme.core.fisher import fisher_exact_rxc
+from itme.core.patients import ward
+from itme.core.patients.composition import arcsine_sqrt, clr, zscore
+from itme.core.stats.fisher import fisher_exact_rxc
 from itme.errors import (
     ItmeExclusionWarning,
     ItmeInputError,

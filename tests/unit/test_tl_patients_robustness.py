@@ -7,13 +7,13 @@ import warnings
 import anndata as ad
 import numpy as np
 import pytest
-from _itme_patients_sim import simulate_patients
+from helpers.patients_sim import simulate_patients
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import cohens_kappa as sm_cohens_kappa
 
 import itme
-from itme.core import ward
-from itme.core.agreement import align_labels, bootstrap_jaccard, cohen_kappa, contingency
+from itme.core.patients import ward
+from itme.core.patients.agreement import align_labels, bootstrap_jaccard, cohen_kappa, contingency
 from itme.errors import ItmeParameterError, ItmeStateError, ItmeStatisticsWarning
 
 

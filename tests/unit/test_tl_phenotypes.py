@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from itme.core.phenotypes import load_phenotypes, parse_phenotypes
+from itme.core.annotate.phenotypes import load_phenotypes, parse_phenotypes
 from itme.errors import ItmeInputError, ItmeInputWarning
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from itme.core.phenotypes import load_phenotypes
-from itme.core.synthetic_cells import marker_levels, simulate_cells
+from itme.core.annotate.phenotypes import load_phenotypes
+from itme.datasets._cells import marker_levels, simulate_cells
 from itme.errors import ItmeParameterError
 
 TABLE = load_phenotypes("lymphoid_visram2021")

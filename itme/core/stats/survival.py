@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from ..errors import ItmeParameterError
+from itme.errors import ItmeParameterError
 
 __all__ = ["CONF_TYPES", "confidence_band", "greenwood_sigma", "n_at_risk", "quantile_time"]
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from itme.core.phenotypes import PhenotypeTable
+from itme.core.annotate.phenotypes import PhenotypeTable
 
 __all__ = ["UNASSIGNED", "assign_clusters", "auto_thresholds", "otsu_threshold"]
 

@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ItmeParameterError
-from .qc_chain import STEPS
+from itme.core.clean.steps import STEPS
+from itme.errors import ItmeParameterError
 
 __all__ = ["QC_CLASSES", "plant_qc_events", "simulate_good_cells"]
 

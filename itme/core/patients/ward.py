@@ -26,8 +26,8 @@ import pandas as pd
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import pdist, squareform
 
-from ..errors import ItmeParameterError
-from .composition import transform as apply_transform
+from itme.core.patients.composition import transform as apply_transform
+from itme.errors import ItmeParameterError
 
 __all__ = [
     "canonical_linkage",

@@ -32,7 +32,7 @@ import numpy as np
 from scipy.special import digamma, gammaln
 from scipy.stats import norm
 
-from ..errors import ItmeParameterError
+from itme.errors import ItmeParameterError
 
 __all__ = ["alpha_mle", "irls", "lin_reg_mu", "nb_nll", "wald_test"]
 

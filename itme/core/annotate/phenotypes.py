@@ -9,7 +9,7 @@ these are data, not code. The file format is documented in ``docs/clustering.md`
 the shipped table ``itme/data/phenotypes/lymphoid_visram2021.yaml``.
 
 This module only reads and checks the table; scoring clusters against it lives in
-:mod:`itme.core.annotation`, simulating cells from it in :mod:`itme.core.synthetic_cells`.
+:mod:`itme.core.annotate.naming`, simulating cells from it in :mod:`itme.datasets._cells`.
 """
 
 from __future__ import annotations

@@ -22,8 +22,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .gating import Threshold, auto_threshold, mad_threshold, open_value, robust_location_scale
-from .transform import arcsinh_values
+from itme.core.clean.gating import (
+    Threshold,
+    auto_threshold,
+    mad_threshold,
+    open_value,
+    robust_location_scale,
+)
+from itme.core.transform import arcsinh_values
 
 __all__ = [
     "DEFAULT_K",

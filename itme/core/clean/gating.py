@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ItmeParameterError
+from itme.errors import ItmeParameterError
 
 __all__ = [
     "Threshold",

@@ -1,7 +1,7 @@
 """Synthetic CyTOF events of named subsets, following a phenotype table.
 
 :func:`simulate_cells` draws raw ion counts (the scale of ``layers["raw"]``) for cells of the
-subsets of a :class:`~itme.core.phenotypes.PhenotypeTable`. A marker a subset's rules call
+subsets of a :class:`~itme.core.annotate.phenotypes.PhenotypeTable`. A marker a subset's rules call
 ``hi`` is drawn around the marker's positive level, ``lo`` (and every unmentioned marker,
 unless ``background`` says otherwise) around its negative level, on the arcsinh scale, then
 mapped back with ``cofactor * sinh(v)``. Marker levels depend only on the marker's and
@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from itme.core.phenotypes import PhenotypeTable
+from itme.core.annotate.phenotypes import PhenotypeTable
 from itme.errors import ItmeParameterError
 
 __all__ = ["marker_levels", "simulate_cells"]

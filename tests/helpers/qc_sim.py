@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from itme.core.qc_channels import detect_roles
-from itme.core.synthetic_qc import plant_qc_events, simulate_good_cells
+from itme.core.clean.channels import detect_roles
+from itme.datasets._qc import plant_qc_events, simulate_good_cells
 
 PANEL = Path(__file__).resolve().parents[2] / "itme" / "data" / "panels" / "lymphoid_visram2021.csv"
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-from ..errors import ItmeParameterError
+from itme.errors import ItmeParameterError
 
 __all__ = ["TESTS", "holm", "rank_test", "summary"]
 
