@@ -39,11 +39,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClusterMixin
 
 from itme._random import RngLike, as_generator, draw_seed
 from itme.core.cluster.codebook import nearest_code
 from itme.core.cluster.merge import MERGE_COLUMNS, merge_metaclusters
-from itme.errors import ItmeDependencyError, ItmeInputError, ItmeParameterError, ItmeStateError
+from itme.errors import ItmeInputError, ItmeParameterError, ItmeStateError
 
 __all__ = ["FlowSOMModel"]
 
@@ -65,10 +66,9 @@ def _numpy_global_seed(seed: int) -> Iterator[None]:
 
 
 def _flowsom_models() -> Any:
-    try:
-        import flowsom.models as models
-    except ImportError as err:  # pragma: no cover - flowsom is a core dependency
-        raise ItmeDependencyError("flowsom", "flowsom", "FlowSOM clustering") from err
+    """``flowsom.models``, imported on first use (it pulls in numba: slow to import)."""
+    import flowsom.models as models
+
     return models
 
 
@@ -106,9 +106,11 @@ def _metacluster(codes: np.ndarray, k: int, method: str, reps: int, seed: int) -
     return rank[np.unique(labels, return_inverse=True)[1]]
 
 
-class FlowSOMModel:
+class FlowSOMModel(ClusterMixin, BaseEstimator):
     """FlowSOM as an estimator: SOM codebook + metaclusters, reusable on new files.
 
+    A scikit-learn estimator (``get_params``/``set_params``/``clone``/``fit_predict`` come from
+    :class:`~sklearn.base.BaseEstimator` and :class:`~sklearn.base.ClusterMixin`).
     ``__init__`` only stores the parameters; :meth:`fit` validates, trains and sets the
     fitted attributes (ending in ``_``); :meth:`predict` maps new events to the fitted
     metaclusters. :func:`itme.tl.flowsom` is the AnnData wrapper.
@@ -196,18 +198,6 @@ class FlowSOMModel:
         self.merge_floor = merge_floor
         self.chunk_size = chunk_size
         self.rng = rng
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters (as scikit-learn's ``get_params``)."""
-        names = (
-            "grid n_metaclusters train_cells rlen alpha som metaclustering consensus_reps "
-            "merge_floor chunk_size rng"
-        ).split()
-        return {n: getattr(self, n) for n in names}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if k != "rng")
-        return f"FlowSOMModel({args})"
 
     def _validate(self) -> tuple[int, int]:
         grid = tuple(self.grid)
@@ -468,22 +458,3 @@ class FlowSOMModel:
         """
         nodes = self.predict_nodes(X, columns=columns)
         return self.node_metacluster_[nodes]
-
-    def fit_predict(self, X: np.ndarray, y: None = None, **kwargs: Any) -> np.ndarray:
-        """Fit, then return the metacluster of every event of ``X`` (see :meth:`fit`).
-
-        Parameters
-        ----------
-        X
-            Events × channels.
-        y
-            Ignored.
-        **kwargs
-            Passed to :meth:`fit`.
-
-        Returns
-        -------
-        numpy.ndarray
-            Metacluster (1-based) per event.
-        """
-        return self.fit(X, **kwargs).labels_
