@@ -20,32 +20,19 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from itme.core.clean.steps import STEPS
+from itme.core.clean.channels import ROLES
+from itme.core.clean.steps import KEPT, QC_LABELS, STEPS
 from itme.errors import ItmeParameterError
 
 __all__ = ["QC_CLASSES", "plant_qc_events", "simulate_good_cells"]
 
-#: the labels of :func:`itme.pp.clean`, in the order the steps run
-QC_CLASSES = ("kept", *STEPS)
+#: the truth labels: the labels of :func:`itme.pp.clean` (kept, then the steps in order)
+QC_CLASSES = QC_LABELS
 
-_ROLES = (
-    "dna",
-    "cisplatin",
-    "bead",
-    "event_length",
-    "center",
-    "offset",
-    "width",
-    "residual",
-    "cd45",
-)
-_NEEDS = {
-    "bead": ("bead",),
-    "debris": ("dna",),
-    "doublet": ("dna",),
-    "dead": ("cisplatin",),
-    "cd45_negative": ("cd45",),
-}
+#: roles simulated: all but those gated only with a user threshold (beadDist)
+_ROLES = tuple(r for r in ROLES if not any(r in s.manual for s in STEPS))
+#: the role a class needs to be planted: its step's primary (first) role
+_NEEDS = {s.name: s.roles[0][0] for s in STEPS}
 # share of each Ir isotope in total iridium signal (natural abundance: 191Ir 37.3 %, 193Ir 62.7 %)
 _IR_SHARE = np.array([0.373, 0.627])
 
@@ -72,8 +59,8 @@ def plant_qc_events(
         parameters) and ``cd45``. Roles left out are not simulated; a class whose role is
         missing (e.g. ``dead`` without ``cisplatin``) is an error.
     fractions
-        Fraction of all rows to turn into each class: keys among ``bead``, ``debris``,
-        ``doublet``, ``dead``, ``cd45_negative``; the rest stay ``kept``.
+        Fraction of all rows to turn into each class: keys among the step names (``bead``,
+        ``debris``, ``doublet``, ``dead``, ``cd45_negative``); the rest stay ``kept``.
     rng
         A :class:`numpy.random.Generator`.
 
@@ -98,10 +85,9 @@ def plant_qc_events(
     for cls, frac in fractions.items():
         if not 0 <= frac < 1:
             raise ItmeParameterError(f"fractions[{cls!r}]", "a number in [0, 1)", frac)
-        missing = [r for r in _NEEDS[cls] if r not in roles]
-        if frac > 0 and missing:
+        if frac > 0 and _NEEDS[cls] not in roles:
             raise ItmeParameterError(
-                "channels", f"the role(s) {missing} to plant {cls!r}", sorted(roles)
+                "channels", f"the role(s) {[_NEEDS[cls]]} to plant {cls!r}", sorted(roles)
             )
     if sum(fractions.values()) >= 1:
         raise ItmeParameterError(
@@ -109,7 +95,7 @@ def plant_qc_events(
         )
 
     out = raw.astype(np.float32, copy=True)
-    truth = np.full(n, "kept", dtype=object)
+    truth = np.full(n, KEPT, dtype=object)
     _fill_singlet_qc(out, np.arange(n), roles, rng)
 
     # choose disjoint rows for each class
@@ -123,18 +109,9 @@ def plant_qc_events(
         start += m
     good = np.sort(order[start:])
 
-    if planted["doublet"].size:
-        _plant_doublets(out, planted["doublet"], good, roles, rng)
-    if planted["debris"].size:
-        _plant_debris(out, planted["debris"], roles, rng)
-    if planted["dead"].size:
-        _plant_dead(out, planted["dead"], roles, rng)
-    if planted["cd45_negative"].size:
-        rows = planted["cd45_negative"]
-        for c in roles["cd45"]:
-            out[rows, c] = _background(rng, rows.size)
-    if planted["bead"].size:
-        _plant_beads(out, planted["bead"], roles, rng)
+    for cls, plant in _PLANTERS.items():
+        if planted[cls].size:
+            plant(out, planted[cls], good, roles, rng)
     return out, truth.astype(str)
 
 
@@ -252,7 +229,9 @@ def _plant_doublets(
             out[rows, roles[role][0]] = _lognormal(rng, median, sd, m)
 
 
-def _plant_debris(out: np.ndarray, rows: np.ndarray, roles: dict, rng: np.random.Generator) -> None:
+def _plant_debris(
+    out: np.ndarray, rows: np.ndarray, good: np.ndarray, roles: dict, rng: np.random.Generator
+) -> None:
     """Cell fragments: 1-12 % of a cell's ion counts, little DNA, short events."""
     m = rows.size
     marker_cols = _marker_columns(roles, out.shape[1])
@@ -267,7 +246,9 @@ def _plant_debris(out: np.ndarray, rows: np.ndarray, roles: dict, rng: np.random
         out[rows, roles["center"][0]] = _lognormal(rng, 60.0, 0.6, m)
 
 
-def _plant_dead(out: np.ndarray, rows: np.ndarray, roles: dict, rng: np.random.Generator) -> None:
+def _plant_dead(
+    out: np.ndarray, rows: np.ndarray, good: np.ndarray, roles: dict, rng: np.random.Generator
+) -> None:
     """Dead cells: 20-200 fold cisplatin, slightly lower marker and DNA signal."""
     m = rows.size
     marker_cols = _marker_columns(roles, out.shape[1])
@@ -277,7 +258,9 @@ def _plant_dead(out: np.ndarray, rows: np.ndarray, roles: dict, rng: np.random.G
         out[rows, c] = dead / roles["cisplatin"].size * rng.lognormal(0.0, 0.1, m)
 
 
-def _plant_beads(out: np.ndarray, rows: np.ndarray, roles: dict, rng: np.random.Generator) -> None:
+def _plant_beads(
+    out: np.ndarray, rows: np.ndarray, good: np.ndarray, roles: dict, rng: np.random.Generator
+) -> None:
     """EQ four-element beads: bright in every bead channel, background elsewhere, no DNA."""
     m = rows.size
     for j in range(out.shape[1]):
@@ -291,6 +274,25 @@ def _plant_beads(out: np.ndarray, rows: np.ndarray, roles: dict, rng: np.random.
     for role, median in (("center", 900.0), ("offset", 40.0), ("width", 25.0), ("residual", 25.0)):
         if role in roles:
             out[rows, roles[role][0]] = _lognormal(rng, median, 0.3, m)
+
+
+def _plant_cd45_negative(
+    out: np.ndarray, rows: np.ndarray, good: np.ndarray, roles: dict, rng: np.random.Generator
+) -> None:
+    """CD45- events (plasma cells, erythroid precursors): background counts in CD45."""
+    for c in roles["cd45"]:
+        out[rows, c] = _background(rng, rows.size)
+
+
+#: how each class is planted, in the order they are planted (the order of the random
+#: stream: doublets first, from good cells; beads last, overwriting every channel)
+_PLANTERS = {
+    "doublet": _plant_doublets,
+    "debris": _plant_debris,
+    "dead": _plant_dead,
+    "cd45_negative": _plant_cd45_negative,
+    "bead": _plant_beads,
+}
 
 
 def _marker_columns(roles: dict, n_channels: int) -> np.ndarray:

@@ -15,7 +15,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from itme.core.clean.steps import GATING_COFACTOR, STEPS, canonical_step
 from itme.errors import ItmeInputError
+
+#: step names the config accepts: every step of the table and its aliases
+_STEP_NAMES_ACCEPTED = tuple(name for s in STEPS for name in (s.name, *s.aliases))
+_STEP_ALIASES = ", ".join(f"{a} = {s.name}" for s in STEPS for a in s.aliases)
 
 
 class _Section(BaseModel):
@@ -66,21 +71,33 @@ class Transform(_Section):
 class Clean(_Section):
     """pp.clean and pp.apply_qc"""
 
-    steps: list[Literal["bead", "debris", "doublet", "dead", "cd45"]] | None = Field(
-        None, description="cleaning steps to run, in this order (default: all whose channels exist)"
+    steps: list[Literal[_STEP_NAMES_ACCEPTED]] | None = Field(  # type: ignore[valid-type]
+        None,
+        description="cleaning steps to run; they run in the order "
+        + ", ".join(s.name for s in STEPS)
+        + f" ({_STEP_ALIASES}; default: all whose channels exist)",
     )
     channels: dict[str, str | list[str]] | None = Field(
         None, description="channel roles, e.g. {dna: [DNA1, DNA2], cd45: CD45}"
     )
     thresholds: dict[str, list[float | None]] | None = Field(
         None,
-        description="gates per role or channel (dna, cd45, Ce140Di, ...) as [low, high] on the arcsinh scale, cofactor 5 (null = open side)",
+        description="gates per role or channel (dna, cd45, Ce140Di, ...) as [low, high] on the "
+        f"gating scale arcsinh(raw / {GATING_COFACTOR:g}), the scale of pp.clean's thresholds, "
+        "of low / high in qc_thresholds.csv and of the QC figures (null = open side)",
     )
     method: Literal["auto", "mad"] = Field("auto", description="automatic threshold method")
     k: float | None = Field(
         None,
-        description="robust SDs from the median for the tail rule (default 4; 3.5 for doublets)",
+        description="robust SDs from the median for the tail rule, all steps (default: "
+        + ", ".join(f"{s.name} {s.k:g}" for s in STEPS)
+        + ")",
     )
+
+    @field_validator("steps")
+    @classmethod
+    def _canonical_steps(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [canonical_step(s) or s for s in v]
 
 
 class Downsample(_Section):

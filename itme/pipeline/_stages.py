@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 
 from itme import io, pl, pp, rna, stats, tl
 from itme.core.annotate.phenotypes import BUILTIN_PHENOTYPES
+from itme.core.clean.steps import GATING_COFACTOR
 from itme.errors import ItmeInputError
 from itme.io._tables import read_samples
 from itme.pipeline._config import Clean as CleanSection
@@ -26,11 +26,6 @@ from itme.pipeline._runner import Context, Stage
 logger = logging.getLogger(__name__)
 
 Result = tuple[list[Path], dict[str, Any]]
-
-#: pp.clean gates on arcsinh(raw / 5); config thresholds are given on that scale
-GATING_COFACTOR = 5.0
-#: config step names that differ from pp.clean's
-_STEP_NAMES = {"cd45": "cd45_negative"}
 
 
 def _params(config: Config, *sections: str) -> dict[str, Any]:
@@ -76,18 +71,14 @@ def ingest(ctx: Context) -> Result:
 def _clean_kwargs(section: CleanSection) -> dict[str, Any]:
     """The keyword arguments of pp.clean from the config's ``clean`` section.
 
-    Config gates ``[low, high]`` are on the arcsinh scale; pp.clean takes raw ion counts.
+    Config step names are pp.clean's (aliases resolved by the config) and config gates
+    ``[low, high]`` are on pp.clean's gating scale ``arcsinh(raw / GATING_COFACTOR)``: both
+    pass unchanged.
     """
-    thresholds = None
-    if section.thresholds:
-        thresholds = {
-            key: tuple(None if v is None else float(GATING_COFACTOR * np.sinh(v)) for v in bounds)
-            for key, bounds in section.thresholds.items()
-        }
     return {
-        "steps": [_STEP_NAMES.get(s, s) for s in section.steps] if section.steps else None,
+        "steps": list(section.steps) if section.steps else None,
         "channels": section.channels,
-        "thresholds": thresholds,
+        "thresholds": dict(section.thresholds) if section.thresholds else None,
         "method": section.method,
         "k": section.k,
         "cofactor": GATING_COFACTOR,

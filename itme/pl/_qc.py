@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from itme.core.clean.steps import KEPT, QC_LABELS, STEP_NAMES, STEPS
 from itme.errors import ItmeParameterError, ItmeStateError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -15,26 +16,44 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["qc_accounting", "qc_gates"]
 
+#: step colours, given to the steps in the order they run (tab10: blue, brown, orange, red,
+#: purple, then the rest)
+_STEP_PALETTE = (
+    "#1f77b4",
+    "#8c564b",
+    "#ff7f0e",
+    "#d62728",
+    "#9467bd",
+    "#2ca02c",
+    "#e377c2",
+    "#bcbd22",
+    "#17becf",
+)
 #: colour of each label of obs["itme_qc"]
-QC_COLORS = {
-    "kept": "#9e9e9e",
-    "bead": "#1f77b4",
-    "debris": "#8c564b",
-    "doublet": "#ff7f0e",
-    "dead": "#d62728",
-    "cd45_negative": "#9467bd",
-}
-_STEPS = ("bead", "debris", "doublet", "dead", "cd45_negative")
+QC_COLORS = {KEPT: "#9e9e9e", **dict(zip(STEP_NAMES, _STEP_PALETTE, strict=False))}
+
+
+def _panels() -> list[tuple[str, str | None, list[str]]]:
+    """``(x role, y role or None, steps shown)`` of each gate panel, from the step table."""
+    panels: dict[tuple[str, str | None], list[str]] = {}
+    for step in STEPS:
+        for xy in step.panels:
+            panels.setdefault(xy, []).append(step.name)
+    return [(x, y, steps) for (x, y), steps in panels.items()]
 
 
 def qc_gates(adata: AnnData, *, sample: str | None = None, max_points: int = 40_000) -> Figure:
-    """Scatter plots and a CD45 histogram of one sample with the cleaning gates drawn.
+    """Scatter plots and histograms of one sample with the cleaning gates drawn.
 
-    Panels (those whose channels were found): Ce140 vs DNA (beads), DNA vs Event_length
-    (debris and doublets), DNA vs cisplatin (dead cells), Residual vs Width (Gaussian
-    parameters), the CD45 histogram of the events reaching the CD45 gate, and the
-    sample's accounting. Axes are ``arcsinh(raw / cofactor)`` as used for gating; each
-    event is coloured by ``obs["itme_qc"]``; dashed lines are the thresholds.
+    One panel per pair of channel roles named in the step table
+    (:data:`itme.core.clean.steps.STEPS`, field ``panels``), titled by the steps whose gates
+    it shows: Ce140 vs DNA (bead), DNA vs Event_length (debris / doublet), Width vs
+    Residual (doublet), cisplatin vs DNA (dead), the CD45 histogram of the events reaching
+    the CD45 gate (cd45_negative); then the sample's accounting. A panel whose y channel is
+    missing becomes a histogram of x; one whose x channel is missing is left out. Axes are
+    the gating scale ``arcsinh(raw / cofactor)``; each event is coloured by
+    ``obs["itme_qc"]``; dashed lines are the thresholds (``low`` / ``high`` of the
+    thresholds table, on that scale).
 
     Parameters
     ----------
@@ -70,94 +89,76 @@ def qc_gates(adata: AnnData, *, sample: str | None = None, max_points: int = 40_
     thr = thr[thr["sample_id"].astype(str) == sample]
     names = list(map(str, adata.var_names))
 
-    def values(role: str) -> np.ndarray | None:
-        chans = roles.get(role)
+    def shown(role: str) -> list[str]:
+        # the first channel of an all-of role (Ce140 of the beads; partners are in the table)
+        chans = roles.get(role, [])
+        return chans[:1] if any(s.all_of == role for s in STEPS) else chans
+
+    def values(role: str | None) -> np.ndarray | None:
+        chans = shown(role) if role else []
         if not chans:
             return None
-        if role == "bead":  # the primary bead channel (Ce140); partners are in the table
-            chans = chans[:1]
-        cols = [names.index(c) for c in chans]
         total = np.zeros(rows.size, dtype=np.float64)
-        for c in cols:
-            total += raw[rows, c]
+        for c in chans:
+            total += raw[rows, names.index(c)]
         return np.arcsinh(total / cofactor)
 
-    def limit(step: str, role: str, side: str) -> list[float]:
-        sel = thr[(thr["step"] == step) & (thr["role"] == role)]
-        if role == "bead":
-            sel = sel.iloc[:1]
-        vals = pd.to_numeric(sel[side], errors="coerce").dropna().to_numpy()
-        return [float(np.arcsinh(v / cofactor)) for v in vals]
+    def gates(steps: list[str], role: str) -> list[tuple[str, str, float]]:
+        """(step, side, threshold) of the gates of ``steps`` on the channel(s) drawn."""
+        sel = thr[
+            thr["step"].isin(steps)
+            & (thr["role"] == role)
+            & (thr["channel"].astype(str) == "+".join(shown(role)))
+        ]
+        out = []
+        for row in sel.itertuples(index=False):
+            for side in ("low", "high"):
+                v = float(getattr(row, side))
+                if np.isfinite(v):
+                    out.append((str(row.step), side, v))
+        return out
 
     stride = max(1, -(-rows.size // max_points))
     show = np.arange(0, rows.size, stride)
-    dna = values("dna")
     panels = []
-    if values("bead") is not None and dna is not None:
-        panels.append(("bead", "dna", "beads", [("x", "bead", "bead", "high")]))
-    if dna is not None and values("event_length") is not None:
-        panels.append(
-            (
-                "dna",
-                "event_length",
-                "debris and doublets",
-                [
-                    ("x", "debris", "dna", "low"),
-                    ("x", "doublet", "dna", "high"),
-                    ("y", "doublet", "event_length", "high"),
-                ],
-            )
-        )
-    elif dna is not None:
-        panels.append(
-            ("dna", None, "DNA", [("x", "debris", "dna", "low"), ("x", "doublet", "dna", "high")])
-        )
-    if dna is not None and values("cisplatin") is not None:
-        panels.append(("cisplatin", "dna", "dead cells", [("x", "dead", "cisplatin", "high")]))
-    if values("residual") is not None and values("width") is not None:
-        panels.append(
-            (
-                "width",
-                "residual",
-                "Gaussian parameters",
-                [("x", "doublet", "width", "high"), ("y", "doublet", "residual", "high")],
-            )
-        )
-    if values("cd45") is not None:
-        panels.append(("cd45", None, "CD45", [("x", "cd45_negative", "cd45", "low")]))
+    for xr, yr, steps in _panels():
+        x = values(xr)
+        if x is None:
+            continue
+        y = values(yr)
+        panels.append((xr, yr if y is not None else None, x, y, steps))
     n_panels = len(panels) + 1
     ncols = min(3, n_panels)
     nrows = -(-n_panels // ncols)
     fig = Figure(figsize=(4.2 * ncols, 3.8 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    order = ["kept", *_STEPS]
-    for ax, (xr, yr, title, lines) in zip(axes, panels, strict=False):
-        x = values(xr)
-        xlabel = _axis_label(roles, xr, cofactor)
+    for ax, (xr, yr, x, y, steps) in zip(axes, panels, strict=False):
+        title = " / ".join(steps)
         if yr is None:
-            _histogram(ax, x, labels, title)
+            _histogram(ax, x, labels, steps)
         else:
-            y = values(yr)
-            for lab in order:
+            for lab in QC_LABELS:
                 sel = show[labels[show] == lab]
                 if sel.size:
                     ax.scatter(
                         x[sel],
                         y[sel],
                         s=2,
-                        alpha=0.5 if lab == "kept" else 0.8,
+                        alpha=0.5 if lab == KEPT else 0.8,
                         color=QC_COLORS[lab],
                         label=f"{lab} ({int((labels == lab).sum())})",
                         rasterized=True,
                         linewidths=0,
                     )
-            ax.set_ylabel(_axis_label(roles, yr, cofactor))
+            ax.set_ylabel(_axis_label(shown(yr), cofactor))
             ax.legend(fontsize=6, markerscale=3, loc="best", frameon=False)
-            ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9)
         outside = []
-        for axis, step, role, side in lines:
+        for axis, role in (("x", xr), ("y", yr)):
+            if role is None:
+                continue
             lo, hi = ax.get_xlim() if axis == "x" else ax.get_ylim()
-            for v in limit(step, role, side):
+            for step, side, v in gates(steps, role):
                 if not lo <= v <= hi:  # a gate beyond every event: say so, do not stretch the axis
                     outside.append(f"{role} {side} gate at {v:.2f}: no event beyond")
                     continue
@@ -165,7 +166,7 @@ def qc_gates(adata: AnnData, *, sample: str | None = None, max_points: int = 40_
                 draw(v, color=QC_COLORS[step], linestyle="--", linewidth=1)
         if outside:
             ax.text(0.01, 0.01, "\n".join(outside), transform=ax.transAxes, fontsize=6, va="bottom")
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(_axis_label(shown(xr), cofactor))
     _accounting_panel(axes[len(panels)], acc[acc["sample_id"].astype(str) == sample].iloc[0])
     for ax in axes[n_panels:]:
         ax.set_visible(False)
@@ -197,9 +198,9 @@ def qc_accounting(adata: AnnData) -> Figure:
     y = np.arange(n)
     total = acc["events_in"].to_numpy(dtype=float)
     total[total == 0] = np.nan
-    for col in ["events_out", *_STEPS]:
+    for col in ["events_out", *STEP_NAMES]:
         pct = 100.0 * acc[col].to_numpy(dtype=float) / total
-        label = "kept" if col == "events_out" else col
+        label = KEPT if col == "events_out" else col
         ax.barh(y, pct, left=left, color=QC_COLORS[label], label=label, height=0.8)
         left = left + np.nan_to_num(pct)
     ax.set_yticks(y, acc["sample_id"].astype(str).tolist(), fontsize=7)
@@ -214,6 +215,11 @@ def _qc_inputs(adata: AnnData):
     if "itme_qc" not in adata.obs or "qc" not in adata.uns:
         raise ItmeStateError("obs['itme_qc'] / uns['qc'] are missing: run itme.pp.clean first")
     qc = adata.uns["qc"]
+    if "low_raw" not in qc["thresholds"]:
+        raise ItmeStateError(
+            "uns['qc']['thresholds'] has no low_raw / high_raw columns: it was written by an "
+            "itme whose low / high were raw counts. Rerun itme.pp.clean."
+        )
     if "raw" in adata.layers:
         raw = adata.layers["raw"]
     elif "arcsinh" not in adata.uns:
@@ -230,35 +236,29 @@ def _rows(adata: AnnData, params, sample: str) -> np.ndarray:
     return np.flatnonzero(adata.obs[key].astype(str).to_numpy() == sample)
 
 
-def _axis_label(roles, role: str, cofactor: float) -> str:
-    chans = roles.get(role, [])[:1] if role == "bead" else roles.get(role, [])
+def _axis_label(chans: list[str], cofactor: float) -> str:
     shown = "+".join(chans) if len(chans) <= 2 else f"{chans[0]} (+{len(chans) - 1})"
     return f"arcsinh({shown} / {cofactor:g})"
 
 
-def _histogram(ax, x: np.ndarray, labels: np.ndarray, title: str) -> None:
-    reach = ~np.isin(labels, ["bead", "debris", "doublet", "dead"])
+def _histogram(ax, x: np.ndarray, labels: np.ndarray, steps: list[str]) -> None:
+    """Histogram of all events, of those reaching the first of ``steps``, and of its removals."""
+    before = STEP_NAMES[: STEP_NAMES.index(steps[0])]
+    reach = ~np.isin(labels, before)
     bins = np.linspace(np.nanmin(x), np.nanmax(x), 80) if x.size else 10
     ax.hist(x, bins=bins, color="#dddddd", label=f"all ({x.size})")
-    ax.hist(
-        x[reach], bins=bins, color=QC_COLORS["kept"], label=f"reaching gate ({int(reach.sum())})"
-    )
-    neg = labels == "cd45_negative"
-    ax.hist(
-        x[neg],
-        bins=bins,
-        color=QC_COLORS["cd45_negative"],
-        label=f"cd45_negative ({int(neg.sum())})",
-    )
+    ax.hist(x[reach], bins=bins, color=QC_COLORS[KEPT], label=f"reaching gate ({int(reach.sum())})")
+    for step in steps:
+        out = labels == step
+        ax.hist(x[out], bins=bins, color=QC_COLORS[step], label=f"{step} ({int(out.sum())})")
     ax.set_ylabel("events")
-    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6, frameon=False)
 
 
 def _accounting_panel(ax, row: pd.Series) -> None:
     ax.axis("off")
     lines = [f"events in: {int(row['events_in'])}"]
-    for step in _STEPS:
+    for step in STEP_NAMES:
         lines.append(f"  {step}: {int(row[step])}")
     lines.append(f"events out: {int(row['events_out'])} ({float(row['pct_kept']):.1f} %)")
     ax.text(0.02, 0.98, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8)

@@ -1,4 +1,7 @@
-"""CyTOF cleaning: beads, debris, doublets, dead cells, CD45+ gate."""
+"""CyTOF cleaning: beads, debris, doublets, dead cells, CD45+ gate.
+
+The steps, their roles and defaults are defined once, in :data:`itme.core.clean.steps.STEPS`.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +18,15 @@ from anndata import AnnData
 
 from itme._progress import track
 from itme.core.clean.steps import (
-    DEFAULT_K,
-    DEFAULT_MIN_DELTA,
+    GATING_COFACTOR,
+    KEPT,
+    QC_LABELS,
+    STEP_NAMES,
     STEPS,
+    canonical_step,
     gate_sample,
     gates_for_roles,
+    step_by_name,
 )
 from itme.errors import (
     ItmeExclusionWarning,
@@ -30,7 +37,7 @@ from itme.errors import (
 )
 from itme.pp._clean_inputs import (
     dense_raw,
-    drop_unusable_bead_distance,
+    drop_manual_roles,
     loader,
     n_rows,
     roles_of,
@@ -43,14 +50,6 @@ __all__ = ["apply_qc", "clean"]
 
 logger = logging.getLogger(__name__)
 
-QC_CATEGORIES = ("kept",) + STEPS
-_STEP_NEEDS = {
-    "bead": ("bead", "bead_distance"),
-    "debris": ("dna",),
-    "doublet": ("dna", "event_length", "residual", "width", "offset", "center"),
-    "dead": ("cisplatin",),
-    "cd45_negative": ("cd45",),
-}
 _THRESHOLD_COLUMNS = [
     "sample_id",
     "step",
@@ -58,6 +57,8 @@ _THRESHOLD_COLUMNS = [
     "channel",
     "low",
     "high",
+    "low_raw",
+    "high_raw",
     "method",
     "n_outside",
     "note",
@@ -72,15 +73,15 @@ def clean(
     thresholds: Mapping[str, tuple[float | None, float | None]] | pd.DataFrame | None = None,
     method: Literal["auto", "mad"] = "auto",
     k: float | Mapping[str, float] | None = None,
-    cofactor: float = 5.0,
+    cofactor: float = GATING_COFACTOR,
     sample_key: str = "sample_id",
     max_fit_events: int = 100_000,
     copy: bool = False,
 ) -> AnnData | None:
     """Label every event kept or removed by the CyTOF cleaning chain, with per-sample gates.
 
-    Steps run in this order, each on the events that passed the earlier ones, and the first
-    failing step names the event:
+    Steps run in this order (the table :data:`itme.core.clean.steps.STEPS`), each on the
+    events that passed the earlier ones, and the first failing step names the event:
 
     1. ``bead``: EQ normalisation beads, bright in Ce140 **and** in every bead partner
        channel present (Eu151, Eu153, Ho165, Lu175, which may carry antibodies). A
@@ -91,8 +92,9 @@ def clean(
     4. ``dead``: cisplatin (Pt194/195/196/198 summed) high.
     5. ``cd45_negative``: CD45 low.
 
-    Gating is done on ``arcsinh(raw / cofactor)`` of the raw counts in ``layers["raw"]``
-    (whatever :func:`itme.pp.arcsinh` did to ``X``). Thresholds are found per sample (see
+    Gating is done on the gating scale ``arcsinh(raw / cofactor)`` of the raw counts in
+    ``layers["raw"]`` (whatever :func:`itme.pp.arcsinh` did to ``X``); thresholds are given
+    and stored on that scale. Thresholds are found per sample (see
     :mod:`itme.core.clean.gating`): at the density valley when the events to remove form a
     separate population, else at ``median ± k`` robust SDs (1.4826 MAD); or they are given.
     Nothing is removed here: :func:`apply_qc` returns the kept events.
@@ -104,29 +106,35 @@ def clean(
         ``layers["raw"]``, or in ``X`` before any transformation).
     steps
         Steps to run, a subset of ``bead, debris, doublet, dead, cd45_negative`` (run in that
-        order). Default: every step whose channels are found; the others are skipped with
-        the reason recorded. A step asked for explicitly whose channels are missing is an
-        error.
+        order; ``cd45`` is accepted for ``cd45_negative``). Default: every step whose
+        channels are found; the others are skipped with the reason recorded. A step asked
+        for explicitly whose channels are missing is an error.
     channels
         Override the detected channel roles: role -> var name(s) (``$PnN`` or antigen
         accepted too). Roles: ``bead`` (Ce140 first, then partners), ``bead_distance``,
         ``dna``, ``event_length``, ``center``, ``offset``, ``width``, ``residual``,
         ``cisplatin``, ``cd45``. An empty list switches a role off.
     thresholds
-        User thresholds in raw units (ion counts; pushes for Event_length) replacing the
+        User thresholds on the gating scale ``arcsinh(raw / cofactor)`` (as drawn by
+        :func:`itme.pl.qc_gates` and stored in ``uns["qc"]["thresholds"]``), replacing the
         automatic ones. Either a mapping role or gate channel -> ``(low, high)`` (``None``
-        where not set; e.g. ``{"dna": (100, 3000), "cd45": (20, None)}`` sets the debris
+        where not set; e.g. ``{"dna": (3.7, 6.7), "cd45": (2.1, None)}`` sets the debris
         and DNA-doublet gates and the CD45 gate for every sample), or a DataFrame shaped
         like ``uns["qc"]["thresholds"]`` (``step, channel, low, high`` and optionally
         ``sample_id``; rows without a sample apply to all), e.g. an edited earlier result.
+        Its ``low_raw`` / ``high_raw`` columns, if present, are not read; they must agree
+        with ``low`` / ``high`` (an edit of the raw columns alone is an error). Values
+        beyond ±15 (``5 * sinh(15)`` = 8.2 million counts) are an error: they are raw
+        counts given by mistake.
     method
         ``"auto"`` (valley between populations, else median ± k·SD) or ``"mad"`` (always
         median ± k·SD).
     k
         Robust SDs from the median for the tail rule: one number, or step -> number.
-        Default: 4 for bead, debris, dead and cd45_negative, 3.5 for doublet.
+        Default: each step's ``k`` in :data:`~itme.core.clean.steps.STEPS` (4 for bead,
+        debris, dead and cd45_negative, 3.5 for doublet).
     cofactor
-        arcsinh cofactor of the gating scale.
+        Cofactor of the gating scale (:data:`~itme.core.clean.steps.GATING_COFACTOR`, 5).
     sample_key
         obs column naming the sample; gates are fitted per sample. When the column is
         absent and the default is used, all events form one sample ``"all"``.
@@ -143,10 +151,12 @@ def clean(
     - ``obs["itme_qc"]``: categorical ``kept, bead, debris, doublet, dead, cd45_negative``.
     - ``uns["qc"]["thresholds"]``: DataFrame, one row per sample and gate: ``sample_id,
       step, role, channel`` (``+``-joined when channels are summed), ``low, high`` (kept
-      range in raw units, NaN = open), ``method`` (``valley``, ``mad``, ``user``,
+      range on the gating scale, NaN = open), ``low_raw, high_raw`` (the same in raw
+      units, ``cofactor * sinh(value)``), ``method`` (``valley``, ``mad``, ``user``,
       ``bead-population``, ``median+delta`` or ``none: <reason>``), ``n_outside`` and
       ``note`` (when a valley was found with most events beyond it, which is never cut
-      automatically: where it was and how many events lie beyond; warned).
+      automatically: where it was, on the gating scale with its raw counts in brackets,
+      and how many events lie beyond; warned).
     - ``uns["qc"]["accounting"]``: DataFrame, one row per sample: ``sample_id,
       events_in``, events removed by each step, ``events_out, pct_kept``.
     - ``uns["qc"]["params"]``: ``steps`` run, ``skipped`` (DataFrame ``step, reason``),
@@ -156,7 +166,8 @@ def clean(
     Raises
     ------
     ItmeParameterError
-        Unknown step, role, channel, method or threshold key.
+        Unknown step, role, channel, method or threshold key; a threshold off the gating
+        scale.
     ItmeInputError
         A step asked for explicitly has no channels; no raw values.
     """
@@ -169,30 +180,32 @@ def clean(
         raise ItmeParameterError("max_fit_events", "an integer >= 100", max_fit_events)
     explicit = steps is not None
     wanted = _check_steps(steps)
-    k_step = _per_step("k", k, DEFAULT_K)
+    k_step = _per_step("k", k, {s.name: s.k for s in STEPS})
+    min_delta = {s.name: s.min_delta for s in STEPS}
     if copy:
         adata = adata.copy()
     raw = _raw_matrix(adata)
     roles = roles_of(adata, channels)
-    roles = drop_unusable_bead_distance(roles, thresholds)
+    roles = drop_manual_roles(roles, thresholds)
     gates = gates_for_roles(roles, wanted)
     run, skipped = [], []
     for step in wanted:
         if gates[step]:
             run.append(step)
             continue
-        reason = _missing_reason(step, roles)
+        reason = _missing_reason(step)
         if explicit:
             raise ItmeInputError(
                 where=f"clean(steps=...) step {step!r}",
-                expected=f"channels for the role(s) {', '.join(_STEP_NEEDS[step])}",
+                expected="channels for the role(s) "
+                + ", ".join(step_by_name(step).automatic_roles),
                 found="none in var (names, channel, antigen)",
                 fix="Name them with channels={role: [...]} or leave the step out",
             )
         skipped.append({"step": step, "reason": reason})
         logger.info("clean: step %s skipped: %s", step, reason)
     gates = {s: gates[s] for s in run}
-    user = user_thresholds(thresholds, gates)
+    user = user_thresholds(thresholds, gates, cofactor)
 
     samples = sample_rows(adata, sample_key)
     codes = np.zeros(adata.n_obs, dtype=np.int8)
@@ -206,21 +219,21 @@ def clean(
             gates,
             cofactor=cofactor,
             k=k_step,
-            min_delta=DEFAULT_MIN_DELTA,
+            min_delta=min_delta,
             method=method,
             user=user.get(sample_id, user.get(None, {})),
             max_fit_events=int(max_fit_events),
         )
         codes[rows] = result.codes
         records.extend({"sample_id": sample_id, **r} for r in result.records)
-        counts = np.bincount(result.codes, minlength=len(QC_CATEGORIES))
+        counts = np.bincount(result.codes, minlength=len(QC_LABELS))
         row = {"sample_id": sample_id, "events_in": n}
-        row.update({step: int(counts[i + 1]) for i, step in enumerate(STEPS)})
+        row.update({step: int(counts[i + 1]) for i, step in enumerate(STEP_NAMES)})
         row["events_out"] = int(counts[0])
         row["pct_kept"] = 100.0 * counts[0] / n if n else float("nan")
         accounting.append(row)
         if n and counts[0] < 0.5 * n:
-            worst = STEPS[int(np.argmax(counts[1:]))]
+            worst = STEP_NAMES[int(np.argmax(counts[1:]))]
             warnings.warn(
                 f"sample {sample_id}: only {counts[0]} of {n} events kept "
                 f"({row['pct_kept']:.1f} %); step {worst} removed {counts[1:].max()}. "
@@ -229,7 +242,7 @@ def clean(
                 stacklevel=2,
             )
 
-    adata.obs["itme_qc"] = pd.Categorical.from_codes(codes, categories=list(QC_CATEGORIES))
+    adata.obs["itme_qc"] = pd.Categorical.from_codes(codes, categories=list(QC_LABELS))
     acc = pd.DataFrame(accounting)
     acc["sample_id"] = acc["sample_id"].astype(str)
     thr = pd.DataFrame(records, columns=_THRESHOLD_COLUMNS)
@@ -255,21 +268,21 @@ def clean(
             "channels": {r: [name for _, name in cs] for r, cs in roles.items()},
             "method": method,
             "k": {s: float(v) for s, v in k_step.items()},
-            "min_delta": {s: float(v) for s, v in DEFAULT_MIN_DELTA.items()},
+            "min_delta": {s: float(v) for s, v in min_delta.items()},
             "cofactor": float(cofactor),
             "sample_key": sample_key,
             "max_fit_events": int(max_fit_events),
             "user_thresholds": thresholds is not None,
         },
     }
-    total = acc[list(STEPS)].sum()
+    total = acc[list(STEP_NAMES)].sum()
     logger.info(
         "clean: %d of %d events kept (%.2f %%) in %d samples [%s] in %.2f s",
         int(acc["events_out"].sum()),
         adata.n_obs,
         100.0 * acc["events_out"].sum() / max(adata.n_obs, 1),
         len(acc),
-        ", ".join(f"{s} {int(total[s])}" for s in STEPS),
+        ", ".join(f"{s} {int(total[s])}" for s in STEP_NAMES),
         time.perf_counter() - start,
     )
     return adata if copy else None
@@ -299,14 +312,14 @@ def apply_qc(adata: AnnData) -> AnnData:
     if "itme_qc" not in adata.obs:
         raise ItmeStateError("obs['itme_qc'] is missing: run itme.pp.clean before apply_qc")
     labels = adata.obs["itme_qc"].astype(str).to_numpy()
-    keep = np.flatnonzero(labels == "kept")
+    keep = np.flatnonzero(labels == KEPT)
     removed = adata.n_obs - keep.size
     if removed:
-        by_step = pd.Series(labels[labels != "kept"]).value_counts()
+        by_step = pd.Series(labels[labels != KEPT]).value_counts()
         warnings.warn(
             f"apply_qc removed {removed} of {adata.n_obs} events "
             f"({100.0 * removed / adata.n_obs:.2f} %): "
-            + ", ".join(f"{s} {int(by_step.get(s, 0))}" for s in STEPS)
+            + ", ".join(f"{s} {int(by_step.get(s, 0))}" for s in STEP_NAMES)
             + ". Per-sample counts are in uns['qc']['accounting'].",
             ItmeExclusionWarning,
             stacklevel=2,
@@ -322,14 +335,16 @@ def apply_qc(adata: AnnData) -> AnnData:
 
 
 def _check_steps(steps: Sequence[str] | None) -> list[str]:
+    """Step names (aliases resolved) in the order they run."""
     if steps is None:
-        return list(STEPS)
+        return list(STEP_NAMES)
     if isinstance(steps, str):
         steps = [steps]
-    unknown = [s for s in steps if s not in STEPS]
+    unknown = [s for s in steps if canonical_step(s) is None]
     if unknown:
-        raise ItmeParameterError("steps", f"a subset of {', '.join(STEPS)}", unknown)
-    return [s for s in STEPS if s in steps]
+        raise ItmeParameterError("steps", f"a subset of {', '.join(STEP_NAMES)}", unknown)
+    wanted = {canonical_step(s) for s in steps}
+    return [s for s in STEP_NAMES if s in wanted]
 
 
 def _per_step(name: str, value: float | Mapping[str, float] | None, default: dict) -> dict:
@@ -337,12 +352,14 @@ def _per_step(name: str, value: float | Mapping[str, float] | None, default: dic
     if value is None:
         return out
     if isinstance(value, Mapping):
-        unknown = [s for s in value if s not in STEPS]
+        unknown = [s for s in value if canonical_step(s) is None]
         if unknown:
-            raise ItmeParameterError(name, f"a mapping with keys among {', '.join(STEPS)}", unknown)
-        out.update({s: float(v) for s, v in value.items()})
+            raise ItmeParameterError(
+                name, f"a mapping with keys among {', '.join(STEP_NAMES)}", unknown
+            )
+        out.update({canonical_step(s): float(v) for s, v in value.items()})
     else:
-        out = {s: float(value) for s in STEPS}
+        out = {s: float(value) for s in STEP_NAMES}
     if any(not np.isfinite(v) or v <= 0 for v in out.values()):
         raise ItmeParameterError(name, "positive numbers", value)
     return out
@@ -357,7 +374,5 @@ def _raw_matrix(adata: AnnData) -> np.ndarray:
     return dense_raw(adata)
 
 
-def _missing_reason(step: str, roles: dict) -> str:
-    if step == "bead" and "bead_distance" not in roles:
-        return "no Ce140 (bead) channel found"
-    return f"no channel found for {' / '.join(_STEP_NEEDS[step])}"
+def _missing_reason(step: str) -> str:
+    return f"no channel found for {' / '.join(step_by_name(step).automatic_roles)}"

@@ -10,7 +10,7 @@ import pandas as pd
 from anndata import AnnData
 
 from itme.core.clean.channels import ROLES, detect_roles
-from itme.core.clean.steps import GateSpec
+from itme.core.clean.steps import STEPS, GateSpec
 from itme.errors import ItmeInputError, ItmeParameterError
 from itme.pp._subset import sample_codes
 
@@ -18,6 +18,11 @@ logger = logging.getLogger(__name__)
 
 #: user thresholds as pp.clean accepts them
 Thresholds = Mapping[str, tuple[float | None, float | None]] | pd.DataFrame | None
+#: roles gated only with a user threshold (beadDist: its scale depends on the normaliser run)
+MANUAL_ROLES = tuple(r for s in STEPS for r in s.manual)
+#: largest |threshold| on the gating scale: arcsinh(raw / 5) = 15 is 8.2 million counts, far
+#: beyond a CyTOF detector; a larger value is a raw count given by mistake
+MAX_GATING_VALUE = 15.0
 
 
 def _resolve(adata: AnnData, role: str, name: str) -> int:
@@ -55,24 +60,28 @@ def roles_of(
     return {r: [(i, names[i]) for i in found[r]] for r in ROLES if found.get(r)}
 
 
-def drop_unusable_bead_distance(roles: dict, thresholds: Thresholds) -> dict:
-    """beadDist gates only with a user threshold (its scale depends on the normaliser run)."""
-    if "bead_distance" not in roles:
-        return roles
-    name = "+".join(n for _, n in roles["bead_distance"])
-    given = False
-    if isinstance(thresholds, Mapping):
-        given = "bead_distance" in thresholds or name in thresholds
-    elif isinstance(thresholds, pd.DataFrame) and "channel" in thresholds:
-        given = bool((thresholds["channel"].astype(str) == name).any())
-    if not given:
-        logger.info("clean: %s found; it gates beads only with a user threshold", name)
-        return {r: v for r, v in roles.items() if r != "bead_distance"}
-    return roles
+def drop_manual_roles(roles: dict, thresholds: Thresholds) -> dict:
+    """Leave out the manual roles (beadDist) that no user threshold names."""
+    out = dict(roles)
+    for role in MANUAL_ROLES:
+        if role not in out:
+            continue
+        name = "+".join(n for _, n in out[role])
+        given = False
+        if isinstance(thresholds, Mapping):
+            given = role in thresholds or name in thresholds
+        elif isinstance(thresholds, pd.DataFrame) and "channel" in thresholds:
+            given = bool((thresholds["channel"].astype(str) == name).any())
+        if not given:
+            logger.info("clean: %s found; it gates only with a user threshold", name)
+            del out[role]
+    return out
 
 
-def user_thresholds(thresholds: Thresholds, gates: dict[str, list[GateSpec]]) -> dict:
-    """sample_id (None = all) -> {(step, gate name): (low, high)} in raw units."""
+def user_thresholds(
+    thresholds: Thresholds, gates: dict[str, list[GateSpec]], cofactor: float
+) -> dict:
+    """sample_id (None = all) -> {(step, gate name): (low, high)} on the gating scale."""
     if thresholds is None:
         return {}
     all_gates = [g for gs in gates.values() for g in gs]
@@ -88,7 +97,7 @@ def user_thresholds(thresholds: Thresholds, gates: dict[str, list[GateSpec]]) ->
         for g in all_gates:
             value = thresholds.get(g.name, thresholds.get(g.role))
             if value is not None:
-                table[(g.step, g.name)] = _pair(value, g.name)
+                table[(g.step, g.name)] = _pair(value, g.name, cofactor)
         out[None] = table
         return out
     if isinstance(thresholds, pd.DataFrame):
@@ -100,19 +109,21 @@ def user_thresholds(thresholds: Thresholds, gates: dict[str, list[GateSpec]]) ->
                 list(thresholds.columns),
             )
         known = {(g.step, g.name) for g in all_gates}
-        for _, row in thresholds.iterrows():
+        for i, row in enumerate(thresholds.to_dict("records")):
             key = (str(row["step"]), str(row["channel"]))
             if key not in known:
                 raise ItmeParameterError(
                     "thresholds", f"(step, channel) among {sorted(known)}", key
                 )
+            pair = _pair((row["low"], row["high"]), key[1], cofactor)
+            _check_raw_columns(row, pair, cofactor, i)
             sid = row.get("sample_id")
             sid = (
                 None
                 if sid is None or (isinstance(sid, float) and np.isnan(sid)) or sid == ""
                 else str(sid)
             )
-            out.setdefault(sid, {})[key] = _pair((row["low"], row["high"]), key[1])
+            out.setdefault(sid, {})[key] = pair
         if None in out:  # rows for all samples fill in what per-sample rows do not set
             for sid, table in out.items():
                 if sid is not None:
@@ -121,7 +132,28 @@ def user_thresholds(thresholds: Thresholds, gates: dict[str, list[GateSpec]]) ->
     raise ItmeParameterError("thresholds", "a mapping or a DataFrame", type(thresholds).__name__)
 
 
-def _pair(value: object, name: str) -> tuple[float, float]:
+def _check_raw_columns(row: dict, pair: tuple[float, float], cofactor: float, i: int) -> None:
+    """``low_raw`` / ``high_raw`` of a thresholds table must agree with ``low`` / ``high``."""
+    for col, value in zip(("low_raw", "high_raw"), pair, strict=True):
+        if col not in row:
+            continue
+        given = row[col]
+        given = float("nan") if given is None else float(given)
+        expected = cofactor * np.sinh(value) if np.isfinite(value) else float("nan")
+        same = (np.isnan(given) and np.isnan(expected)) or np.isclose(
+            given, expected, rtol=1e-6, atol=1e-9
+        )
+        if not same:
+            raise ItmeParameterError(
+                "thresholds",
+                f"row {i}: {col} = {cofactor:g} * sinh({col.removesuffix('_raw')}); pp.clean "
+                "reads low / high (the gating scale arcsinh(raw / cofactor)) only",
+                given,
+                fix="Edit low / high, or drop the low_raw / high_raw columns",
+            )
+
+
+def _pair(value: object, name: str, cofactor: float) -> tuple[float, float]:
     try:
         low, high = value
     except (TypeError, ValueError) as exc:
@@ -137,6 +169,16 @@ def _pair(value: object, name: str) -> tuple[float, float]:
                 raise ItmeParameterError(
                     "thresholds", f"numbers or None for {name}", value
                 ) from exc
+    for v in conv:
+        if np.isfinite(v) and abs(v) > MAX_GATING_VALUE:
+            raise ItmeParameterError(
+                "thresholds",
+                f"(low, high) for {name} on the gating scale arcsinh(raw / {cofactor:g}), "
+                f"within ±{MAX_GATING_VALUE:g}",
+                value,
+                fix=f"{v:g} looks like raw counts: arcsinh({v:g} / {cofactor:g}) = "
+                f"{np.arcsinh(v / cofactor):.4g}",
+            )
     return conv[0], conv[1]
 
 

@@ -18,10 +18,11 @@ import pandas as pd
 import pytest
 
 import itme
+from itme.core.clean.steps import STEP_NAMES
 from itme.errors import ItmeExclusionWarning
 
 BODENMILLER = "bodenmiller2012_pbmc8_bcrxl_cytof"
-STEPS = ["bead", "debris", "doublet", "dead", "cd45_negative"]
+STEPS = list(STEP_NAMES)
 
 
 def _panel_from_file(path, coding: set[str] | None = None) -> pd.DataFrame:
@@ -96,7 +97,7 @@ def test_bodenmiller_files(shared_data):
     itme.pp.clean(adata)
     skipped = adata.uns["qc"]["params"]["skipped"]
     assert dict(zip(skipped["step"], skipped["reason"], strict=True)) == {
-        "bead": "no Ce140 (bead) channel found",
+        "bead": "no channel found for bead",
         "dead": "no channel found for cisplatin",
     }
     acc = adata.uns["qc"]["accounting"]
@@ -109,8 +110,8 @@ def test_bodenmiller_files(shared_data):
     assert np.median(cd45[labels == "cd45_negative"]) < np.median(cd45[labels == "kept"]) - 2.5
     fig = itme.pl.qc_gates(adata, sample="patient2_Reference")
     assert [ax.get_title() for ax in fig.axes if ax.get_visible()][:2] == [
-        "debris and doublets",
-        "CD45",
+        "debris / doublet",
+        "cd45_negative",
     ]
 
 

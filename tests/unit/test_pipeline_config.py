@@ -109,26 +109,43 @@ def test_demo_config_is_the_package_copy():
     assert (ROOT / "configs" / "demo.yaml").read_text() == itme.pipeline.demo_config_text()
 
 
-def test_clean_section_is_unpacked_into_pp_clean_units():
-    """Config gates are on the arcsinh (cofactor 5) scale and step `cd45` is pp.clean's
-    `cd45_negative`; pp.clean takes raw ion counts (docs/cleaning.md)."""
+def test_clean_section_reaches_pp_clean_unchanged():
+    """Config gates are on pp.clean's gating scale arcsinh(raw / 5) and come out unchanged
+    in uns['qc']['thresholds'] low / high; raw counts only in low_raw / high_raw. The step
+    alias `cd45` (existing configs) is the step `cd45_negative` (docs/cleaning.md)."""
     from helpers.qc_sim import planted_cohort
 
+    from itme.core.clean.steps import GATING_COFACTOR
     from itme.pipeline._stages import _clean_kwargs
 
+    gates = {"cd45": [2.0, None], "dna": [3.7123456789, 6.9]}
     config = load_config(
         {
             "inputs": {"samples": "s.csv", "panel": "p.csv"},
-            "clean": {"steps": ["debris", "cd45"], "thresholds": {"cd45": [2.0, None]}},
+            "clean": {"steps": ["debris", "cd45", "doublet"], "thresholds": gates},
         },
         base_dir=ROOT,
     )
+    assert config.clean.steps == ["debris", "cd45_negative", "doublet"]
+    kwargs = _clean_kwargs(config.clean)
+    assert kwargs["thresholds"] == gates and kwargs["cofactor"] == GATING_COFACTOR
     adata, _ = planted_cohort(3, n_per_sample=2000, n_samples=1)
-    itme.pp.clean(adata, **_clean_kwargs(config.clean))
-    assert adata.uns["qc"]["params"]["steps"] == ["debris", "cd45_negative"]
-    gate = adata.uns["qc"]["thresholds"].query("role == 'cd45'").iloc[0]
-    assert gate["method"] == "user" and np.isnan(gate["high"])
-    assert np.arcsinh(gate["low"] / 5.0) == pytest.approx(2.0)  # 18.1 ion counts
+    itme.pp.clean(adata, **kwargs)
+    assert adata.uns["qc"]["params"]["steps"] == ["debris", "doublet", "cd45_negative"]
+    assert adata.uns["qc"]["params"]["cofactor"] == GATING_COFACTOR
+    thr = adata.uns["qc"]["thresholds"].set_index(["step", "role"])
+    for (step, role), side, value in [
+        (("cd45_negative", "cd45"), "low", 2.0),
+        (("debris", "dna"), "low", 3.7123456789),
+        (("doublet", "dna"), "high", 6.9),
+    ]:
+        gate = thr.loc[(step, role)]
+        assert gate["method"] == "user"
+        assert gate[side] == value  # identical, not approximately
+        assert gate[f"{side}_raw"] == pytest.approx(GATING_COFACTOR * np.sinh(value), rel=1e-12)
+        other = "high" if side == "low" else "low"
+        assert np.isnan(gate[other]) and np.isnan(gate[f"{other}_raw"])
+    assert thr.loc[("cd45_negative", "cd45"), "low_raw"] == pytest.approx(18.134, abs=1e-3)
 
 
 def test_validate_needs_clinical_for_a_sensitivity_column(tmp_path):

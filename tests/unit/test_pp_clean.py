@@ -11,6 +11,7 @@ import pytest
 from helpers.qc_sim import planted_cohort
 
 import itme
+from itme.core.clean.steps import GATING_COFACTOR
 from itme.errors import (
     ItmeExclusionWarning,
     ItmeInputError,
@@ -100,11 +101,13 @@ def test_sample_order_does_not_matter():
 
 
 def test_user_thresholds_dict_are_applied_and_recorded():
+    """Thresholds are on the gating scale arcsinh(raw / 5): 200 DNA counts is arcsinh(40)."""
     adata, _ = planted_cohort(6, n_per_sample=6000, n_samples=2)
+    dna_low, cd45_low = float(np.arcsinh(200 / 5)), float(np.arcsinh(30 / 5))
     itme.pp.clean(
         adata,
-        steps=["debris", "cd45_negative"],
-        thresholds={"dna": (200.0, None), "cd45": (30, None)},
+        steps=["debris", "cd45"],  # cd45: the alias of cd45_negative
+        thresholds={"dna": (dna_low, None), "cd45": (cd45_low, None)},
     )
     raw = adata.layers["raw"]
     names = list(adata.var_names)
@@ -114,17 +117,48 @@ def test_user_thresholds_dict_are_applied_and_recorded():
     np.testing.assert_array_equal(_labels(adata), expected)
     thr = adata.uns["qc"]["thresholds"]
     assert set(thr["method"]) == {"user"}
-    assert np.allclose(thr.loc[thr["step"] == "debris", "low"], 200.0)
+    assert thr["step"].tolist() == ["debris", "cd45_negative"] * 2
+    debris = thr[thr["step"] == "debris"]
+    assert (debris["low"] == dna_low).all()  # stored as given
+    np.testing.assert_allclose(debris["low_raw"], 200.0, rtol=1e-12)
+    assert debris[["high", "high_raw"]].isna().all().all()
     assert adata.uns["qc"]["params"]["user_thresholds"] is True
 
 
-def test_thresholds_table_of_a_run_reproduces_it():
+@pytest.mark.parametrize("through_csv", [False, True])
+def test_thresholds_table_of_a_run_reproduces_it(tmp_path, through_csv):
+    """An earlier result (or its CSV, as the pipeline writes it) passed back gives the same gates."""
     adata, _ = planted_cohort(8, n_per_sample=6000, n_samples=2)
     itme.pp.clean(adata)
     table = adata.uns["qc"]["thresholds"].copy()
+    if through_csv:
+        table.to_csv(tmp_path / "t.csv", index=False, float_format="%.10g")
+        table = pd.read_csv(tmp_path / "t.csv", keep_default_na=False, na_values=[""])
     again = itme.pp.clean(adata, thresholds=table, copy=True)
     np.testing.assert_array_equal(_labels(again), _labels(adata))
-    assert set(again.uns["qc"]["thresholds"]["method"]) == {"user"}
+    first, second = adata.uns["qc"]["thresholds"], again.uns["qc"]["thresholds"]
+    assert set(second["method"]) == {"user"}
+    cols = ["sample_id", "step", "role", "channel"]
+    pd.testing.assert_frame_equal(second[cols], first[cols])
+    for col in ("low", "high", "low_raw", "high_raw"):
+        np.testing.assert_allclose(second[col], first[col], rtol=0 if not through_csv else 1e-9)
+    pd.testing.assert_frame_equal(
+        again.uns["qc"]["accounting"], adata.uns["qc"]["accounting"], check_dtype=False
+    )
+
+
+def test_a_thresholds_table_edited_in_raw_units_only_is_an_error():
+    adata, _ = planted_cohort(8, n_per_sample=3000, n_samples=1)
+    itme.pp.clean(adata, steps=["debris"])
+    table = adata.uns["qc"]["thresholds"].copy()
+    table.loc[0, "low_raw"] = 150.0  # low left as it was: two answers
+    with pytest.raises(ItmeParameterError, match="row 0: low_raw = 5 \\* sinh\\(low\\)"):
+        itme.pp.clean(adata, steps=["debris"], thresholds=table, copy=True)
+    # editing low (the gating scale) and dropping the raw columns is the way
+    table.loc[0, "low"] = np.arcsinh(150.0 / GATING_COFACTOR)
+    table = table.drop(columns=["low_raw", "high_raw"])
+    out = itme.pp.clean(adata, steps=["debris"], thresholds=table, copy=True)
+    assert out.uns["qc"]["thresholds"]["low_raw"].iloc[0] == pytest.approx(150.0)
 
 
 def test_missing_roles_are_skipped_with_a_reason_or_an_error_when_asked():
@@ -135,7 +169,7 @@ def test_missing_roles_are_skipped_with_a_reason_or_an_error_when_asked():
     itme.pp.clean(sub)
     skipped = sub.uns["qc"]["params"]["skipped"]
     assert dict(zip(skipped["step"], skipped["reason"], strict=True)) == {
-        "bead": "no Ce140 (bead) channel found",
+        "bead": "no channel found for bead",
         "dead": "no channel found for cisplatin",
     }
     assert sub.uns["qc"]["accounting"][["bead", "dead"]].to_numpy().sum() == 0
@@ -164,6 +198,7 @@ def test_channel_override_and_switching_a_role_off():
         ({"k": {"dead": -1}}, "'k'"),
         ({"thresholds": {"DNA3": (1, 2)}}, "thresholds"),
         ({"thresholds": {"dna": (1, 2, 3)}}, "thresholds"),
+        ({"thresholds": {"dna": (100, 3000)}}, r"100 looks like raw counts: arcsinh\(100 / 5\)"),
         ({"sample_key": "donor"}, "sample_key"),
         ({"cofactor": "5"}, "cofactor"),
         ({"max_fit_events": None}, "max_fit_events"),
@@ -219,7 +254,7 @@ def test_apply_qc_after_arcsinh_keeps_layers_apart():
 def test_h5ad_roundtrip(tmp_path):
     adata, _ = planted_cohort(3, n_per_sample=3000, n_samples=2)
     itme.pp.arcsinh(adata)
-    itme.pp.clean(adata, thresholds={"cd45": (25, None)})
+    itme.pp.clean(adata, thresholds={"cd45": (2.3, None)})
     path = tmp_path / "c.h5ad"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -247,7 +282,9 @@ def test_mostly_cd45_negative_sample_is_not_cut_automatically_but_warned():
     adata, truth = planted_cohort(
         12, n_per_sample=6000, n_samples=1, fractions={"cd45_negative": 0.7}
     )
-    with pytest.warns(ItmeInputWarning, match=r"S1 CD45: valley at [\d.]+ not used: 7\d %"):
+    with pytest.warns(
+        ItmeInputWarning, match=r"S1 CD45: valley at [\d.]+ \(raw [\d.]+\) not used: 7\d %"
+    ):
         itme.pp.clean(adata, steps=["cd45_negative"])
     thr = adata.uns["qc"]["thresholds"]
     assert (_labels(adata) == "cd45_negative").sum() == 0

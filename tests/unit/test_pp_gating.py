@@ -10,9 +10,9 @@ from itme.core.clean.channels import channel_metals, detect_roles
 from itme.core.clean.gating import (
     auto_threshold,
     mad_threshold,
-    otsu_threshold,
     robust_location_scale,
 )
+from itme.core.otsu import otsu_binned
 from itme.datasets._qc import QC_CLASSES, plant_qc_events, simulate_good_cells
 
 
@@ -42,19 +42,44 @@ def test_otsu_is_the_2_means_optimum():
     x = np.concatenate([rng.normal(1, 0.3, 3000), rng.normal(4, 0.5, 1000)])
     counts, edges = np.histogram(x, bins=200)
     centres = 0.5 * (edges[1:] + edges[:-1])
-    t = otsu_threshold(centres, counts)
-    # brute force: the split minimising the within-class sum of squares of the binned data
-    best, best_ss = None, np.inf
-    for i in range(1, centres.size):
+    t = otsu_binned(centres, counts)
+
+    def within_ss(i: int) -> float:
+        """Within-class sum of squares of the binned data split before bin i."""
         ss = 0.0
         for sel in (slice(0, i), slice(i, None)):
             w, c = counts[sel], centres[sel]
             if w.sum():
                 ss += np.sum(w * (c - np.average(c, weights=w)) ** 2)
-        if ss < best_ss:
-            best, best_ss = 0.5 * (centres[i - 1] + centres[i]), ss
-    assert t == pytest.approx(best)
+        return ss
+
+    # brute force: the splits minimising the within-class sum of squares (several when
+    # empty bins lie between the classes); Otsu's cut is the middle of them
+    ss = np.array([within_ss(i) for i in range(1, centres.size)])
+    best = np.flatnonzero(ss <= ss.min() * (1 + 1e-12)) + 1
+    cuts = 0.5 * (centres[best - 1] + centres[best])
+    assert t == pytest.approx(0.5 * (cuts.min() + cuts.max()))
+    assert within_ss(int(np.searchsorted(centres, t))) == pytest.approx(ss.min())
     assert 1.9 < t < 3.1
+
+
+def test_otsu_cut_in_a_run_of_empty_bins_is_its_middle():
+    # two classes separated by empty bins: every cut between them is optimal; the middle
+    # one is returned, and it splits the events as any of them would
+    centres = np.arange(10.0)
+    counts = np.array([5, 9, 5, 0, 0, 0, 0, 4, 8, 4])
+    assert otsu_binned(centres, counts) == pytest.approx(4.5)
+    assert np.isnan(otsu_binned(centres[:1], counts[:1]))
+
+
+def test_a_constant_sample_gets_the_tail_rule():
+    # e.g. an empty cisplatin channel: every event at 0 (the smoothing kernel is then wider
+    # than the histogram, which once broke the density)
+    x = np.zeros(5000, dtype=np.float32)
+    high = auto_threshold(x, side="high", k=4.0, min_delta=1.0)
+    low = auto_threshold(x, side="low", k=4.0, min_delta=1.0)
+    assert (high.method, high.value) == ("mad", 1.0)
+    assert (low.method, low.value) == ("mad", -1.0)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])

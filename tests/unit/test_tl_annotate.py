@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 import itme
-from itme.core.annotate.naming import assign_clusters, auto_thresholds, otsu_threshold
+from itme.core.annotate.naming import assign_clusters, auto_thresholds
 from itme.core.annotate.phenotypes import load_phenotypes, parse_phenotypes
+from itme.core.otsu import otsu_threshold
 from itme.datasets._cells import simulate_cells
 from itme.errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
 

@@ -32,8 +32,9 @@ import numpy as np
 import pandas as pd
 
 from itme.core.annotate.phenotypes import PhenotypeTable
+from itme.core.otsu import otsu_threshold
 
-__all__ = ["UNASSIGNED", "assign_clusters", "auto_thresholds", "otsu_threshold"]
+__all__ = ["UNASSIGNED", "assign_clusters", "auto_thresholds"]
 
 UNASSIGNED = "unassigned"
 ASSIGNMENT_COLUMNS = [
@@ -46,51 +47,6 @@ ASSIGNMENT_COLUMNS = [
     "failed",
 ]
 _MARGIN_CLIP = 2.0
-
-
-def otsu_threshold(
-    values: np.ndarray, weights: np.ndarray | None = None, *, bins: int = 256
-) -> float:
-    """Otsu's threshold: the cut maximising the (weighted) between-class variance.
-
-    Parameters
-    ----------
-    values
-        1-D values (NaN ignored).
-    weights
-        Weight of each value (e.g. the events of each cluster); equal when ``None``.
-    bins
-        Histogram bins when there are more than ``bins`` values; fewer values are used
-        exactly (every midpoint between sorted distinct values is a candidate).
-
-    Returns
-    -------
-    float
-        The threshold (the middle of the best cuts when several tie; NaN when fewer than
-        two distinct values).
-    """
-    v = np.asarray(values, dtype=float)
-    w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=float)
-    keep = np.isfinite(v) & (w > 0)
-    v, w = v[keep], w[keep]
-    if np.unique(v).size < 2:
-        return float("nan")
-    if v.size <= bins:
-        centers, inverse = np.unique(v, return_inverse=True)
-        counts = np.bincount(inverse, weights=w)
-        cuts = (centers[:-1] + centers[1:]) / 2
-    else:
-        counts, edges = np.histogram(v, bins=bins, weights=w)
-        centers = (edges[:-1] + edges[1:]) / 2
-        cuts = edges[1:-1]
-    w0 = np.cumsum(counts)[:-1]
-    w1 = counts.sum() - w0
-    s0 = np.cumsum(counts * centers)[:-1]
-    mu0 = s0 / np.maximum(w0, 1e-12)
-    mu1 = (np.sum(counts * centers) - s0) / np.maximum(w1, 1e-12)
-    between = w0 * w1 * (mu0 - mu1) ** 2
-    best = np.flatnonzero(between >= between.max() * (1 - 1e-12))
-    return float((cuts[best.min()] + cuts[best.max()]) / 2)
 
 
 def auto_thresholds(

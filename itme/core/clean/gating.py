@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from itme.core.otsu import otsu_binned
 from itme.errors import ItmeParameterError
 
 __all__ = [
@@ -35,7 +36,6 @@ __all__ = [
     "auto_threshold",
     "mad_threshold",
     "open_value",
-    "otsu_threshold",
     "robust_location_scale",
     "smoothed_histogram",
 ]
@@ -155,42 +155,10 @@ def smoothed_histogram(
     half = int(np.ceil(4 * sigma_bins))
     kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma_bins) ** 2)
     kernel /= kernel.sum()
-    density = np.convolve(counts.astype(np.float64), kernel, mode="same")
+    # "full" then the centre: "same" would return the kernel's length when it is the longer
+    density = np.convolve(counts.astype(np.float64), kernel, mode="full")[half : half + bins]
     density /= max(density.sum() * width, 1e-300)
     return 0.5 * (edges[:-1] + edges[1:]), counts, density
-
-
-def otsu_threshold(centres: np.ndarray, weights: np.ndarray) -> float:
-    """Otsu's threshold (maximal between-class variance) of a binned distribution.
-
-    For one dimension this is the exact optimum of 2-means (Otsu, *IEEE Trans. Syst. Man
-    Cybern.* 1979).
-
-    Parameters
-    ----------
-    centres
-        Bin centres, increasing.
-    weights
-        Weight (count or density) of each bin.
-
-    Returns
-    -------
-    The midpoint between the last bin of the lower class and the first of the upper one
-    (the first centre when there is nothing to split).
-    """
-    w = np.asarray(weights, dtype=np.float64)
-    total = w.sum()
-    if total <= 0 or w.size < 2:
-        return float(centres[0])
-    p = w / total
-    omega = np.cumsum(p)
-    mu = np.cumsum(p * centres)
-    mu_t = mu[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (mu_t * omega - mu) ** 2 / (omega * (1.0 - omega))
-    between[~np.isfinite(between)] = -1.0
-    i = int(np.argmax(between[:-1]))
-    return float(0.5 * (centres[i] + centres[i + 1]))
 
 
 def auto_threshold(
@@ -238,7 +206,7 @@ def auto_threshold(
         return Threshold(open_value(side), "none: fewer than 20 events")
     tail = mad_threshold(x, side=side, k=k, min_delta=min_delta)
     centres, counts, density = smoothed_histogram(x, bins=bins, sd=tail.scale)
-    split = otsu_threshold(centres, density)
+    split = otsu_binned(centres, density)
     lower = centres < split
     gated_bins = lower if side == "low" else ~lower
     frac = float(counts[gated_bins].sum() / max(counts.sum(), 1))
