@@ -1,4 +1,4 @@
-"""Reading and validating clinical.csv (one row per patient; DESIGN.md §2)."""
+"""Reading clinical.csv (one row per patient; DESIGN.md §2) and joining it into ``obs``."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from itme.errors import ItmeInputError, ItmeInputWarning
+from itme._adata import PATIENT, join_table, warn_unmatched
+from itme.errors import ItmeInputError, ItmeInputWarning, ItmeParameterError
 from itme.io._tables import (
     MISSING_TOKENS,
     canonical_columns,
@@ -19,7 +21,10 @@ from itme.io._tables import (
     read_delimited,
 )
 
-__all__ = ["read_clinical"]
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+__all__ = ["add_clinical", "read_clinical"]
 
 logger = logging.getLogger(__name__)
 
@@ -156,3 +161,95 @@ def read_clinical(
         info["separator"],
     )
     return out
+
+
+def add_clinical(
+    adata: AnnData,
+    clinical: pd.DataFrame,
+    *,
+    columns: Sequence[str] | None = None,
+    on: str = PATIENT,
+    overwrite: bool = False,
+    key_added: str = "clinical",
+    copy: bool = False,
+) -> AnnData | None:
+    """Join a per-patient table (the clinical table) into ``obs`` by ``obs["patient_id"]``.
+
+    Done once, before the patient-level analyses: :mod:`itme.stats`, :func:`itme.tl.patient_clusters`
+    and :mod:`itme.pl` read the clinical columns from ``obs`` and never join tables themselves.
+    Every sample of a patient gets the patient's row. Nothing is dropped: samples without a
+    row keep missing values (each analysis then excludes and reports them), and one
+    :class:`~itme.errors.ItmeExclusionWarning` lists the samples without a row and the table's
+    patients without a sample (counts and ids). Works on any AnnData with ``obs[on]``: the
+    patients AnnData (samples × subsets), the RNA-seq AnnData, the cytokines AnnData, cells.
+
+    Parameters
+    ----------
+    adata
+        AnnData whose ``obs[on]`` names the patient of each observation.
+    clinical
+        Per-patient table: :func:`read_clinical`'s DataFrame, or any DataFrame with an ``on``
+        column or index (e.g. ``patients.obs[["patient_id", "itme_cluster"]]``). Repeated ids
+        are accepted when their rows agree on the joined columns, else an ItmeInputError.
+    columns
+        Columns to join (default: all but ``on``).
+    on
+        Key column of ``obs`` and of the table.
+    overwrite
+        Replace ``obs`` columns of the same name. By default an existing column is an
+        :class:`~itme.errors.ItmeStateError` (e.g. the table was joined already).
+    key_added
+        ``uns`` entry recording the join.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None`` (or the copy when ``copy=True``), having written:
+
+    ``obs[<column>]``
+        One column per joined column: text as a categorical (of the values present; the
+        categories of a categorical column, such as ``disease_status``, are kept), numbers
+        numeric (integers with a missing value as ``Int64``), booleans ``boolean``.
+    ``uns[key_added]``
+        ``on``, ``columns`` (joined, in table order), ``n_samples_without_row``,
+        ``samples_without_row`` (obs names), ``n_patients_without_sample``,
+        ``patients_without_sample`` (ids of the table), ``table`` (the table as joined: one
+        row per patient, index ``on``; the patients without a sample are kept, so analyses
+        of other data, such as cytokines or RNA-seq, can use it), and ``source`` (the file
+        read by :func:`read_clinical`, when known).
+    """
+    if not isinstance(key_added, str) or not key_added:
+        raise ItmeParameterError("key_added", "a non-empty string", key_added)
+    if not isinstance(clinical, pd.DataFrame):
+        raise ItmeParameterError(
+            "clinical", "a pandas DataFrame (itme.io.read_clinical)", type(clinical).__name__
+        )
+    adata = adata.copy() if copy else adata
+    joined, record = join_table(
+        adata.obs, clinical, on=on, columns=columns, overwrite=overwrite, where="clinical"
+    )
+    name = "the clinical table" if key_added == "clinical" else f"the table of uns[{key_added!r}]"
+    warn_unmatched(record, adata.obs, what="add_clinical", table_name=name)
+    for col in joined.columns:
+        adata.obs[col] = joined[col]
+    record = {
+        "on": record["on"],
+        "columns": record["columns"],
+        "n_samples_without_row": len(record["samples_without_row"]),
+        "samples_without_row": record["samples_without_row"],
+        "n_patients_without_sample": len(record["patients_without_sample"]),
+        "patients_without_sample": record["patients_without_sample"],
+        "table": record["table"],
+    }
+    if clinical.attrs.get("path"):
+        record["source"] = str(clinical.attrs["path"])
+    adata.uns[key_added] = record
+    logger.info(
+        "add_clinical: %d column(s) joined into obs by %s (%d of %d observations matched)",
+        len(record["columns"]),
+        on,
+        adata.n_obs - record["n_samples_without_row"],
+        adata.n_obs,
+    )
+    return adata if copy else None

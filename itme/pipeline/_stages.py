@@ -16,7 +16,7 @@ import pandas as pd
 from itme import io, pl, pp, rna, stats, tl
 from itme.core.annotate.phenotypes import BUILTIN_PHENOTYPES
 from itme.core.clean.steps import GATING_COFACTOR
-from itme.errors import ItmeInputError
+from itme.errors import ItmeInputError, ItmeStateError
 from itme.io._tables import read_samples
 from itme.pipeline._config import Clean as CleanSection
 from itme.pipeline._config import Config
@@ -190,37 +190,52 @@ def abundance(ctx: Context) -> Result:
 # --- patient-level stages ------------------------------------------------------------------
 
 
-def _exclusions(config: Config, patients: ad.AnnData, clinical: pd.DataFrame | None) -> list[str]:
+def _joined_clinical(config: Config, patients: ad.AnnData) -> dict[str, Any] | None:
+    """The clinical join the patients stage stored in ``patients.h5ad`` (None without clinical)."""
+    joined = patients.uns.get("clinical")
+    if joined is None and config.inputs.clinical is not None:
+        raise ItmeStateError(
+            "patients.h5ad has no joined clinical table (uns['clinical']) although the config "
+            "names inputs.clinical: it was written by an older itme. Rerun from the patients "
+            "stage: itme run CONFIG --from patients"
+        )
+    return joined
+
+
+def _exclusions(config: Config, patients: ad.AnnData) -> list[str]:
+    """Patients left out of the sensitivity re-clustering: a list, or a yes/no obs column."""
     spec = config.patients.sensitivity_exclude
     if spec is None:
         return []
     if isinstance(spec, list):
         return spec
-    if clinical is None or spec not in clinical.columns:
+    if spec not in patients.obs.columns:
         raise ItmeInputError(
             "patients.sensitivity_exclude names a column that is not in clinical.csv",
             where="config",
             found=spec,
-            fix="Give a yes/no column of clinical.csv or a list of patient ids",
+            fix="Give a yes/no column of clinical.csv (inputs.clinical) or a list of patient ids",
         )
-    values = clinical[spec]
+    values = patients.obs[spec].astype(object)
     numeric = pd.to_numeric(values, errors="coerce")
     flag = (numeric == 1) | values.astype(str).str.strip().str.lower().isin(["true", "yes", "y"])
-    return sorted(set(clinical.index[flag]) & set(patients.obs["patient_id"]))
+    return sorted(set(patients.obs.loc[flag, "patient_id"].astype(str)))
 
 
 def patients(ctx: Context) -> Result:
-    """tl.patient_clusters, cluster_sensitivity, cluster_stability → ``patients.h5ad``."""
+    """io.add_clinical, tl.patient_clusters, cluster_sensitivity, cluster_stability →
+    ``patients.h5ad`` (with the clinical table joined into ``obs``)."""
     c = ctx.config
-    clinical = _clinical(c)
     adata = ad.read_h5ad(ctx.path("work", "abundance.h5ad"))
+    clinical = _clinical(c)
+    if clinical is not None:
+        io.add_clinical(adata, clinical)
     transform = None if c.patients.transform == "none" else c.patients.transform
     tl.patient_clusters(
         adata,
         k=c.patients.k,
         transform=transform,
         features=c.patients.features,
-        clinical=clinical,
         rng=ctx.seed,
     )
     outputs = []
@@ -228,7 +243,7 @@ def patients(ctx: Context) -> Result:
         "k": c.patients.k,
         "sizes": adata.obs["itme_cluster"].value_counts().sort_index().to_dict(),
     }
-    exclude = _exclusions(c, adata, clinical)
+    exclude = _exclusions(c, adata)
     if exclude:
         tl.cluster_sensitivity(adata, exclude=exclude)
         sens = adata.uns["itme_cluster_sensitivity"]
@@ -253,9 +268,7 @@ def patients(ctx: Context) -> Result:
             index=False,
         )
     )
-    outputs += write_figure(
-        ctx.path("figures"), "patients_heatmap", pl.patient_heatmap(adata, clinical=clinical)
-    )
+    outputs += write_figure(ctx.path("figures"), "patients_heatmap", pl.patient_heatmap(adata))
     outputs += write_figure(
         ctx.path("figures"), "patients_compartments", pl.compartment_bars(adata)
     )
@@ -264,74 +277,71 @@ def patients(ctx: Context) -> Result:
 
 
 def statistics(ctx: Context) -> Result:
-    """Subset tests, clinical table, survival and cytokine tests → tables and figures."""
+    """Subset tests, clinical table, survival and cytokine tests → tables and figures.
+
+    Reads ``patients.h5ad``, whose ``obs`` carries the clinical columns (joined once by the
+    patients stage) and whose ``uns["clinical"]["table"]`` the whole clinical table.
+    """
     c = ctx.config
     s = c.stats
-    clinical = _clinical(c)
     adata = ad.read_h5ad(ctx.path("patients.h5ad"))
+    joined = _joined_clinical(c, adata)
     outputs: list[Path] = []
-    tests = stats.compare_groups(adata, groupby=s.groupby, clinical=clinical)
-    derived = stats.compare_groups(adata, groupby=s.groupby, source="derived", clinical=clinical)
+    tests = stats.compare_groups(adata, groupby=s.groupby)
+    derived = stats.compare_groups(adata, groupby=s.groupby, source="derived")
     outputs.append(write_table(ctx.path("tables", "subset_tests.csv"), tests, index=False))
     outputs.append(write_table(ctx.path("tables", "compartment_tests.csv"), derived, index=False))
     significant = tests.loc[tests["padj"] < s.fdr, "feature"].tolist()
     if significant:
-        post = stats.posthoc_dunn(adata, groupby=s.groupby, features=significant, clinical=clinical)
+        post = stats.posthoc_dunn(adata, groupby=s.groupby, features=significant)
         outputs.append(write_table(ctx.path("tables", "subset_posthoc.csv"), post, index=False))
         outputs += write_figure(
             ctx.path("figures"),
             "stats_subset_boxplots",
-            pl.subset_boxplots(
-                adata, results=tests, groupby=s.groupby, alpha=s.fdr, clinical=clinical
-            ),
+            pl.subset_boxplots(adata, results=tests, groupby=s.groupby, alpha=s.fdr),
         )
     summary: dict[str, Any] = {
         "subsets_tested": len(tests),
         "subsets_significant": len(significant),
     }
-    if clinical is not None:
-        table = stats.clinical_table(
-            clinical, groupby=s.groupby, patients=adata, variables=s.clinical_variables
-        )
+    if joined is not None:
+        table = stats.clinical_table(adata, groupby=s.groupby, variables=s.clinical_variables)
         outputs.append(write_table(ctx.path("tables", "clinical_table.csv"), table, index=False))
         km, lr, cox = [], [], []
         for endpoint in s.endpoints:
             km.append(
-                stats.kaplan_meier(
-                    adata, endpoint=endpoint, groupby=s.groupby, clinical=clinical
-                ).assign(endpoint=endpoint)
+                stats.kaplan_meier(adata, endpoint=endpoint, groupby=s.groupby).assign(
+                    endpoint=endpoint
+                )
             )
             lr.append(
-                stats.logrank_test(
-                    adata, endpoint=endpoint, groupby=s.groupby, clinical=clinical
-                ).assign(endpoint=endpoint)
+                stats.logrank_test(adata, endpoint=endpoint, groupby=s.groupby).assign(
+                    endpoint=endpoint
+                )
             )
             cox.append(
                 stats.cox_ph(
                     adata,
                     covariates=[s.groupby, *s.cox_covariates],
                     endpoint=endpoint,
-                    clinical=clinical,
                     reference=s.reference_levels or None,
                 ).assign(endpoint=endpoint)
             )
             outputs += write_figure(
                 ctx.path("figures"),
                 f"survival_{endpoint}",
-                pl.kaplan_meier(adata, endpoint=endpoint, groupby=s.groupby, clinical=clinical),
+                pl.kaplan_meier(adata, endpoint=endpoint),
             )
         outputs.append(write_table(ctx.path("tables", "survival.csv"), pd.concat(km), index=False))
         outputs.append(write_table(ctx.path("tables", "logrank.csv"), pd.concat(lr), index=False))
         outputs.append(write_table(ctx.path("tables", "cox.csv"), pd.concat(cox), index=False))
     if c.inputs.cytokines is not None:
         cyt = io.read_cytokines(c.inputs.cytokines)
+        if joined is not None:  # every clinical patient, also those without a CyTOF sample
+            io.add_clinical(cyt, joined["table"])
         frames = []
         for g in c.cytokines.groupby:
-            frames.append(
-                stats.compare_cytokines(cyt, groupby=g, patients=adata, clinical=clinical).assign(
-                    groupby=g
-                )
-            )
+            frames.append(stats.compare_cytokines(cyt, groupby=g, patients=adata).assign(groupby=g))
         table = pd.concat(frames)
         outputs.append(write_table(ctx.path("tables", "cytokine_tests.csv"), table, index=False))
         summary["cytokines_significant"] = int((table["padj"] < s.fdr).sum())
@@ -343,31 +353,26 @@ def rnaseq(ctx: Context) -> Result:
     c = ctx.config
     if c.inputs.counts is None:
         return [], {"status": "no input"}
-    clinical = _clinical(c)
-    counts = rna.read_counts(c.inputs.counts, clinical=clinical)
     patients_ = ad.read_h5ad(ctx.path("patients.h5ad"))
-    meta = counts.obs[["patient_id"]].copy()
-    by_patient = patients_.obs.drop_duplicates("patient_id").set_index("patient_id")
-    meta["itme_cluster"] = meta["patient_id"].map(by_patient["itme_cluster"].astype(str))
-    if clinical is not None:  # indexed by patient_id
-        for col in clinical.columns:
-            if col not in meta:
-                meta[col] = meta["patient_id"].map(clinical[col])
+    joined = _joined_clinical(c, patients_)  # the whole table, read by the patients stage
+    counts = rna.read_counts(c.inputs.counts, clinical=None if joined is None else joined["table"])
+    io.add_clinical(counts, patients_.obs[["patient_id", "itme_cluster"]], key_added="patients")
     outputs: list[Path] = []
     summary: dict[str, Any] = {}
-    for k, contrast in enumerate(c.rnaseq.contrasts):
+    # one independent GSEA seed per contrast (STYLE.md §7)
+    seeds = np.random.SeedSequence(ctx.seed).spawn(len(c.rnaseq.contrasts))
+    for k, (contrast, seed) in enumerate(zip(c.rnaseq.contrasts, seeds, strict=True)):
         suffix = "" if k == 0 else f"_{contrast.name}"
         design = "~ " + " + ".join([*c.rnaseq.covariates, contrast.groupby])
         de = rna.differential_expression(
             counts,
             contrast=(contrast.groupby, contrast.test, contrast.reference),
             design=design,
-            metadata=meta,
             min_count=c.rnaseq.min_count,
         )
         outputs.append(write_table(ctx.path("tables", f"de_results{suffix}.csv"), de))
         gs = rna.gsea(
-            de, gene_sets=c.rnaseq.gene_sets, permutations=c.rnaseq.permutations, rng=ctx.seed + k
+            de, gene_sets=c.rnaseq.gene_sets, permutations=c.rnaseq.permutations, rng=seed
         )
         name = "gsea_hallmark" if c.rnaseq.gene_sets == "hallmark" else "gsea"
         outputs.append(write_table(ctx.path("tables", f"{name}{suffix}.csv"), gs, index=False))

@@ -2,8 +2,10 @@
 
 Every function returns a matplotlib Figure and never writes files. Keys read:
 ``obs[key]`` and ``uns[key]`` of :func:`itme.tl.patient_clusters` (``linkage``, ``features``,
-``transform``, ``k``), ``X`` and ``obs`` of the patients AnnData, and the DataFrames returned by
-:mod:`itme.stats`.
+``transform``, ``k``), ``X``, ``obsm["derived"]`` and ``obs`` of the patients AnnData (group and
+status columns, clinical ones joined by :func:`itme.io.add_clinical`), the DataFrames returned by
+:mod:`itme.stats`, and the Kaplan–Meier fit :func:`itme.stats.kaplan_meier` stored in
+``uns["kaplan_meier_<endpoint>"]`` (nothing is fitted here).
 """
 
 from __future__ import annotations
@@ -14,18 +16,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from itme._adata import feature_table, group_labels, is_anndata, obs_columns
 from itme.core.patients.composition import transform as apply_transform
-from itme.core.stats.survival import n_at_risk
+from itme.core.stats.survival import check_times, n_at_risk_from_curve
 from itme.errors import ItmeParameterError, ItmeStateError
-from itme.stats._data import feature_table, group_labels, lookup
-from itme.stats._survival_data import (
-    check_conf,
-    check_times,
-    km_curve,
-    overall_logrank,
-    survival_frame,
-    survival_groups,
-)
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -71,7 +65,6 @@ def patient_heatmap(
     *,
     key: str = "itme_cluster",
     status_key: str | None = "disease_status",
-    clinical: pd.DataFrame | None = None,
     order_features: bool = True,
     vmax: float = 3.0,
     figsize: tuple[float, float] | None = None,
@@ -89,9 +82,8 @@ def patient_heatmap(
     key
         ``key_added`` of the clustering.
     status_key
-        Column (``obs`` or ``clinical``) coloured in a bar under the dendrogram; ``None`` for none.
-    clinical
-        Clinical table supplying ``status_key`` when it is not in ``obs``.
+        ``obs`` column coloured in a bar under the dendrogram (skipped when absent); ``None``
+        for none.
     order_features
         Order rows by an average-linkage clustering of the features (otherwise as stored).
     vmax
@@ -121,11 +113,8 @@ def patient_heatmap(
         mat, features = mat[feat_order], [features[i] for i in feat_order]
     n = adata.n_obs
     status = None
-    if status_key is not None and (
-        status_key in adata.obs.columns or (clinical is not None and status_key in clinical.columns)
-    ):
-        frame = lookup(adata, [status_key], clinical=clinical, what="patient_heatmap")
-        status = frame[status_key].reindex(adata.obs_names).astype(object)
+    if status_key is not None and status_key in adata.obs.columns:
+        status = adata.obs[status_key].astype(object)
     width, height = figsize or (max(6.0, 0.18 * n + 2.5), max(5.0, 0.2 * len(features) + 3.0))
     fig = plt.figure(figsize=(width, height))
     ratios = [2.0, 0.3] + ([0.3] if status is not None else []) + [max(2.0, 0.2 * len(features))]
@@ -210,7 +199,6 @@ def subset_boxplots(
     groupby: str = "itme_cluster",
     alpha: float = 0.05,
     source: str = "X",
-    clinical: pd.DataFrame | None = None,
     ncols: int = 5,
     max_panels: int = 40,
 ) -> Figure:
@@ -223,13 +211,11 @@ def subset_boxplots(
     results
         Table of :func:`itme.stats.compare_groups` (columns ``feature``, ``padj``).
     groupby
-        Group column used for ``results``.
+        Group column (``obs``) used for ``results``.
     alpha
         Features with ``padj < alpha`` are shown, smallest q first.
     source
         ``"X"`` or the ``obsm`` DataFrame the features come from.
-    clinical
-        Clinical table when ``groupby`` is not in ``obs``.
     ncols
         Panels per row.
     max_panels
@@ -259,7 +245,7 @@ def subset_boxplots(
         ax.set_axis_off()
         return fig
     table = feature_table(adata, features=list(sig["feature"]), source=source)
-    frame = lookup(adata, [groupby], clinical=clinical, what="subset_boxplots", param="groupby")
+    frame = obs_columns(adata, [groupby], param="groupby")
     labels = group_labels(frame, groupby, min_size=1, what="subset_boxplots")
     cats = list(labels.cat.categories)
     colors = _palette(len(cats), "Set2")
@@ -295,7 +281,6 @@ def compartment_bars(
     *,
     groupby: str = "itme_cluster",
     compartments: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
-    clinical: pd.DataFrame | None = None,
 ) -> Figure:
     """Stacked bars of T-cell compartments per group, mean ± standard error (Fig. 4).
 
@@ -308,13 +293,11 @@ def compartment_bars(
     adata
         Patients AnnData (``X`` = % of CD45+, subsets as ``var_names``).
     groupby
-        Group column (``obs`` or ``clinical``).
+        Group column of ``obs``.
     compartments
         ``{panel: {compartment: [subsets]}}``; default the paper's Fig. 4 definitions
         (CD4: Tn T1, T2; Tcm T6, T8; Tem T4, T7, T9; Teff T10. CD8: Tn T11, T12; Tcm T13–T15;
         Tem T17, T18; Teff T16, T19, T20).
-    clinical
-        Clinical table when ``groupby`` is not in ``obs``.
 
     Returns
     -------
@@ -333,7 +316,7 @@ def compartment_bars(
             fix="Pass compartments={panel: {compartment: [subsets]}} for this panel.",
         )
     table = feature_table(adata, features=list(dict.fromkeys(wanted)), source="X")
-    frame = lookup(adata, [groupby], clinical=clinical, what="compartment_bars", param="groupby")
+    frame = obs_columns(adata, [groupby], param="groupby")
     labels = group_labels(frame, groupby, min_size=1, what="compartment_bars")
     cats = list(labels.cat.categories)
     fig, axes = plt.subplots(
@@ -369,39 +352,36 @@ def compartment_bars(
 
 
 def kaplan_meier(
-    data: AnnData | pd.DataFrame,
+    adata: AnnData,
     *,
     endpoint: str = "os",
-    groupby: str | None = "itme_cluster",
-    clinical: pd.DataFrame | None = None,
-    groups: Sequence[str] | None = None,
+    key: str | None = None,
     times: Sequence[float] | None = None,
     conf_int: bool = True,
-    conf_type: str = "log",
     show_logrank: bool = True,
 ) -> Figure:
     """Kaplan–Meier curves per group with censoring marks and a numbers-at-risk table.
 
+    Draws the fit that :func:`itme.stats.kaplan_meier` stored (nothing is refitted, so the
+    figure's curves, numbers at risk and log-rank p are those of the ``survival`` and
+    ``logrank`` tables). Without a stored fit, an :class:`~itme.errors.ItmeStateError` says
+    which call to make first.
+
     Parameters
     ----------
-    data
-        Patients AnnData (groups in ``obs``) or the clinical DataFrame.
+    adata
+        Patients AnnData on which :func:`itme.stats.kaplan_meier` ran.
     endpoint
-        Uses ``<endpoint>_months`` and ``<endpoint>_event``.
-    groupby
-        Group column; ``None`` draws one curve for all patients.
-    clinical
-        Clinical table when ``data`` is the patients AnnData (mismatches reported by id).
-    groups
-        Groups in order (others excluded and reported).
+        Endpoint of the fit (selects the default ``key``).
+    key
+        ``uns`` entry of the fit (default ``"kaplan_meier_<endpoint>"``, the ``key_added``
+        default of :func:`itme.stats.kaplan_meier`).
     times
         Times (months) of the risk table columns (default: 6 ticks over the follow-up).
     conf_int
-        Shade the pointwise confidence band.
-    conf_type
-        Band type, as in :func:`itme.stats.kaplan_meier`.
+        Shade the pointwise confidence band (of the type and level stored with the fit).
     show_logrank
-        Write the log-rank p-value in the title (two or more groups).
+        Write the stored log-rank p-value in the title (two or more groups).
 
     Returns
     -------
@@ -409,27 +389,35 @@ def kaplan_meier(
     """
     import matplotlib.pyplot as plt
 
-    check_conf(0.95, conf_type)
-    frame = survival_frame(
-        data,
-        endpoint=endpoint,
-        clinical=clinical,
-        groupby=groupby,
-        groups=groups,
-        what="pl.kaplan_meier",
-    )
-    parts = survival_groups(frame)
-    tmax = float(frame["duration"].max())
+    key = f"kaplan_meier_{endpoint}" if key is None else key
+    if not is_anndata(adata):
+        raise ItmeParameterError(
+            "adata",
+            "an AnnData on which itme.stats.kaplan_meier stored its fit",
+            type(adata).__name__,
+        )
+    fit = adata.uns.get(key)
+    if not isinstance(fit, Mapping) or "curves" not in fit:
+        raise ItmeStateError(
+            f"uns[{key!r}] (a Kaplan–Meier fit) not found: run "
+            f"itme.stats.kaplan_meier(adata, endpoint={endpoint!r}, groupby=...) first"
+        )
+    curves = fit["curves"]
+    names = [str(g) for g in fit["groups"]]
+    sizes = dict(zip(fit["table"]["group"].astype(str), fit["table"]["n"], strict=True))
+    groupby = fit.get("groupby")
+    endpoint = str(fit.get("endpoint", endpoint))
+    parts = [(name, curves[curves["group"].astype(str) == name]) for name in names]
+    tmax = float(curves["time"].max())
     times = np.unique(np.round(np.linspace(0, tmax, 6), 1)) if times is None else check_times(times)
     fig = plt.figure(figsize=(6.5, 4.8 + 0.25 * len(parts)))
     gs = fig.add_gridspec(2, 1, height_ratios=[4, 0.5 + 0.3 * len(parts)], hspace=0.35)
     ax = fig.add_subplot(gs[0])
     colors = _palette(len(parts), "tab10")
-    for (name, part), color in zip(parts, colors, strict=True):
-        curve = km_curve(part["duration"].to_numpy(), part["event"].to_numpy(), conf_type=conf_type)
+    for (name, curve), color in zip(parts, colors, strict=True):
         t = np.concatenate([[0.0], curve["time"].to_numpy()])
         s = np.concatenate([[1.0], curve["surv"].to_numpy()])
-        ax.step(t, s, where="post", color=color, label=f"{name} (n={len(part)})")
+        ax.step(t, s, where="post", color=color, label=f"{name} (n={int(sizes[name])})")
         cens = curve[curve["n_censor"] > 0]
         ax.plot(cens["time"], cens["surv"], "|", color=color, ms=8)
         if conf_int:
@@ -441,14 +429,15 @@ def kaplan_meier(
     ax.set_ylabel(f"{endpoint.upper()} probability")
     ax.legend(title=groupby, frameon=False, fontsize=8)
     title = f"Kaplan–Meier: {endpoint.upper()}"
-    if show_logrank and len(parts) > 1:
-        title += f" (log-rank p = {overall_logrank(frame)[2]:.3g})"
+    if show_logrank and len(parts) > 1 and "logrank_pvalue" in fit:
+        title += f" (log-rank p = {float(fit['logrank_pvalue']):.3g})"
     ax.set_title(title)
     ax.set_xticks(times)
     ax_r = fig.add_subplot(gs[1], sharex=ax)
-    for i, ((_name, part), color) in enumerate(zip(parts, colors, strict=True)):
+    for i, ((_name, curve), color) in enumerate(zip(parts, colors, strict=True)):
         y = len(parts) - i - 0.5
-        for t, r in zip(times, n_at_risk(part["duration"].to_numpy(), times), strict=True):
+        risk = n_at_risk_from_curve(curve["time"].to_numpy(), curve["n_risk"].to_numpy(), times)
+        for t, r in zip(times, risk, strict=True):
             ax_r.text(t, y, str(int(r)), ha="center", va="center", fontsize=8, color=color)
     ax_r.set_ylim(0, len(parts))
     ax_r.set_yticks(

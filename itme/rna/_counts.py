@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
+from itme._adata import join_table
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
 
 if TYPE_CHECKING:
@@ -337,9 +338,11 @@ def read_counts(
     Samples are matched to patients through ``clinical``: through its ``rnaseq_id`` column
     when present (sample column = ``rnaseq_id``), otherwise directly (sample column =
     ``patient_id``). Samples without a patient are dropped with an
-    :class:`~itme.errors.ItmeExclusionWarning` naming them; the clinical columns are copied
-    into ``obs`` so they can be used in the design of
-    :func:`~itme.rna.differential_expression`.
+    :class:`~itme.errors.ItmeExclusionWarning` naming them; the clinical columns are joined
+    into ``obs`` (the join of :func:`itme.io.add_clinical`: text as categoricals, numbers
+    numeric) so they can be used in the design of :func:`~itme.rna.differential_expression`.
+    Further per-patient columns (e.g. ``itme_cluster`` from the patients AnnData) are joined
+    with :func:`itme.io.add_clinical`.
 
     Parameters
     ----------
@@ -436,11 +439,9 @@ def read_counts(
                 len(without),
                 ", ".join(without),
             )
-        clin = table.set_index("patient_id").loc[patients]
-        obs = pd.DataFrame(index=pd.Index(sample_ids))
-        obs["patient_id"] = patients
-        for col in clin.columns:
-            obs[col] = clin[col].to_numpy()
+        obs = pd.DataFrame({"patient_id": patients}, index=pd.Index(sample_ids))
+        joined, _ = join_table(obs, table, where="clinical table")
+        obs = pd.concat([obs, joined], axis=1)
     elif extra_obs is not None:
         obs = extra_obs.loc[sample_ids].copy()
         if "patient_id" not in obs.columns:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from itme._adata import fmt_ids, group_labels, is_anndata, obs_columns, one_row_per_patient
 from itme.core.stats.fisher import independence_test
 from itme.core.stats.groups import rank_test, summary
 from itme.errors import (
@@ -19,14 +20,7 @@ from itme.errors import (
     ItmeParameterError,
     ItmeStatisticsWarning,
 )
-from itme.stats._data import (
-    clinical_frame,
-    fmt_ids,
-    group_labels,
-    is_anndata,
-    lookup,
-    one_row_per_patient,
-)
+from itme.stats._data import clinical_frame
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -108,10 +102,9 @@ def _is_categorical(series: pd.Series, forced: set[str]) -> bool:
 
 
 def clinical_table(
-    clinical: pd.DataFrame,
+    data: AnnData | pd.DataFrame,
     *,
     groupby: str,
-    patients: AnnData | None = None,
     variables: Sequence[str] | None = None,
     categorical: Sequence[str] | None = None,
     groups: Sequence[str] | None = None,
@@ -131,17 +124,19 @@ def clinical_table(
 
     Parameters
     ----------
-    clinical
-        Clinical table (:func:`itme.io.read_clinical`): one row per patient.
+    data
+        The patients AnnData with the clinical table joined into ``obs``
+        (:func:`itme.io.add_clinical`): one row per patient is made from its samples, which
+        must agree on ``groupby`` and every variable. Or a DataFrame with one row per patient
+        (``patient_id`` column or index), e.g. :func:`itme.io.read_clinical`'s table.
     groupby
-        Group column: in ``clinical`` (e.g. ``"disease_status"``) or in ``patients.obs``
-        (e.g. ``"itme_cluster"``), joined by ``patient_id``; patients present in one table and
-        not the other are reported by id (ItmeExclusionWarning).
-    patients
-        Patients AnnData holding ``groupby`` in ``obs`` (one sample per patient).
+        Group column of ``obs`` (e.g. ``"itme_cluster"``) or of the DataFrame (e.g.
+        ``"disease_status"``).
     variables
-        Variables (rows) in this order. Default: every clinical column except ``patient_id``,
-        ``groupby`` and the survival columns ``<endpoint>_months`` / ``<endpoint>_event``.
+        Variables (rows) in this order. Default: the clinical columns (for an AnnData, those
+        :func:`itme.io.add_clinical` recorded in ``uns["clinical"]["columns"]``; for a
+        DataFrame, every column but ``patient_id``), without ``groupby`` and the survival
+        columns ``<endpoint>_months`` / ``<endpoint>_event``.
     categorical
         Variables to treat as categorical even if numeric.
     groups
@@ -167,34 +162,49 @@ def clinical_table(
     """
     if categorical_test not in CATEGORICAL_TESTS:
         raise ItmeParameterError("categorical_test", CATEGORICAL_TESTS, categorical_test)
-    if is_anndata(clinical):
-        raise ItmeParameterError(
-            "clinical", "the clinical DataFrame (pass the AnnData as patients=)", "AnnData"
-        )
-    clin = clinical_frame(clinical)
-    if variables is None:
-        variables = [c for c in clin.columns if c != groupby and not _SURVIVAL.match(str(c))]
-    variables = list(variables)
-    unknown = [v for v in variables if v not in clin.columns]
-    if unknown:
-        raise ItmeParameterError(
-            "variables", f"columns of clinical ({fmt_ids(clin.columns)})", unknown
-        )
-    if patients is not None:
-        if groupby not in patients.obs.columns:
+    if is_anndata(data):
+        if variables is None:
+            record = data.uns.get("clinical")
+            if not isinstance(record, dict) or "columns" not in record:
+                raise ItmeParameterError(
+                    "variables",
+                    "obs columns (none recorded in uns['clinical'])",
+                    None,
+                    fix="Join the clinical table with itme.io.add_clinical(adata, clinical), "
+                    "or pass variables=[...].",
+                )
+            variables = [
+                str(c)
+                for c in record["columns"]
+                if str(c) != groupby and not _SURVIVAL.match(str(c))
+            ]
+        variables = list(variables)
+        if groupby not in data.obs.columns:
             raise ItmeParameterError(
-                "groupby", f"a column of patients.obs ({fmt_ids(patients.obs.columns)})", groupby
+                "groupby",
+                f"a column of obs ({fmt_ids(data.obs.columns)})",
+                groupby,
+                fix="Clinical columns must be joined into obs first: itme.io.add_clinical.",
             )
         data = one_row_per_patient(
-            lookup(patients, [groupby, *variables], clinical=clin, what="clinical_table"),
-            [groupby],
+            obs_columns(data, [groupby, *variables], param="variables"),
+            [groupby, *variables],
             what="clinical_table",
             fix="Keep one sample per patient for Table 1.",
         )
     else:
+        clin = clinical_frame(data)
+        if variables is None:
+            variables = [c for c in clin.columns if c != groupby and not _SURVIVAL.match(str(c))]
+        variables = list(variables)
+        unknown = [v for v in variables if v not in clin.columns]
+        if unknown:
+            raise ItmeParameterError(
+                "variables", f"columns of the table ({fmt_ids(clin.columns)})", unknown
+            )
         if groupby not in clin.columns:
             raise ItmeParameterError(
-                "groupby", "a clinical column, or pass patients= for an obs column", groupby
+                "groupby", f"a column of the table ({fmt_ids(clin.columns)})", groupby
             )
         data = clin
     labels = group_labels(

@@ -18,8 +18,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from itme._adata import (
+    PATIENT,
+    as_list,
+    feature_table,
+    fmt_ids,
+    is_anndata,
+    obs_columns,
+    require_columns,
+)
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
-from itme.stats._data import PATIENT, as_list, feature_table, fmt_ids, is_anndata, lookup, padjust
+from itme.stats._data import padjust
 from itme.stats._groups import compare_groups
 
 if TYPE_CHECKING:
@@ -32,10 +41,8 @@ logger = logging.getLogger(__name__)
 METHODS = ("pearson", "spearman")
 
 
-def _variables(
-    data: Any, names: Sequence[str], source: str, clinical: pd.DataFrame | None
-) -> pd.DataFrame:
-    """Numeric columns ``names`` from the features (``source``), ``obs``/columns, or clinical."""
+def _variables(data: Any, names: Sequence[str], source: str) -> pd.DataFrame:
+    """Numeric columns ``names`` from the features (``source``) or ``obs``/the DataFrame."""
     if is_anndata(data) and source == "X":
         available = set(data.var_names.astype(str))
     elif is_anndata(data):
@@ -52,8 +59,7 @@ def _variables(
     if from_features:
         parts.append(feature_table(data, features=from_features, source=source))
     if others:
-        looked = lookup(data, others, clinical=clinical, what="correlate", param="x, y")
-        parts.append(looked[others])
+        parts.append(obs_columns(data, others, param="x, y")[others])
     frame = pd.concat(parts, axis=1, join="inner") if len(parts) > 1 else parts[0]
     bad = [c for c in names if not pd.api.types.is_numeric_dtype(frame[c])]
     if bad:
@@ -70,7 +76,6 @@ def correlate(
     y: Sequence[str] | None = None,
     method: str = "pearson",
     source: str = "X",
-    clinical: pd.DataFrame | None = None,
     fdr: str = "bh",
     min_n: int = 3,
 ) -> pd.DataFrame:
@@ -82,8 +87,8 @@ def correlate(
         Patients AnnData or a DataFrame.
     x
         Variables: subsets (``var_names``), columns of the ``source`` ``obsm`` DataFrame,
-        ``obs`` columns, DataFrame columns, or clinical columns (joined by ``patient_id``,
-        mismatches reported by id).
+        ``obs`` columns (clinical ones once joined by :func:`itme.io.add_clinical`), or
+        DataFrame columns.
     y
         Second set of variables: every ``x`` × ``y`` pair is tested. ``None``: every pair
         within ``x``.
@@ -91,8 +96,6 @@ def correlate(
         ``"pearson"`` (the paper's) or ``"spearman"``.
     source
         ``"X"`` or the name of an ``obsm`` DataFrame (e.g. ``"derived"``).
-    clinical
-        Clinical table for variables outside the data.
     fdr
         ``"bh"``, ``"by"``, ``"holm"``, ``"bonferroni"`` or ``"none"``, over all pairs.
     min_n
@@ -117,7 +120,7 @@ def correlate(
     )
     if not pairs:
         raise ItmeParameterError("x, y", "at least one pair of distinct variables", (x, y))
-    frame = _variables(data, list(dict.fromkeys([*x, *(y or [])])), source, clinical)
+    frame = _variables(data, list(dict.fromkeys([*x, *(y or [])])), source)
     rows = []
     for a, b in pairs:
         both = frame[[a, b]].dropna()
@@ -235,7 +238,6 @@ def compare_marker(
     population: str,
     markers: Sequence[str],
     groupby: str,
-    clinical: pd.DataFrame | None = None,
     groups: Sequence[str] | None = None,
     test: str = "auto",
     correlate_with: str | None = None,
@@ -258,17 +260,16 @@ def compare_marker(
     markers
         Markers to compare, e.g. ``["CD38"]``.
     groupby
-        Group column: in ``cells.obs`` (a sample-sheet column) or ``clinical`` (e.g. ``"gain_1q"``).
-    clinical
-        Clinical table; samples and patients missing on either side are reported by id.
+        Group column of ``cells.obs``: a sample-sheet column, or a clinical one (e.g.
+        ``"gain_1q"``) joined by :func:`itme.io.add_clinical`. Taken per sample.
     groups
         Groups in order (others excluded and reported).
     test
         ``"auto"`` (Mann–Whitney for two groups, Kruskal–Wallis for more), ``"mannwhitney"``
         or ``"kruskal"``.
     correlate_with
-        Optional continuous variable (``cells.obs`` or clinical, e.g. ``"IL6R"``) for a
-        Spearman correlation with each marker's median.
+        Optional continuous variable of ``cells.obs`` (e.g. ``"IL6R"``, joined from the
+        clinical table) for a Spearman correlation with each marker's median.
     population_key
         ``obs`` column with the population of each event.
     sample_key
@@ -289,18 +290,13 @@ def compare_marker(
         sample_key=sample_key,
     )
     med = med[med["n_events"] > 0]
-    obs_cols = [c for c in (groupby, correlate_with) if c and c in cells.obs.columns]
-    for c in obs_cols:
+    wanted = [c for c in dict.fromkeys((groupby, correlate_with)) if c]
+    require_columns(cells, wanted, param="groupby / correlate_with")
+    frame = med[list(markers)].copy()
+    for c in wanted:
         per_sample = cells.obs.groupby(sample_key, observed=True)[c].first()
-        med[c] = per_sample.reindex(med.index).to_numpy()
-    frame = lookup(
-        med,
-        [groupby, *([correlate_with] if correlate_with else [])],
-        clinical=clinical,
-        what="compare_marker",
-    )
-    frame = pd.concat([med.loc[frame.index, list(markers)], frame.drop(columns=[PATIENT])], axis=1)
-    frame[PATIENT] = med.loc[frame.index, PATIENT]
+        frame[c] = per_sample.reindex(med.index).to_numpy()
+    frame[PATIENT] = med[PATIENT]
     n_groups = frame[groupby].dropna().nunique() if groups is None else len(groups)
     if test == "auto":
         test = "mannwhitney" if n_groups == 2 else "kruskal"

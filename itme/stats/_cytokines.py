@@ -10,14 +10,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from itme.errors import ItmeParameterError, ItmeStatisticsWarning
-from itme.stats._data import (
+from itme._adata import (
     PATIENT,
-    clinical_frame,
     fmt_ids,
+    join_table,
     observation_frame,
     one_row_per_patient,
+    warn_unmatched,
 )
+from itme.errors import ItmeParameterError, ItmeStatisticsWarning
 from itme.stats._groups import compare_groups
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ def compare_cytokines(
     *,
     groupby: str,
     patients: AnnData | None = None,
-    clinical: pd.DataFrame | None = None,
     analytes: Sequence[str] | None = None,
     groups: Sequence[str] | None = None,
     test: str = "kruskal",
@@ -69,12 +69,13 @@ def compare_cytokines(
     cytokines
         Patients × analytes AnnData from :func:`itme.io.read_cytokines`.
     groupby
-        Group column: ``"itme_cluster"`` (from ``patients.obs``), ``"disease_status"`` (from
-        ``clinical``), or any column of ``cytokines.obs``.
+        Group column: a column of ``cytokines.obs`` (e.g. ``"disease_status"`` once the
+        clinical table is joined with :func:`itme.io.add_clinical`), else of ``patients.obs``
+        (e.g. ``"itme_cluster"``).
     patients
-        Patients AnnData carrying ``groupby`` in ``obs`` (joined by ``patient_id``).
-    clinical
-        Clinical table carrying ``groupby`` (joined by ``patient_id``).
+        Patients AnnData carrying ``groupby`` in ``obs``, joined by ``patient_id`` (one value
+        per patient); cytokine patients without a sample are left out and, with the patients
+        without cytokines, reported in one ItmeExclusionWarning.
     analytes
         Analytes to test (default all).
     groups
@@ -118,23 +119,37 @@ def compare_cytokines(
         else cytokines.obs_names.to_series().astype(str)
     )
     frame[PATIENT] = ids.to_numpy()
-    source = clinical
     if groupby in cytokines.obs.columns:
-        frame[groupby] = cytokines.obs[groupby].to_numpy()
+        frame[groupby] = cytokines.obs[groupby]
     elif patients is not None and groupby in patients.obs.columns:
-        source = one_row_per_patient(
+        per_patient = one_row_per_patient(
             observation_frame(patients)[[PATIENT, groupby]].astype({PATIENT: str}),
             [groupby],
             what="compare_cytokines, patients.obs",
             fix="Give each patient one group (one sample per patient).",
         )
-    elif clinical is not None:
-        source = clinical_frame(clinical)
+        joined, record = join_table(frame, per_patient, where="patients.obs")
+        warn_unmatched(
+            record,
+            frame,
+            what="compare_cytokines",
+            table_name="patients.obs",
+            consequence="left out",
+        )
+        frame[groupby] = joined[groupby]
+        frame = frame.drop(index=record["samples_without_row"])
+    else:
+        raise ItmeParameterError(
+            "groupby",
+            "a column of cytokines.obs or of patients.obs",
+            groupby,
+            fix="Join clinical columns first: itme.io.add_clinical(cytokines, clinical); "
+            "pass patients= for itme_cluster.",
+        )
     out = compare_groups(
         frame,
         groupby=groupby,
         features=names,
-        clinical=source,
         groups=groups,
         test=test,
         fdr=fdr,

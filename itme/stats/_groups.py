@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from itme._adata import feature_table, fmt_ids, group_labels, obs_columns
 from itme.core.stats.groups import TESTS, rank_test, summary
 from itme.errors import (
     ItmeExclusionWarning,
@@ -17,7 +18,7 @@ from itme.errors import (
     ItmeParameterError,
     ItmeStatisticsWarning,
 )
-from itme.stats._data import feature_table, fmt_ids, group_labels, lookup, padjust
+from itme.stats._data import padjust
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -34,14 +35,13 @@ def _prepare(
     groupby: str,
     features: Sequence[str] | None,
     source: str,
-    clinical: pd.DataFrame | None,
     groups: Sequence[str] | None,
     min_group_size: int,
     what: str,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """Features and group labels of the rows with a group, at least two groups left."""
     table = feature_table(patients, features=features, source=source)
-    frame = lookup(patients, [groupby], clinical=clinical, what=what, param="groupby")
+    frame = obs_columns(patients, [groupby], param="groupby")
     labels = group_labels(frame, groupby, groups=groups, min_size=min_group_size, what=what)
     if len(labels.cat.categories) < 2:
         raise ItmeInputError(
@@ -59,7 +59,6 @@ def compare_groups(
     groupby: str,
     features: Sequence[str] | None = None,
     source: str = "X",
-    clinical: pd.DataFrame | None = None,
     groups: Sequence[str] | None = None,
     test: str = "kruskal",
     fdr: str = "bh",
@@ -78,17 +77,13 @@ def compare_groups(
         The patients AnnData of :func:`itme.tl.abundance` (features from ``X`` = % of CD45+,
         or from an ``obsm`` DataFrame, see ``source``), or a DataFrame (numeric columns).
     groupby
-        Column holding the groups, looked up in ``obs`` (or the DataFrame) first, then in
-        ``clinical`` by ``patient_id`` (e.g. ``"itme_cluster"``, ``"disease_status"``).
+        Column of ``obs`` (or of the DataFrame) holding the groups, e.g. ``"itme_cluster"``,
+        or ``"disease_status"`` once the clinical table is joined (:func:`itme.io.add_clinical`).
     features
         Features to test (default: all ``var_names``, or all numeric columns).
     source
         ``"X"`` or the name of an ``obsm`` DataFrame, e.g. ``"derived"`` for total T cells,
         CD4, CD8 and the CD4:CD8 ratio.
-    clinical
-        Clinical table (:func:`itme.io.read_clinical`) for a ``groupby`` not in ``obs``.
-        Samples without a clinical row and clinical patients without a sample are reported by
-        id (ItmeExclusionWarning).
     groups
         Groups to compare, in this order (default: all). Other labels are excluded and reported.
     test
@@ -110,7 +105,7 @@ def compare_groups(
     if test not in TESTS:
         raise ItmeParameterError("test", TESTS, test)
     table, labels = _prepare(
-        patients, groupby, features, source, clinical, groups, min_group_size, "compare_groups"
+        patients, groupby, features, source, groups, min_group_size, "compare_groups"
     )
     cats = list(labels.cat.categories)
     if test == "mannwhitney" and len(cats) != 2:
@@ -180,7 +175,6 @@ def posthoc_dunn(
     groupby: str,
     features: Sequence[str] | None = None,
     source: str = "X",
-    clinical: pd.DataFrame | None = None,
     groups: Sequence[str] | None = None,
     p_adjust: str = "holm",
     min_group_size: int = 2,
@@ -192,13 +186,11 @@ def posthoc_dunn(
     patients
         Patients AnnData or DataFrame, as for :func:`compare_groups`.
     groupby
-        Group column (``obs``, DataFrame or ``clinical``).
+        Group column (``obs`` or the DataFrame's).
     features
         Features (default all); usually the ones with ``padj < 0.05`` in :func:`compare_groups`.
     source
         ``"X"`` or an ``obsm`` DataFrame name.
-    clinical
-        Clinical table for a ``groupby`` outside ``obs``; mismatches reported by id.
     groups
         Groups to compare, in order (default all).
     p_adjust
@@ -217,7 +209,7 @@ def posthoc_dunn(
     if p_adjust not in P_ADJUST:
         raise ItmeParameterError("p_adjust", P_ADJUST, p_adjust)
     table, labels = _prepare(
-        patients, groupby, features, source, clinical, groups, min_group_size, "posthoc_dunn"
+        patients, groupby, features, source, groups, min_group_size, "posthoc_dunn"
     )
     cats = list(labels.cat.categories)
     rows, skipped = [], []

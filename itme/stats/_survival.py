@@ -1,9 +1,11 @@
 """Kaplan–Meier, log-rank and Cox models: the lifelines adapter.
 
-Survival data come from the clinical table as ``<endpoint>_months`` + ``<endpoint>_event``
-(1 = event, 0 = censored; DESIGN.md §2), groups from the patients AnnData (``obs``) or the
-clinical table, joined by ``patient_id`` with mismatches reported by id. Patients with a
-missing time, event or group are excluded and reported (ItmeExclusionWarning).
+Survival data are the clinical columns ``<endpoint>_months`` + ``<endpoint>_event`` (1 = event,
+0 = censored; DESIGN.md §2), read with the groups from the patients AnnData's ``obs`` (joined
+once by :func:`itme.io.add_clinical`) or from a DataFrame's columns. Patients with a missing
+time, event or group are excluded and reported (ItmeExclusionWarning).
+:func:`kaplan_meier` stores its fit (curves, medians, numbers at risk, log-rank) in ``uns``
+of an AnnData input; :func:`itme.pl.kaplan_meier` draws that, without refitting.
 
 Conventions follow R's ``survival`` package, which survival papers quote: Kaplan–Meier
 medians with the ``log`` confidence band (``survfit``'s default; ``conf_type="log-log"`` gives
@@ -20,12 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from itme.core.stats.survival import n_at_risk, quantile_time
+from itme._adata import as_list, fmt_ids, is_anndata, natural_key
+from itme.core.stats.survival import check_times, n_at_risk, quantile_time
 from itme.errors import ItmeInputError, ItmeParameterError, ItmeStatisticsWarning
-from itme.stats._data import as_list, fmt_ids, natural_key, padjust
+from itme.stats._data import padjust
 from itme.stats._survival_data import (
     check_conf,
-    check_times,
     km_curve,
     overall_logrank,
     survival_frame,
@@ -45,24 +47,26 @@ def kaplan_meier(
     *,
     endpoint: str = "os",
     groupby: str | None = None,
-    clinical: pd.DataFrame | None = None,
     groups: Sequence[str] | None = None,
     times: Sequence[float] | None = None,
     conf_type: str = "log",
     conf_level: float = 0.95,
+    key_added: str | None = None,
 ) -> pd.DataFrame:
     """Kaplan–Meier median survival per group with its confidence interval and numbers at risk.
+
+    The curves are fitted once (lifelines); for an AnnData input the fit is stored in
+    ``uns[key_added]`` and :func:`itme.pl.kaplan_meier` draws it from there.
 
     Parameters
     ----------
     data
-        Patients AnnData (groups in ``obs``) or the clinical DataFrame.
+        Patients AnnData (survival columns and groups in ``obs``, see
+        :func:`itme.io.add_clinical`) or a DataFrame (e.g. the clinical table).
     endpoint
         Uses columns ``<endpoint>_months`` and ``<endpoint>_event`` (e.g. ``"os"``, ``"pfs"``).
     groupby
-        Group column (``obs`` or clinical), e.g. ``"itme_cluster"``; ``None``: all patients.
-    clinical
-        Clinical table when ``data`` is the patients AnnData; mismatches reported by id.
+        Group column, e.g. ``"itme_cluster"``; ``None``: all patients.
     groups
         Groups in this order (others excluded and reported).
     times
@@ -71,24 +75,32 @@ def kaplan_meier(
         ``"log"`` (R ``survfit`` default), ``"log-log"`` (lifelines, SAS, Stata) or ``"plain"``.
     conf_level
         Confidence level of the band and of the median's interval.
+    key_added
+        ``uns`` entry of an AnnData input receiving the fit (default
+        ``"kaplan_meier_<endpoint>"``). Ignored for a DataFrame.
 
     Returns
     -------
     DataFrame, one row per group: ``group``, ``n``, ``events``, ``median``, ``lower``,
     ``upper`` (the median's confidence limits, where the band crosses 0.5, NaN when it
     does not), ``conf_level``, ``conf_type``, and ``n_risk_<t>`` for each of ``times``.
+
+    For an AnnData input, also writes ``uns[key_added]``: ``endpoint``, ``groupby`` (absent
+    for all patients), ``groups`` (curve names in order, ``["all"]`` without groups),
+    ``conf_type``, ``conf_level``, ``times`` (when given), ``table`` (the DataFrame
+    returned), ``curves`` (DataFrame, one row per group and distinct time: ``group``,
+    ``time``, ``n_risk``, ``n_event``, ``n_censor``, ``surv``, ``lower``, ``upper``) and, with
+    two or more groups, the k-group log-rank test: ``logrank_statistic`` (chi-square),
+    ``logrank_df``, ``logrank_pvalue``.
     """
     check_conf(conf_level, conf_type)
     at = None if times is None else check_times(times)
+    if key_added is not None and (not isinstance(key_added, str) or not key_added):
+        raise ItmeParameterError("key_added", "a non-empty string or None", key_added)
     frame = survival_frame(
-        data,
-        endpoint=endpoint,
-        clinical=clinical,
-        groupby=groupby,
-        groups=groups,
-        what="kaplan_meier",
+        data, endpoint=endpoint, groupby=groupby, groups=groups, what="kaplan_meier"
     )
-    rows = []
+    rows, curves = [], []
     for name, part in survival_groups(frame):
         curve = km_curve(
             part["duration"].to_numpy(),
@@ -110,7 +122,28 @@ def kaplan_meier(
             risk = n_at_risk(part["duration"].to_numpy(), at)
             row.update({f"n_risk_{t:g}": int(r) for t, r in zip(at, risk, strict=True)})
         rows.append(row)
-    return pd.DataFrame(rows)
+        curves.append(curve.assign(group=name))
+    table = pd.DataFrame(rows)
+    if is_anndata(data):
+        fit = {
+            "endpoint": endpoint,
+            "groups": [name for name, _ in survival_groups(frame)],
+            "conf_type": conf_type,
+            "conf_level": float(conf_level),
+            "table": table.copy(),
+            "curves": pd.concat(curves, ignore_index=True)[
+                ["group", "time", "n_risk", "n_event", "n_censor", "surv", "lower", "upper"]
+            ],
+        }
+        if groupby is not None:
+            fit["groupby"] = groupby
+        if at is not None:
+            fit["times"] = at
+        if len(fit["groups"]) > 1:
+            statistic, df, pvalue = overall_logrank(frame)
+            fit.update(logrank_statistic=statistic, logrank_df=df, logrank_pvalue=pvalue)
+        data.uns[key_added or f"kaplan_meier_{endpoint}"] = fit
+    return table
 
 
 def logrank_test(
@@ -118,7 +151,6 @@ def logrank_test(
     *,
     endpoint: str = "os",
     groupby: str = "itme_cluster",
-    clinical: pd.DataFrame | None = None,
     groups: Sequence[str] | None = None,
     pairwise: bool = False,
     fdr: str = "bh",
@@ -128,13 +160,11 @@ def logrank_test(
     Parameters
     ----------
     data
-        Patients AnnData (groups in ``obs``) or the clinical DataFrame.
+        Patients AnnData (survival columns and groups in ``obs``) or a DataFrame.
     endpoint
         Uses ``<endpoint>_months`` and ``<endpoint>_event``.
     groupby
-        Group column (``obs`` or clinical).
-    clinical
-        Clinical table when ``data`` is the patients AnnData; mismatches reported by id.
+        Group column.
     groups
         Groups to compare (others excluded and reported).
     pairwise
@@ -152,12 +182,7 @@ def logrank_test(
     from lifelines.statistics import pairwise_logrank_test
 
     frame = survival_frame(
-        data,
-        endpoint=endpoint,
-        clinical=clinical,
-        groupby=groupby,
-        groups=groups,
-        what="logrank_test",
+        data, endpoint=endpoint, groupby=groupby, groups=groups, what="logrank_test"
     )
     cats = [str(c) for c in frame["group"].cat.categories]
     if len(cats) < 2:
@@ -247,7 +272,6 @@ def cox_ph(
     *,
     covariates: Sequence[str],
     endpoint: str = "os",
-    clinical: pd.DataFrame | None = None,
     categorical: Sequence[str] | None = None,
     reference: Mapping[str, str] | None = None,
     ph_test: bool = True,
@@ -266,14 +290,12 @@ def cox_ph(
     Parameters
     ----------
     data
-        Patients AnnData (covariates such as ``itme_cluster`` in ``obs``) or the clinical
-        DataFrame.
+        Patients AnnData (survival columns and covariates such as ``itme_cluster`` in
+        ``obs``) or a DataFrame.
     covariates
-        Covariate columns (``obs`` or clinical).
+        Covariate columns (``obs`` or the DataFrame's).
     endpoint
         Uses ``<endpoint>_months`` and ``<endpoint>_event``.
-    clinical
-        Clinical table when ``data`` is the patients AnnData; mismatches reported by id.
     categorical
         Numeric covariates to treat as categorical (e.g. a cluster number).
     reference
@@ -308,9 +330,7 @@ def cox_ph(
         raise ItmeParameterError(
             "categorical / reference", f"names among the covariates ({fmt_ids(covariates)})", stray
         )
-    frame = survival_frame(
-        data, endpoint=endpoint, clinical=clinical, covariates=covariates, what="cox_ph"
-    )
+    frame = survival_frame(data, endpoint=endpoint, covariates=covariates, what="cox_ph")
     design, terms = _design(frame, covariates, categorical_set, reference)
     events = int(frame["event"].sum())
     if events < 10 * len(terms):

@@ -1,8 +1,8 @@
 """Survival data of the patients: one row per patient, Kaplan–Meier curves, option checks.
 
-The plumbing shared by :mod:`itme.stats._survival` (the public survival statistics) and
-:func:`itme.pl.kaplan_meier`: both read the same patients the same way, and the figure's
-curves and log-rank p are the table's. lifelines is imported inside the functions.
+The plumbing of :mod:`itme.stats._survival` (the public survival statistics). The figure
+(:func:`itme.pl.kaplan_meier`) does not fit anything: it draws what
+:func:`itme.stats.kaplan_meier` stored in ``uns``. lifelines is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from itme._adata import fmt_ids, group_labels, obs_columns, one_row_per_patient
 from itme.core.stats.survival import CONF_TYPES, confidence_band, greenwood_sigma
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
-from itme.stats._data import fmt_ids, group_labels, lookup, one_row_per_patient
 
 __all__ = [
     "check_conf",
-    "check_times",
     "km_curve",
     "overall_logrank",
     "survival_frame",
@@ -32,7 +31,6 @@ def survival_frame(
     data: Any,
     *,
     endpoint: str,
-    clinical: pd.DataFrame | None,
     groupby: str | None = None,
     groups: Sequence[str] | None = None,
     covariates: Sequence[str] = (),
@@ -40,21 +38,18 @@ def survival_frame(
 ) -> pd.DataFrame:
     """One row per patient: ``duration``, ``event``, ``group`` (if asked) and covariates.
 
-    Shared by :func:`kaplan_meier`, :func:`logrank_test`, :func:`cox_ph` and
-    :func:`itme.pl.kaplan_meier`. Bad times or events are errors naming the patients;
-    patients with a missing value are excluded and named (ItmeExclusionWarning).
+    Shared by :func:`kaplan_meier`, :func:`logrank_test` and :func:`cox_ph`; every column
+    comes from ``obs`` (or the DataFrame). The samples of a patient must agree on every
+    column. Bad times or events are errors naming the patients; patients with a missing
+    value are excluded and named (ItmeExclusionWarning).
     """
     time_col, event_col = f"{endpoint}_months", f"{endpoint}_event"
     per_patient = [*([groupby] if groupby else []), *covariates]
     frame = one_row_per_patient(
-        lookup(
-            data,
-            [time_col, event_col, *per_patient],
-            clinical=clinical,
-            what=what,
-            param="endpoint, groupby or covariates",
+        obs_columns(
+            data, [time_col, event_col, *per_patient], param="endpoint, groupby or covariates"
         ),
-        per_patient,
+        [time_col, event_col, *per_patient],
         what=what,
         fix="Keep one sample per patient for survival analyses.",
     )
@@ -149,16 +144,3 @@ def check_conf(conf_level: float, conf_type: str = "log") -> None:
         raise ItmeParameterError("conf_type", CONF_TYPES, conf_type)
     if not 0 < conf_level < 1:
         raise ItmeParameterError("conf_level", "a number between 0 and 1", conf_level)
-
-
-def check_times(times: Sequence[float]) -> np.ndarray:
-    """``times`` (months of the numbers-at-risk table) as a float array, validated."""
-    try:
-        out = np.asarray(times, dtype=float).ravel()
-    except (TypeError, ValueError) as err:
-        raise ItmeParameterError(
-            "times", "one or more non-negative numbers (months)", times
-        ) from err
-    if out.size == 0 or not np.isfinite(out).all() or (out < 0).any():
-        raise ItmeParameterError("times", "one or more non-negative numbers (months)", times)
-    return out

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from itme._adata import feature_table, fmt_ids, group_labels, obs_columns
 from itme._random import RngLike, as_generator, draw_seed
 from itme.core.patients import ward
 from itme.core.patients.composition import TRANSFORMS
@@ -22,7 +23,6 @@ from itme.errors import (
     ItmeParameterError,
     ItmeStatisticsWarning,
 )
-from itme.stats._data import feature_table, fmt_ids, group_labels, lookup
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -86,16 +86,14 @@ def clustering_matrix(
     return table, excluded
 
 
-def _composition(
-    adata: AnnData, labels: pd.Series, status_key: str, clinical: pd.DataFrame | None
-) -> dict:
+def _composition(adata: AnnData, labels: pd.Series, status_key: str) -> dict:
     """Cluster × status counts and Fisher's exact test (chi-square when too large)."""
-    if status_key not in adata.obs.columns and (
-        clinical is None or status_key not in clinical.columns
-    ):
-        logger.info("patient_clusters: no %r column; cluster composition not computed", status_key)
+    if status_key not in adata.obs.columns:
+        logger.info(
+            "patient_clusters: no obs[%r] column; cluster composition not computed", status_key
+        )
         return {}
-    frame = lookup(adata, [status_key], clinical=clinical, what="patient_clusters (composition)")
+    frame = obs_columns(adata, [status_key], param="status_key")
     status = group_labels(frame, status_key, min_size=1, what="patient_clusters (composition)")
     counts = pd.crosstab(
         pd.Categorical(labels.loc[status.index], categories=labels.cat.categories),
@@ -132,7 +130,6 @@ def patient_clusters(
     k_range: Sequence[int] | None = None,
     gap_refs: int = 20,
     status_key: str = "disease_status",
-    clinical: pd.DataFrame | None = None,
     key_added: str = "itme_cluster",
     rng: RngLike = None,
     copy: bool = False,
@@ -173,11 +170,10 @@ def patient_clusters(
     gap_refs
         Reference data sets for the gap statistic (0 switches the gap statistic off).
     status_key
-        Column (``obs`` or ``clinical``) with the disease status, for the cluster composition
-        table and its test; skipped when absent.
-    clinical
-        Clinical table (:func:`itme.io.read_clinical`) supplying ``status_key`` when it is not
-        in ``obs``; samples and patients missing from either side are reported by id.
+        ``obs`` column with the disease status (from the sample sheet, or joined from the
+        clinical table by :func:`itme.io.add_clinical`), for the cluster composition table and
+        its test; skipped when absent. Samples without a status are excluded from it and
+        reported.
     key_added
         Name of the ``obs`` column and ``uns`` entry written.
     rng
@@ -284,7 +280,7 @@ def patient_clusters(
     uns.update(
         {name: int(v) for name, v in (("k_gap", k_gap), ("k_silhouette", k_sil)) if v is not None}
     )
-    uns.update(_composition(adata, labels, status_key, clinical))
+    uns.update(_composition(adata, labels, status_key))
     adata.uns[key_added] = uns
     logger.info(
         "patient_clusters: %d samples into %d clusters (sizes %s) on %d features, "

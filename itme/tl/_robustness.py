@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from itme._adata import fmt_ids
 from itme._progress import track
 from itme._random import RngLike, as_generator, draw_seed
 from itme.core.patients import ward
 from itme.core.patients.agreement import align_labels, bootstrap_jaccard, cohen_kappa, contingency
 from itme.errors import ItmeParameterError, ItmeStateError
-from itme.stats._data import fmt_ids
 from itme.tl._patients import clustering_matrix
 
 if TYPE_CHECKING:

@@ -1,8 +1,9 @@
 """Everything itme stores survives write_h5ad → read_h5ad (docs/data-model.md, STYLE.md §2).
 
 The whole chain runs on a tiny synthetic cohort: read_cohort → arcsinh → clean → apply_qc →
-flowsom → annotate → embed → abundance → patient_clusters → sensitivity → stability →
-read_counts → pathway_scores; each object is written and read back and compared key by key.
+flowsom → annotate → embed → abundance → add_clinical → patient_clusters → sensitivity →
+stability → kaplan_meier → read_counts + add_clinical → pathway_scores, cytokines +
+add_clinical; each object is written and read back and compared key by key.
 """
 
 from __future__ import annotations
@@ -68,12 +69,24 @@ def test_every_key_of_the_chain_survives_h5ad(tmp_path):
         roundtrip(cells, tmp_path / "cells.h5ad")
         patients = itme.tl.abundance(cells, phenotypes="lymphoid_visram2021")
         clinical = itme.io.read_clinical(paths["clinical"])
-        itme.tl.patient_clusters(patients, k=3, clinical=clinical, rng=1)
+        itme.io.add_clinical(patients, clinical)
+        itme.tl.patient_clusters(patients, k=3, rng=1)
         itme.tl.cluster_sensitivity(patients, exclude=list(patients.obs["patient_id"][:2]))
         itme.tl.cluster_stability(patients, n_boot=10, rng=1)
-        roundtrip(patients, tmp_path / "patients.h5ad")
-        counts = itme.rna.read_counts(paths["counts"], clinical=clinical)
+        itme.stats.kaplan_meier(patients, endpoint="os", groupby="itme_cluster", times=[0, 12])
+        back = roundtrip(patients, tmp_path / "patients.h5ad")
+        counts = itme.rna.read_counts(paths["counts"], clinical=back.uns["clinical"]["table"])
+        itme.io.add_clinical(
+            counts, patients.obs[["patient_id", "itme_cluster"]], key_added="patients"
+        )
         itme.rna.pathway_scores(counts)
         roundtrip(counts, tmp_path / "rna.h5ad")
         cyt = itme.io.read_cytokines(paths["cytokines"])
+        itme.io.add_clinical(cyt, back.uns["clinical"]["table"])
         roundtrip(cyt, tmp_path / "cytokines.h5ad")
+    # the joined clinical columns keep their values and dtypes through h5ad
+    for col in clinical.columns:
+        pd.testing.assert_series_equal(back.obs[col], patients.obs[col], check_categorical=True)
+    # the stored clinical table gives read_counts the same join as the file itself
+    direct = itme.rna.read_counts(paths["counts"], clinical=clinical)
+    pd.testing.assert_frame_equal(direct.obs, counts.obs.drop(columns="itme_cluster"))

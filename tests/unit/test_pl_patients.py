@@ -74,12 +74,40 @@ def test_compartment_bars_are_shares_of_100(clustered):
         itme.pl.compartment_bars(clustered, compartments={"CD4": {"Tn": ["T1", "T99"]}})
 
 
-def test_kaplan_meier_curves_and_risk_table(clustered):
+def test_kaplan_meier_draws_the_stored_fit(clustered):
     clinical = simulate_clinical(clustered, 0)
-    fig = itme.pl.kaplan_meier(clustered, clinical=clinical, times=[0, 12, 24])
+    with pytest.raises(ItmeStateError, match=r"uns\['kaplan_meier_os'\].*stats.kaplan_meier"):
+        itme.pl.kaplan_meier(clustered)
+    itme.io.add_clinical(clustered, clinical, columns=["os_months", "os_event"])
+    table = itme.stats.kaplan_meier(clustered, groupby="itme_cluster")
+    fig = itme.pl.kaplan_meier(clustered, times=[0, 12, 24])
     curves, risk = fig.axes
-    assert len([ln for ln in curves.get_lines() if ln.get_drawstyle() == "steps-post"]) == 3
-    assert "log-rank p =" in curves.get_title()
-    sizes = clustered.obs["itme_cluster"].value_counts()
-    at_zero = sorted(int(t.get_text()) for t in risk.texts if t.get_position()[0] == 0)
-    assert at_zero == sorted(sizes.tolist())
+    steps = [ln for ln in curves.get_lines() if ln.get_drawstyle() == "steps-post"]
+    assert len(steps) == 3
+    # the drawn curves are the stored ones (nothing refitted)
+    stored = clustered.uns["kaplan_meier_os"]["curves"]
+    for line, group in zip(steps, ["1", "2", "3"], strict=True):
+        np.testing.assert_allclose(
+            line.get_ydata()[1:], stored.loc[stored["group"] == group, "surv"]
+        )
+    pvalue = clustered.uns["kaplan_meier_os"]["logrank_pvalue"]
+    assert f"log-rank p = {pvalue:.3g}" in curves.get_title()
+    at = {t.get_position(): int(t.get_text()) for t in risk.texts}
+    obs = clustered.obs
+    for i, group in enumerate(["1", "2", "3"]):
+        months = obs.loc[obs["itme_cluster"] == group, "os_months"]
+        for t in (0, 12, 24):
+            assert at[(t, 3 - i - 0.5)] == int((months >= t).sum())
+    assert sorted(at[(0, y)] for y in (0.5, 1.5, 2.5)) == sorted(table["n"].tolist())
+    with pytest.raises(ItmeParameterError, match=r"parameter 'times'"):
+        itme.pl.kaplan_meier(clustered, times=[])
+    with pytest.raises(ItmeParameterError, match=r"parameter 'adata'"):
+        itme.pl.kaplan_meier(clinical)
+
+
+def test_figures_read_groups_from_obs_only(clustered):
+    with pytest.raises(ItmeParameterError, match=r"parameter 'groupby'.*\['risk'\].*add_clinical"):
+        itme.pl.compartment_bars(clustered, groupby="risk")
+    res = itme.stats.compare_groups(clustered, groupby="itme_cluster")
+    with pytest.raises(ItmeParameterError, match=r"parameter 'groupby'.*add_clinical"):
+        itme.pl.subset_boxplots(clustered, results=res, groupby="risk")

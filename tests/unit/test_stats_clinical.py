@@ -152,40 +152,66 @@ def test_chi_square_fallback_is_said(monkeypatch):
     assert tab.loc[1, "test"] == "chi-square (Fisher too large)"
 
 
-def test_groups_from_itme_clusters_report_unmatched_patients():
+def test_table1_reads_the_joined_obs_one_row_per_patient():
     adata, _ = simulate_patients(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ItmeStatisticsWarning)
         itme.tl.patient_clusters(adata, k=3, rng=0, gap_refs=0)
     clinical = simulate_clinical(adata, 0, extra_patients=["P77"], drop_patients=["P02"])
-    with (
-        pytest.warns(ItmeExclusionWarning, match=r"S02 \(patient P02\)"),
-        pytest.warns(
-            ItmeExclusionWarning, match=r"have no sample in the data and are left out: P77"
-        ),
-        warnings.catch_warnings(),
-    ):
-        warnings.simplefilter("ignore", ItmeStatisticsWarning)
-        tab = itme.stats.clinical_table(clinical, groupby="itme_cluster", patients=adata)
+    del adata.obs["disease_status"]  # it comes from the clinical table
+    with pytest.warns(ItmeExclusionWarning, match=r"S02 \(patient P02\).*no sample: P77"):
+        itme.io.add_clinical(adata, clinical)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tab = itme.stats.clinical_table(adata, groupby="itme_cluster")
+    assert not [w for w in caught if issubclass(w.category, ItmeExclusionWarning)]  # joined once
+    # default rows: the joined clinical columns, without the survival columns
+    assert list(dict.fromkeys(tab["variable"]))[1:] == [
+        "disease_status",
+        "age",
+        "cytogenetic_risk",
+        "lines_of_therapy",
+    ]
     sizes = adata.obs["itme_cluster"].value_counts()
-    sizes[adata.obs.loc["S02", "itme_cluster"]] -= 1
     assert [int(tab.iloc[0][c]) for c in ("1", "2", "3")] == [sizes[c] for c in ("1", "2", "3")]
+    # P02 (no clinical row) counts in its cluster, as a missing value of every variable
+    p02 = adata.obs.loc["S02", "itme_cluster"]
+    missing = tab[(tab["variable"] == "age") & (tab["level"] == "missing")].iloc[0]
+    assert missing[p02] == f"1 ({100 / sizes[p02]:.0f}%)" and missing["overall"].startswith("1 (")
     status = tab[tab["variable"] == "disease_status"]
     assert status.iloc[0]["pvalue"] < 0.05
+    # the same table from the clinical DataFrame with the clusters as a column
+    frame = clinical.set_index("patient_id").join(
+        adata.obs.set_index("patient_id")["itme_cluster"], how="inner"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ItmeStatisticsWarning)
+        ref = itme.stats.clinical_table(frame, groupby="itme_cluster")
+    observed = tab[tab["level"] != "missing"].iloc[1:].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        observed[["variable", "level", "test", "statistic", "pvalue"]],
+        ref.iloc[1:].reset_index(drop=True)[["variable", "level", "test", "statistic", "pvalue"]],
+    )
     # a patient with two samples in different clusters has no single group for Table 1
     adata.obs.loc["S03", "patient_id"] = "P04"
     adata.obs.loc["S03", "itme_cluster"] = next(
         c for c in ("1", "2", "3") if c != adata.obs.loc["S04", "itme_cluster"]
     )
-    with (
-        pytest.raises(
-            ItmeInputError,
-            match=r"clinical_table, column itme_cluster: expected one value per patient.*P04",
-        ),
-        warnings.catch_warnings(),
+    with pytest.raises(
+        ItmeInputError,
+        match=r"clinical_table, column itme_cluster: expected one value per patient.*P04",
     ):
-        warnings.simplefilter("ignore", ItmeExclusionWarning)
-        itme.stats.clinical_table(clinical, groupby="itme_cluster", patients=adata)
+        itme.stats.clinical_table(adata, groupby="itme_cluster")
+
+
+def test_table1_of_an_anndata_needs_the_join():
+    adata, _ = simulate_patients(0)
+    with pytest.raises(ItmeParameterError, match=r"parameter 'variables'.*add_clinical"):
+        itme.stats.clinical_table(adata, groupby="disease_status")
+    with pytest.raises(ItmeParameterError, match=r"parameter 'variables'.*\['age'\].*add_clinical"):
+        itme.stats.clinical_table(adata, groupby="disease_status", variables=["age"])
+    with pytest.raises(ItmeParameterError, match=r"parameter 'groupby'.*'itme_cluster'"):
+        itme.stats.clinical_table(adata, groupby="itme_cluster", variables=["disease_status"])
 
 
 def test_unknown_labels_and_groups_of_one_are_reported():

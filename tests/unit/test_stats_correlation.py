@@ -39,9 +39,10 @@ def test_clinical_and_derived_variables_pairwise_complete():
     adata, _ = simulate_patients(1)
     clinical = simulate_clinical(adata, 1)
     clinical.loc[:4, "age"] = np.nan
-    res = itme.stats.correlate(
-        adata, x=["CD4", "CD8"], y=["age"], source="derived", clinical=clinical
-    )
+    with pytest.raises(ItmeParameterError, match=r"parameter 'x, y'.*\['age'\].*add_clinical"):
+        itme.stats.correlate(adata, x=["CD4", "CD8"], y=["age"], source="derived")
+    itme.io.add_clinical(adata, clinical, columns=["age"])
+    res = itme.stats.correlate(adata, x=["CD4", "CD8"], y=["age"], source="derived")
     assert (res["n"] == adata.n_obs - 5).all()
     cd4 = adata.obsm["derived"]["CD4"].to_numpy()[5:]
     assert res.loc[0, "estimate"] == pytest.approx(
@@ -96,6 +97,7 @@ def test_marker_medians_only_use_the_population():
 
 def test_compare_marker_reproduces_the_cd38_by_1q_analysis():
     cells, clinical = _cells()
+    itme.io.add_clinical(cells, clinical)  # per event, categorical: cheap
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ItmeStatisticsWarning)
         res = itme.stats.compare_marker(
@@ -103,7 +105,6 @@ def test_compare_marker_reproduces_the_cd38_by_1q_analysis():
             population="plasma cells",
             markers=["CD38"],
             groupby="status_1q",
-            clinical=clinical,
             correlate_with="IL6R",
             groups=["1q WT", "1q+"],
         )
@@ -127,11 +128,17 @@ def test_compare_marker_reproduces_the_cd38_by_1q_analysis():
 
 
 def test_compare_marker_bad_population():
-    cells, clinical = _cells()
+    cells, _ = _cells()
     with pytest.raises(
         ItmeParameterError,
         match=r"parameter 'population'.*\(T cells, plasma cells\), got 'B cells'",
     ):
         itme.stats.compare_marker(
-            cells, population="B cells", markers=["CD38"], groupby="status_1q", clinical=clinical
+            cells, population="B cells", markers=["CD38"], groupby="status_1q"
+        )
+    with pytest.raises(
+        ItmeParameterError, match=r"parameter 'groupby / correlate_with'.*add_clinical"
+    ):
+        itme.stats.compare_marker(
+            cells, population="plasma cells", markers=["CD38"], groupby="status_1q"
         )

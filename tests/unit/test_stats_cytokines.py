@@ -16,6 +16,7 @@ from itme.errors import (
     ItmeExclusionWarning,
     ItmeInputError,
     ItmeInputWarning,
+    ItmeParameterError,
     ItmeStatisticsWarning,
 )
 
@@ -105,19 +106,40 @@ def test_no_cytokine_differs_when_none_was_planted_and_a_planted_one_does(tmp_pa
     assert res.loc["IL-6", "padj"] < 0.05
 
 
-def test_by_disease_status_from_clinical_reports_missing_patients(tmp_path):
+def test_by_disease_status_from_the_joined_clinical_table(tmp_path):
     adata, cyt = _cohort(tmp_path)
     clinical = simulate_clinical(adata, 0, drop_patients=["P07"], extra_patients=["P50"])
+    with pytest.raises(ItmeParameterError, match=r"parameter 'groupby'.*add_clinical"):
+        itme.stats.compare_cytokines(cyt, groupby="disease_status")
+    with pytest.warns(ItmeExclusionWarning, match=r"1 of 38 sample\(s\).*P07.*no sample: P50"):
+        itme.io.add_clinical(cyt, clinical)
     with (
-        pytest.warns(ItmeExclusionWarning, match=r"P07"),
-        pytest.warns(ItmeExclusionWarning, match="P50"),
+        pytest.warns(ItmeExclusionWarning, match=r"1 excluded, no disease_status value: P07"),
         warnings.catch_warnings(),
     ):
         warnings.simplefilter("ignore", ItmeStatisticsWarning)
         res = itme.stats.compare_cytokines(
-            cyt, groupby="disease_status", clinical=clinical, groups=["NDMM", "RMM", "TRMM"]
-        )
+            cyt, groupby="disease_status", groups=["NDMM", "RMM", "TRMM"]
+        ).set_index("feature")
     assert {"median_NDMM", "median_RMM", "median_TRMM"} <= set(res.columns)
+    status = clinical.set_index("patient_id")["disease_status"].reindex(cyt.obs_names)
+    x = np.log10(cyt.to_df()["IL-6"])
+    ref = stats.kruskal(*[x[status == g] for g in ("NDMM", "RMM", "TRMM")])
+    assert res.loc["IL-6", "pvalue"] == pytest.approx(ref.pvalue)
+    assert res.loc["IL-6", "n"] == len(cyt) - 1
+
+
+def test_clusters_from_patients_report_patients_missing_on_either_side_once(tmp_path):
+    adata, cyt = _cohort(tmp_path)
+    fewer = adata[adata.obs["patient_id"] != "P03"].copy()
+    with pytest.warns(ItmeExclusionWarning) as caught, warnings.catch_warnings():
+        warnings.simplefilter("ignore", ItmeStatisticsWarning)
+        res = itme.stats.compare_cytokines(cyt[1:].copy(), groupby="itme_cluster", patients=fewer)
+    messages = [str(w.message) for w in caught if issubclass(w.category, ItmeExclusionWarning)]
+    assert len(messages) == 1
+    assert "1 of 37 sample(s) have no row in patients.obs (left out): P03" in messages[0]
+    assert "1 of 37 patient(s) of patients.obs have no sample: P00" in messages[0]
+    assert (res["n"] <= 36).all() and res["n"].max() == 36
 
 
 def test_zero_concentrations_get_a_reported_pseudocount(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -149,21 +150,27 @@ def test_unknown_labels_outside_groups_are_reported():
     assert res.loc[0, "n"] == 6
 
 
-def test_groups_from_clinical_report_mismatched_patients():
+def test_groups_from_the_joined_clinical_table_and_mismatches_reported_once():
     adata, _ = simulate_patients(0)
     clinical = simulate_clinical(adata, 0, extra_patients=["P90", "P91"], drop_patients=["P05"])
-    with (
-        pytest.warns(
-            ItmeExclusionWarning,
-            match=r"1 sample\(s\) have no row in the clinical table and are left out: S05 \(patient P05\)",
-        ),
-        pytest.warns(
-            ItmeExclusionWarning,
-            match=r"2 patient\(s\) of the clinical table have no sample.*P90, P91",
-        ),
-    ):
-        res = _run(adata, groupby="cytogenetic_risk", clinical=clinical, test="mannwhitney")
+    with pytest.raises(ItmeParameterError, match=r"\['cytogenetic_risk'\].*add_clinical"):
+        _run(adata, groupby="cytogenetic_risk", test="mannwhitney")
+    with pytest.warns(ItmeExclusionWarning) as caught:
+        itme.io.add_clinical(adata, clinical, columns=["cytogenetic_risk"])
+    assert len(caught) == 1
+    assert re.search(
+        r"1 of 38 sample\(s\) have no row in the clinical table.*S05 \(patient P05\); "
+        r"2 of 39 patient\(s\) of the clinical table have no sample: P90, P91",
+        str(caught[0].message),
+    )
+    with pytest.warns(ItmeExclusionWarning, match=r"1 excluded, no cytogenetic_risk value: S05"):
+        res = _run(adata, groupby="cytogenetic_risk", test="mannwhitney")
     assert (res["n"] == adata.n_obs - 1).all()
+    risk = clinical.set_index("patient_id")["cytogenetic_risk"]
+    x = adata.to_df()["T1"].drop(index="S05")
+    groups = risk.reindex(adata.obs.loc[x.index, "patient_id"]).to_numpy()
+    ref = stats.mannwhitneyu(x[groups == "high"], x[groups == "standard"])
+    assert res.set_index("feature").loc["T1", "pvalue"] == pytest.approx(ref.pvalue)
 
 
 def test_derived_source():

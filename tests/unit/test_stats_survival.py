@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,7 +32,7 @@ from lifelines.utils import median_survival_times
 from statsmodels.stats.multitest import multipletests
 
 import itme
-from itme.core.stats.survival import quantile_time
+from itme.core.stats.survival import n_at_risk, n_at_risk_from_curve, quantile_time
 from itme.errors import (
     ItmeExclusionWarning,
     ItmeInputError,
@@ -219,24 +220,49 @@ def test_multilevel_categorical_reference_like_paper_001(rossi):
         itme.stats.cox_ph(rossi, covariates=["line"], reference={"line": "first"})
 
 
-def test_survival_from_patients_and_clinical_reports_exclusions():
+def test_survival_reads_the_joined_obs_and_stores_the_fit(tmp_path):
     adata, _ = simulate_patients(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ItmeStatisticsWarning)
         itme.tl.patient_clusters(adata, k=3, rng=0, gap_refs=0)
     clinical = simulate_clinical(adata, 0, extra_patients=["P88"])
     clinical.loc[clinical["patient_id"] == "P04", "os_months"] = np.nan
-    with (
-        pytest.warns(
-            ItmeExclusionWarning,
-            match=r"1 patient\(s\) with missing values excluded: P04 \(duration\)",
-        ),
-        pytest.warns(ItmeExclusionWarning, match="P88"),
+    with pytest.raises(ItmeParameterError, match=r"\['os_months', 'os_event'\].*add_clinical"):
+        itme.stats.kaplan_meier(adata, groupby="itme_cluster")
+    with pytest.warns(ItmeExclusionWarning, match="no sample: P88"):
+        itme.io.add_clinical(adata, clinical, columns=["os_months", "os_event", "age"])
+    with pytest.warns(
+        ItmeExclusionWarning,
+        match=r"1 patient\(s\) with missing values excluded: P04 \(duration\)",
     ):
-        km = itme.stats.kaplan_meier(adata, clinical=clinical, groupby="itme_cluster")
+        km = itme.stats.kaplan_meier(adata, groupby="itme_cluster", times=[0, 12])
     assert km["n"].sum() == adata.n_obs - 1
+    # the fit is stored once, with what the table and the figure need
+    fit = adata.uns["kaplan_meier_os"]
+    pd.testing.assert_frame_equal(fit["table"], km)
+    assert fit["groups"] == ["1", "2", "3"] and fit["groupby"] == "itme_cluster"
+    frame = adata.obs.drop(index="S04")
+    for group, curve in fit["curves"].groupby("group"):
+        part = frame[frame["itme_cluster"] == group]
+        kmf = KaplanMeierFitter().fit(part["os_months"], part["os_event"])
+        np.testing.assert_allclose(
+            curve["surv"], kmf.survival_function_.reindex(curve["time"]).iloc[:, 0]
+        )
+    with pytest.warns(ItmeExclusionWarning, match="P04"):
+        lr = itme.stats.logrank_test(adata, groupby="itme_cluster").iloc[0]
+    assert fit["logrank_pvalue"] == lr["pvalue"] and fit["logrank_statistic"] == lr["statistic"]
+    adata.write_h5ad(tmp_path / "p.h5ad")
+    back = ad.read_h5ad(tmp_path / "p.h5ad").uns["kaplan_meier_os"]
+    pd.testing.assert_frame_equal(back["curves"], fit["curves"], check_dtype=False)
+    assert back["logrank_pvalue"] == fit["logrank_pvalue"] and list(back["times"]) == [0, 12]
+    # a DataFrame input returns the table and stores nothing anywhere
+    table = itme.stats.kaplan_meier(clinical.dropna(subset=["os_months"]), key_added="x")
+    assert table.loc[0, "n"] == len(clinical) - 1
+    # bad values are errors naming the patient
     bad = clinical.copy()
     bad.loc[0, "os_event"] = 2
+    with pytest.warns(ItmeExclusionWarning, match="P88"):
+        itme.io.add_clinical(adata, bad, columns=["os_event"], overwrite=True)
     with (
         pytest.raises(
             ItmeInputError, match=r"os_event: expected 1 \(event\) or 0 \(censored\), found P00: 2"
@@ -244,7 +270,7 @@ def test_survival_from_patients_and_clinical_reports_exclusions():
         warnings.catch_warnings(),
     ):
         warnings.simplefilter("ignore", ItmeExclusionWarning)
-        itme.stats.logrank_test(adata, clinical=bad)
+        itme.stats.logrank_test(adata)
     with pytest.raises(ItmeParameterError, match="parameter 'conf_type'"):
         itme.stats.kaplan_meier(clinical, conf_type="arcsin")
 
@@ -252,8 +278,6 @@ def test_survival_from_patients_and_clinical_reports_exclusions():
 def test_bad_times_covariate_names_and_patients_in_two_groups_are_errors(rossi):
     with pytest.raises(ItmeParameterError, match=r"parameter 'times': expected one or more non"):
         itme.stats.kaplan_meier(rossi, times=[0, -6])
-    with pytest.raises(ItmeParameterError, match=r"parameter 'times'"):
-        itme.pl.kaplan_meier(rossi, groupby="fin", times=[])
     with pytest.raises(ItmeParameterError, match=r"parameter 'times'"):
         itme.stats.kaplan_meier(rossi, times=["one year"])
     with pytest.raises(
@@ -278,3 +302,17 @@ def test_bad_times_covariate_names_and_patients_in_two_groups_are_errors(rossi):
     same.index = [f"s{i}" for i in range(len(same))]
     res = itme.stats.kaplan_meier(same, groupby="fin")
     assert res["n"].sum() == 20  # the repeated sample counts once
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_numbers_at_risk_from_a_stored_curve_equal_those_from_the_durations(seed):
+    """The figure reads the stored event table; it must count what the durations count."""
+    rng = np.random.default_rng(seed)
+    durations = np.round(rng.exponential(20, 40), 0)  # ties
+    events = rng.integers(0, 2, 40)
+    et = KaplanMeierFitter().fit(durations, events).event_table
+    at = np.r_[0, rng.uniform(0, durations.max() * 1.2, 15), durations[:5]]
+    np.testing.assert_array_equal(
+        n_at_risk_from_curve(et.index.to_numpy(), et["at_risk"].to_numpy(), at),
+        n_at_risk(durations, at),
+    )

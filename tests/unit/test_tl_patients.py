@@ -175,16 +175,22 @@ def test_composition_by_disease_status_with_exact_test():
     assert uns["composition_pvalue"] < 0.05  # the simulation ties TRMM to clusters 2 and 3
 
 
-def test_composition_from_clinical_reports_missing_patients_by_id():
+def test_composition_from_the_joined_clinical_status():
     adata, _ = simulate_patients(4)
+    status = adata.obs["disease_status"].copy()
     clinical = simulate_clinical(adata, 4, extra_patients=["P99"], drop_patients=["P03"])
     del adata.obs["disease_status"]
-    with (
-        pytest.warns(ItmeExclusionWarning, match=r"S03 \(patient P03\)"),
-        pytest.warns(ItmeExclusionWarning, match="P99"),
-    ):
-        _quiet(itme.tl.patient_clusters, adata, k=3, rng=0, gap_refs=0, clinical=clinical)
-    assert adata.uns["itme_cluster"]["composition"].to_numpy().sum() == adata.n_obs - 1
+    _quiet(itme.tl.patient_clusters, adata, k=3, rng=0, gap_refs=0)
+    assert "composition" not in adata.uns["itme_cluster"]  # no status in obs: skipped
+    with pytest.warns(ItmeExclusionWarning, match=r"S03 \(patient P03\).*no sample: P99"):
+        itme.io.add_clinical(adata, clinical, columns=["disease_status"])
+    with pytest.warns(ItmeExclusionWarning, match=r"1 excluded, no disease_status value: S03"):
+        _quiet(itme.tl.patient_clusters, adata, k=3, rng=0, gap_refs=0)
+    comp = adata.uns["itme_cluster"]["composition"]
+    assert comp.to_numpy().sum() == adata.n_obs - 1
+    kept = adata.obs_names != "S03"
+    expected = pd.crosstab(adata.obs["itme_cluster"][kept], status[kept])
+    np.testing.assert_array_equal(comp.to_numpy(), expected.to_numpy())
 
 
 def test_k_must_be_below_the_number_of_samples():

@@ -1,11 +1,13 @@
 """Kaplan–Meier confidence bands and quantiles the way R's ``survival`` package reports them.
 
 Why written here: lifelines gives the Kaplan–Meier estimate and its event table (used by
-:mod:`itme.stats._survival_data`), but only the "log-log" (exponential Greenwood) band, while R's
+:func:`itme.stats.kaplan_meier`), but only the "log-log" (exponential Greenwood) band, while R's
 ``survfit`` defaults to ``conf.type = "log"``, and lifelines takes the first time the curve
 reaches 0.5 as the median where R takes the midpoint of a flat stretch at exactly 0.5. Survival
 papers quote R (or SAS/Stata, which use log-log), so both are offered here and the tests check
-published R numbers for the ``lung`` data.
+published R numbers for the ``lung`` data. The numbers at risk are read either from the
+durations (:func:`n_at_risk`) or from a stored curve (:func:`n_at_risk_from_curve`, used by
+the figure, which never refits).
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ from scipy import stats
 
 from itme.errors import ItmeParameterError
 
-__all__ = ["CONF_TYPES", "confidence_band", "greenwood_sigma", "n_at_risk", "quantile_time"]
+__all__ = [
+    "CONF_TYPES",
+    "check_times",
+    "confidence_band",
+    "greenwood_sigma",
+    "n_at_risk",
+    "n_at_risk_from_curve",
+    "quantile_time",
+]
 
 CONF_TYPES = ("log", "log-log", "plain")
 _TOL = float(np.sqrt(np.finfo(float).eps))  # R: sqrt(.Machine$double.eps)
@@ -92,3 +102,34 @@ def n_at_risk(durations: np.ndarray, at: np.ndarray) -> np.ndarray:
     """Number of subjects still under observation at each time ``t`` (``duration >= t``)."""
     d = np.sort(np.asarray(durations, dtype=float))
     return d.size - np.searchsorted(d, np.asarray(at, dtype=float), side="left")
+
+
+def n_at_risk_from_curve(
+    curve_times: np.ndarray, curve_n_risk: np.ndarray, at: np.ndarray
+) -> np.ndarray:
+    """Numbers at risk at times ``at`` from a Kaplan–Meier event table, without the durations.
+
+    ``curve_times`` are the distinct observed times (events and censorings, ascending) and
+    ``curve_n_risk`` the number at risk at each; the number at risk at ``t`` is the one at the
+    first observed time ``>= t`` (0 after the last). Equals :func:`n_at_risk` of the durations.
+    """
+    t = np.asarray(curve_times, dtype=float)
+    n = np.asarray(curve_n_risk)
+    idx = np.searchsorted(t, np.asarray(at, dtype=float), side="left")
+    out = np.zeros(idx.shape, dtype=np.int64)
+    inside = idx < t.size
+    out[inside] = n[idx[inside]]
+    return out
+
+
+def check_times(times: object) -> np.ndarray:
+    """``times`` (months of a numbers-at-risk table) as a float array, validated."""
+    try:
+        out = np.asarray(times, dtype=float).ravel()
+    except (TypeError, ValueError) as err:
+        raise ItmeParameterError(
+            "times", "one or more non-negative numbers (months)", times
+        ) from err
+    if out.size == 0 or not np.isfinite(out).all() or (out < 0).any():
+        raise ItmeParameterError("times", "one or more non-negative numbers (months)", times)
+    return out
