@@ -24,7 +24,7 @@ from anndata import AnnData
 from itme._files import sha256
 from itme._progress import track
 from itme.errors import ItmeInputError, ItmeInputWarning, ItmeParameterError
-from itme.io._flowio import FcsFile, parse_fcs, read_events
+from itme.io._fcs_format import FcsFile, parse_fcs, read_events
 from itme.io._tables import MARKER_CLASSES, TableSource, read_panel, read_samples
 
 __all__ = ["read_cohort"]

@@ -111,7 +111,7 @@ def test_header_only_file(fcsparser_cytometers):
         itme.io.read_fcs(path)
     summary = itme.io.summarize(path)
     assert "sample_header.fcs" in summary.problems[0]
-    from itme.io._flowio import parse_fcs
+    from itme.io._fcs_format import parse_fcs
 
     text = parse_fcs(path, only_text=True)
     assert text.channels.shape[0] == 27
