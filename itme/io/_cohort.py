@@ -29,7 +29,8 @@ from itme.errors import (
     ItmeInputWarning,
     ItmeParameterError,
 )
-from itme.io._fcs_format import FcsFile, parse_fcs, read_events
+from itme.io._fcs_events import read_events
+from itme.io._fcs_format import FcsFile, parse_fcs
 from itme.io._tables import MARKER_CLASSES, TableSource, read_panel, read_samples
 
 __all__ = ["read_cohort"]

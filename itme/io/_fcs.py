@@ -1,7 +1,7 @@
 """Read and write single FCS files as AnnData.
 
-The file format work is in :mod:`._fcs_text` (HEADER, TEXT), :mod:`._fcs_format` (layout,
-events; it explains why itme parses FCS itself) and :mod:`._flowio` (writing).
+The file format work is in :mod:`._fcs_text` (HEADER, TEXT), :mod:`._fcs_format` (layout;
+it explains why itme parses FCS itself), :mod:`._fcs_events` (DATA) and :mod:`._flowio` (writing).
 """
 
 from __future__ import annotations

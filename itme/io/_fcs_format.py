@@ -18,7 +18,8 @@ before anything is checked against the file. Owning the parse lets itme guarante
   worked around is listed in ``notes`` (``warned`` marks the ones raised as
   :class:`~itme.errors.ItmeInputWarning` by the readers);
 - DATA is read by numpy straight into the caller's float32 matrix through one reusable
-  buffer, for integers of any whole-byte width (the 24-bit Cytek xP5 files included).
+  buffer, for integers of any whole-byte width (the 24-bit Cytek xP5 files included)
+  (:mod:`._fcs_events`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from itme.errors import ItmeError, ItmeInputError, ItmeParameterError
+from itme.io._fcs_events import read_events
 from itme.io._fcs_text import (
     CHANNEL_KEYWORD,
     HEADER_BYTES,
@@ -47,8 +49,6 @@ from itme.io._fcs_text import (
     unsigned,
 )
 
-_BLOCK_ROWS = 8192
-_EXACT_FLOAT32 = 2**24  # integers above this are rounded when stored as float32
 CHANNEL_FIELDS = {
     "N": "PnN",
     "S": "PnS",
@@ -357,8 +357,10 @@ def _layout(
                 f"HEADER and TEXT disagree on the DATA offsets ({name2} {pair2[0]}-{pair2[1]}, "
                 f"{name1} {pair1[0]}-{pair1[1]}); used {name1}"
             )
-        elif s2 == "absent" and header.version != "2.0" and header.offsets["data_start"] is None:
-            notes.info("HEADER DATA offsets are blank (allowed above 99,999,999 bytes); used TEXT")
+        elif s2 == "absent" and header.version != "2.0":
+            notes.info(
+                "HEADER DATA offsets are blank or 0 (allowed above 99,999,999 bytes); used TEXT"
+            )
     elif s2 in ("ok", "truncated"):
         begin, end, status, why = *pair2, s2, why2
         notes.warn(
@@ -497,139 +499,3 @@ def _describe(
         path, header.version, keywords, channels, n_events, layout, None, notes.items, n_sets,
         notes.warned,
     )  # fmt: skip
-
-
-def _next_power_of_two(x: int) -> int:
-    return 1 if x <= 1 else 1 << (x - 1).bit_length()
-
-
-def read_events(
-    fcs: FcsFile, out: np.ndarray, columns: np.ndarray, buffer: np.ndarray | None = None
-) -> np.ndarray:
-    """Read the events of ``fcs`` into ``out``.
-
-    Integers are masked to the next power of two of ``$PnR`` (FCS 3.1 §3.3.2). Values that
-    were masked, rounded to float32 or are not finite are counted in ``fcs.notes`` (and
-    ``fcs.warned``).
-
-    Parameters
-    ----------
-    fcs
-        A file parsed by :func:`parse_fcs` (``only_text=True`` is enough).
-    out
-        Float32 array, events × ``len(columns)``; filled in place.
-    columns
-        ``columns[j]`` is the file's column that lands in ``out[:, j]``.
-    buffer
-        uint8 array reused across files to hold the raw DATA bytes (``None``: allocate).
-
-    Returns
-    -------
-    The buffer (grown when it was too small), to pass to the next call.
-
-    Raises
-    ------
-    ItmeInputError
-        The DATA segment cannot be read (``fcs.layout.error``), or the file changed since it
-        was parsed.
-    """
-    lay, n = fcs.layout, fcs.n_events
-    if lay.error is not None:
-        raise lay.error
-    nbytes = n * lay.row_bytes
-    if buffer is None or buffer.size < nbytes:
-        buffer = np.empty(nbytes, dtype=np.uint8)
-    raw = buffer[:nbytes]
-    try:
-        with open(fcs.path, "rb") as fh:
-            fh.seek(lay.start)
-            got = fh.readinto(memoryview(raw))
-    except OSError as exc:
-        raise fail(fcs.path, f"the DATA segment cannot be read ({exc.strerror or exc})") from exc
-    if got != nbytes:
-        raise fail(
-            fcs.path,
-            f"the file ends inside the DATA segment ({got} of {nbytes} bytes); it changed "
-            "after its TEXT was read",
-        )
-    if lay.datatype in {"F", "D"}:
-        _read_floats(fcs, raw, out, columns)
-    else:
-        _read_integers(fcs, raw, out, columns)
-    return buffer
-
-
-def _note(fcs: FcsFile, message: str) -> None:
-    fcs.notes.append(message)
-    fcs.warned.append(message)
-
-
-def _read_floats(fcs: FcsFile, raw: np.ndarray, out: np.ndarray, columns: np.ndarray) -> None:
-    lay, n = fcs.layout, fcs.n_events
-    dtype = np.dtype("f4" if lay.datatype == "F" else "f8").newbyteorder(
-        ">" if lay.big_endian else "<"
-    )
-    values = raw.view(dtype).reshape(n, len(lay.widths))
-    finite = True
-    # row blocks that fit in cache: gather the columns and cast (byte order) in one pass, and
-    # sum the block while it is in cache (NaN or infinity make the sum non-finite)
-    for r in range(0, n, _BLOCK_ROWS):
-        block = out[r : r + _BLOCK_ROWS]
-        block[...] = values[r : r + _BLOCK_ROWS, columns]
-        finite = finite and bool(np.isfinite(np.add.reduce(block, axis=None)))
-    if not finite:
-        bad = np.count_nonzero(~np.isfinite(out), axis=0)
-        if bad.any():
-            names = [fcs.channels["PnN"].iloc[c] or f"P{c + 1}" for c in columns]
-            shown = ", ".join(f"{names[j]} ({bad[j]})" for j in np.flatnonzero(bad)[:10])
-            _note(
-                fcs,
-                f"{int(bad.sum())} value(s) are NaN or infinite (or beyond float32) in "
-                f"channel(s) {shown}; kept as read",
-            )
-
-
-def _read_integers(fcs: FcsFile, raw: np.ndarray, out: np.ndarray, columns: np.ndarray) -> None:
-    lay, n = fcs.layout, fcs.n_events
-    table = raw.reshape(n, lay.row_bytes)
-    starts = np.concatenate([[0], np.cumsum(lay.widths)[:-1]])
-    masked, rounded = [], []
-    for j, c in enumerate(columns):
-        s, w = int(starts[c]), int(lay.widths[c])
-        if w in (1, 2, 4, 8):
-            value = (
-                table[:, s : s + w]
-                .copy()
-                .view(np.dtype(f"u{w}").newbyteorder(">" if lay.big_endian else "<"))[:, 0]
-            )
-            value = value.astype(np.uint64)
-        else:  # odd widths (e.g. 24-bit): assemble the bytes
-            chunk = table[:, s : s + w]
-            if lay.big_endian:
-                chunk = chunk[:, ::-1]
-            value = np.zeros(n, dtype=np.uint64)
-            for b in range(w):
-                value |= chunk[:, b].astype(np.uint64) << np.uint64(8 * b)
-        pnr = int(lay.ranges[c])
-        name = fcs.channels["PnN"].iloc[c] or f"P{c + 1}"
-        if 0 < pnr < 2 ** (8 * w):
-            mask = np.uint64(_next_power_of_two(pnr) - 1)
-            over = int(np.count_nonzero(value > mask))
-            if over:
-                masked.append(f"{name} ({over})")
-                value &= mask
-        if w >= 4 and n and int(value.max()) > _EXACT_FLOAT32:
-            rounded.append(name)
-        out[:, j] = value
-    if masked:
-        _note(
-            fcs,
-            f"integer values above $PnR were masked to its bit width (FCS 3.1 §3.3.2) in "
-            f"channel(s) {', '.join(masked[:10])}",
-        )
-    if rounded:
-        _note(
-            fcs,
-            f"integers above 2^24 were rounded to float32 precision in channel(s) "
-            f"{', '.join(rounded[:10])}",
-        )
