@@ -91,20 +91,32 @@ class Source:
     data_start: int
     integer: bool
     reference: np.ndarray | None  # X read from the original (None: the original is refused)
+    warned: frozenset[str] = frozenset()  # what reading the original warns about
+
+
+def warned_notes(messages: list[str], path: Path | str) -> set[str]:
+    """The inconsistencies named by read_fcs's ItmeInputWarnings, one string per note."""
+    notes = set()
+    for message in messages:
+        message = message.replace(str(path), "<file>")
+        head, sep, tail = message.partition(" is inconsistent; read it anyway: ")
+        notes.update(tail.split("; ") if sep else [message])
+    return notes
 
 
 def load_source(path: Path, name: str) -> Source:
     """Take one real file apart; its reference values are read with itme.io.read_fcs."""
     import itme
-    from itme.errors import ItmeError
+    from itme.errors import ItmeError, ItmeWarning
     from itme.io._fcs_format import parse_fcs
 
     blob = path.read_bytes()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             reference = itme.io.read_fcs(path).X.copy()
             layout = parse_fcs(path, only_text=True)
+        messages = [str(w.message) for w in caught if issubclass(w.category, ItmeWarning)]
     except ItmeError:
         return Source(name, blob, blob[:6], (0, 0), None, None, 0, False, None)
     ts, te = int(blob[10:18]), int(blob[18:26])
@@ -120,6 +132,7 @@ def load_source(path: Path, name: str) -> Source:
         start,
         layout.layout.datatype == "I",
         reference,
+        frozenset(warned_notes(messages, path)),
     )
 
 
@@ -221,6 +234,7 @@ class Case:
     blob: bytes
     expect: str  # "same", "warned" or "free"
     reference: np.ndarray | None
+    warned: frozenset[str] = frozenset()  # the original's warnings (not news for the case)
 
 
 def _index(pairs: list[tuple[str, str]], name: str) -> int | None:
@@ -661,6 +675,6 @@ def make_case(sources: list[Source], seed: int, index: int) -> Case:
             made = func(src, rng)
         if made is not None:
             blob, kind, detail, expect = made
-            return Case(index, src.name, kind, detail, blob, expect, src.reference)
+            return Case(index, src.name, kind, detail, blob, expect, src.reference, src.warned)
     blob, kind, detail, expect = m_truncate(src, rng)
-    return Case(index, src.name, kind, detail, blob, expect, src.reference)
+    return Case(index, src.name, kind, detail, blob, expect, src.reference, src.warned)
