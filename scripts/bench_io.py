@@ -4,7 +4,9 @@ Target: 38 files × 100,000 events × 40 channels, written with itme.io.write_fc
 itme.io.read_cohort at ≥ 200 MB/s of FCS data; peak RSS ≤ 2× the final float32 matrix.
 
 Each measurement runs in a fresh subprocess so its peak RSS (ru_maxrss) is its own; the
-baseline is the RSS after importing itme. Usage:
+baseline is the RSS after importing itme. A second table times itme.io.read_fcs on every real
+FCS file of ../shared/data and fcsparser's test set (HEADER/TEXT parsing dominates there).
+Usage:
 
     python scripts/bench_io.py [--files 38] [--events 100000] [--channels 40] [--dir /tmp/itme_bench_io]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -30,6 +33,30 @@ r1 = resource.getrusage(resource.RUSAGE_SELF)
 cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 peak = r1.ru_maxrss * 1024
 print(json.dumps({"elapsed": elapsed, "cpu": cpu, "base": base, "peak": peak, "matrix": adata.X.nbytes, "n_obs": adata.n_obs}))
+"""
+
+
+REAL = r"""
+import importlib.util, json, sys, time, warnings
+from pathlib import Path
+import itme
+warnings.simplefilter("ignore")
+files = sorted(Path(sys.argv[1]).rglob("*.fcs"))
+spec = importlib.util.find_spec("fcsparser")
+if spec is not None:
+    root = Path(spec.origin).parent / "tests" / "data" / "FlowCytometers"
+    files += sorted(p for p in root.rglob("*") if p.suffix.lower() in {".fcs", ".lmd"})
+runs = []
+for _ in range(int(sys.argv[2])):
+    t = time.perf_counter()
+    for f in files:
+        try:
+            itme.io.read_fcs(f)
+        except itme.errors.ItmeError:
+            pass
+    runs.append(time.perf_counter() - t)
+size = sum(f.stat().st_size for f in files)
+print(json.dumps({"files": len(files), "mb": size / 1e6, "runs": runs}))
 """
 
 
@@ -99,9 +126,6 @@ def main() -> None:
     print(
         f"cohort: {args.files} files × {args.events:,} events × {args.channels} channels, {size / 1e6:.1f} MB of FCS ({time.perf_counter() - t:.1f} s to prepare)"
     )
-    print(
-        f"{'checksums':>9} {'run':>3} {'seconds':>8} {'MB/s':>7} {'CPU s':>6} {'MB/CPU s':>8} {'matrix MB':>9} {'base RSS MB':>11} {'peak RSS MB':>11} {'peak/matrix':>11} {'(peak-base)/matrix':>18}"
-    )
     if args.profile:
         import cProfile
         import pstats
@@ -116,6 +140,25 @@ def main() -> None:
         )
         pstats.Stats("/tmp/bench_io.prof").sort_stats("tottime").print_stats(12)
         return
+    shared = Path(
+        os.environ.get("ITME_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
+    if shared.is_dir():
+        out = subprocess.run(
+            [sys.executable, "-c", REAL, str(shared), str(max(args.repeats, 3))],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        m = json.loads(out.stdout.strip().splitlines()[-1])
+        runs = sorted(m["runs"])
+        print(
+            f"read_fcs on {m['files']} real files ({m['mb']:.1f} MB): min {runs[0] * 1e3:.0f} ms, "
+            f"median {runs[len(runs) // 2] * 1e3:.0f} ms over {len(runs)} runs"
+        )
+    print(
+        f"{'checksums':>9} {'run':>3} {'seconds':>8} {'MB/s':>7} {'CPU s':>6} {'MB/CPU s':>8} {'matrix MB':>9} {'base RSS MB':>11} {'peak RSS MB':>11} {'peak/matrix':>11} {'(peak-base)/matrix':>18}"
+    )
     for checksums in (False, True):
         for r in range(args.repeats):
             m = run(samples, panel, checksums)

@@ -1,8 +1,9 @@
 """Reading and writing cytometry data: FCS files, sample sheets, panels, cohorts."""
 
-from itme.io import _clinical, _cohort, _fcs, _inspect, _luminex, _tables
+from itme.io import _clinical, _cohort, _delimited, _fcs, _inspect, _luminex, _tables
 from itme.io._clinical import *  # noqa: F403
 from itme.io._cohort import *  # noqa: F403
+from itme.io._delimited import *  # noqa: F403
 from itme.io._fcs import *  # noqa: F403
 from itme.io._inspect import *  # noqa: F403
 from itme.io._luminex import *  # noqa: F403
@@ -11,6 +12,7 @@ from itme.io._tables import *  # noqa: F403
 __all__ = [
     *_clinical.__all__,
     *_cohort.__all__,
+    *_delimited.__all__,
     *_fcs.__all__,
     *_inspect.__all__,
     *_luminex.__all__,

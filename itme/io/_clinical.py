@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from itme._adata import PATIENT, join_table, warn_unmatched
@@ -130,12 +131,14 @@ def read_clinical(
         not_number = df.index[~is_missing & numbers.isna()]
         m = _ENDPOINT.match(col)
         if m and m["kind"] == "months":
-            bad = list(not_number) + list(df.index[numbers < 0])
+            bad = list(not_number) + list(df.index[(numbers < 0) | np.isinf(numbers)])
             if bad:
                 raise ItmeInputError(
                     where=f"{where}, column {col}",
-                    expected="a non-negative number of months",
-                    found="; ".join(f"line {i}: {raw[i]!r}" for i in bad[:10]),
+                    expected="a finite, non-negative number of months",
+                    found="; ".join(f"line {i}: {raw[i]!r}" for i in sorted(bad)[:10]),
+                    fix="Give the time to the event or to the last follow-up (censored); leave "
+                    "it empty when unknown",
                 )
             out[col] = numbers.to_numpy(dtype=float)
         elif m and m["kind"] == "event":
@@ -148,9 +151,37 @@ def read_clinical(
                 )
             out[col] = pd.array(numbers.to_numpy(), dtype="Int64")
         elif len(not_number) == 0 and (~is_missing).any():
+            if np.isinf(numbers).any():
+                warnings.warn(
+                    f"{where}, column {col}: infinite value(s) on line(s) "
+                    f"{line_list(df.index[np.isinf(numbers)])}; kept as numbers",
+                    ItmeInputWarning,
+                    stacklevel=2,
+                )
             out[col] = numbers.to_numpy(dtype=float)
         else:
+            n_numbers = int(numbers.notna().sum())
+            if 0 < len(not_number) <= n_numbers:  # mostly numbers: the text is likely a typo
+                shown = "; ".join(f"line {i}: {raw[i]!r}" for i in not_number[:5])
+                warnings.warn(
+                    f"{where}, column {col}: {n_numbers} number(s) but {len(not_number)} text "
+                    f"value(s) ({shown}), so the column is kept as text; write missing values "
+                    "as NA if it is numeric",
+                    ItmeInputWarning,
+                    stacklevel=2,
+                )
             out[col] = raw.where(~is_missing).to_numpy(dtype=object)
+    for name in sorted(endpoints):
+        months, event = out[f"{name}_months"], out[f"{name}_event"]
+        half = months.isna() != event.isna()
+        if half.any():
+            warnings.warn(
+                f"{where}: {int(half.sum())} patient(s) have only one of {name}_months and "
+                f"{name}_event ({line_list(list(out.index[half]))}); survival analyses of "
+                f"{name} leave them out",
+                ItmeInputWarning,
+                stacklevel=2,
+            )
     out.attrs.update({"endpoints": sorted(endpoints), **info})
     logger.info(
         "read_clinical: %d patients, %d columns, endpoints %s (%s, %r)",

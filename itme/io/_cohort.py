@@ -23,8 +23,14 @@ from anndata import AnnData
 
 from itme._files import sha256
 from itme._progress import track
-from itme.errors import ItmeInputError, ItmeInputWarning, ItmeParameterError
-from itme.io._flowio import FcsFile, parse_fcs, read_events
+from itme.errors import (
+    ItmeExclusionWarning,
+    ItmeInputError,
+    ItmeInputWarning,
+    ItmeParameterError,
+)
+from itme.io._fcs_events import read_events
+from itme.io._fcs_format import FcsFile, parse_fcs
 from itme.io._tables import MARKER_CLASSES, TableSource, read_panel, read_samples
 
 __all__ = ["read_cohort"]
@@ -64,17 +70,27 @@ def _match_panel(fcs: FcsFile, panel: pd.DataFrame) -> tuple[list[int | None], s
 
 def _resolve_files(table: pd.DataFrame, folder: Path | None, base_dir: Path | None) -> list[Path]:
     root = base_dir or folder or Path.cwd()
-    paths, missing = [], []
+    paths, missing, seen = [], [], {}
     for i, name in table["file_name"].items():
         path = Path(name) if Path(name).is_absolute() else root / name
         paths.append(path)
         if not path.is_file():
             missing.append(f"line {i}: {path}")
+        else:
+            seen.setdefault(path.resolve(), []).append(f"{i} ({table.at[i, 'sample_id']})")
     if missing:
         raise ItmeInputError(
             f"{len(missing)} FCS file(s) listed in the sample sheet do not exist: {'; '.join(missing)}",
             where="samples.csv, column file_name",
             fix=f"file_name is resolved relative to {root}; correct the names or the folder",
+        )
+    twice = [f"{p.name} on lines {', '.join(rows)}" for p, rows in seen.items() if len(rows) > 1]
+    if twice:
+        raise ItmeInputError(
+            "the same FCS file is listed for several samples: " + "; ".join(twice),
+            where="samples.csv, column file_name",
+            expected="one row per FCS file",
+            fix="Each sample is one file: remove the repeated rows or correct file_name",
         )
     return paths
 
@@ -87,8 +103,16 @@ def _plan(
     Returns the plan of each file, the var rows of the unpanelled channels kept and the
     names of the channels left out.
     """
-    texts = [parse_fcs(p, only_text=True) for p in track(paths, description="reading FCS TEXT")]
-    problems: list[str] = []
+    texts, problems = [], []
+    for path in track(paths, description="reading FCS TEXT"):
+        try:
+            texts.append(parse_fcs(path, only_text=True))
+        except ItmeInputError as exc:
+            problems.append(str(exc))
+    if problems:  # unreadable TEXT: nothing else about the files can be checked
+        raise ItmeInputError(
+            "; ".join(problems), where="cohort", fix="Export the files listed again"
+        )
     matches = []
     for fcs in texts:
         found, how = _match_panel(fcs, panel)
@@ -152,7 +176,12 @@ def _plan(
             stacklevel=3,
         )
     elif union:
-        logger.info("left out %d channel(s) not in the panel: %s", len(union), ", ".join(union))
+        warnings.warn(
+            f"left out {len(union)} channel(s) that are not in the panel (unpanelled='drop', "
+            f"listed in uns['io']['dropped_channels']): {', '.join(union)}",
+            ItmeExclusionWarning,
+            stacklevel=3,
+        )
     dropped = sorted(union) if unpanelled == "drop" else []
     plans = []
     for sid, path, fcs, (found, how) in zip(table["sample_id"], paths, texts, matches, strict=True):
@@ -172,8 +201,27 @@ def _var(panel: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
     )
     antigen = rows["antigen"].astype(str)
     use_antigen = bool((antigen != "").all() and antigen.is_unique)
-    if not use_antigen:
-        logger.info("antigens are empty or not unique; var_names are the FCS channel names")
+    named = antigen[antigen != ""]
+    repeated = sorted(set(named[named.duplicated()]))
+    measured = rows["marker_class"].isin(["type", "state"]) & rows["in_panel"]
+    unnamed = list(rows.loc[measured & (antigen == ""), "fcs_colname"])
+    if repeated or unnamed:
+        parts = []
+        if repeated:
+            channels = [
+                f"{a} ({', '.join(rows.loc[antigen == a, 'fcs_colname'])})" for a in repeated
+            ]
+            parts.append(f"antigen(s) on several channels: {'; '.join(channels)}")
+        if unnamed:
+            parts.append(f"type/state channel(s) without an antigen: {', '.join(unnamed)}")
+        warnings.warn(
+            f"panel: {'; '.join(parts)}; var_names are the channel names, so markers are "
+            "named by their channel in tables and plots",
+            ItmeInputWarning,
+            stacklevel=3,
+        )
+    elif not use_antigen:
+        logger.info("some antigens are empty; var_names are the FCS channel names")
     var = pd.DataFrame(
         {
             "channel": rows["fcs_colname"].astype(str).to_numpy(),
@@ -204,6 +252,32 @@ def _obs(table: pd.DataFrame, counts: np.ndarray) -> pd.DataFrame:
         f"{sid}_{i}" for sid, n in zip(table["sample_id"], counts, strict=True) for i in range(n)
     ]
     return pd.DataFrame(obs, index=pd.Index(names))
+
+
+def _warn_files(plans: list[_Plan], records: list[dict]) -> None:
+    """One warning for the inconsistent files that were read, one for repeated contents."""
+    inconsistent = [f"{p.path.name}: {'; '.join(p.text.warned)}" for p in plans if p.text.warned]
+    if inconsistent:
+        warnings.warn(
+            f"{len(inconsistent)} FCS file(s) are inconsistent and were read anyway (notes in "
+            f"uns['io']['files']): {' | '.join(inconsistent)}",
+            ItmeInputWarning,
+            stacklevel=3,
+        )
+    by_content: dict[str, list[str]] = {}
+    for rec in records:
+        if rec["sha256"]:
+            by_content.setdefault(rec["sha256"], []).append(
+                f"{rec['file_name']} ({rec['sample_id']})"
+            )
+    same = [" = ".join(names) for names in by_content.values() if len(names) > 1]
+    if same:
+        warnings.warn(
+            f"FCS files with identical contents (SHA-256) under different names: {'; '.join(same)}; "
+            "is one sample listed twice?",
+            ItmeInputWarning,
+            stacklevel=3,
+        )
 
 
 def read_cohort(
@@ -255,8 +329,18 @@ def read_cohort(
     Raises
     ------
     ItmeInputError
-        Missing files, duplicate sample ids, missing columns, unknown marker classes,
-        panel channels absent from a file, differing channel sets, empty files.
+        Missing files, the same file listed twice, duplicate or missing (``NA``) sample ids,
+        missing columns, unknown marker classes, unreadable or truncated FCS files, panel
+        channels absent from a file, differing channel sets, empty files.
+
+    Warns
+    -----
+    ItmeInputWarning
+        Inconsistent FCS files that could still be read (their notes are listed), files with
+        identical contents under two names (``checksums=True``), channels outside the panel
+        (kept), an antigen on several channels or a type/state channel without an antigen.
+    ItmeExclusionWarning
+        Channels outside the panel left out (``unpanelled="drop"``).
     """
     if unpanelled not in ("keep", "drop"):
         raise ItmeParameterError("unpanelled", "'keep' or 'drop'", unpanelled)
@@ -300,6 +384,7 @@ def read_cohort(
         for note in fcs.notes:
             logger.info("%s: %s", plan.path.name, note)
     del buffer
+    _warn_files(plans, records)
     obs = _obs(table, counts)
     # obs_names are unique by construction (validated unique sample_id + event index), so
     # anndata's own check, a hash of every name (~0.5 µs per event), is skipped
@@ -355,6 +440,7 @@ def check_cohort(
         paths = _resolve_files(table, folder, Path(base_dir) if base_dir is not None else None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ItmeInputWarning)
+            warnings.simplefilter("ignore", ItmeExclusionWarning)
             _plan(table, paths, panel_table, unpanelled)
     except ItmeInputError as exc:
         found.append(str(exc))

@@ -1,4 +1,8 @@
-"""Read and write single FCS files as AnnData (file format work is in :mod:`._flowio`)."""
+"""Read and write single FCS files as AnnData.
+
+The file format work is in :mod:`._fcs_text` (HEADER, TEXT), :mod:`._fcs_format` (layout;
+it explains why itme parses FCS itself), :mod:`._fcs_events` (DATA) and :mod:`._flowio` (writing).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ import pandas as pd
 from anndata import AnnData
 
 from itme.errors import ItmeInputWarning, ItmeParameterError
-from itme.io._flowio import parse_fcs, write_events
+from itme.io._fcs_format import parse_fcs
+from itme.io._flowio import write_events
 from itme.io._tables import MARKER_CLASSES
 
 __all__ = ["read_fcs", "write_fcs"]
@@ -41,7 +46,12 @@ def read_fcs(path: str | PathLike[str], *, data_set: int = 0) -> AnnData:
     and double data; both byte orders; files without ``$PnS``; duplicated ``$PnN``; files
     whose ``$ENDDATA`` is one byte past the DATA segment (the Bodenmiller CyTOF files);
     blank HEADER offsets of large files; and files with several data sets. What had to be
-    corrected is logged and listed in ``uns["fcs"]["notes"]``.
+    corrected is logged and listed in ``uns["fcs"]["notes"]``; a file that is inconsistent
+    but can still be read without guessing (HEADER and TEXT disagree, a duplicated keyword
+    with two values, masked or non-finite values, ...) is read with an
+    :class:`~itme.errors.ItmeInputWarning` listing what was worked around
+    (docs/input-formats.md has the full table). Every size and offset is checked against
+    the file before anything is allocated or read.
 
     Parameters
     ----------
@@ -55,7 +65,8 @@ def read_fcs(path: str | PathLike[str], *, data_set: int = 0) -> AnnData:
     AnnData with
 
     - ``X``: float32 values as stored in the file (integers converted exactly).
-    - ``var_names``: ``$PnN``, made unique with ``-1``, ``-2`` suffixes when duplicated.
+    - ``var_names``: ``$PnN`` (``P<n>`` where it is missing), made unique with ``-1``, ``-2``
+      suffixes when duplicated.
     - ``var["channel"]`` (``$PnN``), ``var["antigen"]`` (``$PnS``, empty when absent),
       ``var["marker_class"]`` (categorical, ``none`` until a panel says otherwise).
     - ``uns["fcs"]``: ``path``, ``version``, ``data_set``, ``n_data_sets``, ``keywords``
@@ -66,15 +77,26 @@ def read_fcs(path: str | PathLike[str], *, data_set: int = 0) -> AnnData:
     ------
     ItmeInputError
         The file is missing, truncated, corrupted or uses an unsupported data type; the
-        message names the file.
+        message names the file, the keyword or byte offset, what was expected and found.
+        No other exception escapes for any content of the file (tests/fuzz checks it).
+    ItmeParameterError
+        ``data_set`` is not in the file.
     """
     fcs = parse_fcs(path, data_set=data_set)
-    names, dups = _unique(list(fcs.channels["PnN"]))
+    channel_names = list(fcs.channels["PnN"])
+    names, dups = _unique([n or f"P{i + 1}" for i, n in enumerate(channel_names)])
     if dups:
-        fcs.notes.append(f"duplicated $PnN made unique: {', '.join(dups)}")
+        message = f"duplicated $PnN made unique: {', '.join(dups)}"
+        fcs.notes.append(message)
         warnings.warn(
             f"{fcs.path}: duplicated channel names ($PnN) {', '.join(dups)} were made unique "
             "with -1, -2 suffixes in var_names; var['channel'] keeps the original names",
+            ItmeInputWarning,
+            stacklevel=2,
+        )
+    if fcs.warned:
+        warnings.warn(
+            f"{fcs.path} is inconsistent; read it anyway: " + "; ".join(fcs.warned),
             ItmeInputWarning,
             stacklevel=2,
         )
@@ -82,7 +104,7 @@ def read_fcs(path: str | PathLike[str], *, data_set: int = 0) -> AnnData:
         logger.info("%s: %s", fcs.path.name, note)
     var = pd.DataFrame(
         {
-            "channel": fcs.channels["PnN"].to_numpy(dtype=str),
+            "channel": np.asarray(channel_names, dtype=str),
             "antigen": fcs.channels["PnS"].to_numpy(dtype=str),
             "marker_class": pd.Categorical(["none"] * len(names), categories=list(MARKER_CLASSES)),
         },

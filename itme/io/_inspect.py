@@ -12,7 +12,7 @@ import pandas as pd
 from itme._progress import track
 from itme.errors import ItmeInputError
 from itme.io._cohort import _match_panel
-from itme.io._flowio import FcsFile, parse_fcs
+from itme.io._fcs_format import FcsFile, parse_fcs
 from itme.io._tables import read_panel, read_samples
 
 __all__ = ["CohortSummary", "summarize"]

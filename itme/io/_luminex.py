@@ -72,7 +72,7 @@ def parse_cell(text: str, separator: str = ",") -> tuple[str, float]:
     Returns
     -------
     ``(status, number)``: status one of :data:`STATUSES`; the number is NaN unless the cell
-    is measured or extrapolated.
+    is measured or extrapolated. Negative, infinite and NaN numbers are ``invalid``.
     """
     t = text.strip()
     if t.lower() in MISSING_TOKENS:
@@ -81,11 +81,13 @@ def parse_cell(text: str, separator: str = ",") -> tuple[str, float]:
         return "below_range", np.nan
     if _ABOVE.match(t):
         return "above_range", np.nan
-    if t.startswith("*"):
-        v = _number(t.lstrip("*").strip(), separator)
-        return ("extrapolated", v) if v is not None else ("invalid", np.nan)
-    v = _number(t, separator)
-    return ("measured", v) if v is not None else ("invalid", np.nan)
+    status = "extrapolated" if t.startswith("*") else "measured"
+    v = _number(t.lstrip("*").strip(), separator)
+    # a concentration is a finite number >= 0 (a negative one is a background-subtraction
+    # artefact; it would rank below the "OOR <" substitutes)
+    if v is None or not np.isfinite(v) or v < 0:
+        return "invalid", np.nan
+    return status, v
 
 
 def read_cytokines(
@@ -109,7 +111,8 @@ def read_cytokines(
     - ``OOR >``: above the curve, replaced by the highest number of that analyte
       (``above="max"``) or left missing;
     - blank / ``NA``: missing (NaN);
-    - anything else: ``invalid``, missing, and an ItmeInputWarning naming the cells.
+    - anything else, including negative or infinite numbers (a concentration is a finite
+      number >= 0): ``invalid``, missing, and an ItmeInputWarning naming the cells.
 
     Rank tests (:func:`itme.stats.compare_cytokines`) only need the order of the values, which
     these substitutions preserve: below-range values rank lowest, above-range highest.
@@ -157,6 +160,17 @@ def read_cytokines(
     check_patient_ids(df, where, fix="Average replicate wells before export.")
     ids = df["patient_id"]
     analytes = [c for c in df.columns if c != "patient_id"]
+    alike: dict[str, list[str]] = {}
+    for c in analytes:
+        alike.setdefault(re.sub(r"[^0-9a-z]", "", c.lower()), []).append(c)
+    similar = [" / ".join(names) for names in alike.values() if len(names) > 1]
+    if similar:
+        warnings.warn(
+            f"{where}: analyte columns that differ only in case or punctuation: "
+            f"{'; '.join(similar)}; each is read as its own analyte (merge them if they are one)",
+            ItmeInputWarning,
+            stacklevel=2,
+        )
     parsed = {c: [parse_cell(v, info["separator"]) for v in df[c]] for c in analytes}
     status = pd.DataFrame({c: [s for s, _ in parsed[c]] for c in analytes}, index=ids.to_numpy())
     values = pd.DataFrame(
@@ -185,7 +199,8 @@ def read_cytokines(
     if invalid:
         shown = "; ".join(f"{p}/{c}: {t!r}" for p, c, t in invalid[:10])
         warnings.warn(
-            f"{where}: {len(invalid)} unreadable cell(s) left missing: {shown}",
+            f"{where}: {len(invalid)} unreadable, negative or infinite cell(s) left missing: "
+            f"{shown}",
             ItmeInputWarning,
             stacklevel=2,
         )

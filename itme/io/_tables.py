@@ -1,24 +1,21 @@
-"""Delimited text tables (sample sheets, panels, clinical and cytokine tables): reading and validation.
+"""Sample sheets and panels: validation, and the helpers the one-row-per-patient tables share.
 
-Tables from spreadsheets arrive in many encodings (UTF-8 with or without a BOM, Windows
-code pages, UTF-16 from Excel's "Unicode text") and with `,`, `;` or tab separators; they
-all just work. Validation collects every problem in a table before raising, so a user fixes
-a sample sheet in one go.
+The files are read by :mod:`._delimited` (any common encoding and separator). Validation
+collects every problem in a table before raising, so a user fixes a sample sheet in one go.
 """
 
 from __future__ import annotations
 
 import difflib
-import io
 import logging
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
 
 import pandas as pd
 
-from itme.errors import ItmeInputError, ItmeInputWarning
+from itme.errors import ItmeInputError
+from itme.io._delimited import MISSING_TOKENS, line_list, read_delimited
 
 __all__ = ["read_panel", "read_samples"]
 
@@ -29,134 +26,6 @@ PANEL_COLUMNS = ("fcs_colname", "antigen", "marker_class")
 MARKER_CLASSES = ("type", "state", "qc", "none")
 
 TableSource = str | PathLike[str] | pd.DataFrame
-
-
-MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "--", "."})
-
-
-def line_list(lines: Sequence, limit: int = 10) -> str:
-    """``"2, 5, 9"``: file line numbers (or ids) for a message, the first ``limit`` of them.
-
-    Parameters
-    ----------
-    lines
-        Line numbers or ids, in order.
-    limit
-        How many to name; the rest are counted (``"... and 4 more"``).
-
-    Returns
-    -------
-    The comma-separated text.
-    """
-    items = [str(i) for i in lines]
-    more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
-
-
-def decode(raw: bytes, *, where: str) -> tuple[str, str]:
-    """Text and encoding of a text file's bytes; a file that is not UTF-8 is warned about.
-
-    Parameters
-    ----------
-    raw
-        The file's bytes.
-    where
-        The file, for the warning.
-
-    Returns
-    -------
-    The text and the encoding used: UTF-8 (with or without BOM), UTF-16 with a BOM, else
-    Windows-1252 (Latin-1 when even that fails).
-    """
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return raw.decode("utf-16"), "utf-16"
-    try:
-        return raw.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        text = raw.decode("cp1252")
-        encoding = "cp1252"
-    except UnicodeDecodeError:
-        text, encoding = raw.decode("latin-1"), "latin-1"
-    warnings.warn(
-        f"{where}: not UTF-8; read as {encoding} (check accented names)",
-        ItmeInputWarning,
-        stacklevel=4,
-    )
-    return text, encoding
-
-
-def read_delimited(path: str | Path, *, what: str) -> tuple[pd.DataFrame, dict]:
-    """Read a delimited text table in any common encoding, with ``,``, ``;`` or tab separators.
-
-    Parameters
-    ----------
-    path
-        The file.
-    what
-        How the table is named in messages (e.g. ``"clinical"``).
-
-    Returns
-    -------
-    All cells as stripped strings, indexed by file line number (header = line 1; empty rows
-    dropped and logged), and ``{"encoding", "separator", "path"}``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ItmeInputError(
-            where=str(path),
-            expected=f"the {what} file",
-            found="no such file",
-            fix="Check the path in the config.",
-        )
-    text, encoding = decode(path.read_bytes(), where=str(path))
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
-        raise ItmeInputError(
-            where=str(path),
-            expected=f"a header row and one row per patient ({what})",
-            found="an empty file",
-        )
-    header = lines[0]
-    separator = max([",", ";", "\t"], key=header.count)
-    if header.count(separator) == 0:
-        separator = ","
-    try:
-        df = pd.read_csv(
-            io.StringIO(text),
-            sep=separator,
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=False,
-            skipinitialspace=True,
-        )
-    except pd.errors.ParserError as err:
-        raise ItmeInputError(
-            where=str(path),
-            expected=f"a rectangular {what} table",
-            found=str(err).splitlines()[0],
-            fix="Check quoting and the separator.",
-        ) from err
-    df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
-    unnamed = [
-        c for c in df.columns if c.startswith("Unnamed:") and (df[c].str.strip() == "").all()
-    ]
-    df = df.drop(columns=unnamed)
-    dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
-    if dup:
-        raise ItmeInputError(
-            where=f"{path} header",
-            expected="unique column names",
-            found=f"duplicated {', '.join(dup)}",
-        )
-    df = df.fillna("").apply(lambda col: col.str.strip())
-    df.index = pd.RangeIndex(2, len(df) + 2, name="line")
-    empty = (df == "").all(axis=1)
-    if empty.any():
-        logger.info("%s: %d empty row(s) ignored", path, int(empty.sum()))
-        df = df[~empty]
-    return df, {"encoding": encoding, "separator": separator, "path": str(path)}
 
 
 def read_text_table(source: TableSource, *, name: str) -> tuple[pd.DataFrame, Path | None]:
@@ -287,8 +156,9 @@ def read_samples(samples: TableSource) -> tuple[pd.DataFrame, Path | None]:
     Raises
     ------
     ItmeInputError
-        Listing every problem at once: missing columns, empty required values, duplicated
-        ``sample_id`` or ``file_name`` (with their lines).
+        Listing every problem at once: missing columns, empty required values (a missing-value
+        token such as ``NA`` or ``NaN`` counts as empty), duplicated ``sample_id`` or
+        ``file_name`` (with their lines).
     """
     where = str(samples) if not isinstance(samples, pd.DataFrame) else "samples table"
     table, folder = read_text_table(samples, name="sample sheet")
@@ -301,9 +171,13 @@ def read_samples(samples: TableSource) -> tuple[pd.DataFrame, Path | None]:
     )
     problems = []
     for col in SAMPLE_COLUMNS:
-        empty = table.index[table[col] == ""]
+        empty = table.index[table[col].str.lower().isin(MISSING_TOKENS)]
         if len(empty):
-            problems.append(f"column {col} is empty on lines {line_list(empty, limit=len(empty))}")
+            shown = sorted({v for v in table.loc[empty, col] if v})
+            token = f" or a missing-value token ({', '.join(shown)})" if shown else ""
+            problems.append(
+                f"column {col} is empty{token} on lines {line_list(empty, limit=len(empty))}"
+            )
     for col in ("sample_id", "file_name"):
         dups = _duplicates(table, col)
         if dups:

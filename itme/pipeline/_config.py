@@ -350,7 +350,11 @@ def load_config(source: str | Path | dict[str, Any], *, base_dir: Path | None = 
             raise ItmeInputError("config file not found", where=str(path))
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
+        except UnicodeDecodeError as exc:
+            raise ItmeInputError(
+                "not UTF-8 text", where=str(path), found=f"byte {exc.start}", fix="Save it as UTF-8"
+            ) from exc
+        except (yaml.YAMLError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
             raise ItmeInputError(f"not valid YAML ({exc})", where=str(path)) from exc
         name, base = str(path), base_dir or path.parent
     if not isinstance(data, dict):

@@ -55,6 +55,7 @@ def check_counts(
     where: str,
     genes_first_axis: bool,
     row_offset: int | None = None,
+    row_lines: Sequence[int] | None = None,
 ) -> None:
     """Raise :class:`ItmeInputError` unless every value is a finite non-negative integer.
 
@@ -73,6 +74,8 @@ def check_counts(
         ``True`` when ``values`` is genes × samples, ``False`` for samples × genes.
     row_offset
         When given, the message also names the file line (gene index + ``row_offset``).
+    row_lines
+        The file line of each gene (overrides ``row_offset``).
     """
     mat = np.asarray(values)
     if not genes_first_axis:
@@ -93,7 +96,10 @@ def check_counts(
         if value < 0
         else "a non-integer value"
     )
-    line = f" (line {g + row_offset})" if row_offset is not None else ""
+    if row_lines is not None:
+        line = f" (line {row_lines[g]})"
+    else:
+        line = f" (line {g + row_offset})" if row_offset is not None else ""
     raise ItmeInputError(
         f"{kind} ({int(bad.sum())} such value(s) in total)",
         where=f"{where}: gene {gene_ids[g]!s}{line}, sample {sample_ids[s]!s}",
@@ -133,38 +139,42 @@ def _sha256(path: Path) -> str:
 def _read_table(
     path: Path, sep: str | None, gene_name_column: str, round_counts: bool
 ) -> tuple[np.ndarray, list[str], list[str], list[str] | None]:
-    """Genes × samples values, gene ids, sample ids and optional gene names of a text file."""
-    if sep is None:
-        name = path.name.lower().removesuffix(".gz")
-        sep = "," if name.endswith(".csv") else "\t"
-    raw_header = pd.read_csv(path, sep=sep, nrows=1, header=None, dtype=str).iloc[0].tolist()
-    if len(raw_header) < 2:
+    """Genes × samples values, gene ids, sample ids and optional gene names of a text file.
+
+    The file is read by :func:`itme.io.read_table`, like every other input table: UTF-8,
+    UTF-16 or Windows-1252, ``,``/``;``/tab separators, gzip; empty, binary and ragged files
+    are :class:`~itme.errors.ItmeInputError`.
+    """
+    from itme.io import read_table
+
+    table = read_table(path, what="counts", sep=sep)
+    cols = list(table.columns)
+    if len(cols) < 2:
         raise ItmeInputError(
             where=str(path),
             expected="a gene id column followed by one column per sample",
-            found=f"{len(raw_header)} column(s); is the separator {sep!r} right?",
+            found=f"{len(cols)} column(s); is the separator {table.attrs['separator']!r} right?",
         )
-    cols = [str(c).strip() for c in raw_header]
-    dup = sorted({c for c in cols if cols.count(c) > 1})
-    if dup:
-        raise ItmeInputError(
-            where=f"{path} header",
-            expected="unique column names",
-            found=f"duplicated column(s): {', '.join(dup)}",
-            fix="Give every sample column a unique id",
-        )
-    table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    table.columns = cols
+    if len(table) == 0:
+        raise ItmeInputError(where=str(path), expected="one row per gene", found="a header only")
     id_col = cols[0]
     names = None
     sample_cols = cols[1:]
     if gene_name_column in sample_cols:
-        names = table[gene_name_column].str.strip().tolist()
+        names = table[gene_name_column].tolist()
         sample_cols = [c for c in sample_cols if c != gene_name_column]
     if not sample_cols:
         raise ItmeInputError(where=str(path), expected="at least one sample column", found="none")
-    gene_ids = table[id_col].str.strip().tolist()
-    numeric = table[sample_cols].apply(lambda c: pd.to_numeric(c.str.strip(), errors="coerce"))
+    gene_ids = table[id_col].tolist()
+    lines = [int(i) for i in table.index]
+    blank = [line for line, g in zip(lines, gene_ids, strict=True) if g == ""]
+    if blank:
+        raise ItmeInputError(
+            where=f"{path}, column {id_col}",
+            expected="a gene id on every row",
+            found=f"an empty id on line(s) {', '.join(map(str, blank[:10]))}",
+        )
+    numeric = table[sample_cols].apply(lambda c: pd.to_numeric(c, errors="coerce"))
     values = numeric.to_numpy(dtype=float)
     if round_counts:
         finite = np.isfinite(values)
@@ -181,7 +191,7 @@ def _read_table(
         g, s = (int(v) for v in np.argwhere(bad)[0])
         raise ItmeInputError(
             f"a missing or non-numeric value ({int(bad.sum())} such value(s) in total)",
-            where=f"{path}: gene {gene_ids[g]} (line {g + 2}), sample {sample_cols[s]}",
+            where=f"{path}: gene {gene_ids[g]} (line {lines[g]}), sample {sample_cols[s]}",
             expected="raw non-negative integer read counts",
             found=repr(table[sample_cols[s]].iloc[g]),
             fix=(
@@ -190,7 +200,7 @@ def _read_table(
             ),
         )
     check_counts(
-        values, gene_ids, sample_cols, where=str(path), genes_first_axis=True, row_offset=2
+        values, gene_ids, sample_cols, where=str(path), genes_first_axis=True, row_lines=lines
     )
     return values, gene_ids, sample_cols, names
 
@@ -360,7 +370,10 @@ def read_counts(
         Round fractional counts (salmon/RSEM estimated counts) to integers instead of
         raising an error. Negative or missing values are errors either way.
     sep
-        Column separator; default ``","`` for ``.csv`` and tab otherwise.
+        Column separator; default: the one of ``,``, ``;`` and tab the header uses most.
+        Text files are read like every input table (:func:`itme.io.read_table`): UTF-8,
+        UTF-16 or Windows-1252 (warned), optionally gzipped; an empty, binary or ragged file
+        is an :class:`~itme.errors.ItmeInputError`.
 
     Returns
     -------

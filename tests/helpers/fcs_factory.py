@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 
 
-def _text(keywords: dict[str, str], delim: str = "/") -> bytes:
+def _text(
+    keywords: dict[str, str], delim: str = "/", more: list[tuple[str, str]] | None = None
+) -> bytes:
     parts = [delim]
-    for k, v in keywords.items():
-        parts.append(f"{k}{delim}{v.replace(delim, delim * 2)}{delim}")
+    for k, v in [*keywords.items(), *(more or [])]:
+        parts.append(f"{k.replace(delim, delim * 2)}{delim}{v.replace(delim, delim * 2)}{delim}")
     return "".join(parts).encode("utf-8")
 
 
@@ -34,8 +36,16 @@ def fcs_bytes(
     blank_header_offsets: bool = False,
     extra: dict[str, str] | None = None,
     nextdata: int = 0,
+    delimiter: str = "/",
+    more: list[tuple[str, str]] | None = None,
+    drop: tuple[str, ...] = (),
 ) -> bytes:
-    """One FCS data set as bytes (HEADER, TEXT, DATA)."""
+    """One FCS data set as bytes (HEADER, TEXT, DATA).
+
+    ``extra`` adds or overrides keywords, ``more`` appends (possibly repeated) key/value
+    pairs at the end of TEXT, ``drop`` leaves keywords out, ``delimiter`` is the TEXT
+    delimiter (doubled inside keys and values, FCS 3.1 §3.2.9).
+    """
     n, p = data.shape
     order = "4,3,2,1" if big_endian else "1,2,3,4"
     bits = bits or [{"F": 32, "D": 64, "I": 16}[datatype]] * p
@@ -74,23 +84,25 @@ def fcs_bytes(
         if labels is not None and labels[j]:
             kw[f"$P{j + 1}S"] = labels[j]
     kw.update(extra or {})
+    for key in drop:
+        kw.pop(key, None)
     text_start = 58
     if version == "2.0":
-        text = _text(kw)
+        text = _text(kw, delimiter, more)
     else:
         # offsets in TEXT: iterate until their printed width is stable
         begin = 0
         for _ in range(5):
             probe = {
-                **kw,
-                "$BEGINDATA": str(begin),
-                "$ENDDATA": str(begin + len(payload) - 1 + off_by_one),
                 "$BEGINANALYSIS": "0",
                 "$ENDANALYSIS": "0",
                 "$BEGINSTEXT": "0",
                 "$ENDSTEXT": "0",
+                **kw,
+                "$BEGINDATA": str(begin),
+                "$ENDDATA": str(begin + len(payload) - 1 + off_by_one),
             }
-            text = _text(probe)
+            text = _text(probe, delimiter, more)
             new_begin = text_start + len(text)
             if new_begin == begin:
                 break

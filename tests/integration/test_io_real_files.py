@@ -9,11 +9,13 @@ PROVENANCE.md ("FCS parse summary").
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 import itme
-from itme.errors import ItmeInputError
+from itme.errors import ItmeInputError, ItmeInputWarning
 
 pytestmark = pytest.mark.shared_data
 
@@ -111,7 +113,7 @@ def test_header_only_file(fcsparser_cytometers):
         itme.io.read_fcs(path)
     summary = itme.io.summarize(path)
     assert "sample_header.fcs" in summary.problems[0]
-    from itme.io._flowio import parse_fcs
+    from itme.io._fcs_format import parse_fcs
 
     text = parse_fcs(path, only_text=True)
     assert text.channels.shape[0] == 27
@@ -182,3 +184,56 @@ def test_krieg_markers_resolved_from_pns(shared_data):
     )
     assert adata.var.loc["Y89Di", "antigen"] == "89Y_CD45"
     assert adata.var.loc["Pt195Di", "antigen"] == "195Pt"
+
+
+def _real_files(shared_data, fcsparser_cytometers):
+    return [(str(p.relative_to(shared_data)), p) for p in sorted(shared_data.rglob("*.fcs"))] + [
+        (name, fcsparser_cytometers / name) for name in sorted(FCSPARSER)
+    ]
+
+
+# flowio 1.3 cannot read these (24-bit integers; blank HEADER offsets)
+NOT_FLOWIO = {"Cytek_xP5/Cytek_xP5.fcs", "fake_large_fcs/fake_large_fcs.fcs"}
+
+
+def test_values_and_keywords_equal_flowios_reading(shared_data, fcsparser_cytometers):
+    """An independent reader as reference: flowio 1.3 (itme parsed TEXT with it until issue
+    11) reads the same events and the same TEXT keywords from every file it can read."""
+    import flowio
+
+    compared = 0
+    for name, path in _real_files(shared_data, fcsparser_cytometers):
+        if name in NOT_FLOWIO:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            flow = flowio.FlowData(
+                str(path),
+                ignore_offset_error=True,
+                ignore_offset_discrepancy=True,
+                nextdata_offset=0 if "Guava" in name else None,
+            )
+            adata = itme.io.read_fcs(path)
+        events = np.asarray(flow.events, dtype=np.float64).reshape(-1, flow.channel_count)
+        np.testing.assert_array_equal(adata.X, events.astype(np.float32), err_msg=name)
+        ours = {k.lower().replace("$", ""): v for k, v in adata.uns["fcs"]["keywords"].items()}
+        for key, value in flow.text.items():  # flowio drops every "$" and lower-cases keys
+            if not (key[0] == "p" and key[1:-1].isdigit()):
+                assert ours[key.replace("/", "_")].replace("$", "") == value, (name, key)
+        compared += 1
+    assert compared == 43  # 30 of ../shared/data, 13 of fcsparser
+
+
+def test_real_files_warn_only_when_inconsistent(shared_data, fcsparser_cytometers):
+    """Real files read without ItmeInputWarning, except the one whose integers exceed $PnR
+    (fcsparser's fake_bitmask_error test file); benign deviations are notes only."""
+    warned = {}
+    for name, path in _real_files(shared_data, fcsparser_cytometers):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            itme.io.read_fcs(path)
+        messages = [str(w.message) for w in record if issubclass(w.category, ItmeInputWarning)]
+        if messages:
+            warned[name] = messages
+    assert list(warned) == ["fake_bitmask_error/fcs1_cleaned.lmd"]
+    assert "masked to its bit width" in warned["fake_bitmask_error/fcs1_cleaned.lmd"][0]

@@ -87,7 +87,7 @@ def test_survival_columns_are_validated(tmp_path):
     ):
         itme.io.read_clinical(_write(tmp_path, GOOD.replace("12.4,1", "12.4,2")))
     with pytest.raises(
-        ItmeInputError, match=r"column os_months: expected a non-negative number of months"
+        ItmeInputError, match=r"column os_months: expected a finite, non-negative number of months"
     ):
         itme.io.read_clinical(_write(tmp_path, GOOD.replace("110.3", "-3")))
     with pytest.raises(ItmeInputError, match="columns patient_id and disease_status"):

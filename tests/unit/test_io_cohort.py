@@ -11,7 +11,12 @@ import pytest
 from helpers import fcs_factory
 
 import itme
-from itme.errors import ItmeInputError, ItmeInputWarning, ItmeParameterError
+from itme.errors import (
+    ItmeExclusionWarning,
+    ItmeInputError,
+    ItmeInputWarning,
+    ItmeParameterError,
+)
 
 CHANNELS = ["Time", "Y89Di", "Nd142Di", "Nd145Di", "Ir191Di"]
 ANTIGENS = ["", "CD45", "CD19", "CD4", "DNA1"]
@@ -78,7 +83,8 @@ def test_antigens_are_var_names_when_unique(tmp_path):
 def test_channel_names_when_antigens_repeat(tmp_path):
     panel = "fcs_colname,antigen,marker_class\nY89Di,CD45,type\nNd142Di,CD45,type\nNd145Di,CD4,type\nIr191Di,DNA1,qc\nTime,,none\n"
     samples, panel_path, _ = make_cohort(tmp_path, panel=panel)
-    adata = itme.io.read_cohort(samples, panel_path)
+    with pytest.warns(ItmeInputWarning, match=r"antigen\(s\) on several channels: CD45"):
+        adata = itme.io.read_cohort(samples, panel_path)
     assert list(adata.var_names) == ["Y89Di", "Nd142Di", "Nd145Di", "Ir191Di", "Time"]
 
 
@@ -94,7 +100,8 @@ def test_panel_matched_by_pns_when_pnn_differs(tmp_path):
 
 def test_unpanelled_drop_is_recorded(tmp_path):
     samples, panel, _ = make_cohort(tmp_path)
-    adata = itme.io.read_cohort(samples, panel, unpanelled="drop")
+    with pytest.warns(ItmeExclusionWarning, match=r"left out 1 channel\(s\).*Time"):
+        adata = itme.io.read_cohort(samples, panel, unpanelled="drop")
     assert adata.n_vars == 4
     assert adata.uns["io"]["dropped_channels"] == ["Time"]
     with pytest.raises(ItmeParameterError, match="unpanelled"):
@@ -206,7 +213,8 @@ def test_files_whose_channel_sets_differ_list_the_differences(tmp_path):
     ):
         itme.io.read_cohort(samples, panel)
     # the same cohort reads when unpanelled channels are explicitly left out
-    adata = itme.io.read_cohort(samples, panel, unpanelled="drop")
+    with pytest.warns(ItmeExclusionWarning, match="Pt195Di"):
+        adata = itme.io.read_cohort(samples, panel, unpanelled="drop")
     assert "Pt195Di" in adata.uns["io"]["dropped_channels"]
 
 

@@ -75,7 +75,8 @@ def test_invalid_cells_and_unresolvable_substitutions_warn(tmp_path):
     path.write_text(text)
     with (
         pytest.warns(
-            ItmeInputWarning, match=r"1 unreadable cell\(s\) left missing: P1/IL-6: 'abc'"
+            ItmeInputWarning,
+            match=r"1 unreadable, negative or infinite cell\(s\) left missing: P1/IL-6: 'abc'",
         ),
         pytest.warns(
             ItmeInputWarning, match=r"no measured value to substitute for IL-10 \(2 below_range\)"

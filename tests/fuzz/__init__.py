@@ -1,0 +1,1 @@
+"""Fuzz suite of the readers: seeded mutations of real files (not shipped with itme)."""
