@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 from itme import io, pl, pp, rna, stats, tl
