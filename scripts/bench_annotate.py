@@ -26,15 +26,15 @@ import numpy as np
 import pandas as pd
 
 import itme
-from itme.core.annotate.phenotypes import load_phenotypes
 from itme.datasets._cells import simulate_cells
+from itme.io import read_phenotypes
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ITME_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 def simulated(seed: int, n: int) -> ad.AnnData:
-    table = load_phenotypes("lymphoid_visram2021")
+    table = read_phenotypes("lymphoid_visram2021")
     panel = pd.read_csv(ROOT / "itme" / "data" / "panels" / "lymphoid_visram2021.csv")
     panel = panel[panel["marker_class"].isin(["type", "state"])]
     rng = np.random.default_rng(1000 + seed)

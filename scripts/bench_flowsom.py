@@ -85,10 +85,10 @@ def read_flow_reference():
 
 
 def simulate(n_cells: int, seed: int):
-    from itme.core.annotate.phenotypes import load_phenotypes
     from itme.datasets._cells import simulate_cells
+    from itme.io import read_phenotypes
 
-    table = load_phenotypes("lymphoid_visram2021")
+    table = read_phenotypes("lymphoid_visram2021")
     panel = pd.read_csv(ROOT / "itme" / "data" / "panels" / "lymphoid_visram2021.csv")
     channels = list(panel.loc[panel["marker_class"] == "type", "antigen"])
     rng = np.random.default_rng(seed)

@@ -31,8 +31,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from itme.datasets._counts import simulate_counts
-from itme.rna import differential_expression, gsea, read_counts, read_gmt
-from itme.rna._gsea import hallmark_path
+from itme.io import hallmark_path, read_gmt
+from itme.rna import differential_expression, gsea, read_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRWAY = ROOT.parent / "shared" / "data" / "airway_himes2014_counts"

@@ -23,13 +23,12 @@ from anndata import AnnData
 
 from itme._progress import track
 from itme._random import RngLike, as_generator, draw_seed
-from itme.core.annotate.phenotypes import PhenotypeTable, load_phenotypes
+from itme.core.annotate.phenotypes import PhenotypeTable
 from itme.datasets._cells import simulate_cells
 from itme.datasets._counts import simulate_counts
 from itme.datasets._qc import plant_qc_events
 from itme.errors import ItmeParameterError
-from itme.io import write_fcs
-from itme.rna._gsea import resolve_gene_sets
+from itme.io import hallmark_path, read_gmt, read_phenotypes, write_fcs
 
 __all__ = ["simulate_cohort"]
 
@@ -289,7 +288,7 @@ def simulate_cohort(
     cytof = patients[patients["itme_cluster"] != ""].reset_index(drop=True)
     compositions = _compositions(cytof["itme_cluster"], streams[0])
     panel = _panel()
-    phenotypes = load_phenotypes(PANEL)
+    phenotypes = read_phenotypes(PANEL)
     var = pd.DataFrame(
         {"channel": panel["fcs_colname"].to_numpy(), "antigen": panel["antigen"].to_numpy()},
         index=panel["fcs_colname"].to_numpy(),
@@ -327,7 +326,7 @@ def simulate_cohort(
         patients["itme_cluster"].replace("", "1").to_numpy(), index=clinical["rnaseq_id"].to_numpy()
     )
     shifts = {c: dict(PLANTED_PATHWAYS) for c in ("2", "3")}
-    hallmark, _ = resolve_gene_sets("hallmark")
+    hallmark = read_gmt(hallmark_path())
     sim = simulate_counts(
         groups, gene_sets=hallmark, shifts=shifts, n_genes=n_genes, rng=streams[3]
     )

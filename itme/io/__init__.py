@@ -1,12 +1,25 @@
-"""Reading and writing cytometry data: FCS files, sample sheets, panels, cohorts."""
+"""Reading inputs: FCS files, sample sheets, panels, cohorts, clinical and cytokine tables,
+phenotype tables and gene-set collections; writing FCS files."""
 
-from itme.io import _clinical, _cohort, _delimited, _fcs, _inspect, _luminex, _tables
+from itme.io import (
+    _clinical,
+    _cohort,
+    _delimited,
+    _fcs,
+    _gene_sets,
+    _inspect,
+    _luminex,
+    _phenotypes,
+    _tables,
+)
 from itme.io._clinical import *  # noqa: F403
 from itme.io._cohort import *  # noqa: F403
 from itme.io._delimited import *  # noqa: F403
 from itme.io._fcs import *  # noqa: F403
+from itme.io._gene_sets import *  # noqa: F403
 from itme.io._inspect import *  # noqa: F403
 from itme.io._luminex import *  # noqa: F403
+from itme.io._phenotypes import *  # noqa: F403
 from itme.io._tables import *  # noqa: F403
 
 __all__ = [
@@ -14,7 +27,9 @@ __all__ = [
     *_cohort.__all__,
     *_delimited.__all__,
     *_fcs.__all__,
+    *_gene_sets.__all__,
     *_inspect.__all__,
     *_luminex.__all__,
+    *_phenotypes.__all__,
     *_tables.__all__,
 ]

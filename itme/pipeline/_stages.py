@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from itme import io, pl, pp, rna, stats, tl
-from itme.core.annotate.phenotypes import BUILTIN_PHENOTYPES
 from itme.core.clean.steps import GATING_COFACTOR
 from itme.errors import ItmeInputError, ItmeStateError
+from itme.io import BUILTIN_PHENOTYPES
 from itme.io._tables import read_samples
 from itme.pipeline._config import Clean as CleanSection
 from itme.pipeline._config import Config

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from itme import io, rna
-from itme.core.annotate.phenotypes import load_phenotypes
 from itme.errors import ItmeError
+from itme.io import read_phenotypes
 from itme.io._cohort import check_cohort
 from itme.pipeline._config import Config
 
@@ -37,7 +37,7 @@ def problems(config: Config) -> list[str]:
     found: list[str] = []
     i = config.inputs
     found += check_cohort(i.samples, i.panel, unpanelled=config.ingest.unpanelled)
-    _attempt(found, "phenotypes", lambda: load_phenotypes(i.phenotypes))
+    _attempt(found, "phenotypes", lambda: read_phenotypes(i.phenotypes))
     clinical = None
     if i.clinical is not None:
         clinical = _attempt(found, "clinical", lambda: io.read_clinical(i.clinical))

@@ -1,7 +1,7 @@
-"""Gene set enrichment with gseapy (the only module that imports gseapy) and GMT reading.
+"""Gene set enrichment with gseapy (the only module that imports gseapy).
 
-The MSigDB Hallmark collection v7.0 ships as package data (``itme/data/gene_sets``, CC BY 4.0;
-cite Liberzon et al., Cell Systems 2015 and MSigDB): ``gene_sets="hallmark"``.
+Gene sets are read by :func:`itme.io.read_gene_sets`: ``"hallmark"`` (the MSigDB Hallmark
+collection v7.0 shipped as package data, CC BY 4.0), a GMT path or a dict.
 """
 
 from __future__ import annotations
@@ -10,98 +10,18 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from itme._random import RngLike, draw_seed
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
+from itme.io import GeneSets, read_gene_sets
 from itme.rna._counts import is_ensembl, no_symbol
 
-__all__ = ["gsea", "read_gmt"]
+__all__ = ["gsea"]
 
 logger = logging.getLogger(__name__)
-
-HALLMARK_NAME = "MSigDB Hallmark v7.0 (h.all.v7.0.symbols.gmt)"
-GeneSets = str | Path | Mapping[str, Sequence[str]]
-
-
-def hallmark_path() -> Path:
-    """Path of the shipped MSigDB Hallmark v7.0 GMT file."""
-    return Path(str(resources.files("itme") / "data" / "gene_sets" / "h.all.v7.0.symbols.gmt"))
-
-
-def read_gmt(path: str | Path) -> dict[str, list[str]]:
-    """Read a GMT file: one gene set per line, ``name<TAB>description<TAB>gene...``.
-
-    Empty lines are skipped; genes are stripped, empty fields dropped and repeats within a
-    set removed (first occurrence kept).
-
-    Parameters
-    ----------
-    path
-        The ``.gmt`` file (e.g. an MSigDB download).
-
-    Returns
-    -------
-    dict
-        Gene set name → list of gene symbols, in file order.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ItmeInputError(where=str(path), expected="an existing GMT file", found="no such file")
-    sets: dict[str, list[str]] = {}
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\r\n").split("\t")
-            name = fields[0].strip()
-            genes = list(dict.fromkeys(g.strip() for g in fields[2:] if g.strip()))
-            if not name or not genes:
-                raise ItmeInputError(
-                    where=f"{path} line {number}",
-                    expected="set name, description and at least one gene, tab-separated",
-                    found=repr(line[:80]),
-                )
-            if name in sets:
-                raise ItmeInputError(
-                    where=f"{path} line {number}",
-                    expected="unique gene set names",
-                    found=f"{name!r} defined twice",
-                )
-            sets[name] = genes
-    if not sets:
-        raise ItmeInputError(where=str(path), expected="at least one gene set", found="none")
-    return sets
-
-
-def resolve_gene_sets(gene_sets: GeneSets) -> tuple[dict[str, list[str]], str]:
-    """Gene sets and a label for ``"hallmark"``, a GMT path, or a name → genes mapping."""
-    if isinstance(gene_sets, Mapping):
-        sets = {}
-        for name, genes in gene_sets.items():
-            if isinstance(genes, str) or not isinstance(genes, Sequence | set | frozenset):
-                raise ItmeParameterError(
-                    "gene_sets", "a mapping of set name → list of genes", type(genes).__name__
-                )
-            sets[str(name)] = list(dict.fromkeys(str(g) for g in genes))
-        if not sets:
-            raise ItmeParameterError("gene_sets", "at least one gene set", "an empty mapping")
-        return sets, "custom (dict)"
-    if isinstance(gene_sets, str) and gene_sets.lower() == "hallmark":
-        return read_gmt(hallmark_path()), HALLMARK_NAME
-    if isinstance(gene_sets, str | Path):
-        path = Path(gene_sets)
-        if not path.is_file():
-            raise ItmeParameterError(
-                "gene_sets", "'hallmark', a path to an existing GMT file, or a dict", str(gene_sets)
-            )
-        return read_gmt(path), str(path)
-    raise ItmeParameterError("gene_sets", "'hallmark', a GMT path or a dict", gene_sets)
 
 
 def ranked_symbols(
@@ -230,7 +150,7 @@ def gsea(
     if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
         raise ItmeParameterError("weight", "a number >= 0 (1: classic weighted GSEA)", weight)
     n_threads = _threads(threads)
-    sets, label = resolve_gene_sets(gene_sets)
+    sets, label = read_gene_sets(gene_sets)
     members = [g for genes in sets.values() for g in genes]
     by_index = bool(members) and is_ensembl(members).mean() > 0.5
     ranking, acct = ranked_symbols(results, rank_by, by_index=by_index)

@@ -13,8 +13,9 @@ import pandas as pd
 from itme.core.rna.count_filters import min_count_filter
 from itme.core.rna.gene_set_scores import combined_z_scores, log_normalise, median_of_ratios
 from itme.errors import ItmeInputError, ItmeParameterError
+from itme.io import GeneSets, read_gene_sets
 from itme.rna._counts import check_counts, no_symbol
-from itme.rna._gsea import GeneSets, check_set_sizes, resolve_gene_sets, ssgsea_scores
+from itme.rna._gsea import check_set_sizes, ssgsea_scores
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -91,7 +92,7 @@ def pathway_scores(
             where="pathway_scores", expected="at least 2 samples", found=f"{adata.n_obs}"
         )
     adata = adata.copy() if copy else adata
-    sets, label = resolve_gene_sets(gene_sets)
+    sets, label = read_gene_sets(gene_sets)
     x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
     gene_ids = [str(g) for g in adata.var_names]
     check_counts(

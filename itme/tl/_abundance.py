@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from itme.core.annotate.phenotypes import PhenotypeTable, load_phenotypes, parse_phenotypes
+from itme.core.annotate.phenotypes import PhenotypeTable, parse_phenotypes
 from itme.errors import (
     ItmeExclusionWarning,
     ItmeParameterError,
     ItmeStateError,
     ItmeStatisticsWarning,
 )
+from itme.io import read_phenotypes
 
 __all__ = ["abundance"]
 
@@ -30,7 +31,7 @@ def _table(
     adata: AnnData, groupby: str, phenotypes: str | Path | PhenotypeTable | None
 ) -> PhenotypeTable | None:
     if phenotypes is not None:
-        return load_phenotypes(phenotypes)
+        return read_phenotypes(phenotypes)
     info = adata.uns.get(groupby)
     text = info.get("phenotypes") if isinstance(info, dict) else None
     if text:

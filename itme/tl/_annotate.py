@@ -15,9 +15,10 @@ from anndata import AnnData
 
 from itme._adata import check_markers, markers_of_class, matrix
 from itme.core.annotate.naming import UNASSIGNED, assign_clusters, auto_thresholds
-from itme.core.annotate.phenotypes import PhenotypeTable, load_phenotypes
+from itme.core.annotate.phenotypes import PhenotypeTable
 from itme.core.cluster.codebook import group_medians
 from itme.errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
+from itme.io import read_phenotypes
 
 __all__ = ["annotate", "cluster_phenotypes"]
 
@@ -161,7 +162,7 @@ def annotate(
     for name, value in (("min_score", min_score), ("min_lineage_score", min_lineage_score)):
         if not isinstance(value, int | float) or not 0 <= value <= 1:
             raise ItmeParameterError(name, "a fraction in [0, 1]", value)
-    table = load_phenotypes(phenotypes) if phenotypes is not None else None
+    table = read_phenotypes(phenotypes) if phenotypes is not None else None
     adata = adata.copy() if copy else adata
     groups = _groups(adata, groupby)
     clusters = [str(c) for c in groups.categories]

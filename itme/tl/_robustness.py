@@ -20,7 +20,12 @@ from itme._adata import fmt_ids
 from itme._progress import track
 from itme._random import RngLike, as_generator, draw_seed
 from itme.core.patients import ward
-from itme.core.patients.agreement import align_labels, bootstrap_jaccard, cohen_kappa, contingency
+from itme.core.patients.agreement import (
+    align_labels,
+    bootstrap_jaccard,
+    contingency,
+    square_table,
+)
 from itme.errors import ItmeParameterError, ItmeStateError
 from itme.tl._patients import clustering_matrix
 
@@ -243,3 +248,28 @@ def cluster_stability(
         time.perf_counter() - started,
     )
     return adata if copy else None
+
+
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Cohen's kappa of two label vectors, from statsmodels' ``cohens_kappa``.
+
+    Returns ``kappa``, ``se`` (large-sample SE of kappa; 0 at perfect agreement, where
+    statsmodels' variance rounds to a tiny negative number), ``se0`` (SE under H0, Fleiss, Cohen
+    & Everitt 1969), ``z`` and the two-sided ``pvalue``; all NaN when the chance agreement is
+    1 (a single label on both sides).
+    """
+    from statsmodels.stats.inter_rater import cohens_kappa as sm_cohens_kappa
+
+    table = square_table(a, b)
+    if table.shape[0] < 2:
+        nan = float("nan")
+        return {"kappa": nan, "se": nan, "se0": nan, "z": nan, "pvalue": nan}
+    with np.errstate(invalid="ignore"):  # var_kappa is -1e-17 at perfect agreement
+        res = sm_cohens_kappa(table)
+    return {
+        "kappa": float(res.kappa),
+        "se": float(np.sqrt(max(float(res.var_kappa), 0.0))),
+        "se0": float(res.std_kappa0),
+        "z": float(res.z_value),
+        "pvalue": float(res.pvalue_two_sided),
+    }

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from itme.datasets._counts import simulate_counts
-from itme.rna import differential_expression, gsea, pathway_scores, read_gmt
-from itme.rna._gsea import hallmark_path
+from itme.io import hallmark_path, read_gmt
+from itme.rna import differential_expression, gsea, pathway_scores
 
 pytestmark = pytest.mark.slow
 

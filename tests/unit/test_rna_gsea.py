@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
-from itme.rna import gsea, read_gmt
+from itme.io import read_gmt
+from itme.rna import gsea
 
 HALLMARK = Path(str(resources.files("itme") / "data" / "gene_sets" / "h.all.v7.0.symbols.gmt"))
 

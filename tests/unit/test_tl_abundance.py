@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 import itme
-from itme.core.annotate.phenotypes import load_phenotypes
 from itme.errors import ItmeExclusionWarning, ItmeStateError, ItmeStatisticsWarning
+from itme.io import read_phenotypes
 
-TABLE = load_phenotypes("lymphoid_visram2021")
+TABLE = read_phenotypes("lymphoid_visram2021")
 
 # events per sample and subset (hand-made so every derived value can be computed by hand)
 COUNTS = {

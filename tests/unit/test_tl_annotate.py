@@ -9,10 +9,11 @@ import pytest
 
 import itme
 from itme.core.annotate.naming import assign_clusters, auto_thresholds
-from itme.core.annotate.phenotypes import load_phenotypes, parse_phenotypes
+from itme.core.annotate.phenotypes import parse_phenotypes
 from itme.core.otsu import otsu_threshold
 from itme.datasets._cells import simulate_cells
 from itme.errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
+from itme.io import read_phenotypes
 
 PANEL = pd.read_csv(
     __import__("pathlib").Path(__file__).resolve().parents[2]
@@ -226,7 +227,7 @@ def test_annotate_errors(small_adata):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_simulated_lymphoid_sample_is_named_correctly(seed):
     """Evidence: >= 95 % of events of a sample following the shipped table get the right name."""
-    table = load_phenotypes("lymphoid_visram2021")
+    table = read_phenotypes("lymphoid_visram2021")
     panel = PANEL[PANEL["marker_class"].isin(["type", "state"])]
     rng = np.random.default_rng(100 + seed)
     props = {s.name: rng.uniform(0.5, 3.0) for s in table.subsets}

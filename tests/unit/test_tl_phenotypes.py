@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from itme.core.annotate.phenotypes import load_phenotypes, parse_phenotypes
+from itme.core.annotate.phenotypes import parse_phenotypes
 from itme.errors import ItmeInputError, ItmeInputWarning
+from itme.io import read_phenotypes
 
 ROOT = Path(__file__).resolve().parents[2]
 PANEL = ROOT / "itme" / "data" / "panels" / "lymphoid_visram2021.csv"
@@ -21,13 +22,13 @@ CONFIG_YAML = ROOT / "configs" / "phenotypes" / "lymphoid_visram2021.yaml"
 def table():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the shipped table must be unambiguous
-        return load_phenotypes("lymphoid_visram2021")
+        return read_phenotypes("lymphoid_visram2021")
 
 
 def test_config_file_is_the_package_table():
     assert CONFIG_YAML.is_symlink()
     assert CONFIG_YAML.resolve() == PACKAGE_YAML.resolve()
-    assert load_phenotypes(CONFIG_YAML).text == load_phenotypes("lymphoid_visram2021").text
+    assert read_phenotypes(CONFIG_YAML).text == read_phenotypes("lymphoid_visram2021").text
 
 
 def test_markers_are_antigens_of_the_reference_panel(table):
@@ -177,4 +178,4 @@ def test_ambiguous_subsets_warn():
 
 def test_missing_file_error(tmp_path):
     with pytest.raises(ItmeInputError, match="no such file"):
-        load_phenotypes(tmp_path / "absent.yaml")
+        read_phenotypes(tmp_path / "absent.yaml")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from itme.core.annotate.phenotypes import load_phenotypes
 from itme.datasets._cells import marker_levels, simulate_cells
 from itme.errors import ItmeParameterError
+from itme.io import read_phenotypes
 
-TABLE = load_phenotypes("lymphoid_visram2021")
+TABLE = read_phenotypes("lymphoid_visram2021")
 CHANNELS = ["CD45", "CD3", "CD4", "CD8", "CD19", "CD45RA", "CCR7", "CD57", "DNA1"]
 
 

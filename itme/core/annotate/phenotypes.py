@@ -8,7 +8,7 @@ per-sample abundance table (total T cells, CD4:CD8 ratio, naive CD4 compartment,
 these are data, not code. The file format is documented in ``docs/clustering.md`` and by
 the shipped table ``itme/data/phenotypes/lymphoid_visram2021.yaml``.
 
-This module only reads and checks the table; scoring clusters against it lives in
+This module parses and checks the table (:func:`itme.io.read_phenotypes` reads the files); scoring clusters against it lives in
 :mod:`itme.core.annotate.naming`, simulating cells from it in :mod:`itme.datasets._cells`.
 """
 
@@ -17,24 +17,20 @@ from __future__ import annotations
 import difflib
 import warnings
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from itme.errors import ItmeInputError, ItmeInputWarning
 
 __all__ = [
-    "BUILTIN_PHENOTYPES",
     "DerivedFeature",
     "Lineage",
     "PhenotypeTable",
     "Subset",
-    "load_phenotypes",
     "parse_phenotypes",
 ]
 
 STATES = ("hi", "lo", "any")
-BUILTIN_PHENOTYPES = ("lymphoid_visram2021",)
 _TOP_KEYS = ("name", "description", "reference", "panel", "thresholds", "lineages", "derived")
 _LINEAGE_KEYS = ("label", "description", "markers", "subsets", "other")
 _SUBSET_KEYS = ("description", "markers", "compartment", "source")
@@ -418,33 +414,3 @@ def parse_phenotypes(text: str, *, source: str = "phenotype table") -> Phenotype
         panel=_text(doc.get("panel")),
         text=text,
     )
-
-
-def load_phenotypes(source: str | Path | PhenotypeTable) -> PhenotypeTable:
-    """Load a phenotype table from a built-in name, a YAML file, or pass a table through.
-
-    Parameters
-    ----------
-    source
-        A :class:`PhenotypeTable`; the name of a table shipped with itme
-        (``"lymphoid_visram2021"``); or the path of a YAML file.
-
-    Returns
-    -------
-    PhenotypeTable
-        The validated table.
-    """
-    if isinstance(source, PhenotypeTable):
-        return source
-    if isinstance(source, str) and source in BUILTIN_PHENOTYPES:
-        ref = resources.files("itme").joinpath("data", "phenotypes", f"{source}.yaml")
-        return parse_phenotypes(ref.read_text(encoding="utf-8"), source=f"{source}.yaml")
-    path = Path(source)
-    if not path.is_file():
-        raise ItmeInputError(
-            where=str(path),
-            expected=f"a phenotype YAML file or one of {', '.join(BUILTIN_PHENOTYPES)}",
-            found="no such file",
-            fix="Check the path, or pass the name of a built-in table.",
-        )
-    return parse_phenotypes(path.read_text(encoding="utf-8"), source=str(path))

@@ -1,10 +1,7 @@
-"""Agreement between two clusterings: label alignment, Cohen's kappa, bootstrap Jaccard.
+"""Agreement between two clusterings: contingency tables, label alignment, bootstrap Jaccard.
 
-Why kappa is computed here: scikit-learn's ``cohen_kappa_score`` gives kappa only, and
-statsmodels' ``cohens_kappa`` (kappa, its standard errors and p-value from a square table of
-matched labels) may not be imported by ``itme.core``, the numpy/scipy layer. The formulas are
-those of Fleiss, Cohen & Everitt (1969); the tests check kappa against scikit-learn and both
-standard errors, z and the p-value against statsmodels.
+Cohen's kappa itself comes from statsmodels (``cohens_kappa``, in :mod:`itme.tl._robustness`)
+on the square table :func:`square_table` builds here.
 """
 
 from __future__ import annotations
@@ -12,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import numpy as np
-from scipy import stats
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["align_labels", "bootstrap_jaccard", "cohen_kappa", "contingency"]
+__all__ = ["align_labels", "bootstrap_jaccard", "contingency", "square_table"]
 
 
 def contingency(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -42,53 +38,18 @@ def align_labels(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
     return np.array([mapping.get(lab, f"{lab}*") for lab in other], dtype=object)
 
 
-def cohen_kappa(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Cohen's kappa of two label vectors with its null standard error, z and two-sided p.
+def square_table(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Counts of label pairs on the union of both label sets (rows ``a``, columns ``b``).
 
-    The standard error under H0 (kappa = 0) is that of Fleiss, Cohen & Everitt (1969), the
-    one statsmodels' ``cohens_kappa`` reports as ``std_kappa0``; ``se`` is the large-sample
-    standard error of kappa itself (same source, ``std_kappa``).
+    The square table agreement statistics (Cohen's kappa) need: the same label on row and
+    column ``i``, labels sorted.
     """
     a = np.asarray(a).astype(str)
     b = np.asarray(b).astype(str)
-    labels = np.union1d(a, b)
-    idx = {lab: i for i, lab in enumerate(labels)}
-    table = np.zeros((labels.size, labels.size))
-    for x, y in zip(a, b, strict=True):
-        table[idx[x], idx[y]] += 1
-    n = table.sum()
-    p = table / n
-    row, col = p.sum(axis=1), p.sum(axis=0)
-    po = np.trace(p)
-    pe = float(row @ col)
-    if pe >= 1:
-        return {
-            "kappa": float("nan"),
-            "se": float("nan"),
-            "se0": float("nan"),
-            "z": float("nan"),
-            "pvalue": float("nan"),
-            "n": float(n),
-        }
-    kappa = (po - pe) / (1 - pe)
-    se0 = np.sqrt((pe + pe**2 - float(np.sum(row * col * (row + col)))) / (n * (1 - pe) ** 2))
-    # large-sample variance of kappa (Fleiss, Cohen & Everitt 1969, eq. 13)
-    diag = np.diag(p)
-    term1 = float(np.sum(diag * (1 - (row + col) * (1 - kappa)) ** 2))
-    off = p * (col[:, None] + row[None, :]) ** 2
-    term2 = (1 - kappa) ** 2 * float(off.sum() - np.trace(off))
-    term3 = (kappa - pe * (1 - kappa)) ** 2
-    se = np.sqrt(max(term1 + term2 - term3, 0.0) / (n * (1 - pe) ** 2))
-    z = kappa / se0 if se0 > 0 else float("nan")
-    pvalue = float(2 * stats.norm.sf(abs(z))) if np.isfinite(z) else float("nan")
-    return {
-        "kappa": float(kappa),
-        "se": float(se),
-        "se0": float(se0),
-        "z": float(z),
-        "pvalue": pvalue,
-        "n": float(n),
-    }
+    labels, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+    table = np.zeros((labels.size, labels.size), dtype=np.int64)
+    np.add.at(table, (inverse[: a.size], inverse[a.size :]), 1)
+    return table
 
 
 def bootstrap_jaccard(
