@@ -33,7 +33,7 @@ from itme.io._fcs_events import read_events
 from itme.io._fcs_format import FcsFile, parse_fcs
 from itme.io._tables import MARKER_CLASSES, TableSource, read_panel, read_samples
 
-__all__ = ["read_cohort"]
+__all__ = ["check_cohort", "read_cohort"]
 
 logger = logging.getLogger(__name__)
 
@@ -416,7 +416,13 @@ def check_cohort(
 
     Parameters
     ----------
-    samples, panel, base_dir, unpanelled
+    samples
+        samples.csv (path or DataFrame), as for :func:`read_cohort`.
+    panel
+        panel.csv (path or DataFrame), as for :func:`read_cohort`.
+    base_dir
+        Folder ``file_name`` is relative to, as for :func:`read_cohort`.
+    unpanelled
         As for :func:`read_cohort`.
 
     Returns

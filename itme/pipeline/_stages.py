@@ -17,8 +17,7 @@ import pandas as pd
 from itme import io, pl, pp, rna, stats, tl
 from itme.core.clean.steps import GATING_COFACTOR
 from itme.errors import ItmeInputError, ItmeStateError
-from itme.io import BUILTIN_PHENOTYPES
-from itme.io._tables import read_samples
+from itme.io import BUILTIN_PHENOTYPES, read_samples
 from itme.pipeline._config import Clean as CleanSection
 from itme.pipeline._config import Config
 from itme.pipeline._files import write_figure, write_h5ad, write_json, write_table

@@ -8,8 +8,7 @@ from typing import Any
 
 from itme import io, rna
 from itme.errors import ItmeError
-from itme.io import read_phenotypes
-from itme.io._cohort import check_cohort
+from itme.io import check_cohort, read_phenotypes
 from itme.pipeline._config import Config
 
 

@@ -11,7 +11,7 @@ import itme
 
 NAMESPACES = ["io", "pp", "tl", "stats", "rna", "pl", "datasets"]
 # functions whose leading inputs are not an AnnData: the number of positional parameters allowed
-POSITIONAL = {"read_cohort": 2, "write_fcs": 2, "add_clinical": 2}
+POSITIONAL = {"read_cohort": 2, "check_cohort": 2, "write_fcs": 2, "add_clinical": 2}
 
 
 def _public_functions():
