@@ -3,9 +3,10 @@
 from itme.pipeline._config import Config, load_config
 from itme.pipeline._reference import config_reference
 from itme.pipeline._run import RunResult, demo_config_text, run, run_demo, validate
-from itme.pipeline._stages import STAGE_NAMES
+from itme.pipeline._stages import OUTPUTS, STAGE_NAMES
 
 __all__ = [
+    "OUTPUTS",
     "STAGE_NAMES",
     "Config",
     "RunResult",

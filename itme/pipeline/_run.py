@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from itme.datasets import simulate_cohort
-from itme.errors import ItmeError
+from itme.errors import ItmeError, ItmeInputError
 from itme.pipeline._config import Config, load_config
 from itme.pipeline._files import write_text
 from itme.pipeline._runner import StageRecord, run_stages
@@ -74,9 +74,23 @@ def run(
     Returns
     -------
     RunResult with the output folder and one record per stage (status, seconds, outputs).
+
+    Raises
+    ------
+    ItmeInputError
+        The config or its inputs have problems (every one listed, as :func:`validate` does),
+        before any stage runs.
     """
     cfg = config if isinstance(config, Config) else load_config(config)
     target = Path(out) if out is not None else cfg.output
+    # everything validate() checks is checked before the first stage, not after FlowSOM
+    found = problems(cfg.model_copy(update={"output": target}))
+    if found:
+        raise ItmeInputError(
+            f"{len(found)} problem(s) in the config or its inputs (itme validate lists the "
+            "same):\n  " + "\n  ".join(found),
+            problems=found,
+        )
     with _threads(cfg.threads):
         records = run_stages(
             cfg, STAGES, out=target, from_stage=from_stage, until_stage=until_stage

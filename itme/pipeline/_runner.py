@@ -22,13 +22,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from itme.errors import ItmeInputError, ItmeParameterError
+from itme._outputs import Output
+from itme.errors import ItmeInputError, ItmeParameterError, ItmeStateError
 from itme.pipeline._config import Config
-from itme.pipeline._files import sha256, write_json
+from itme.pipeline._files import sha256, write_figure, write_h5ad, write_json, write_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from anndata import AnnData
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +47,19 @@ PACKAGES = [
 
 @dataclass
 class Context:
-    """What a stage sees: the config, the output folder, its seed, upstream summaries."""
+    """What a stage sees: the config, the output folder, its seed, upstream summaries.
+
+    A stage writes every file through :meth:`table`, :meth:`figure`, :meth:`h5ad` or
+    :meth:`json`: the writes are atomic, tables and figures must be declared by the stage
+    (:class:`~itme._outputs.Output`), and the runner records each file written.
+    """
 
     config: Config
     out: Path
     seed: int
     summaries: dict[str, dict[str, Any]]
+    stage: Stage | None = None
+    written: list[Path] = field(default_factory=list)
 
     def path(self, *parts: str) -> Path:
         """``out/<parts>``, its folder created."""
@@ -55,16 +67,69 @@ class Context:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
+    def _declared(self, kind: str, name: str, variant: str | None) -> Output:
+        for output in self.stage.outputs if self.stage else ():
+            if output.kind == kind and output.name == name:
+                if variant is not None and not output.variants:
+                    break
+                return output
+        stage = self.stage.name if self.stage else "?"
+        raise ItmeStateError(
+            f"stage {stage!r} writes the {kind} {name!r}"
+            + (f" (variant {variant!r})" if variant is not None else "")
+            + " without declaring it in its outputs: this is a bug in itme"
+        )
+
+    def table(
+        self, name: str, frame: pd.DataFrame, *, variant: str | None = None, index: bool = True
+    ) -> Path:
+        """Write a declared table as ``tables/<name>[_<variant>].csv``."""
+        stem = self._declared("table", name, variant).stem(variant)
+        path = write_table(self.path("tables", f"{stem}.csv"), frame, index=index)
+        self.written.append(path)
+        return path
+
+    def figure(self, name: str, fig: Any, *, variant: str | None = None) -> list[Path]:
+        """Save a declared figure as ``figures/<name>[_<variant>].png`` and ``.svg``."""
+        stem = self._declared("figure", name, variant).stem(variant)
+        paths = write_figure(self.path("figures"), stem, fig)
+        self.written.extend(paths)
+        return paths
+
+    def h5ad(self, adata: AnnData, *parts: str) -> Path:
+        """Write ``adata`` to ``out/<parts>``."""
+        path = write_h5ad(self.path(*parts), adata)
+        self.written.append(path)
+        return path
+
+    def json(self, record: Any, *parts: str) -> Path:
+        """Write ``record`` as JSON to ``out/<parts>``."""
+        path = write_json(self.path(*parts), record)
+        self.written.append(path)
+        return path
+
+    def record(self, path: Path) -> Path:
+        """Record a file the stage wrote by other means (e.g. the report)."""
+        self.written.append(path)
+        return path
+
 
 @dataclass
 class Stage:
-    """One step of the pipeline."""
+    """One step of the pipeline.
+
+    ``run(ctx)`` does the work and returns the stage's summary (written files are recorded by
+    the :class:`Context`); ``outputs`` declares its tables and figures and the report section
+    of each; ``section`` is the report section of its summary (``None``: not shown).
+    """
 
     name: str
-    run: Callable[[Context], tuple[list[Path], dict[str, Any]]]  # → outputs, summary
+    run: Callable[[Context], dict[str, Any]]
     params: Callable[[Config], Any]
     inputs: Callable[[Config], list[Path]] = lambda config: []
     requires: tuple[str, ...] = ()
+    outputs: tuple[Output, ...] = ()
+    section: str | None = None
 
 
 @dataclass
@@ -260,9 +325,10 @@ def run_stages(
             _write_run_json(out, config, records, inputs_used, started, None)  # the report reads it
             (out / STATE_DIR / f"{stage.name}.json").unlink(missing_ok=True)
             t = time.perf_counter()
-            ctx = Context(config, out, seeds[stage.name], summaries)
+            ctx = Context(config, out, seeds[stage.name], summaries, stage)
             try:
-                outputs, summary = stage.run(ctx)
+                summary = stage.run(ctx)
+                outputs = ctx.written
             except BaseException:
                 rec.status, rec.seconds = "failed", round(time.perf_counter() - t, 2)
                 raise

@@ -1,7 +1,7 @@
 """Find the figures of a run and inline them as ``data:`` URIs.
 
-A figure's section is the part of its file name before the first ``_`` (``qc_gates.png``
-goes to the ``qc`` section); names with an unknown prefix go to "Other results". When a
+A figure's section is the one its stage declares (``qc_gates_<sample>.png`` goes to the
+``qc`` section); figures no stage declares go to "Other results". When a
 figure exists as both PNG and SVG, the PNG is embedded (its size does not grow with the
 number of points drawn) and the SVG is linked. SVG is embedded as an ``<img>`` data URI,
 never as inline markup, so a script or external reference inside an SVG file is neither
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -41,8 +42,8 @@ class FigureIndex:
     unsupported: list[Path]
 
 
-def find_figures(fig_dir: Path, sections: list[str]) -> FigureIndex:
-    """Group ``fig_dir``'s PNG and SVG files by section prefix (sorted by name).
+def find_figures(fig_dir: Path, section_of: Callable[[str], str]) -> FigureIndex:
+    """Group ``fig_dir``'s PNG and SVG files by section (sorted by name).
 
     Hidden files (names starting with ``.``, e.g. temporary files of an atomic write) are
     ignored; any other file that is not PNG or SVG is listed in ``unsupported``.
@@ -51,8 +52,8 @@ def find_figures(fig_dir: Path, sections: list[str]) -> FigureIndex:
     ----------
     fig_dir
         The run's ``figures/`` folder (may be missing).
-    sections
-        Section ids a file-name prefix may name; other prefixes go to ``"other"``.
+    section_of
+        The section of a figure's file stem (``"other"`` for figures no stage declares).
 
     Returns
     -------
@@ -68,9 +69,7 @@ def find_figures(fig_dir: Path, sections: list[str]) -> FigureIndex:
             if suffix not in _MIME:
                 unsupported.append(path)
                 continue
-            prefix = path.stem.split("_", 1)[0]
-            section = prefix if prefix in sections else "other"
-            fig = by_stem.setdefault(path.stem, Figure(path.stem, section))
+            fig = by_stem.setdefault(path.stem, Figure(path.stem, section_of(path.stem)))
             fig.files[suffix] = path
     grouped: dict[str, list[Figure]] = {}
     for stem in sorted(by_stem):

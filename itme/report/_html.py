@@ -15,7 +15,16 @@ from itme._files import write_text
 from itme.errors import ItmeInputError, ItmeParameterError
 from itme.report._figures import Figure, FigureIndex, find_figures, render_figure
 from itme.report._provenance import render_provenance, run_facts
-from itme.report._run import SECTIONS, RunFolder, Section, load_run, stage_of_table, table_status
+from itme.report._run import (
+    SECTIONS,
+    RunFolder,
+    Section,
+    load_run,
+    section_of_figure,
+    section_outputs,
+    stage_of_table,
+    table_status,
+)
 from itme.report._style import CSP, CSS
 from itme.report._tables import (
     Q_THRESHOLD,
@@ -32,7 +41,7 @@ __all__ = ["write_report"]
 logger = logging.getLogger(__name__)
 
 _OTHER = Section(
-    "other", "Other results", (), "Tables and figures of this run that belong to no section above."
+    "other", "Other results", "Tables and figures of this run that belong to no section above."
 )
 
 
@@ -212,7 +221,7 @@ class _Page:
         return "\n".join(parts)
 
     # -- overview ----------------------------------------------------------------------
-    def overview(self, result_sections: list[Section]) -> str:
+    def overview(self, result_sections: list[Section], tables: dict[str, list[str]]) -> str:
         parts = [f'<p class="intro">{SECTIONS[0].intro}</p>']
         facts = run_facts(self.folder)
         parts.append(
@@ -235,7 +244,7 @@ class _Page:
         for section in result_sections:
             kind = self.status.get(section.id, "")
             lines = [f"{k}: {v}" for k, v in _summary_items(self.folder, section.id)]
-            for t in section.tables:
+            for t in tables.get(section.id, []):
                 if t in self.folder.tables:
                     frame, problem = self.tables.get(t)
                     lines += (
@@ -253,21 +262,24 @@ class _Page:
 def _page(folder: RunFolder, figures: FigureIndex, title: str, max_rows: int) -> tuple[str, int]:
     page = _Page(folder, figures, max_rows)
 
-    # a section also shows the variants of its tables, e.g. de_results_<contrast>
+    # the tables the stages declare for a section: each one present with its variants
+    # (e.g. de_results_<contrast>), or its name when absent (the section says why)
     def section_tables(section: Section) -> list[str]:
-        variants = sorted(
-            t for t in folder.tables if any(t.startswith(f"{n}_") for n in section.tables)
-        )
-        return [*section.tables, *(t for t in variants if t not in section.tables)]
+        names: list[str] = []
+        for output in section_outputs(section.id, "table"):
+            found = sorted(t for t in folder.tables if output.matches(t) and t not in names)
+            names += found or ([output.name] if output.name not in names else [])
+        return names
 
-    known = {t for s in SECTIONS for t in section_tables(s)}
     results = [s for s in SECTIONS if s.id not in ("overview", "provenance")]
-    bodies: dict[str, str] = {s.id: page.results_section(s, section_tables(s)) for s in results}
+    tables = {s.id: section_tables(s) for s in results}
+    known = {t for names in tables.values() for t in names}
+    bodies: dict[str, str] = {s.id: page.results_section(s, tables[s.id]) for s in results}
     other = page.other_section(known)
     if other is not None:
         results.append(_OTHER)
         bodies["other"] = other
-    bodies["overview"] = page.overview(results)
+    bodies["overview"] = page.overview(results, tables)
     bodies["provenance"] = render_provenance(folder)
     order = [SECTIONS[0], *results, SECTIONS[-1]]
 
@@ -364,9 +376,7 @@ def write_report(
         )
     started = time.perf_counter()
     folder = load_run(root)
-    figures = find_figures(
-        root / "figures", [s.id for s in SECTIONS if s.id not in ("overview", "provenance")]
-    )
+    figures = find_figures(root / "figures", section_of_figure)
     text, n_embedded = _page(folder, figures, title or "itme report", max_rows)
     out = root / "report.html"
     write_text(out, text)

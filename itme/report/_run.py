@@ -12,14 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from itme._outputs import Output, find_output
 from itme.errors import ItmeInputWarning
+from itme.pipeline import OUTPUTS
 
 __all__ = [
     "SECTIONS",
-    "TABLE_STAGE",
+    "SECTION_IDS",
     "RunFolder",
     "Section",
     "load_run",
+    "section_of_figure",
+    "section_outputs",
     "stage_of_table",
     "table_status",
 ]
@@ -27,95 +31,101 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Section:
-    """One report section: anchor/figure prefix/summary key, heading, tables, intro."""
+    """One report section: anchor and summary key, heading, intro.
+
+    Which tables and figures it shows is declared by the stages that write them
+    (:data:`itme.pipeline.OUTPUTS`); see :func:`section_outputs`.
+    """
 
     id: str
     title: str
-    tables: tuple[str, ...]
     intro: str
 
 
 SECTIONS: tuple[Section, ...] = (
-    Section("overview", "Overview", (), "What was run, when, and the headline numbers."),
+    Section("overview", "Overview", "What was run, when, and the headline numbers."),
     Section(
         "qc",
         "QC accounting",
-        ("qc_events", "qc_thresholds"),
         "Events in and out per sample, and the events removed at each cleaning step "
         "(beads, debris, doublets, dead cells, CD45&minus;; the first failing step wins).",
     ),
     Section(
         "clusters",
         "Cluster phenotypes",
-        ("cluster_phenotypes", "cluster_annotation"),
         "Median marker expression of each cluster and the subset it was annotated as.",
     ),
     Section(
         "patients",
         "iTME clusters and robustness",
-        ("itme_clusters", "subset_frequencies", "stability", "sensitivity", "cluster_diagnostics"),
         "Patients clustered (Ward) on subset frequencies (% of CD45+), with bootstrap "
         "stability (mean Jaccard per cluster) and the sensitivity analysis (Cohen's kappa).",
     ),
     Section(
         "stats",
         "Subset statistics",
-        ("subset_tests", "compartment_tests", "subset_posthoc"),
         "Subset frequencies compared between iTME clusters (Kruskal&ndash;Wallis, "
         "Benjamini&ndash;Hochberg FDR).",
     ),
     Section(
         "clinical",
         "Clinical table",
-        ("clinical_table",),
         "Patient characteristics by iTME cluster.",
     ),
     Section(
         "survival",
         "Survival",
-        ("survival", "logrank", "cox"),
         "Kaplan&ndash;Meier medians with 95% CI and Cox proportional-hazards models.",
     ),
     Section(
         "rna",
         "Differential expression and GSEA",
-        ("de_results", "gsea_hallmark", "pathway_scores", "pathway_subset_correlations"),
         "Tumour RNA-seq between iTME clusters (DESeq2 model) and Hallmark gene-set "
         "enrichment (preranked GSEA).",
     ),
     Section(
         "cytokines",
         "Cytokines",
-        ("cytokine_tests",),
         "Cytokine concentrations (log10) compared between iTME clusters.",
     ),
-    Section("provenance", "Provenance", (), "Versions, configuration, seed, inputs and timings."),
+    Section("provenance", "Provenance", "Versions, configuration, seed, inputs and timings."),
 )
 
-#: stage that writes each table, used when run.json's stage outputs do not name it
-TABLE_STAGE: dict[str, str] = {
-    "qc_events": "clean",
-    "qc_thresholds": "clean",
-    "cluster_phenotypes": "annotate",
-    "cluster_annotation": "annotate",
-    "subset_frequencies": "abundance",
-    "itme_clusters": "patients",
-    "cluster_diagnostics": "patients",
-    "stability": "patients",
-    "sensitivity": "patients",
-    "subset_tests": "stats",
-    "compartment_tests": "stats",
-    "subset_posthoc": "stats",
-    "clinical_table": "stats",
-    "survival": "stats",
-    "logrank": "stats",
-    "cox": "stats",
-    "cytokine_tests": "stats",
-    "de_results": "rnaseq",
-    "gsea_hallmark": "rnaseq",
-    "pathway_scores": "rnaseq",
-    "pathway_subset_correlations": "rnaseq",
-}
+#: ids of the report sections (a stage summary entry with one of these names goes there)
+SECTION_IDS = tuple(s.id for s in SECTIONS)
+
+
+def section_outputs(section: str, kind: str) -> list[Output]:
+    """The tables or figures the stages declare for a section, in run order.
+
+    Parameters
+    ----------
+    section
+        A section id.
+    kind
+        ``"table"`` or ``"figure"``.
+
+    Returns
+    -------
+    The declared outputs.
+    """
+    return [o for _, o in OUTPUTS if o.kind == kind and o.section == section]
+
+
+def section_of_figure(stem: str) -> str:
+    """The section of a figure file (by the declaring stage), ``"other"`` when undeclared.
+
+    Parameters
+    ----------
+    stem
+        The figure's file name without suffix.
+
+    Returns
+    -------
+    A section id.
+    """
+    found = find_output(OUTPUTS, "figure", stem)
+    return "other" if found is None else found[1].section
 
 
 @dataclass
@@ -204,7 +214,8 @@ def _owner_stage(folder: RunFolder, table: str) -> str | None:
             str(o).replace("\\", "/").rsplit("/", 1)[-1] == f"{table}.csv" for o in outputs
         ):
             return str(stage.get("name"))
-    return TABLE_STAGE.get(table)
+    found = find_output(OUTPUTS, "table", table)
+    return None if found is None else found[0]
 
 
 def table_status(folder: RunFolder, table: str) -> tuple[str, str]:

@@ -116,7 +116,7 @@ def test_clean_section_reaches_pp_clean_unchanged():
     from helpers.qc_sim import planted_cohort
 
     from itme.core.clean.steps import GATING_COFACTOR
-    from itme.pipeline._stages import _clean_kwargs
+    from itme.pipeline._stages_cells import clean_kwargs
 
     gates = {"cd45": [2.0, None], "dna": [3.7123456789, 6.9]}
     config = load_config(
@@ -127,7 +127,7 @@ def test_clean_section_reaches_pp_clean_unchanged():
         base_dir=ROOT,
     )
     assert config.clean.steps == ["debris", "cd45_negative", "doublet"]
-    kwargs = _clean_kwargs(config.clean)
+    kwargs = clean_kwargs(config.clean)
     assert kwargs["thresholds"] == gates and kwargs["cofactor"] == GATING_COFACTOR
     adata, _ = planted_cohort(3, n_per_sample=2000, n_samples=1)
     itme.pp.clean(adata, **kwargs)

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from itme.errors import ItmeInputError, ItmeParameterError
+from itme._outputs import Output
+from itme.errors import ItmeInputError, ItmeParameterError, ItmeStateError
 from itme.pipeline._config import load_config
 from itme.pipeline._files import atomic_path, write_table
 from itme.pipeline._runner import Stage, run_stages, stage_seeds
@@ -29,8 +30,8 @@ def make_stages(calls: list[str], crash: dict[str, bool] | None = None):
     def first(ctx):
         calls.append("first")
         rng = np.random.default_rng(ctx.seed)
-        path = write_table(ctx.path("tables", "a.csv"), pd.DataFrame({"x": rng.normal(size=5)}))
-        return [path], {"n": 5}
+        ctx.table("a", pd.DataFrame({"x": rng.normal(size=5)}))
+        return {"n": 5}
 
     def second(ctx):
         calls.append("second")
@@ -40,13 +41,24 @@ def make_stages(calls: list[str], crash: dict[str, bool] | None = None):
             with atomic_path(target) as tmp:
                 tmp.write_text("half")
                 raise RuntimeError("killed")
-        return [write_table(target, a * 2)], {"sum": float(a["x"].sum())}
+        ctx.table("b", a * 2)
+        return {"sum": float(a["x"].sum())}
 
     return [
         Stage(
-            "first", first, params=lambda c: {"seed": c.seed}, inputs=lambda c: [c.inputs.samples]
+            "first",
+            first,
+            params=lambda c: {"seed": c.seed},
+            inputs=lambda c: [c.inputs.samples],
+            outputs=(Output("a", "table", "stats"),),
         ),
-        Stage("second", second, params=lambda c: {"k": c.patients.k}, requires=("first",)),
+        Stage(
+            "second",
+            second,
+            params=lambda c: {"k": c.patients.k},
+            requires=("first",),
+            outputs=(Output("b", "table", "stats"),),
+        ),
     ]
 
 
@@ -124,3 +136,14 @@ def test_outputs_get_ordinary_file_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_stage_cannot_write_an_undeclared_table(tmp_path, config):
+    def rogue(ctx):
+        ctx.table("undeclared", pd.DataFrame({"x": [1]}))
+        return {}
+
+    stages = [Stage("rogue", rogue, params=lambda c: {}, outputs=(Output("a", "table", "x"),))]
+    with pytest.raises(ItmeStateError, match="without declaring it"):
+        run_stages(config, stages, out=tmp_path / "out")
+    assert not (tmp_path / "out" / "tables" / "undeclared.csv").exists()

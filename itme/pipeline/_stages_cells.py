@@ -1,0 +1,165 @@
+"""The cell-level stages: ingest, clean, cluster, annotate, abundance.
+
+Stages exchange data through files in the run folder only (``work/*.h5ad``, ``cells.h5ad``),
+so any stage can be rerun or resumed on its own. A stage that adds to the cells without
+changing them (cluster) writes only what it added (:func:`write_additions`); the next stage
+applies it (:func:`apply_additions`), so nothing it added is lost and the events matrix is not
+written twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+
+from itme import io, pl, pp, tl
+from itme.core.clean.steps import GATING_COFACTOR
+from itme.errors import ItmeStateError
+from itme.pipeline._config import Clean as CleanSection
+from itme.pipeline._runner import Context
+
+logger = logging.getLogger(__name__)
+
+#: figures of the gates drawn for the first samples of the sheet
+QC_GATE_FIGURES = 3
+
+
+def keys_of(cells: ad.AnnData) -> tuple[frozenset[str], ...]:
+    """The obs columns, obsm keys and uns keys of ``cells`` (for :func:`write_additions`)."""
+    return frozenset(cells.obs.columns), frozenset(cells.obsm), frozenset(cells.uns)
+
+
+def write_additions(
+    ctx: Context, cells: ad.AnnData, before: tuple[frozenset[str], ...], *parts: str
+) -> Path:
+    """Write what a stage added to ``cells`` (obs columns, obsm entries, uns keys) as an h5ad.
+
+    ``before`` is :func:`keys_of` the cells when the stage started; the stage must not have
+    changed the events.
+    """
+    obs, obsm, uns = before
+    additions = ad.AnnData(
+        obs=cells.obs[[c for c in cells.obs.columns if c not in obs]].copy(),
+        obsm={k: v for k, v in cells.obsm.items() if k not in obsm},
+        uns={k: v for k, v in cells.uns.items() if k not in uns},
+    )
+    return ctx.h5ad(additions, *parts)
+
+
+def apply_additions(cells: ad.AnnData, path: Path) -> None:
+    """Add the obs columns, obsm entries and uns keys of :func:`write_additions` to ``cells``."""
+    additions = ad.read_h5ad(path)
+    if not additions.obs_names.equals(cells.obs_names):
+        raise ItmeStateError(f"{path} does not hold the events of this run: rerun its stage")
+    for col in additions.obs.columns:
+        cells.obs[col] = additions.obs[col].to_numpy()
+    for key, value in additions.obsm.items():
+        cells.obsm[key] = value
+    cells.uns.update(additions.uns)
+
+
+def ingest(ctx: Context) -> dict[str, Any]:
+    """io.read_cohort → ``work/ingest.h5ad``."""
+    c = ctx.config
+    cells = io.read_cohort(c.inputs.samples, c.inputs.panel, unpanelled=c.ingest.unpanelled)
+    ctx.h5ad(cells, "work", "ingest.h5ad")
+    files = cells.uns["io"]["files"]
+    return {"files": len(files), "events": int(cells.n_obs), "channels": int(cells.n_vars)}
+
+
+def clean_kwargs(section: CleanSection) -> dict[str, Any]:
+    """The keyword arguments of pp.clean from the config's ``clean`` section.
+
+    Config step names are pp.clean's (aliases resolved by the config) and config gates
+    ``[low, high]`` are on pp.clean's gating scale ``arcsinh(raw / GATING_COFACTOR)``: both
+    pass unchanged.
+    """
+    return {
+        "steps": list(section.steps) if section.steps else None,
+        "channels": section.channels,
+        "thresholds": dict(section.thresholds) if section.thresholds else None,
+        "method": section.method,
+        "k": section.k,
+        "cofactor": GATING_COFACTOR,
+    }
+
+
+def clean(ctx: Context) -> dict[str, Any]:
+    """pp.arcsinh, pp.clean, pp.apply_qc, pp.downsample → ``work/clean.h5ad``, QC tables."""
+    c = ctx.config
+    cells = ad.read_h5ad(ctx.path("work", "ingest.h5ad"))
+    pp.arcsinh(cells, cofactor=c.transform.cofactor)
+    pp.clean(cells, **clean_kwargs(c.clean))
+    ctx.table("qc_events", cells.uns["qc"]["accounting"], index=False)
+    ctx.table("qc_thresholds", cells.uns["qc"]["thresholds"], index=False)
+    ctx.figure("qc_accounting", pl.qc_accounting(cells))
+    for sample in list(cells.obs["sample_id"].cat.categories)[:QC_GATE_FIGURES]:
+        ctx.figure("qc_gates", pl.qc_gates(cells, sample=sample), variant=sample)
+    events_in = int(cells.n_obs)
+    kept = pp.apply_qc(cells)
+    del cells
+    d = c.downsample
+    if d.n is not None or d.min_events is not None:
+        kept = pp.downsample(
+            kept, n=d.n, min_events=d.min_events, on_small=d.on_small, rng=ctx.seed
+        )
+    ctx.h5ad(kept, "work", "clean.h5ad")
+    excluded = list(kept.uns.get("downsample", {}).get("excluded", []))
+    return {
+        "events_in": events_in,
+        "events_kept": int(kept.n_obs),
+        "samples_excluded": excluded,
+    }
+
+
+def cluster(ctx: Context) -> dict[str, Any]:
+    """tl.flowsom → ``work/cluster.h5ad`` (what it added to the cells: labels, codebook)."""
+    c = ctx.config.cluster
+    cells = ad.read_h5ad(ctx.path("work", "clean.h5ad"))
+    before = keys_of(cells)
+    tl.flowsom(
+        cells,
+        markers=c.markers,
+        grid=c.grid,
+        n_metaclusters=c.n_metaclusters,
+        train_cells=c.train_cells,
+        rlen=c.rlen,
+        metaclustering=c.metaclustering,
+        merge_floor=c.merge_floor,
+        rng=ctx.seed,
+    )
+    write_additions(ctx, cells, before, "work", "cluster.h5ad")
+    return {"metaclusters": int(cells.obs["metacluster"].nunique())}
+
+
+def annotate(ctx: Context) -> dict[str, Any]:
+    """tl.annotate, tl.embed → ``cells.h5ad``, cluster tables and figures."""
+    c = ctx.config
+    cells = ad.read_h5ad(ctx.path("work", "clean.h5ad"))
+    apply_additions(cells, ctx.path("work", "cluster.h5ad"))
+    tl.annotate(cells, phenotypes=c.inputs.phenotypes, mapping=c.annotate.mapping)
+    ctx.table("cluster_phenotypes", tl.cluster_phenotypes(cells, groupby="metacluster"))
+    ctx.table("cluster_annotation", cells.uns["subset"]["clusters"])
+    ctx.figure("clusters_heatmap", pl.cluster_heatmap(cells, groupby="subset"))
+    if c.embed.enabled:
+        tl.embed(cells, n_cells=min(c.embed.n_cells, cells.n_obs), rng=ctx.seed)
+        ctx.figure("clusters_umap", pl.embedding(cells, color="subset"))
+    ctx.h5ad(cells, "cells.h5ad")
+    unassigned = float((cells.obs["subset"] == "unassigned").mean() * 100)
+    return {
+        "subsets": int(cells.obs["subset"].nunique()),
+        "pct_unassigned": round(unassigned, 2),
+    }
+
+
+def abundance(ctx: Context) -> dict[str, Any]:
+    """tl.abundance → ``work/abundance.h5ad`` and ``subset_frequencies.csv``."""
+    cells = ad.read_h5ad(ctx.path("cells.h5ad"), backed="r")
+    patients = tl.abundance(cells, phenotypes=ctx.config.inputs.phenotypes)
+    cells.file.close()
+    ctx.table("subset_frequencies", patients.to_df().join(patients.obsm["derived"]))
+    ctx.h5ad(patients, "work", "abundance.h5ad")
+    return {"samples": int(patients.n_obs), "subsets": int(patients.n_vars)}

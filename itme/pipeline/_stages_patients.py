@@ -1,0 +1,218 @@
+"""The patient-level stages: patients (iTME clusters), stats, rnaseq.
+
+They read ``work/abundance.h5ad`` (samples × subsets) and ``patients.h5ad``; the clinical
+table is read once, by the patients stage, and joined into ``patients.obs``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from itme import io, pl, rna, stats, tl
+from itme.errors import ItmeInputError, ItmeStateError
+from itme.pipeline._config import Config
+from itme.pipeline._runner import Context
+
+logger = logging.getLogger(__name__)
+
+
+def _clinical(config: Config) -> pd.DataFrame | None:
+    return io.read_clinical(config.inputs.clinical) if config.inputs.clinical else None
+
+
+def _joined_clinical(config: Config, patients: ad.AnnData) -> dict[str, Any] | None:
+    """The clinical join the patients stage stored in ``patients.h5ad`` (None without clinical)."""
+    joined = patients.uns.get("clinical")
+    if joined is None and config.inputs.clinical is not None:
+        raise ItmeStateError(
+            "patients.h5ad has no joined clinical table (uns['clinical']) although the config "
+            "names inputs.clinical: it was written by an older itme. Rerun from the patients "
+            "stage: itme run CONFIG --from patients"
+        )
+    return joined
+
+
+def _exclusions(config: Config, patients: ad.AnnData) -> list[str]:
+    """Patients left out of the sensitivity re-clustering: a list, or a yes/no obs column."""
+    spec = config.patients.sensitivity_exclude
+    if spec is None:
+        return []
+    if isinstance(spec, list):
+        return spec
+    if spec not in patients.obs.columns:
+        raise ItmeInputError(
+            "patients.sensitivity_exclude names a column that is not in clinical.csv",
+            where="config",
+            found=spec,
+            fix="Give a yes/no column of clinical.csv (inputs.clinical) or a list of patient ids",
+        )
+    values = patients.obs[spec].astype(object)
+    numeric = pd.to_numeric(values, errors="coerce")
+    flag = (numeric == 1) | values.astype(str).str.strip().str.lower().isin(["true", "yes", "y"])
+    return sorted(set(patients.obs.loc[flag, "patient_id"].astype(str)))
+
+
+def patients(ctx: Context) -> dict[str, Any]:
+    """io.add_clinical, tl.patient_clusters, cluster_sensitivity, cluster_stability →
+    ``patients.h5ad`` (with the clinical table joined into ``obs``)."""
+    c = ctx.config
+    adata = ad.read_h5ad(ctx.path("work", "abundance.h5ad"))
+    clinical = _clinical(c)
+    if clinical is not None:
+        io.add_clinical(adata, clinical)
+    transform = None if c.patients.transform == "none" else c.patients.transform
+    tl.patient_clusters(
+        adata,
+        k=c.patients.k,
+        transform=transform,
+        features=c.patients.features,
+        rng=ctx.seed,
+    )
+    summary: dict[str, Any] = {
+        "k": c.patients.k,
+        "sizes": adata.obs["itme_cluster"].value_counts().sort_index().to_dict(),
+    }
+    exclude = _exclusions(c, adata)
+    if exclude:
+        tl.cluster_sensitivity(adata, exclude=exclude)
+        sens = adata.uns["itme_cluster_sensitivity"]
+        row = {k: sens[k] for k in ("kappa", "kappa_se", "z", "pvalue", "n", "n_changed")}
+        row["changed"] = ";".join(map(str, sens["changed"]))
+        row["excluded"] = ";".join(map(str, sens["excluded"]))
+        ctx.table("sensitivity", pd.DataFrame([row]), index=False)
+        summary["kappa"] = float(sens["kappa"])
+    if c.patients.bootstrap:
+        tl.cluster_stability(adata, n_boot=c.patients.bootstrap, rng=ctx.seed)
+        stab = adata.uns["itme_cluster_stability"]["clusters"]
+        ctx.table("stability", stab, index=False)
+        summary["min_mean_jaccard"] = float(stab["mean_jaccard"].min())
+    assign = adata.obs[["patient_id", "itme_cluster"]].copy()
+    ctx.table("itme_clusters", assign)
+    ctx.table("cluster_diagnostics", adata.uns["itme_cluster"]["diagnostics"], index=False)
+    ctx.figure("patients_heatmap", pl.patient_heatmap(adata))
+    ctx.figure("patients_compartments", pl.compartment_bars(adata))
+    ctx.h5ad(adata, "patients.h5ad")
+    return summary
+
+
+def statistics(ctx: Context) -> dict[str, Any]:
+    """Subset tests, clinical table, survival and cytokine tests → tables and figures.
+
+    Reads ``patients.h5ad``, whose ``obs`` carries the clinical columns (joined once by the
+    patients stage) and whose ``uns["clinical"]["table"]`` the whole clinical table.
+    """
+    c = ctx.config
+    s = c.stats
+    adata = ad.read_h5ad(ctx.path("patients.h5ad"))
+    joined = _joined_clinical(c, adata)
+    tests = stats.compare_groups(adata, groupby=s.groupby)
+    derived = stats.compare_groups(adata, groupby=s.groupby, source="derived")
+    ctx.table("subset_tests", tests, index=False)
+    ctx.table("compartment_tests", derived, index=False)
+    significant = tests.loc[tests["padj"] < s.fdr, "feature"].tolist()
+    if significant:
+        post = stats.posthoc_dunn(adata, groupby=s.groupby, features=significant)
+        ctx.table("subset_posthoc", post, index=False)
+        ctx.figure(
+            "stats_subset_boxplots",
+            pl.subset_boxplots(adata, results=tests, groupby=s.groupby, alpha=s.fdr),
+        )
+    summary: dict[str, Any] = {
+        "subsets_tested": len(tests),
+        "subsets_significant": len(significant),
+    }
+    if joined is not None:
+        table = stats.clinical_table(adata, groupby=s.groupby, variables=s.clinical_variables)
+        ctx.table("clinical_table", table, index=False)
+        km, lr, cox = [], [], []
+        for endpoint in s.endpoints:
+            km.append(
+                stats.kaplan_meier(adata, endpoint=endpoint, groupby=s.groupby).assign(
+                    endpoint=endpoint
+                )
+            )
+            lr.append(
+                stats.logrank_test(adata, endpoint=endpoint, groupby=s.groupby).assign(
+                    endpoint=endpoint
+                )
+            )
+            cox.append(
+                stats.cox_ph(
+                    adata,
+                    covariates=[s.groupby, *s.cox_covariates],
+                    endpoint=endpoint,
+                    reference=s.reference_levels or None,
+                ).assign(endpoint=endpoint)
+            )
+            ctx.figure("survival", pl.kaplan_meier(adata, endpoint=endpoint), variant=endpoint)
+        ctx.table("survival", pd.concat(km), index=False)
+        ctx.table("logrank", pd.concat(lr), index=False)
+        ctx.table("cox", pd.concat(cox), index=False)
+    if c.inputs.cytokines is not None:
+        cyt = io.read_cytokines(c.inputs.cytokines)
+        if joined is not None:  # every clinical patient, also those without a CyTOF sample
+            io.add_clinical(cyt, joined["table"])
+        frames = []
+        for g in c.cytokines.groupby:
+            frames.append(stats.compare_cytokines(cyt, groupby=g, patients=adata).assign(groupby=g))
+        table = pd.concat(frames)
+        ctx.table("cytokine_tests", table, index=False)
+        summary["cytokines"] = {f"analytes at q < {s.fdr:g}": int((table["padj"] < s.fdr).sum())}
+    return summary
+
+
+def rnaseq(ctx: Context) -> dict[str, Any]:
+    """rna.differential_expression, rna.gsea, rna.pathway_scores per contrast → tables."""
+    c = ctx.config
+    if c.inputs.counts is None:
+        return {"status": "no input"}
+    patients_ = ad.read_h5ad(ctx.path("patients.h5ad"))
+    joined = _joined_clinical(c, patients_)  # the whole table, read by the patients stage
+    counts = rna.read_counts(c.inputs.counts, clinical=None if joined is None else joined["table"])
+    io.add_clinical(counts, patients_.obs[["patient_id", "itme_cluster"]], key_added="patients")
+    summary: dict[str, Any] = {}
+    # one independent GSEA seed per contrast (STYLE.md §7)
+    seeds = np.random.SeedSequence(ctx.seed).spawn(len(c.rnaseq.contrasts))
+    for k, (contrast, seed) in enumerate(zip(c.rnaseq.contrasts, seeds, strict=True)):
+        variant = None if k == 0 else contrast.name
+        design = "~ " + " + ".join([*c.rnaseq.covariates, contrast.groupby])
+        de = rna.differential_expression(
+            counts,
+            contrast=(contrast.groupby, contrast.test, contrast.reference),
+            design=design,
+            min_count=c.rnaseq.min_count,
+        )
+        ctx.table("de_results", de, variant=variant)
+        gs = rna.gsea(
+            de, gene_sets=c.rnaseq.gene_sets, permutations=c.rnaseq.permutations, rng=seed
+        )
+        # gsea_hallmark[_<contrast>] for the Hallmark sets, gsea[_<contrast>] for others
+        collection = "hallmark" if c.rnaseq.gene_sets == "hallmark" else None
+        gsea_variant = "_".join(v for v in (collection, variant) if v) or None
+        ctx.table("gsea", gs, variant=gsea_variant, index=False)
+        ctx.figure("rna_volcano", pl.volcano(de, title=contrast.name), variant=contrast.name)
+        ctx.figure("rna_gsea", pl.gsea_nes(gs, title=contrast.name), variant=contrast.name)
+        summary[contrast.name] = {
+            "genes_tested": int(de["padj"].notna().sum()),
+            "genes_padj_0.1": int((de["padj"] < 0.1).sum()),
+            "pathways_fdr_0.05": int((gs["FDR"] < 0.05).sum()),
+        }
+    rna.pathway_scores(counts, gene_sets=c.rnaseq.gene_sets)
+    scores = counts.obsm["pathway_scores"]
+    ctx.table("pathway_scores", scores)
+    # tumour pathways against immune subsets across patients (Pearson, as the paper; BH)
+    immune = (
+        patients_.to_df().join(patients_.obsm["derived"]).set_index(patients_.obs["patient_id"])
+    )
+    per_patient = scores.set_index(counts.obs["patient_id"]).join(immune, how="inner")
+    corr = stats.correlate(
+        per_patient, x=list(scores.columns), y=list(immune.columns), method="pearson"
+    )
+    ctx.table("pathway_subset_correlations", corr, index=False)
+    summary["pathway-subset pairs at q < 0.05"] = int((corr["padj"] < c.stats.fdr).sum())
+    return summary
