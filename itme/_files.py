@@ -65,7 +65,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def write_text(path: Path, text: str) -> Path:
-    """Write UTF-8 text atomically (``\\n`` line ends), flushed to disk before the move.
+    r"""Write UTF-8 text atomically (``\n`` line ends), flushed to disk before the move.
 
     Parameters
     ----------

@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo(f"error: {exc}", err=True)
         return EXIT_INPUT
     except Exception as exc:
-        logger.exception("failed: %s", exc)
+        logger.exception("failed: %s", type(exc).__name__)
         return EXIT_FAILURE
     return EXIT_OK
 

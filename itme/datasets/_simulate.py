@@ -1,7 +1,7 @@
-"""Synthetic demo cohort in the itme input contract (DESIGN.md §2).
+"""Synthetic demo cohort in the itme input contract (docs/input-formats.md).
 
 **Everything this module writes is synthetic.** It is modelled on the numbers of Visram et
-al. 2021 (DESIGN.md §4) so that the whole pipeline can be run, and checked against a known
+al. 2021 (Blood Cancer J 2021;11:45) so that the whole pipeline can be run, and checked against a known
 truth, without patient data: 39 patients (13 NDMM, 11 RMM, 15 TRMM), one without CyTOF, three
 planted iTME clusters (24 / 5 / 9 of the 38 with CyTOF; cluster 1 mostly NDMM/RMM, 2 and 3
 mostly TRMM), planted subset shifts that echo the paper's Fig. 3, planted Hallmark pathway

@@ -1,5 +1,8 @@
-"""Reading inputs: FCS files, sample sheets, panels, cohorts, clinical and cytokine tables,
-phenotype tables and gene-set collections; writing FCS files."""
+"""Reading inputs and writing FCS files.
+
+FCS files, sample sheets, panels, cohorts, clinical and cytokine tables, phenotype tables and
+gene-set collections.
+"""
 
 from itme.io import (
     _clinical,

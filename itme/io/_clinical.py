@@ -1,4 +1,4 @@
-"""Reading clinical.csv (one row per patient; DESIGN.md §2) and joining it into ``obs``."""
+"""Reading clinical.csv (one row per patient; docs/input-formats.md) and joining it into ``obs``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Delimited text tables as every itme input is read: encodings, separators, gzip, and the
-errors for empty, binary, ragged and undecodable files (:func:`read_table`).
+"""Delimited text tables as every itme input is read (:func:`read_table`).
+
+Encodings, separators and gzip are handled; empty, binary, ragged and undecodable files are
+errors.
 
 Tables from spreadsheets arrive in many encodings (UTF-8 with or without a BOM, Windows
 code pages, UTF-16 from Excel's "Unicode text") and with `,`, `;` or tab separators; they
@@ -50,8 +52,10 @@ def line_list(lines: Sequence, limit: int = 10) -> str:
 
 
 def _utf16_without_bom(raw: bytes) -> str | None:
-    """``utf-16-le``/``-be`` when every other byte of the start is NUL (Excel's "Unicode text"
-    saved without its byte-order mark), else None."""
+    """``utf-16-le``/``-be`` when every other byte of the start is NUL, else None.
+
+    That is Excel's "Unicode text" saved without its byte-order mark.
+    """
     head = raw[:4000]
     if len(head) < 4 or len(head) % 2:
         return None

@@ -103,8 +103,10 @@ def keyword_name(key: str) -> str:
 def _data_set(
     fh: BinaryIO, path: Path, size: int, wanted: int
 ) -> tuple[int, Header, Text, Notes, int]:
-    """Follow the ``$NEXTDATA`` chain: offset, HEADER, TEXT and notes of data set ``wanted``,
-    and how many data sets the file holds."""
+    """Follow the ``$NEXTDATA`` chain to data set ``wanted``.
+
+    Returns its offset, HEADER, TEXT and notes, and how many data sets the file holds.
+    """
     base, count, chosen, broken = 0, 0, None, None
     while True:
         notes = Notes()
@@ -459,7 +461,6 @@ def parse_fcs(path: str | PathLike[str], *, data_set: int = 0, only_text: bool =
                 raise fcs.layout.error
             fcs.data = np.empty((fcs.n_events, fcs.channels.shape[0]), dtype=np.float32)
             read_events(fcs, fcs.data, np.arange(fcs.channels.shape[0]))
-        return fcs
     except ItmeError:
         raise
     except OSError as exc:
@@ -470,6 +471,7 @@ def parse_fcs(path: str | PathLike[str], *, data_set: int = 0, only_text: bool =
             f"the file could not be parsed ({type(exc).__name__}: {exc})",
             fix="This is a bug in itme's FCS reader: please report it with the file",
         ) from exc
+    return fcs
 
 
 def _describe(

@@ -1,4 +1,4 @@
-"""The HEADER and TEXT segments of an FCS data set, parsed and checked against the file.
+r"""The HEADER and TEXT segments of an FCS data set, parsed and checked against the file.
 
 itme parses these two segments itself (about a hundred lines, FCS 3.1 §3.1–3.2) instead of
 steering a third-party reader through them:

@@ -1,6 +1,6 @@
 """Reading Luminex cytokine exports (``OOR <``, ``OOR >``, ``*`` values, blanks).
 
-cytokines.csv holds ``patient_id`` and one column per analyte in pg/mL (DESIGN.md §2), as
+cytokines.csv holds ``patient_id`` and one column per analyte in pg/mL (docs/input-formats.md), as
 exported by the Luminex/Bio-Plex software. Besides numbers, cells may hold:
 
 ``OOR <`` / ``OOR >``

@@ -1,4 +1,4 @@
-"""The run configuration: YAML validated by pydantic models (STYLE.md §4).
+"""The run configuration: YAML validated by pydantic models (docs/architecture.md, "Configuration").
 
 Every model forbids unknown keys, so a typo is an error naming the key and its nearest valid
 spelling. Relative paths are resolved from the config file's folder. The pipeline unpacks
@@ -28,7 +28,7 @@ class _Section(BaseModel):
 
 
 class Inputs(_Section):
-    """Input files (DESIGN.md §2). Relative paths are resolved from the config file's folder."""
+    """Input files (docs/input-formats.md). Relative paths are resolved from the config file's folder."""
 
     samples: Path = Field(
         description="samples.csv: file_name, sample_id, patient_id, any further columns"
@@ -53,7 +53,7 @@ class Inputs(_Section):
 
 
 class Ingest(_Section):
-    """io.read_cohort"""
+    """Options of io.read_cohort."""
 
     unpanelled: Literal["keep", "drop"] = Field(
         "keep", description="channels in the files but not in the panel"
@@ -61,7 +61,7 @@ class Ingest(_Section):
 
 
 class Transform(_Section):
-    """pp.arcsinh"""
+    """Options of pp.arcsinh."""
 
     cofactor: float | dict[str, float] = Field(
         5.0, description="arcsinh cofactor, or one per antigen"
@@ -69,7 +69,7 @@ class Transform(_Section):
 
 
 class Clean(_Section):
-    """pp.clean and pp.apply_qc"""
+    """Options of pp.clean and pp.apply_qc."""
 
     steps: list[Literal[_STEP_NAMES_ACCEPTED]] | None = Field(  # type: ignore[valid-type]
         None,
@@ -101,7 +101,7 @@ class Clean(_Section):
 
 
 class Downsample(_Section):
-    """pp.downsample"""
+    """Options of pp.downsample."""
 
     n: int | None = Field(
         None, ge=1, description="events per sample after cleaning (null: keep all)"
@@ -117,7 +117,7 @@ class Downsample(_Section):
 
 
 class Cluster(_Section):
-    """tl.flowsom"""
+    """Options of tl.flowsom."""
 
     markers: list[str] | None = Field(
         None, description="clustering markers (default: marker_class type)"
@@ -143,7 +143,7 @@ class Cluster(_Section):
 
 
 class Annotate(_Section):
-    """tl.annotate"""
+    """Options of tl.annotate."""
 
     mapping: dict[str, str] | None = Field(
         None, description="manual cluster → subset names (overrides the phenotype table)"
@@ -151,14 +151,14 @@ class Annotate(_Section):
 
 
 class Embed(_Section):
-    """tl.embed"""
+    """Options of tl.embed."""
 
     enabled: bool = Field(True, description="compute a UMAP of a subsample")
     n_cells: int = Field(20_000, ge=100, description="cells in the embedding")
 
 
 class Patients(_Section):
-    """tl.patient_clusters, tl.cluster_sensitivity, tl.cluster_stability"""
+    """Options of tl.patient_clusters, tl.cluster_sensitivity, tl.cluster_stability."""
 
     k: int = Field(3, ge=2, description="number of iTME clusters")
     transform: Literal["zscore", "clr", "arcsine_sqrt", "none"] = Field(
@@ -176,7 +176,7 @@ class Patients(_Section):
 
 
 class Stats(_Section):
-    """stats.compare_groups, stats.clinical_table, survival"""
+    """Options of stats.compare_groups, stats.clinical_table, survival."""
 
     groupby: str = Field("itme_cluster", description="grouping compared across")
     fdr: float = Field(0.05, gt=0, lt=1, description="FDR level called significant")
@@ -206,7 +206,7 @@ class Contrast(_Section):
 
 
 class RnaSeq(_Section):
-    """rna.differential_expression, rna.gsea"""
+    """Options of rna.differential_expression, rna.gsea."""
 
     contrasts: list[Contrast] = Field(
         [Contrast(name="itme_23_vs_1", groupby="itme_cluster", test=["2", "3"], reference=["1"])],
@@ -221,13 +221,13 @@ class RnaSeq(_Section):
 
 
 class Cytokines(_Section):
-    """stats.compare_cytokines"""
+    """Options of stats.compare_cytokines."""
 
     groupby: list[str] = Field(["itme_cluster", "disease_status"], description="groupings compared")
 
 
 class Report(_Section):
-    """report.write_report"""
+    """Options of report.write_report."""
 
     title: str = Field("itme analysis", description="report title")
 

@@ -167,7 +167,7 @@ class _Checksums:
 
 
 def stage_seeds(seed: int, names: Sequence[str]) -> dict[str, int]:
-    """Independent per-stage seeds spawned from the master seed (STYLE.md §7).
+    """Independent per-stage seeds spawned from the master seed (docs/architecture.md, "Randomness").
 
     Parameters
     ----------

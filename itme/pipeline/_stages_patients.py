@@ -58,8 +58,10 @@ def _exclusions(config: Config, patients: ad.AnnData) -> list[str]:
 
 
 def patients(ctx: Context) -> dict[str, Any]:
-    """io.add_clinical, tl.patient_clusters, cluster_sensitivity, cluster_stability →
-    ``patients.h5ad`` (with the clinical table joined into ``obs``)."""
+    """io.add_clinical, tl.patient_clusters, cluster_sensitivity, cluster_stability.
+
+    Writes ``patients.h5ad``, with the clinical table joined into ``obs``.
+    """
     c = ctx.config
     adata = ad.read_h5ad(ctx.path("work", "abundance.h5ad"))
     clinical = _clinical(c)
@@ -176,7 +178,7 @@ def rnaseq(ctx: Context) -> dict[str, Any]:
     counts = rna.read_counts(c.inputs.counts, clinical=None if joined is None else joined["table"])
     io.add_clinical(counts, patients_.obs[["patient_id", "itme_cluster"]], key_added="patients")
     summary: dict[str, Any] = {}
-    # one independent GSEA seed per contrast (STYLE.md §7)
+    # one independent GSEA seed per contrast (docs/architecture.md, "Randomness")
     seeds = np.random.SeedSequence(ctx.seed).spawn(len(c.rnaseq.contrasts))
     for k, (contrast, seed) in enumerate(zip(c.rnaseq.contrasts, seeds, strict=True)):
         variant = None if k == 0 else contrast.name

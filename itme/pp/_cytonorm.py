@@ -253,8 +253,10 @@ def cytonorm(
 def _metadata(
     adata: AnnData, batch_key: str, reference_key: str, reference_value: str, sample_key: str
 ) -> pd.DataFrame:
-    """One row per sample (``sample_id, batch, reference``), checked: one batch per sample,
-    a reference sample in every batch, at least two batches."""
+    """One row per sample (``sample_id, batch, reference``), checked.
+
+    One batch per sample, a reference sample in every batch, at least two batches.
+    """
     missing = [k for k in (batch_key, reference_key, sample_key) if k not in adata.obs]
     if missing:
         raise ItmeInputError(

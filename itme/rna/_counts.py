@@ -1,4 +1,4 @@
-"""Reading RNA-seq count matrices (DESIGN.md §2 "counts") into samples × genes AnnData."""
+"""Reading RNA-seq count matrices (docs/input-formats.md) into samples × genes AnnData."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ NO_SYMBOL = ("", "nan", "NA", "None")
 
 
 def is_ensembl(ids: pd.Index | pd.Series | Sequence[str]) -> np.ndarray:
-    """Boolean per id: does it look like an Ensembl gene id (``ENSG...``, ``ENSMUSG...``)?"""
+    """Whether each id looks like an Ensembl gene id (``ENSG...``, ``ENSMUSG...``)."""
     return np.array([bool(_ENSEMBL.match(str(i))) for i in ids], dtype=bool)
 
 
@@ -331,7 +331,7 @@ def read_counts(
 ) -> AnnData:
     """Read raw RNA-seq counts into an AnnData of samples × genes.
 
-    Text files are genes × samples (DESIGN.md §2): the first column holds the gene id
+    Text files are genes × samples (docs/input-formats.md): the first column holds the gene id
     (Ensembl id or symbol), an optional ``gene_name`` column holds symbols (as
     nf-core/rnaseq writes ``*.gene_counts.tsv``), every other column is one sample. An
     ``.h5ad`` file is read as samples × genes with counts in ``X`` (and symbols in

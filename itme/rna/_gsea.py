@@ -262,7 +262,7 @@ def ssgsea_scores(
     max_size: int,
     threads: int | None = None,
 ) -> pd.DataFrame:
-    """gseapy single-sample GSEA: samples × sets of normalised scores (``NES``).
+    """Gseapy single-sample GSEA: samples × sets of normalised scores (``NES``).
 
     ``expression`` is genes (symbols, unique) × samples. ssGSEA ranks genes within each
     sample and uses no permutations, so the result is deterministic.

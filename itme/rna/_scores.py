@@ -1,5 +1,7 @@
-"""Per-sample pathway scores (single-sample enrichment), for correlating tumour pathways
-with immune subsets across patients."""
+"""Per-sample pathway scores (single-sample enrichment).
+
+They serve to correlate tumour pathways with immune subsets across patients.
+"""
 
 from __future__ import annotations
 

@@ -30,8 +30,11 @@ logger = logging.getLogger(__name__)
 
 
 def log_cytokines(values: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
-    """``log10`` of each analyte; analytes with values <= 0 get a pseudocount (half the smallest
-    positive value of that analyte), returned per analyte so it can be reported."""
+    """``log10`` of each analyte, with a pseudocount where values are <= 0.
+
+    The pseudocount is half the smallest positive value of that analyte, returned per analyte
+    so that it can be reported.
+    """
     out = values.copy()
     pseudo = {}
     for c in values.columns:

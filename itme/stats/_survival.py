@@ -1,7 +1,7 @@
 """Kaplan–Meier, log-rank and Cox models: the lifelines adapter.
 
 Survival data are the clinical columns ``<endpoint>_months`` + ``<endpoint>_event`` (1 = event,
-0 = censored; DESIGN.md §2), read with the groups from the patients AnnData's ``obs`` (joined
+0 = censored; docs/input-formats.md), read with the groups from the patients AnnData's ``obs`` (joined
 once by :func:`itme.io.add_clinical`) or from a DataFrame's columns. Patients with a missing
 time, event or group are excluded and reported (ItmeExclusionWarning).
 :func:`kaplan_meier` stores its fit (curves, medians, numbers at risk, log-rank) in ``uns``

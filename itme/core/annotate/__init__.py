@@ -1,0 +1,1 @@
+"""Array numerics of annotation: phenotype tables (parsed) and naming clusters from medians."""

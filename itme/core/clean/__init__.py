@@ -1,0 +1,1 @@
+"""Array numerics of cleaning: channel roles, one-sided gates, the cleaning-step table."""

@@ -1,0 +1,1 @@
+"""Array numerics of clustering: nearest-code mapping, per-group medians, metacluster merging."""

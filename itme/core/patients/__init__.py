@@ -1,0 +1,1 @@
+"""Array numerics of patient clustering: column transforms, Ward, agreement between clusterings."""

@@ -66,7 +66,7 @@ def filter_by_expr(
     large_n: int = 10,
     min_prop: float = 0.7,
 ) -> np.ndarray:
-    """edgeR ``filterByExpr`` (group form, library sizes = column sums).
+    """EdgeR ``filterByExpr`` (group form, library sizes = column sums).
 
     Parameters
     ----------
