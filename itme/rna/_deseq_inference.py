@@ -16,7 +16,7 @@ quantities for all genes at once, and where R's DESeq2 and pydeseq2 differ it fo
   genes at once (:func:`itme.core.rna.nb_glm.shrink_lfc`).
 
 Genes whose IRLS diverges or reaches R's 100 iterations are refitted as R does
-(:func:`itme.core.rna.nb_glm.refit_beta`, counted in ``n_irls_fallback``); the trend fit stays
+(:func:`itme.core.rna.nb_glm.optim_beta`, counted in ``n_irls_fallback``); the trend fit stays
 pydeseq2's (itme replaces it in the pipeline).
 """
 
@@ -100,9 +100,10 @@ def _inference_class() -> type:
             sf = np.asarray(size_factors, dtype=float)
             fb = np.flatnonzero(fallback)
             if fb.size:
-                beta[fb], converged[fb] = nb_glm.refit_beta(
-                    counts[:, fb], sf, design, np.asarray(disp)[fb], beta[fb], ridge=R_RIDGE
-                )
+                for i in fb:
+                    beta[i], converged[i] = nb_glm.optim_beta(
+                        counts[:, i], sf, design, float(disp[i]), beta[i]
+                    )
                 mu[:, fb] = sf[:, None] * np.exp(design @ beta[fb].T)
                 w = 1.0 / (1.0 / np.maximum(mu[:, fb], min_mu) + np.asarray(disp)[fb])
                 outer = (design[:, :, None] * design[:, None, :]).reshape(design.shape[0], -1)
