@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from itme._random import RngLike, draw_seed
-from itme.core.rna import dispersion
+from itme.core.rna import dispersion, dispersion_prior
 from itme.errors import ItmeInputError, ItmeParameterError, ItmeStatisticsWarning
 from itme.rna._deseq_inference import pydeseq2_modules, vectorised_inference
 from itme.rna._deseq_rules import cooks_outliers, independent_filtering
@@ -74,7 +74,7 @@ def _prior(dds: Any, rng: RngLike, fit_info: dict) -> None:
     nz = dds.var["non_zero"].to_numpy()
     n, p = dds.obsm["design_matrix"].shape
     seed = draw_seed(PRIOR_SEED if rng is None else rng)
-    prior_var, var_log = dispersion.dispersion_prior_variance(
+    prior_var, var_log = dispersion_prior.dispersion_prior_variance(
         dds.var.loc[nz, "genewise_dispersions"].to_numpy(dtype=float),
         dds.var.loc[nz, "fitted_dispersions"].to_numpy(dtype=float),
         n_samples=n,

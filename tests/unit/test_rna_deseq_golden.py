@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from helpers.golden import DESEQ2, DESIGNS, compare_de, load_de
 
-from itme.core.rna import dispersion
+from itme.core.rna import dispersion, dispersion_prior
 from itme.rna import differential_expression
 from itme.rna._deseq_rules import independent_filtering
 
@@ -46,7 +46,7 @@ def test_parametric_trend_is_rs(name):
 @pytest.mark.parametrize("name", NO_REFIT)
 def test_prior_variance_is_rs(name):
     genes, s = _r(name)
-    prior, var_log = dispersion.dispersion_prior_variance(
+    prior, var_log = dispersion_prior.dispersion_prior_variance(
         genes["dispGeneEst"].to_numpy(),
         genes["dispFit"].to_numpy(),
         n_samples=int(s["n_samples"]),
@@ -67,8 +67,10 @@ def test_prior_variance_simulation_is_seeded():
     genes, s = _r("airway")
     args = (genes["dispGeneEst"].to_numpy(), genes["dispFit"].to_numpy())
     kw = {"n_samples": 8, "n_coefficients": 5, "min_disp": 1e-8}
-    draws = [dispersion.dispersion_prior_variance(*args, **kw, rng=seed)[0] for seed in range(6)]
-    assert draws[2] == dispersion.dispersion_prior_variance(*args, **kw, rng=2)[0]
+    draws = [
+        dispersion_prior.dispersion_prior_variance(*args, **kw, rng=seed)[0] for seed in range(6)
+    ]
+    assert draws[2] == dispersion_prior.dispersion_prior_variance(*args, **kw, rng=2)[0]
     # centred where R's draws are (R: mean 0.5365 over 12 seeds)
     assert abs(np.mean(draws) - 0.5365) < 0.015
 
@@ -78,7 +80,7 @@ def test_loess_reproduces_r():
     x = np.linspace(0, 8, 200)
     y = np.sin(x) + 0.1 * np.cos(7 * x) + 0.05 * x**2
     fine = np.linspace(0, 8, 1000)
-    fit = dispersion._loess(x, y, fine, span=0.2)
+    fit = dispersion_prior._loess(x, y, fine, span=0.2)
     # R 4.2.2 values at fine[[0, 137, 500, 999]] (printed with digits = 15)
     expected = [0.05894995215386181, 0.95581054051774317, 0.00197347575065667, 4.19974276687867576]
     np.testing.assert_allclose(fit[[0, 137, 500, 999]], expected, rtol=1e-9)
