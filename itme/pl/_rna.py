@@ -128,13 +128,17 @@ def volcano(
     alpha: float = 0.1,
     lfc: float = 1.0,
     label: int = 10,
+    shrunk: bool = False,
     title: str | None = None,
 ) -> Figure:
     """Volcano plot: log2 fold change against ``-log10(pvalue)``.
 
     Genes with ``padj < alpha`` and ``|log2FoldChange| >= lfc`` are coloured (red up, blue
     down); the ``label`` genes with the smallest ``padj`` are named by ``gene_name``.
-    p-values of 0 are drawn at the smallest positive p-value.
+    p-values of 0 are drawn at the smallest positive p-value. With ``shrunk=True`` the x axis
+    (and the ``lfc`` threshold) use the shrunken fold changes ``log2FoldChange_shrunk``
+    (``differential_expression(..., lfc_shrink=True)``), which pull the noisy fold changes of
+    low-count genes towards 0; the p-values are the Wald test's either way.
 
     Parameters
     ----------
@@ -147,6 +151,8 @@ def volcano(
         Absolute log2 fold change threshold for colouring (dashed lines).
     label
         Number of genes to name (0 for none).
+    shrunk
+        Plot ``log2FoldChange_shrunk`` instead of ``log2FoldChange``.
     title
         Axes title; default the contrast in ``results.attrs`` when present.
 
@@ -156,17 +162,25 @@ def volcano(
     """
     from matplotlib.figure import Figure
 
-    _need(results, ["log2FoldChange", "pvalue", "padj"], "results")
+    column = "log2FoldChange_shrunk" if shrunk else "log2FoldChange"
+    if shrunk and isinstance(results, pd.DataFrame) and column not in results.columns:
+        raise ItmeParameterError(
+            "results",
+            f"a table with a {column!r} column when shrunk=True",
+            f"columns {list(map(str, results.columns))}",
+            fix="Run itme.rna.differential_expression(..., lfc_shrink=True)",
+        )
+    _need(results, [column, "pvalue", "padj"], "results")
     if not 0 < alpha < 1:
         raise ItmeParameterError("alpha", "a number in (0, 1)", alpha)
     if lfc < 0:
         raise ItmeParameterError("lfc", "a non-negative number", lfc)
-    df = results[np.isfinite(results["log2FoldChange"]) & np.isfinite(results["pvalue"])]
+    df = results[np.isfinite(results[column]) & np.isfinite(results["pvalue"])]
     p = df["pvalue"].to_numpy(dtype=float)
     positive = p[p > 0]
     floor = positive.min() if positive.size else 1e-300
     y = -np.log10(np.maximum(p, floor))
-    x = df["log2FoldChange"].to_numpy(dtype=float)
+    x = df[column].to_numpy(dtype=float)
     padj = df["padj"].to_numpy(dtype=float)
     sig = np.nan_to_num(padj, nan=1.0) < alpha
     up = sig & (x >= lfc)
@@ -200,7 +214,7 @@ def volcano(
                 ax.annotate(
                     names[i], (x[i], y[i]), fontsize=7, xytext=(3, 2), textcoords="offset points"
                 )
-    ax.set_xlabel("log2 fold change")
+    ax.set_xlabel("shrunken log2 fold change" if shrunk else "log2 fold change")
     ax.set_ylabel("-log10 p-value")
     if title is None:
         contrast = results.attrs.get("contrast") if isinstance(results.attrs, dict) else None

@@ -1,31 +1,31 @@
-"""Differential expression with pydeseq2 (the only module that imports pydeseq2).
+"""Differential expression with pydeseq2, giving R DESeq2's default answer.
 
-pydeseq2 runs the DESeq2 pipeline. Its per-gene inner loops (IRLS, dispersion MLE/MAP, Wald
-test) run through a pydeseq2 ``Inference`` object; by default we pass one whose methods are
-vectorised across genes (:mod:`itme.core.rna.nb_glm`), which is ~15× faster on a 38 × 20,000
-matrix and gives the same statistics (see ``docs/rnaseq.md`` and ``scripts/bench_rna.py``).
-``inference="pydeseq2"`` runs pydeseq2's own ``DefaultInference``.
+pydeseq2 runs the DESeq2 pipeline; this adapter runs it step by step and, where pydeseq2 and
+R's ``DESeq()`` + ``results()`` differ, applies R's rule (issue 13; checked against golden
+files from R in ``tests/golden``): R's dispersion optimiser and start rules and a vectorised
+``Inference`` (:mod:`itme.rna._deseq_inference`), R's parametric trend, prior variance (with
+R's simulation for 1–3 residual degrees of freedom), Cook's-distance rule and independent
+filtering (:mod:`itme.rna._deseq_rules`, :mod:`itme.core.rna.dispersion`). No genes are
+pre-filtered by default (R's default pipeline does not; independent filtering does that job).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from itme.core.rna import nb_glm
-from itme.errors import (
-    ItmeInputError,
-    ItmeParameterError,
-    ItmeStatisticsWarning,
-)
-from itme.rna._design import prepare_design
+from itme._random import RngLike, draw_seed
+from itme.core.rna import dispersion, dispersion_prior
+from itme.errors import ItmeInputError, ItmeParameterError, ItmeStatisticsWarning
+from itme.rna._deseq_inference import pydeseq2_modules, vectorised_inference
+from itme.rna._deseq_rules import cooks_outliers, independent_filtering
+from itme.rna._design import PreparedDesign, prepare_design
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -35,137 +35,178 @@ __all__ = ["differential_expression"]
 logger = logging.getLogger(__name__)
 
 RESULT_COLUMNS = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
+SHRUNK_COLUMNS = ["log2FoldChange_shrunk", "lfcSE_shrunk"]
+#: R's ``set.seed(2)`` in ``estimateDispersionsPriorVar``: the default seed of that simulation
+PRIOR_SEED = 2
 
 
-def _pydeseq2():
-    """Import pydeseq2 without letting its import-time ``simplefilter`` leak globally."""
-    with warnings.catch_warnings():
-        import pydeseq2
-        from pydeseq2 import utils
-        from pydeseq2.dds import DeseqDataSet
-        from pydeseq2.default_inference import DefaultInference
-        from pydeseq2.ds import DeseqStats
-    return pydeseq2, utils, DeseqDataSet, DeseqStats, DefaultInference
-
-
-@functools.cache
-def _vectorised_inference_class() -> type:
-    """pydeseq2 ``Inference`` whose per-gene loops are vectorised (built on first use)."""
-    _, utils, _, _, default_inference = _pydeseq2()
-
-    class VectorisedInference(default_inference):
-        """``DefaultInference`` with lin_reg_mu, irls, alpha_mle and wald_test vectorised.
-
-        The formulas are those of ``pydeseq2.utils`` (see :mod:`itme.core.rna.nb_glm`). Genes
-        whose IRLS diverges are refitted with ``pydeseq2.utils.irls_solver`` itself, as
-        pydeseq2 would; their number is kept in ``n_irls_fallback``. Other methods
-        (trend fit, LFC shrinkage) are pydeseq2's.
-        """
-
-        def __init__(self) -> None:
-            super().__init__(n_cpus=1)
-            self.n_irls_fallback = 0
-            self.n_alpha_not_converged = 0
-
-        def lin_reg_mu(self, counts, size_factors, design_matrix, min_mu):
-            return nb_glm.lin_reg_mu(counts, size_factors, design_matrix, min_mu)
-
-        def irls(
-            self,
-            counts,
-            size_factors,
-            design_matrix,
-            disp,
-            min_mu,
-            beta_tol,
-            min_beta=-30,
-            max_beta=30,
-            optimizer="L-BFGS-B",
-            maxiter=250,
-        ):
-            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-                beta, mu, hat, fallback = nb_glm.irls(
-                    counts,
-                    size_factors,
-                    design_matrix,
-                    disp,
-                    min_mu=min_mu,
-                    beta_tol=beta_tol,
-                    max_beta=max_beta,
-                    maxiter=maxiter,
-                )
-            converged = np.ones(beta.shape[0], dtype=bool)
-            for i in np.flatnonzero(fallback):
-                b, m, h, ok = utils.irls_solver(
-                    counts=counts[:, i],
-                    size_factors=size_factors,
-                    design_matrix=design_matrix,
-                    disp=disp[i],
-                    min_mu=min_mu,
-                    beta_tol=beta_tol,
-                    min_beta=min_beta,
-                    max_beta=max_beta,
-                    optimizer=optimizer,
-                    maxiter=maxiter,
-                )
-                beta[i], mu[:, i], hat[:, i], converged[i] = b, m, h, ok
-            self.n_irls_fallback += int(fallback.sum())
-            return beta, mu, hat, converged
-
-        def alpha_mle(
-            self,
-            counts,
-            design_matrix,
-            mu,
-            alpha_hat,
-            min_disp,
-            max_disp,
-            prior_disp_var=None,
-            cr_reg=True,
-            prior_reg=False,
-            optimizer="L-BFGS-B",
-        ):
-            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-                disp, converged = nb_glm.alpha_mle(
-                    counts,
-                    design_matrix,
-                    mu,
-                    alpha_hat,
-                    min_disp=min_disp,
-                    max_disp=max_disp,
-                    prior_disp_var=prior_disp_var,
-                    cr_reg=cr_reg,
-                    prior_reg=prior_reg,
-                )
-            self.n_alpha_not_converged += int((~converged).sum())
-            return disp, converged
-
-        def wald_test(
-            self,
-            design_matrix,
-            disp,
-            lfc,
-            mu,
-            ridge_factor,
-            contrast,
-            lfc_null,
-            alt_hypothesis=None,
-        ):
-            if alt_hypothesis is not None:
-                return super().wald_test(
-                    design_matrix, disp, lfc, mu, ridge_factor, contrast, lfc_null, alt_hypothesis
-                )
-            return nb_glm.wald_test(
-                design_matrix,
-                np.asarray(disp, dtype=float),
-                np.asarray(lfc, dtype=float),
-                np.asarray(mu, dtype=float),
-                ridge_factor,
-                np.asarray(contrast, dtype=float),
-                float(lfc_null),
+def _trend(dds: Any, fit_type: str, fit_info: dict) -> None:
+    """R's dispersion trend (parametric, or the trimmed mean) into pydeseq2's slots."""
+    nz = dds.var["non_zero"].to_numpy()
+    means = dds.var.loc[nz, "_normed_means"].to_numpy(dtype=float)
+    genewise = dds.var.loc[nz, "genewise_dispersions"].to_numpy(dtype=float)
+    if fit_type == "parametric":
+        try:
+            a0, a1 = dispersion.parametric_trend(means, genewise, min_disp=dds.min_disp)
+        except dispersion.TrendFitError as err:
+            warnings.warn(
+                f"differential_expression: R's parametric dispersion trend failed ({err}); "
+                "using the mean of the gene-wise dispersions (R would use a local fit)",
+                ItmeStatisticsWarning,
+                stacklevel=3,
             )
+            fit_type = "mean"
+        else:
+            dds.uns["trend_coeffs"] = pd.Series([a0, a1], index=["a0", "a1"])
+            dds.uns["disp_function_type"] = "parametric"
+            fit_info.update(asymptDisp=a0, extraPois=a1)
+    if fit_type == "mean":
+        dds._fit_mean_dispersion_trend()
+        fit_info.update(mean_dispersion=float(dds.uns["mean_disp"]))
+    fit_info["fit_type"] = fit_type
+    fitted = np.full(dds.n_vars, np.nan)
+    fitted[nz] = dds.disp_function(means)
+    dds.var["fitted_dispersions"] = fitted
 
-    return VectorisedInference
+
+def _prior(dds: Any, rng: RngLike, fit_info: dict) -> None:
+    """R's dispersion prior variance and ``varLogDispEsts`` into pydeseq2's slots."""
+    nz = dds.var["non_zero"].to_numpy()
+    n, p = dds.obsm["design_matrix"].shape
+    seed = draw_seed(PRIOR_SEED if rng is None else rng)
+    prior_var, var_log = dispersion_prior.dispersion_prior_variance(
+        dds.var.loc[nz, "genewise_dispersions"].to_numpy(dtype=float),
+        dds.var.loc[nz, "fitted_dispersions"].to_numpy(dtype=float),
+        n_samples=n,
+        n_coefficients=p,
+        min_disp=dds.min_disp,
+        rng=seed,
+    )
+    simulated = 1 <= n - p <= 3
+    if simulated:
+        logger.info(
+            "differential_expression: %d residual degrees of freedom: dispersion prior "
+            "variance %.4f by R's simulation (seed %d)",
+            n - p,
+            prior_var,
+            seed,
+        )
+    dds.uns["_squared_logres"] = var_log
+    dds.uns["prior_disp_var"] = np.float64(prior_var)
+    fit_info.update(
+        var_log_disp_ests=var_log,
+        prior_var=prior_var,
+        prior_var_method="simulation" if simulated else "trigamma",
+        prior_var_seed=seed if simulated else None,
+    )
+
+
+def _fit(
+    prep: PreparedDesign,
+    *,
+    fit_type: str,
+    refit_cooks: bool,
+    cooks_filter: bool,
+    alpha: float,
+    lfc_shrink: bool,
+    inference: str,
+    n_cpus: int,
+    rng: RngLike,
+) -> tuple[pd.DataFrame, dict, Any]:
+    """pydeseq2's steps with R's rules in between; results table and run information."""
+    pydeseq2, _, deseq_dataset, deseq_stats, default_inference = pydeseq2_modules()
+    infer = (
+        vectorised_inference() if inference == "vectorised" else default_inference(n_cpus=n_cpus)
+    )
+    counts_df = pd.DataFrame(prep.counts, index=prep.frame.index, columns=prep.gene_ids)
+    dds = deseq_dataset(
+        counts=counts_df,
+        metadata=prep.frame,
+        design=prep.design,
+        fit_type=fit_type,
+        refit_cooks=refit_cooks,
+        inference=infer,
+        quiet=True,
+    )
+    dm = dds.obsm["design_matrix"]
+    rank = np.linalg.matrix_rank(dm.to_numpy(dtype=float))
+    if rank < dm.shape[1]:
+        raise ItmeInputError(
+            "the design matrix is not full rank (confounded variables)",
+            where=f"design {prep.design!r}",
+            expected=f"{dm.shape[1]} linearly independent columns",
+            found=f"rank {rank}; columns {', '.join(map(str, dm.columns))}",
+            fix="Drop a covariate that is determined by the others",
+        )
+    if dm.shape[0] <= dm.shape[1]:
+        raise ItmeInputError(
+            where=f"design {prep.design!r}",
+            expected="more samples than model coefficients",
+            found=f"{dm.shape[0]} samples, {dm.shape[1]} coefficients",
+        )
+    info: dict = {}
+    dds.fit_size_factors()
+    dds.fit_genewise_dispersions()
+    _trend(dds, fit_type, info)
+    _prior(dds, rng, info)
+    dds.fit_MAP_dispersions()
+    dds.fit_LFC()
+    dds.calculate_cooks()
+    if refit_cooks:
+        dds.refit()
+    replaced = bool(refit_cooks and dds.var.get("refitted", pd.Series(False)).any())
+    two_level = len(prep.variables) == 1 and prep.frame[prep.factor].nunique() == 2
+    outlier = cooks_outliers(
+        np.asarray(dds.layers["cooks"]),
+        np.asarray(dds.X),
+        dm.to_numpy(dtype=float),
+        replaced=replaced,
+        single_two_level_factor=two_level,
+        min_replicates=dds.min_replicates,
+    )
+    dds.var["_pvalue_cooks_outlier"] = outlier
+    stats = deseq_stats(
+        dds,
+        contrast=[prep.factor, prep.test_label, prep.ref_label],
+        alpha=alpha,
+        cooks_filter=cooks_filter,
+        independent_filter=False,
+        inference=infer,
+        quiet=True,
+    )
+    stats.summary()
+    res = stats.results_df[RESULT_COLUMNS].copy()
+    if lfc_shrink:
+        coeff = f"{prep.factor}[T.{prep.test_label}]"
+        stats.lfc_shrink(coeff=coeff)
+        res["log2FoldChange_shrunk"] = stats.LFC[coeff].to_numpy() / np.log(2)
+        res["lfcSE_shrunk"] = stats.SE.to_numpy() / np.log(2)
+        info["shrink_coefficient"] = coeff
+    info.update(
+        n_cooks_outliers=int(outlier.sum()) if cooks_filter else 0,
+        n_refitted=int(dds.var["refitted"].sum()) if replaced else 0,
+        n_irls_fallback=int(getattr(infer, "n_irls_fallback", 0)),
+        size_factors={
+            s: float(v) for s, v in zip(prep.sample_ids, dds.obs["size_factors"], strict=True)
+        },
+        pydeseq2_version=str(getattr(pydeseq2, "__version__", "unknown")),
+    )
+    return res, info, dds
+
+
+def _reissue(caught: list[warnings.WarningMessage]) -> None:
+    """pydeseq2's (and numpy's) warnings concern the fit: re-issue as ItmeStatisticsWarning."""
+    seen: set[str] = set()
+    for w in caught:
+        text = str(w.message)
+        if text in seen or issubclass(w.category, DeprecationWarning | FutureWarning):
+            continue
+        if issubclass(w.category, ItmeStatisticsWarning):
+            warnings.warn(text, ItmeStatisticsWarning, stacklevel=3)
+            continue
+        seen.add(text)
+        kind = "" if issubclass(w.category, UserWarning) else f" ({w.category.__name__})"
+        warnings.warn(f"pydeseq2{kind}: {text}", ItmeStatisticsWarning, stacklevel=3)
 
 
 def differential_expression(
@@ -174,7 +215,7 @@ def differential_expression(
     contrast: tuple[str, str | Sequence[str], str | Sequence[str]],
     design: str | None = None,
     metadata: pd.DataFrame | None = None,
-    prefilter: Literal["deseq2", "edger", "none"] = "deseq2",
+    prefilter: Literal["none", "deseq2", "edger"] = "none",
     min_count: int = 10,
     min_samples: int | None = None,
     alpha: float = 0.1,
@@ -182,10 +223,12 @@ def differential_expression(
     independent_filter: bool = True,
     refit_cooks: bool = True,
     fit_type: Literal["parametric", "mean"] = "parametric",
+    lfc_shrink: bool = False,
     inference: Literal["vectorised", "pydeseq2"] = "vectorised",
     n_cpus: int = 1,
+    rng: RngLike = None,
 ) -> pd.DataFrame:
-    """Wald test of a contrast with pydeseq2 (DESeq2), after low-count pre-filtering.
+    """Wald test of a contrast with pydeseq2, as R's ``DESeq()`` + ``results()`` computes it.
 
     ``contrast = (factor, test, reference)`` as in DESeq2's ``results(contrast=...)``;
     ``test`` and ``reference`` may each be a list of levels, which are merged into one group
@@ -193,11 +236,13 @@ def differential_expression(
     "1")``). Levels outside both groups stay in the model as their own levels, as DESeq2
     does. Samples with a missing value in a design variable are excluded (reported).
 
-    Pre-filtering (``docs/rnaseq.md``): ``"deseq2"`` keeps genes with at least
-    ``min_count`` reads in at least ``min_samples`` samples (default: the smallest
-    compared group), as the DESeq2 vignette recommends; ``"edger"`` applies edgeR's
-    ``filterByExpr`` with the compared groups; ``"none"`` only drops all-zero genes. The
-    number removed is logged and returned in ``attrs``.
+    By default no gene is pre-filtered (only all-zero genes, which R leaves out of every
+    fit, are left out of the table) and ``padj`` comes from R's independent filtering, as
+    in R's default pipeline. ``prefilter="deseq2"`` (at least ``min_count`` reads in at least
+    ``min_samples`` samples, default the smallest compared group) and ``"edger"``
+    (``filterByExpr``) remove genes before fitting, as some R users do; both change the
+    size factors, dispersion trend and filtering threshold, and lose genes expressed in
+    only part of a merged group (``docs/rnaseq.md`` has the measured cost).
 
     Parameters
     ----------
@@ -214,41 +259,55 @@ def differential_expression(
         Optional per-patient table (``patient_id`` column or index) joined on
         ``obs["patient_id"]``; its columns override ``obs`` columns of the same name.
     prefilter
-        ``"deseq2"``, ``"edger"`` or ``"none"`` (see above).
+        ``"none"`` (default, as R), ``"deseq2"`` or ``"edger"`` (see above).
     min_count
         Reads per sample for the ``deseq2`` rule; count converted to CPM for ``edger``.
     min_samples
         Samples that must reach ``min_count`` (``deseq2`` rule); default smallest group.
     alpha
-        FDR target of DESeq2's independent filtering (DESeq2's default 0.1).
+        FDR target of the independent filtering (DESeq2's default 0.1).
     cooks_filter
-        Set p-values of Cook's-distance outliers to NaN (DESeq2 default).
+        Set p-values of Cook's-distance outliers to NaN (R's rule).
     independent_filter
-        Use DESeq2's independent filtering for ``padj`` (otherwise plain BH).
+        R's independent filtering for ``padj`` (otherwise plain BH).
     refit_cooks
-        Replace outlier counts and refit, for groups of 7 or more samples (DESeq2 default).
+        Replace outlier counts and refit, for design cells of 7 or more samples.
     fit_type
-        Dispersion trend: ``"parametric"`` (DESeq2 default) or ``"mean"``.
+        Dispersion trend: ``"parametric"`` (R's default) or ``"mean"``.
+    lfc_shrink
+        Also compute shrunken log2 fold changes (pydeseq2's ``lfc_shrink``, apeGLM-style
+        Cauchy prior) into ``log2FoldChange_shrunk`` and ``lfcSE_shrunk``.
     inference
-        ``"vectorised"`` (default, fast) or ``"pydeseq2"`` (pydeseq2's per-gene loops).
+        ``"vectorised"`` (default: all genes at once, R's dispersion optimiser) or
+        ``"pydeseq2"`` (pydeseq2's per-gene L-BFGS-B loops; R's other rules still apply).
     n_cpus
         Worker processes for ``inference="pydeseq2"``; unused otherwise.
+    rng
+        Seed of R's dispersion prior simulation, used only with 1–3 residual degrees of
+        freedom; ``None`` uses 2 (R's ``set.seed(2)``), so results are reproducible.
 
     Returns
     -------
     pandas.DataFrame
-        One row per tested gene (index ``gene_id``): ``gene_name``, ``baseMean``,
-        ``log2FoldChange``, ``lfcSE``, ``stat``, ``pvalue``, ``padj`` (R column names).
+        One row per gene with a non-zero count (index ``gene_id``): ``gene_name``,
+        ``baseMean``, ``log2FoldChange``, ``lfcSE``, ``stat``, ``pvalue``, ``padj`` (R column
+        names), plus ``log2FoldChange_shrunk`` and ``lfcSE_shrunk`` with ``lfc_shrink``.
         ``attrs`` holds ``contrast`` (factor, test label, reference label),
         ``test_levels``, ``reference_levels``, ``design``, ``n_samples``, ``n_test``,
         ``n_reference``, ``excluded_samples``, ``prefilter``, ``min_count``,
         ``min_samples``, ``n_genes_in``, ``n_genes_removed``, ``n_genes_tested``,
-        ``alpha``, ``inference``, ``n_irls_fallback``, ``size_factors`` (dict),
-        ``pydeseq2_version`` and ``elapsed_seconds``.
+        ``alpha``, ``inference``, ``fit_type``, ``dispersion_trend`` (dict:
+        ``asymptDisp``/``extraPois`` or ``mean_dispersion``), ``var_log_disp_ests``,
+        ``prior_var``, ``prior_var_method`` (``trigamma`` or ``simulation``),
+        ``prior_var_seed``, ``filter_threshold`` (baseMean), ``filter_theta``,
+        ``n_filtered``, ``n_cooks_outliers``, ``n_refitted``, ``lfc_shrink``,
+        ``shrink_coefficient`` (the design column shrunk, or ``None``),
+        ``n_irls_fallback``, ``size_factors`` (dict), ``pydeseq2_version`` and
+        ``elapsed_seconds``.
     """
     t0 = time.perf_counter()
-    if prefilter not in ("deseq2", "edger", "none"):
-        raise ItmeParameterError("prefilter", ["deseq2", "edger", "none"], prefilter)
+    if prefilter not in ("none", "deseq2", "edger"):
+        raise ItmeParameterError("prefilter", ["none", "deseq2", "edger"], prefilter)
     if inference not in ("vectorised", "pydeseq2"):
         raise ItmeParameterError("inference", ["vectorised", "pydeseq2"], inference)
     if fit_type not in ("parametric", "mean"):
@@ -264,78 +323,41 @@ def differential_expression(
         min_count=min_count,
         min_samples=min_samples,
     )
-    design, factor = prep.design, prep.factor
-    test_label, ref_label = prep.test_label, prep.ref_label
-
-    pydeseq2, _, deseq_dataset, deseq_stats, default_inference = _pydeseq2()
-    infer = (
-        _vectorised_inference_class()()
-        if inference == "vectorised"
-        else default_inference(n_cpus=n_cpus)
-    )
-    counts_df = pd.DataFrame(prep.counts, index=prep.frame.index, columns=prep.gene_ids)
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            dds = deseq_dataset(
-                counts=counts_df,
-                metadata=prep.frame,
-                design=design,
+            res, info, _ = _fit(
+                prep,
                 fit_type=fit_type,
                 refit_cooks=refit_cooks,
-                inference=infer,
-                quiet=True,
-            )
-            dm = dds.obsm["design_matrix"]
-            rank = np.linalg.matrix_rank(dm.to_numpy(dtype=float))
-            if rank < dm.shape[1]:
-                raise ItmeInputError(
-                    "the design matrix is not full rank (confounded variables)",
-                    where=f"design {design!r}",
-                    expected=f"{dm.shape[1]} linearly independent columns",
-                    found=f"rank {rank}; columns {', '.join(map(str, dm.columns))}",
-                    fix="Drop a covariate that is determined by the others",
-                )
-            if dm.shape[0] <= dm.shape[1]:
-                raise ItmeInputError(
-                    where=f"design {design!r}",
-                    expected="more samples than model coefficients",
-                    found=f"{dm.shape[0]} samples, {dm.shape[1]} coefficients",
-                )
-            dds.deseq2()
-            stats = deseq_stats(
-                dds,
-                contrast=[factor, test_label, ref_label],
-                alpha=alpha,
                 cooks_filter=cooks_filter,
-                independent_filter=independent_filter,
-                inference=infer,
-                quiet=True,
+                alpha=alpha,
+                lfc_shrink=lfc_shrink,
+                inference=inference,
+                n_cpus=n_cpus,
+                rng=rng,
             )
-            stats.summary()
     except (ValueError, np.linalg.LinAlgError, KeyError) as exc:
         if isinstance(exc, ItmeInputError):
             raise
         raise ItmeInputError(
             f"pydeseq2 could not fit the model: {exc}",
-            where=f"differential_expression design {design!r}, contrast {factor}",
+            where=f"differential_expression design {prep.design!r}, contrast {prep.factor}",
         ) from exc
     finally:
-        seen: set[str] = set()
-        for w in caught:
-            text = str(w.message)
-            if text in seen:
-                continue
-            seen.add(text)
-            # pydeseq2's own warnings (and numpy's, raised inside the fit) concern the fit:
-            # ItmeStatisticsWarning; deprecations of pydeseq2's dependencies are not the user's
-            if issubclass(w.category, DeprecationWarning | FutureWarning):
-                continue
-            kind = "" if issubclass(w.category, UserWarning) else f" ({w.category.__name__})"
-            warnings.warn(f"pydeseq2{kind}: {text}", ItmeStatisticsWarning, stacklevel=2)
+        _reissue(caught)
 
-    res = stats.results_df[RESULT_COLUMNS].copy()
+    filt = None
+    if independent_filter:
+        # R filters on every gene of the fit: all-zero genes count (baseMean 0, no p-value)
+        n_zero = prep.n_genes_removed if prefilter == "none" else 0
+        filt = independent_filtering(
+            np.concatenate([res["baseMean"].to_numpy(dtype=float), np.zeros(n_zero)]),
+            np.concatenate([res["pvalue"].to_numpy(dtype=float), np.full(n_zero, np.nan)]),
+            alpha=alpha,
+        )
+        res["padj"] = filt.padj[: len(res)]
     res.insert(
         0,
         "gene_name",
@@ -345,11 +367,12 @@ def differential_expression(
     )
     res.index.name = "gene_id"
     elapsed = time.perf_counter() - t0
+    trend = {k: info[k] for k in ("asymptDisp", "extraPois", "mean_dispersion") if k in info}
     res.attrs = {
-        "contrast": [factor, test_label, ref_label],
+        "contrast": [prep.factor, prep.test_label, prep.ref_label],
         "test_levels": prep.test_levels,
         "reference_levels": prep.ref_levels,
-        "design": design,
+        "design": prep.design,
         "n_samples": len(prep.sample_ids),
         "n_test": prep.n_test,
         "n_reference": prep.n_ref,
@@ -362,21 +385,31 @@ def differential_expression(
         "n_genes_tested": int(res.shape[0]),
         "alpha": float(alpha),
         "inference": inference,
-        "n_irls_fallback": int(getattr(infer, "n_irls_fallback", 0)),
-        "size_factors": {
-            s: float(v) for s, v in zip(prep.sample_ids, dds.obs["size_factors"], strict=True)
-        },
-        "pydeseq2_version": str(getattr(pydeseq2, "__version__", "unknown")),
+        "fit_type": info["fit_type"],
+        "dispersion_trend": trend,
+        "var_log_disp_ests": float(info["var_log_disp_ests"]),
+        "prior_var": float(info["prior_var"]),
+        "prior_var_method": info["prior_var_method"],
+        "prior_var_seed": info["prior_var_seed"],
+        "filter_threshold": float(filt.threshold) if filt is not None else None,
+        "filter_theta": float(filt.theta[filt.index]) if filt is not None else None,
+        "n_filtered": int(filt.n_filtered) if filt is not None else 0,
+        "n_cooks_outliers": info["n_cooks_outliers"],
+        "n_refitted": info["n_refitted"],
+        "lfc_shrink": bool(lfc_shrink),
+        "shrink_coefficient": info.get("shrink_coefficient"),
+        "n_irls_fallback": info["n_irls_fallback"],
+        "size_factors": info["size_factors"],
+        "pydeseq2_version": info["pydeseq2_version"],
         "elapsed_seconds": round(elapsed, 3),
     }
-    n_sig = int((res["padj"] < alpha).sum())
     logger.info(
         "differential_expression: %s %s vs %s, %d genes tested, %d at padj < %g, %.1f s",
-        factor,
-        test_label,
-        ref_label,
+        prep.factor,
+        prep.test_label,
+        prep.ref_label,
         res.shape[0],
-        n_sig,
+        int((res["padj"] < alpha).sum()),
         alpha,
         elapsed,
     )

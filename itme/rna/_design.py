@@ -1,8 +1,9 @@
 """Sample table, contrast and low-count pre-filter of a differential expression run.
 
 Validation and preparation for :func:`itme.rna.differential_expression`, kept apart from the
-pydeseq2 adapter (:mod:`itme.rna._deseq`) so that module stays the only one importing
-pydeseq2.
+pydeseq2 adapter (:mod:`itme.rna._deseq`). Factor levels are ordered as R orders them (the
+reference level of the contrast first, other text columns sorted), so the design matrix has
+R's columns and the contrast is one coefficient (which ``lfc_shrink`` needs).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class PreparedDesign:
     sample_ids: list[str]
     gene_ids: list[str]  # kept genes
     design: str
+    variables: list[str]  # variables of the design formula
     factor: str
     test_levels: list[str]
     ref_levels: list[str]
@@ -186,7 +188,9 @@ def prepare_design(
         )
     merged = levels.where(~levels.isin(test_levels), test_label)
     merged = merged.where(~levels.isin(ref_levels), ref_label)
-    frame[factor] = pd.Categorical(merged.to_numpy())
+    # R's level order: the reference first (treatment coding against it), then the test group
+    order = [ref_label, test_label, *sorted(set(merged) - {ref_label, test_label})]
+    frame[factor] = pd.Categorical(merged.to_numpy(), categories=order)
     for col in variables:
         if col == factor:
             continue
@@ -238,6 +242,7 @@ def prepare_design(
         sample_ids=sample_ids,
         gene_ids=kept_ids,
         design=design,
+        variables=variables,
         factor=factor,
         test_levels=test_levels,
         ref_levels=ref_levels,

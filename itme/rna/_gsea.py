@@ -38,7 +38,12 @@ def ranked_symbols(
     """
     if rank_by not in results.columns:
         raise ItmeParameterError(
-            "rank_by", f"a column of the results ({', '.join(map(str, results.columns))})", rank_by
+            "rank_by",
+            f"a column of the results ({', '.join(map(str, results.columns))})",
+            rank_by,
+            fix="Run itme.rna.differential_expression(..., lfc_shrink=True) first"
+            if rank_by == "log2FoldChange_shrunk"
+            else None,
         )
     values = pd.to_numeric(results[rank_by], errors="coerce")
     by_symbol = "gene_name" in results.columns and not by_index
@@ -114,7 +119,10 @@ def gsea(
         ``"hallmark"`` (MSigDB Hallmark v7.0, shipped), a path to a GMT file, or a dict of
         set name → genes.
     rank_by
-        Column used to rank the genes (descending).
+        Column used to rank the genes (descending): ``"stat"`` (default, the Wald
+        statistic), ``"log2FoldChange"``, or ``"log2FoldChange_shrunk"`` (shrunken fold
+        changes, ``differential_expression(..., lfc_shrink=True)``: effect sizes with the
+        noise of low-count genes shrunk away), or any numeric column.
     permutations
         Gene-set permutations for the nominal p-value and FDR (GSEA default 1000).
     min_size

@@ -15,7 +15,6 @@ from itme.errors import (
     ItmeExclusionWarning,
     ItmeInputError,
     ItmeParameterError,
-    ItmeStatisticsWarning,
 )
 from itme.rna import differential_expression
 
@@ -55,8 +54,9 @@ def test_planted_genes_recovered_with_the_right_sign(seed):
     truth = sim.genes.loc[res.index, "lfc_B"]
     sig = res["padj"] < 0.1
     planted = truth != 0
-    # power: most planted genes that pass the pre-filter are found, all with the right sign
-    assert (sig & planted).sum() >= 0.7 * planted.sum()
+    expressed = res["baseMean"] > 10
+    # power: most expressed planted genes are found, all with the right sign
+    assert (sig & planted & expressed).sum() >= 0.7 * (planted & expressed).sum()
     assert (
         np.sign(res.loc[sig & planted, "log2FoldChange"]) == np.sign(truth[sig & planted])
     ).all()
@@ -69,16 +69,44 @@ def test_planted_genes_recovered_with_the_right_sign(seed):
 def test_prefilter_is_counted_and_reported():
     adata, _ = _cohort(3, ["A"] * 5 + ["B"] * 7)
     x = adata.X
-    expected_kept = int(((x >= 10).sum(axis=0) >= 5).sum())  # smallest group has 5 samples
+    x[:, :3] = 0  # three genes without a count
+    # default: no pre-filter (R's default pipeline), only all-zero genes are left out
     res = differential_expression(adata, contrast=("group", "B", "A"))
-    assert res.attrs["n_genes_tested"] == expected_kept == len(res)
-    assert res.attrs["n_genes_removed"] == adata.n_vars - expected_kept
-    assert res.attrs["min_samples"] == 5
+    assert res.attrs["prefilter"] == "none"
+    assert len(res) == res.attrs["n_genes_tested"] == int((x.sum(axis=0) > 0).sum())
+    assert res.attrs["n_genes_removed"] == int((x.sum(axis=0) == 0).sum()) >= 3
+    # independent filtering does the job instead: low-count genes have no padj
+    assert res.attrs["n_filtered"] > 0
+    assert (
+        res.loc[res["padj"].isna() & res["pvalue"].notna(), "baseMean"].max()
+        <= (res.attrs["filter_threshold"])
+    )
+    expected_kept = int(((x >= 10).sum(axis=0) >= 5).sum())  # smallest group has 5 samples
+    res_deseq2 = differential_expression(adata, contrast=("group", "B", "A"), prefilter="deseq2")
+    assert res_deseq2.attrs["n_genes_tested"] == expected_kept == len(res_deseq2)
+    assert res_deseq2.attrs["n_genes_removed"] == adata.n_vars - expected_kept
+    assert res_deseq2.attrs["min_samples"] == 5
     res_edger = differential_expression(adata, contrast=("group", "B", "A"), prefilter="edger")
     assert res_edger.attrs["prefilter"] == "edger"
     assert 0 < res_edger.attrs["n_genes_removed"] < adata.n_vars
-    res_none = differential_expression(adata, contrast=("group", "B", "A"), prefilter="none")
-    assert len(res_none) == int((x.sum(axis=0) > 0).sum())
+    with pytest.raises(ItmeParameterError, match="prefilter"):
+        differential_expression(adata, contrast=("group", "B", "A"), prefilter="vignette")
+
+
+def test_merged_levels_keep_genes_expressed_in_one_merged_level():
+    """The issue's cause 1: with clusters 2+3 vs 1, a gene expressed only in cluster 3 is
+    tested by default, while the vignette pre-filter (>= 10 reads in >= the smaller group)
+    can never keep it."""
+    adata, _ = _cohort(11, ["A"] * 8 + ["B"] * 3 + ["C"] * 3, n_genes=300)
+    x = adata.X
+    x[:, 0] = [0] * 11 + [40, 55, 38]  # only in C
+    res = differential_expression(adata, contrast=("group", ["B", "C"], "A"))
+    assert res.loc["SIMG0000001", "log2FoldChange"] > 3
+    assert res.loc["SIMG0000001", "pvalue"] < 0.05 and np.isfinite(res.loc["SIMG0000001", "padj"])
+    vignette = differential_expression(
+        adata, contrast=("group", ["B", "C"], "A"), prefilter="deseq2"
+    )
+    assert "SIMG0000001" not in vignette.index
 
 
 def test_merged_groups_equal_a_pre_merged_factor():
@@ -133,10 +161,35 @@ def test_missing_design_value_excludes_sample_with_warning():
     assert res.attrs["excluded_samples"] == ["S01"]
 
 
-def test_small_residual_df_warning_is_ours():
-    adata, _ = _cohort(9, ["A"] * 2 + ["B"] * 2, n_genes=200)
-    with pytest.warns(ItmeStatisticsWarning, match="pydeseq2: .*residual degrees of freedom"):
-        differential_expression(adata, contrast=("group", "B", "A"))
+def test_small_residual_df_uses_rs_seeded_simulation():
+    adata, _ = _cohort(9, ["A"] * 2 + ["B"] * 2, n_genes=200)  # 2 residual df
+    res = differential_expression(adata, contrast=("group", "B", "A"))
+    assert res.attrs["prior_var_method"] == "simulation"
+    assert res.attrs["prior_var_seed"] == 2  # R's set.seed(2)
+    again = differential_expression(adata, contrast=("group", "B", "A"))
+    pd.testing.assert_frame_equal(res, again)
+    other = differential_expression(adata, contrast=("group", "B", "A"), rng=7)
+    assert other.attrs["prior_var_seed"] == 7
+    assert res.attrs["prior_var"] >= 0.25 and other.attrs["prior_var"] >= 0.25
+    big = differential_expression(*_cohort(9, ["A"] * 4 + ["B"] * 4, n_genes=200)[:1],
+                                  contrast=("group", "B", "A"))  # fmt: skip
+    assert big.attrs["prior_var_method"] == "trigamma" and big.attrs["prior_var_seed"] is None
+
+
+def test_lfc_shrink_columns_and_errors_downstream():
+    adata, sim = _cohort(12, ["A"] * 4 + ["B"] * 4, n_genes=300)
+    res = differential_expression(adata, contrast=("group", "B", "A"), lfc_shrink=True)
+    plain = differential_expression(adata, contrast=("group", "B", "A"))
+    pd.testing.assert_frame_equal(res[plain.columns], plain)  # MLE columns unchanged
+    assert res.attrs["lfc_shrink"] and res.attrs["shrink_coefficient"] == "group[T.B]"
+    shrunk, mle = res["log2FoldChange_shrunk"], res["log2FoldChange"]
+    # shrinkage towards 0, strongest where the counts are low
+    assert (shrunk.abs() <= mle.abs() + 1e-6).mean() > 0.98
+    low = res["baseMean"] < 5
+    ratio = (shrunk.abs() / mle.abs()).where(mle.abs() > 0.5)
+    assert ratio[low].median() < ratio[~low].median()
+    truth = sim.genes.loc[res.index, "lfc_B"]
+    assert np.abs(shrunk - truth).mean() < np.abs(mle - truth).mean()
 
 
 def test_contrast_level_that_does_not_exist():

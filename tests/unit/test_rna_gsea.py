@@ -136,3 +136,17 @@ def test_bad_arguments():
         gsea(res, gene_sets=sets, min_size=30, max_size=20, rng=0)
     with pytest.raises(ItmeParameterError, match=r"parameter 'weight': expected a number >= 0"):
         gsea(res, gene_sets=sets, weight=-1, rng=0)
+
+
+def test_rank_by_shrunken_fold_change():
+    res, sets = _results(3)
+    # shrunken fold changes: same direction as the statistic, different scale
+    res["log2FoldChange_shrunk"] = res["stat"] * 0.2
+    out = gsea(res, gene_sets=sets, rank_by="log2FoldChange_shrunk", min_size=10, rng=1)
+    assert out.attrs["rank_by"] == "log2FoldChange_shrunk"
+    table = out.set_index("Term")
+    assert table.loc["UP_SET", "NES"] > 1.5 and table.loc["DOWN_SET", "NES"] < -1.5
+    assert table.loc["UP_SET", "FDR"] < 0.05 and table.loc["NULL_SET", "FDR"] > 0.05
+    with pytest.raises(ItmeParameterError, match=r"lfc_shrink=True"):
+        gsea(res.drop(columns="log2FoldChange_shrunk"), gene_sets=sets,
+             rank_by="log2FoldChange_shrunk", rng=0)  # fmt: skip

@@ -81,3 +81,33 @@ def test_volcano_colours_and_labels():
     assert np.isfinite(np.asarray(ax.collections[2].get_offsets())).all()
     with pytest.raises(ItmeParameterError, match="results"):
         volcano(res.drop(columns="padj"))
+
+
+def test_volcano_with_shrunken_fold_changes():
+    gen = np.random.default_rng(1)
+    n = 200
+    mle = gen.normal(0, 2, n)
+    res = pd.DataFrame(
+        {
+            "log2FoldChange": mle,
+            "log2FoldChange_shrunk": mle * 0.3,  # everything pulled towards 0
+            "pvalue": np.full(n, 1e-6),
+            "padj": np.full(n, 1e-4),
+        }
+    )
+    n_out = int((np.abs(mle) >= 1).sum())
+    n_in = int((np.abs(mle * 0.3) >= 1).sum())
+    assert n_in < n_out
+    fig = volcano(res, lfc=1.0, label=0)
+    coloured = sum(len(c.get_offsets()) for c in fig.axes[0].collections[1:])
+    assert coloured == n_out
+    fig = volcano(res, lfc=1.0, label=0, shrunk=True)
+    ax = fig.axes[0]
+    assert sum(len(c.get_offsets()) for c in ax.collections[1:]) == n_in
+    assert ax.get_xlabel() == "shrunken log2 fold change"
+    np.testing.assert_allclose(
+        np.sort(np.concatenate([c.get_offsets()[:, 0] for c in ax.collections])),
+        np.sort(mle * 0.3),
+    )
+    with pytest.raises(ItmeParameterError, match="lfc_shrink=True"):
+        volcano(res.drop(columns="log2FoldChange_shrunk"), shrunk=True)
