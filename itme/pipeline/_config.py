@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from itme.core.clean.steps import GATING_COFACTOR, STEPS, canonical_step
 from itme.errors import ItmeInputError
@@ -213,11 +220,27 @@ class RnaSeq(_Section):
         description="contrasts tested (the paper: iTME clusters 2+3 vs 1)",
     )
     covariates: list[str] = Field([], description="clinical covariates added to the design")
+    prefilter: Literal["none", "deseq2", "edger"] = Field(
+        "none",
+        description="low-count pre-filter before DESeq2: none (R's default; independent filtering does the job), deseq2 or edger (lossy: see docs/rnaseq.md)",
+    )
     min_count: int = Field(
-        10, ge=0, description="pre-filter: genes need this many counts in the smallest group"
+        10, ge=0, description="with prefilter deseq2/edger: counts a gene needs in the smallest group"
+    )
+    lfc_shrink: bool = Field(
+        False, description="add shrunken log2 fold changes (log2FoldChange_shrunk, lfcSE_shrunk)"
+    )
+    gsea_rank_by: Literal["stat", "log2FoldChange_shrunk"] = Field(
+        "stat", description="GSEA ranking statistic (log2FoldChange_shrunk needs lfc_shrink)"
     )
     gene_sets: str = Field("hallmark", description="'hallmark' (bundled MSigDB v7.0) or a GMT path")
     permutations: int = Field(1000, ge=100, description="GSEA permutations")
+
+    @model_validator(mode="after")
+    def _shrunk_ranking_needs_shrinkage(self) -> RnaSeq:
+        if self.gsea_rank_by == "log2FoldChange_shrunk" and not self.lfc_shrink:
+            raise ValueError("gsea_rank_by: log2FoldChange_shrunk needs lfc_shrink: true")
+        return self
 
 
 class Cytokines(_Section):

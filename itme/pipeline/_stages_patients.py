@@ -187,11 +187,17 @@ def rnaseq(ctx: Context) -> dict[str, Any]:
             counts,
             contrast=(contrast.groupby, contrast.test, contrast.reference),
             design=design,
+            prefilter=c.rnaseq.prefilter,
             min_count=c.rnaseq.min_count,
+            lfc_shrink=c.rnaseq.lfc_shrink,
         )
         ctx.table("de_results", de, variant=variant)
         gs = rna.gsea(
-            de, gene_sets=c.rnaseq.gene_sets, permutations=c.rnaseq.permutations, rng=seed
+            de,
+            gene_sets=c.rnaseq.gene_sets,
+            rank_by=c.rnaseq.gsea_rank_by,
+            permutations=c.rnaseq.permutations,
+            rng=seed,
         )
         # gsea_hallmark[_<contrast>] for the Hallmark sets, gsea[_<contrast>] for others
         collection = "hallmark" if c.rnaseq.gene_sets == "hallmark" else None

@@ -211,7 +211,7 @@ def test_multilevel_categorical_reference_like_paper_001(rossi):
             "E": rossi["os_event"],
         }
     )
-    ref = CoxPHFitter().fit(design, "T", "E").summary
+    ref = CoxPHFitter().fit(design, "T", "E", fit_options=itme.stats._survival.R_COXPH).summary
     np.testing.assert_allclose(res["coef"], ref["coef"].to_numpy(), rtol=1e-6)
     with pytest.raises(
         ItmeParameterError,
@@ -316,3 +316,22 @@ def test_numbers_at_risk_from_a_stored_curve_equal_those_from_the_durations(seed
         n_at_risk_from_curve(et.index.to_numpy(), et["at_risk"].to_numpy(), at),
         n_at_risk(durations, at),
     )
+
+
+def test_cox_zph_columns_agree_with_the_core_test_and_flag_nonproportional_hazards():
+    """A covariate whose effect reverses over time is flagged by R's cox.zph test."""
+    rng = np.random.default_rng(3)
+    n = 300
+    x = rng.integers(0, 2, n)
+    # x = 1 doubles the hazard before t = 1 and halves it after
+    t_early = rng.exponential(1 / np.where(x == 1, 2.0, 1.0))
+    t_late = 1 + rng.exponential(1 / np.where(x == 1, 0.3, 1.0))
+    time = np.where(t_early < 1, t_early, t_late)
+    frame = pd.DataFrame(
+        {"x": x.astype(float), "os_months": time, "os_event": np.ones(n, dtype=int)}
+    )
+    with pytest.warns(ItmeStatisticsWarning, match="cox.zph"):
+        res = itme.stats.cox_ph(frame, covariates=["x"])
+    assert res.loc[0, "zph_pvalue"] < 0.001 and res.loc[0, "zph_df"] == 1
+    # one covariate: the global test is that covariate's test
+    assert res.loc[0, "zph_global_pvalue"] == pytest.approx(res.loc[0, "zph_pvalue"])

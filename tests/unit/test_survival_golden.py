@@ -176,3 +176,27 @@ def test_time_transforms_and_errors():
         cox_zph(t, e, t[:, None], [0.0], transform="loglog")
     with pytest.raises(ItmeParameterError, match="ties"):
         cox_zph(t, e, t[:, None], [0.0], ties="exact")
+
+
+@pytest.mark.parametrize("name", ["sim_os", "sim_pfs"])
+def test_itme_cox_ph_matches_coxph_and_cox_zph(name):
+    """itme.stats.cox_ph itself (factor coding, fit options, zph columns) against R."""
+    import itme
+
+    d = pd.read_csv(INPUTS / "simcohort_clinical.tsv", sep="\t", dtype={"itme_cluster": str})
+    endpoint = "os" if name == "sim_os" else "pfs"
+    covariates = ["itme_cluster", "age"] + (["sex"] if name == "sim_pfs" else [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # few events per term; excluded missing clusters
+        res = itme.stats.cox_ph(
+            d, covariates=covariates, endpoint=endpoint, reference={"itme_cluster": "1"}
+        )
+    ref = _golden("coxph.tsv", name)
+    assert np.abs(res["coef"].to_numpy() - ref["coef"].to_numpy()).max() <= 1e-6
+    assert np.abs(res["se"].to_numpy() - ref["se"].to_numpy()).max() <= 1e-6
+    zph = _golden("coxzph.tsv", name)
+    zph = zph[zph["transform"] == "km"].set_index("term")
+    for _, row in res.iterrows():
+        np.testing.assert_allclose(row["zph_chisq"], zph.loc[row["covariate"], "chisq"], rtol=1e-6)
+        assert row["zph_df"] == zph.loc[row["covariate"], "df"]
+    np.testing.assert_allclose(res["zph_global_pvalue"].iloc[0], zph.loc["GLOBAL", "p"], rtol=1e-6)
