@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 STATE_DIR = ".itme"
 PACKAGES = [
     "itme", "numpy", "scipy", "pandas", "anndata", "scanpy", "flowio", "flowsom", "scikit-learn",
-    "statsmodels", "scikit-posthocs", "pydeseq2", "gseapy", "lifelines", "matplotlib", "seaborn",
+    "statsmodels", "scikit-posthocs", "pydeseq2", "gseapy", "lifelines", "matplotlib",
     "pydantic", "pyyaml", "numba", "umap-learn",
 ]  # fmt: skip
 
