@@ -19,6 +19,11 @@ import itme
 from itme.errors import ItmeError, ItmeExclusionWarning, ItmeInputError, ItmeInputWarning
 from itme.rna import read_counts
 
+# the cohorts of these tests drop their Time channel (unpanelled="drop"), which is warned
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:left out 1 channel:itme.errors.ItmeExclusionWarning"
+)
+
 SHEET = "file_name,sample_id,patient_id,condition\ns0.fcs,S0,P0,A\ns1.fcs,S1,P1,B\ns2.fcs,S2,P2,A\n"
 PANEL = "fcs_colname,antigen,marker_class\nY89Di,CD45,type\nNd142Di,CD19,type\nNd145Di,CD4,state\n"
 CHANNELS = ["Time", "Y89Di", "Nd142Di", "Nd145Di"]
@@ -294,6 +299,7 @@ def test_clinical_errors(tmp_path, edit, match):
 # --- cytokines ----------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:.*OOR <:itme.errors.ItmeInputWarning")
 def test_negative_and_infinite_concentrations_are_invalid(tmp_path):
     """Issue 11: a negative value would rank below the 'OOR <' substitutes, ``inf`` broke the
     min/max substitutions; both are now invalid cells, left missing and warned."""
@@ -311,6 +317,7 @@ def test_negative_and_infinite_concentrations_are_invalid(tmp_path):
     assert values.loc["P2", "IL-10"] == pytest.approx(0.6)
 
 
+@pytest.mark.filterwarnings("ignore:.*OOR <:itme.errors.ItmeInputWarning")
 def test_duplicated_analytes(tmp_path):
     """Issue 11: pandas renamed a repeated column to 'IL-6.1'; now an error. Names that differ
     only in case or punctuation are read but warned."""
