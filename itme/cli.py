@@ -13,7 +13,7 @@ import click
 
 from itme import __version__
 from itme._progress import settings
-from itme.errors import ItmeError
+from itme.errors import ItmeError, ItmeRunError
 
 logger = logging.getLogger("itme")
 
@@ -167,18 +167,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.UsageError as exc:
         exc.show()
         return EXIT_INPUT
-    except click.Abort:
-        click.echo("aborted", err=True)
-        return EXIT_FAILURE
+    except click.Abort as exc:
+        # click turns EOFError and KeyboardInterrupt raised anywhere into a bare Abort
+        cause = exc.__cause__ or exc.__context__
+        if cause is None or isinstance(cause, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            return EXIT_FAILURE
+        return _report(cause)
     except SystemExit as exc:
         return int(exc.code or 0)
-    except ItmeError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return EXIT_INPUT
-    except Exception as exc:
-        logger.exception("failed: %s", type(exc).__name__)
-        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 - every exception reaching the CLI is reported
+        return _report(exc)
     return EXIT_OK
+
+
+def _report(exc: BaseException) -> int:
+    """Print an exception that reached the CLI; return the exit code.
+
+    An :class:`ItmeError` is a message for the user (exit 2 for bad input, 1 for a failure at
+    run time); anything else is a bug in itme: its message, and the traceback in the log.
+    """
+    notes = "".join(f"\n  {note}" for note in getattr(exc, "__notes__", ()))
+    if isinstance(exc, ItmeError):
+        click.echo(f"error: {exc}{notes}", err=True)
+        return EXIT_FAILURE if isinstance(exc, ItmeRunError) else EXIT_INPUT
+    click.echo(
+        f"error: {type(exc).__name__}: {exc}{notes}\n"
+        "This is a bug in itme (an error it should have reported in its own words); please "
+        "report it with the traceback below.",
+        err=True,
+    )
+    logger.error("unexpected %s", type(exc).__name__, exc_info=exc)
+    return EXIT_FAILURE
 
 
 def entry_point() -> None:

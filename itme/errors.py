@@ -20,6 +20,7 @@ __all__ = [
     "ItmeInputError",
     "ItmeInputWarning",
     "ItmeParameterError",
+    "ItmeRunError",
     "ItmeStateError",
     "ItmeStatisticsWarning",
     "ItmeWarning",
@@ -111,6 +112,32 @@ class ItmeStateError(ItmeError):
 
     For example ``pp.arcsinh`` applied twice, or ``tl.annotate`` before ``tl.flowsom``.
     """
+
+
+class ItmeRunError(ItmeError):
+    """A pipeline stage failed at run time (e.g. its output folder became read-only).
+
+    ``stage`` and ``path`` name where; the message says what to do. The original exception
+    is the ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stage: str | None = None,
+        path: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.stage, self.path, self.fix = stage, path, fix
+        text = message
+        if path:
+            text = f"{path}: {text}"
+        if stage:
+            text = f"stage {stage!r}: {text}"
+        if fix:
+            text = f"{text}. {fix}"
+        super().__init__(text)
 
 
 class ItmeDependencyError(ImportError):

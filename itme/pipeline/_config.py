@@ -8,15 +8,16 @@ these models into keyword arguments; library functions never see them.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -24,6 +25,7 @@ from pydantic import (
 
 from itme.core.clean.steps import GATING_COFACTOR, STEPS, canonical_step
 from itme.errors import ItmeInputError
+from itme.pipeline._yaml import read_yaml
 
 #: step names the config accepts: every step of the table and its aliases
 _STEP_NAMES_ACCEPTED = tuple(name for s in STEPS for name in (s.name, *s.aliases))
@@ -71,8 +73,18 @@ class Transform(_Section):
     """Options of pp.arcsinh."""
 
     cofactor: float | dict[str, float] = Field(
-        5.0, description="arcsinh cofactor, or one per antigen"
+        5.0, description="arcsinh cofactor (> 0), or one per antigen"
     )
+
+    @field_validator("cofactor")
+    @classmethod
+    def _positive_cofactor(cls, v: float | dict[str, float]) -> float | dict[str, float]:
+        bad = {k: c for k, c in v.items() if not c > 0} if isinstance(v, dict) else {}
+        if isinstance(v, dict) and bad:
+            raise ValueError(f"every cofactor must be > 0, found {bad}")
+        if not isinstance(v, dict) and not v > 0:
+            raise ValueError(f"the cofactor must be > 0, found {v}")
+        return v
 
 
 class Clean(_Section):
@@ -106,6 +118,21 @@ class Clean(_Section):
     def _canonical_steps(cls, v: list[str] | None) -> list[str] | None:
         return None if v is None else [canonical_step(s) or s for s in v]
 
+    @field_validator("thresholds")
+    @classmethod
+    def _ordered_gates(
+        cls, v: dict[str, list[float | None]] | None
+    ) -> dict[str, list[float | None]] | None:
+        for name, gate in (v or {}).items():
+            if len(gate) != 2:
+                raise ValueError(f"gate {name!r} must be [low, high], found {gate}")
+            low, high = gate
+            if low is not None and high is not None and low > high:
+                raise ValueError(
+                    f"gate {name!r}: low {low:g} is above high {high:g}; write [{high:g}, {low:g}]"
+                )
+        return v
+
 
 class Downsample(_Section):
     """Options of pp.downsample."""
@@ -129,7 +156,7 @@ class Cluster(_Section):
     markers: list[str] | None = Field(
         None, description="clustering markers (default: marker_class type)"
     )
-    grid: tuple[int, int] = Field((10, 10), description="SOM grid")
+    grid: tuple[PositiveInt, PositiveInt] = Field((10, 10), description="SOM grid (x, y)")
     n_metaclusters: int = Field(
         40,
         ge=2,
@@ -147,6 +174,16 @@ class Cluster(_Section):
         None,
         description="merge metaclusters until the smallest median size reaches this % (or 'doublet_rate')",
     )
+
+    @model_validator(mode="after")
+    def _metaclusters_fit_the_grid(self) -> Cluster:
+        cells = self.grid[0] * self.grid[1]
+        if self.n_metaclusters > cells:
+            raise ValueError(
+                f"n_metaclusters ({self.n_metaclusters}) exceeds the {cells} SOM nodes of grid "
+                f"{list(self.grid)}: lower n_metaclusters or enlarge the grid"
+            )
+        return self
 
 
 class Annotate(_Section):
@@ -208,8 +245,17 @@ class Contrast(_Section):
     groupby: str = Field(
         description="column of the patients table (itme_cluster, disease_status, ...)"
     )
-    test: list[str] = Field(description="levels merged into the test group")
-    reference: list[str] = Field(description="levels merged into the reference group")
+    test: list[str] = Field(min_length=1, description="levels merged into the test group")
+    reference: list[str] = Field(min_length=1, description="levels merged into the reference group")
+
+    @model_validator(mode="after")
+    def _disjoint_levels(self) -> Contrast:
+        both = sorted(set(self.test) & set(self.reference))
+        if both:
+            raise ValueError(
+                f"contrast {self.name!r}: levels {both} are in both test and reference"
+            )
+        return self
 
 
 class RnaSeq(_Section):
@@ -225,7 +271,9 @@ class RnaSeq(_Section):
         description="low-count pre-filter before DESeq2: none (R's default; independent filtering does the job), deseq2 or edger (lossy: see docs/rnaseq.md)",
     )
     min_count: int = Field(
-        10, ge=0, description="with prefilter deseq2/edger: counts a gene needs in the smallest group"
+        10,
+        ge=0,
+        description="with prefilter deseq2/edger: counts a gene needs in the smallest group",
     )
     lfc_shrink: bool = Field(
         False, description="add shrunken log2 fold changes (log2FoldChange_shrunk, lfcSE_shrunk)"
@@ -233,7 +281,10 @@ class RnaSeq(_Section):
     gsea_rank_by: Literal["stat", "log2FoldChange_shrunk"] = Field(
         "stat", description="GSEA ranking statistic (log2FoldChange_shrunk needs lfc_shrink)"
     )
-    gene_sets: str = Field("hallmark", description="'hallmark' (bundled MSigDB v7.0) or a GMT path")
+    gene_sets: str = Field(
+        "hallmark",
+        description="'hallmark' (bundled MSigDB v7.0) or a GMT path (relative: from the config's folder)",
+    )
     permutations: int = Field(1000, ge=100, description="GSEA permutations")
 
     @model_validator(mode="after")
@@ -328,7 +379,10 @@ def format_errors(exc: ValidationError, source: str) -> list[str]:
         elif err["type"] == "missing":
             out.append(f"{source}: {where} is required")
         else:
-            out.append(f"{source}: {where}: {err['msg']} (found {err.get('input')!r})")
+            msg = err["msg"].removeprefix("Value error, ")
+            found = err.get("input")
+            shown = "" if isinstance(found, dict) else f" (found {found!r})"  # a whole section
+            out.append(f"{source}: {where}: {msg}{shown}")
     return out
 
 
@@ -342,7 +396,85 @@ def _resolve(config: Config, base: Path) -> Config:
     if ph.endswith((".yaml", ".yml")) and not Path(ph).is_absolute():
         inputs["phenotypes"] = str(base / ph)
     output = config.output if config.output.is_absolute() else base / config.output
-    return config.model_copy(update={"inputs": Inputs(**inputs), "output": output})
+    update: dict[str, Any] = {"inputs": Inputs(**inputs), "output": output}
+    gmt = config.rnaseq.gene_sets
+    if gmt.lower() != "hallmark" and not Path(gmt).is_absolute():
+        update["rnaseq"] = config.rnaseq.model_copy(update={"gene_sets": str(base / gmt)})
+    return config.model_copy(update=update)
+
+
+def _drop(data: Any, loc: tuple[Any, ...]) -> bool:
+    """Remove the deepest item of ``data`` on the path ``loc``; ``False`` when none is."""
+    parent, key = None, None
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            parent, key, node = node, part, node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            parent, key, node = node, part, node[part]
+        else:
+            break
+    if parent is None:
+        return False
+    del parent[key]
+    return True
+
+
+def _read(source: str | Path) -> tuple[Any, str, Path]:
+    path = Path(source)
+    if not path.is_file():
+        raise ItmeInputError("config file not found", where=str(path))
+    return read_yaml(path) or {}, str(path), path.parent
+
+
+def check_config(
+    source: str | Path | dict[str, Any], *, base_dir: Path | None = None
+) -> tuple[Config | None, list[str]]:
+    """Read and validate a config, collecting every problem instead of stopping at the first.
+
+    When some keys are invalid, they are set aside (their defaults used) so that the rest of
+    the config, its input files included, can still be checked by :func:`itme.pipeline.validate`.
+
+    Parameters
+    ----------
+    source
+        A YAML file, or the config as a dict.
+    base_dir
+        Folder relative paths are resolved from. Default: the file's folder (the working
+        directory for a dict).
+
+    Returns
+    -------
+    The config (``None`` when even the valid keys do not make one: a required key is missing,
+    or the file cannot be read) and one line per problem of the config itself.
+    """
+    if isinstance(source, dict):
+        data, name, base = copy.deepcopy(source), "config", base_dir or Path.cwd()
+    else:
+        try:
+            data, name, folder = _read(source)
+        except ItmeInputError as exc:
+            return None, [str(exc)]
+        base = base_dir or folder
+    if not isinstance(data, dict):
+        return None, [
+            str(
+                ItmeInputError(
+                    "a config is a mapping of sections", where=name, found=type(data).__name__
+                )
+            )
+        ]
+    problems: list[str] = []
+    for _ in range(20):  # each round sets aside the keys pydantic rejected
+        try:
+            config = Config.model_validate(data)
+        except ValidationError as exc:
+            problems += [p for p in format_errors(exc, name) if p not in problems]
+            if not all(_drop(data, tuple(err["loc"])) for err in exc.errors()):
+                return None, problems
+        else:
+            return _resolve(config, base.resolve()), problems
+    return None, problems
 
 
 def load_config(source: str | Path | dict[str, Any], *, base_dir: Path | None = None) -> Config:
@@ -363,33 +495,15 @@ def load_config(source: str | Path | dict[str, Any], *, base_dir: Path | None = 
     Raises
     ------
     ItmeInputError
-        Listing every problem in the file at once.
+        Listing every problem in the file at once (a file that is not UTF-8, not YAML or
+        repeats a key is one problem).
     """
-    if isinstance(source, dict):
-        data, name, base = source, "config", base_dir or Path.cwd()
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ItmeInputError("config file not found", where=str(path))
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except UnicodeDecodeError as exc:
-            raise ItmeInputError(
-                "not UTF-8 text", where=str(path), found=f"byte {exc.start}", fix="Save it as UTF-8"
-            ) from exc
-        except (yaml.YAMLError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-            raise ItmeInputError(f"not valid YAML ({exc})", where=str(path)) from exc
-        name, base = str(path), base_dir or path.parent
-    if not isinstance(data, dict):
-        raise ItmeInputError(
-            "a config is a mapping of sections", where=name, found=type(data).__name__
-        )
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        problems = format_errors(exc, name)
+    if not isinstance(source, dict):
+        _read(source)  # a file that cannot be read raises its own error
+    config, problems = check_config(source, base_dir=base_dir)
+    if problems or config is None:
         raise ItmeInputError(
             f"{len(problems)} problem(s) in the config:\n  " + "\n  ".join(problems),
             problems=problems,
-        ) from exc
-    return _resolve(config, base.resolve())
+        )
+    return config

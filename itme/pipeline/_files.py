@@ -7,6 +7,7 @@ The atomic write itself (temporary file beside the target, then :func:`os.replac
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "atomic_path",
+    "remove_leftovers",
     "sha256",
     "write_figure",
     "write_h5ad",
@@ -61,3 +63,27 @@ def write_h5ad(path: Path, adata: AnnData) -> Path:
     with atomic_path(path) as tmp:
         adata.write_h5ad(tmp)
     return path
+
+
+def remove_leftovers(out: Path) -> int:
+    """Remove the temporary files an interrupted run left in ``out`` (``.<name>.<random>.tmp``).
+
+    :func:`atomic_path` removes its temporary file on an exception, but a killed process
+    cannot; the next run (holding the folder's lock, so no other run is writing) removes them.
+
+    Parameters
+    ----------
+    out
+        The run folder.
+
+    Returns
+    -------
+    The number of files removed.
+    """
+    removed = 0
+    for folder, _, files in os.walk(out):
+        for name in files:
+            if name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3:
+                Path(folder, name).unlink(missing_ok=True)
+                removed += 1
+    return removed

@@ -15,12 +15,12 @@ from pathlib import Path
 import yaml
 
 from itme.datasets import simulate_cohort
-from itme.errors import ItmeError, ItmeInputError
-from itme.pipeline._config import Config, load_config
+from itme.errors import ItmeInputError
+from itme.pipeline._config import Config
 from itme.pipeline._files import write_text
 from itme.pipeline._runner import StageRecord, run_stages
 from itme.pipeline._stages import STAGES
-from itme.pipeline._validate import problems
+from itme.pipeline._validate import check
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +81,9 @@ def run(
         The config or its inputs have problems (every one listed, as :func:`validate` does),
         before any stage runs.
     """
-    cfg = config if isinstance(config, Config) else load_config(config)
-    target = Path(out) if out is not None else cfg.output
     # everything validate() checks is checked before the first stage, not after FlowSOM
-    found = problems(cfg.model_copy(update={"output": target}))
-    if found:
+    cfg, found = check(config, out=out)
+    if found or cfg is None:
         raise ItmeInputError(
             f"{len(found)} problem(s) in the config or its inputs (itme validate lists the "
             "same):\n  " + "\n  ".join(found),
@@ -93,9 +91,9 @@ def run(
         )
     with _threads(cfg.threads):
         records = run_stages(
-            cfg, STAGES, out=target, from_stage=from_stage, until_stage=until_stage
+            cfg, STAGES, out=cfg.output, from_stage=from_stage, until_stage=until_stage
         )
-    return RunResult(target, records)
+    return RunResult(cfg.output, records)
 
 
 def validate(config: str | PathLike[str] | Config) -> list[str]:
@@ -108,13 +106,10 @@ def validate(config: str | PathLike[str] | Config) -> list[str]:
 
     Returns
     -------
-    Every problem found, one line each (empty when all is well).
+    Every problem found, one line each (empty when all is well): config keys, parameter
+    ranges, input files, the output folder (an existing file, not writable, in use by a run).
     """
-    try:
-        cfg = config if isinstance(config, Config) else load_config(config)
-    except ItmeError as exc:
-        return list(getattr(exc, "problems", None) or [str(exc)])
-    return problems(cfg)
+    return check(config)[1]
 
 
 def demo_config_text() -> str:

@@ -27,9 +27,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from itme._outputs import Output
-from itme.errors import ItmeInputError, ItmeParameterError, ItmeStateError
+from itme.errors import (
+    ItmeInputError,
+    ItmeParameterError,
+    ItmeRunError,
+    ItmeStateError,
+)
 from itme.pipeline._config import Config
-from itme.pipeline._files import sha256, write_figure, write_h5ad, write_json, write_table
+from itme.pipeline._files import (
+    remove_leftovers,
+    sha256,
+    write_figure,
+    write_h5ad,
+    write_json,
+    write_table,
+)
+from itme.pipeline._lock import output_lock
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -276,8 +289,49 @@ def run_stages(
     last = names.index(until_stage) if until_stage else len(names) - 1
     if first > last:
         raise ItmeParameterError("from_stage", f"a stage before {until_stage}", from_stage)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / STATE_DIR).mkdir(exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / STATE_DIR).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise _as_run_error(exc, None, out) from exc
+    with output_lock(out):
+        removed = remove_leftovers(out)
+        if removed:
+            logger.info("removed %d temporary file(s) left by an interrupted run", removed)
+        return _run_locked(config, stages, out, first, last, from_stage)
+
+
+def _as_run_error(exc: OSError, stage: str | None, out: Path) -> ItmeRunError:
+    """An OS error while a run writes: which file, which stage, what to do."""
+    path = exc.filename or out
+    return ItmeRunError(
+        f"cannot write ({exc.strerror or exc})",
+        stage=stage,
+        path=str(path),
+        fix=f"Make {out} writable (and check free space), then rerun: finished stages are kept",
+    )
+
+
+def _error_record(exc: BaseException, stage: str | None) -> dict[str, Any]:
+    """The ``error`` of ``run.json``: stage, exception type and message."""
+    cause = exc.__cause__ if isinstance(exc, ItmeRunError) and exc.__cause__ else None
+    return {
+        "stage": stage,
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "cause": f"{type(cause).__name__}: {cause}" if cause is not None else None,
+    }
+
+
+def _run_locked(
+    config: Config,
+    stages: Sequence[Stage],
+    out: Path,
+    first: int,
+    last: int,
+    from_stage: str | None,
+) -> list[StageRecord]:
+    names = [s.name for s in stages]
     checksums = _Checksums(out / STATE_DIR / "checksums.json")
     seeds = stage_seeds(config.seed, names)
     records = {name: StageRecord(name, seed=seeds[name]) for name in names}
@@ -286,10 +340,12 @@ def run_stages(
     inputs_used: dict[str, str] = {}
     started = datetime.now(UTC).isoformat(timespec="seconds")
     failure: BaseException | None = None
+    current: str | None = None
     try:
         for k, stage in enumerate(stages):
             if k > last:
                 break
+            current = stage.name
             rec = records[stage.name]
             state = _load_state(out, stage.name)
             # provenance: the checksums of every input the run depends on
@@ -329,6 +385,9 @@ def run_stages(
             try:
                 summary = stage.run(ctx)
                 outputs = ctx.written
+            except OSError as exc:
+                rec.status, rec.seconds = "failed", round(time.perf_counter() - t, 2)
+                raise _as_run_error(exc, stage.name, out) from exc
             except BaseException:
                 rec.status, rec.seconds = "failed", round(time.perf_counter() - t, 2)
                 raise
@@ -350,12 +409,32 @@ def run_stages(
                 },
             )
             logger.info("stage %s: done in %.1f s", stage.name, rec.seconds)
+        current = None
+    except OSError as exc:  # checksums of inputs, run.json, the stage's state record
+        failure = _as_run_error(exc, current, out)
+        raise failure from exc
     except BaseException as exc:
         failure = exc
+        if current is not None and not isinstance(exc, ItmeRunError):
+            exc.add_note(f"(in stage {current!r} of the itme run into {out})")
         raise
     finally:
-        checksums.save()
-        _write_run_json(out, config, records, inputs_used, started, failure)
+        # saving must not hide the run's own error: a failure here is logged, not raised,
+        # when the run has already failed
+        error = _error_record(failure, current) if failure is not None else None
+        for what, save in (
+            ("input checksums", checksums.save),
+            (
+                "run.json",
+                lambda: _write_run_json(out, config, records, inputs_used, started, error),
+            ),
+        ):
+            try:
+                save()
+            except OSError as exc:
+                if failure is None:
+                    raise _as_run_error(exc, None, out) from exc
+                logger.warning("could not save %s after the failure: %s", what, exc)
     return list(records.values())
 
 
@@ -365,16 +444,16 @@ def _write_run_json(
     records: dict[str, StageRecord],
     inputs: dict[str, str],
     started: str,
-    failure: BaseException | None,
+    error: dict[str, Any] | None,
 ) -> None:
     record = {
         "itme_version": versions()["itme"],
         "started": started,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "status": "failed"
-        if failure
+        if error
         else ("running" if any(r.status == "running" for r in records.values()) else "done"),
-        "error": f"{type(failure).__name__}: {failure}" if failure else None,
+        "error": error,
         "seed": config.seed,
         "config": json.loads(config.model_dump_json()),
         "inputs": [

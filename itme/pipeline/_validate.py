@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from os import PathLike
+from pathlib import Path
 from typing import Any
 
 from itme import io, rna
 from itme.errors import ItmeError
 from itme.io import check_cohort, read_phenotypes
-from itme.pipeline._config import Config
+from itme.pipeline._config import Config, check_config
+from itme.pipeline._lock import holder_problem
 
 
 def _attempt(problems: list[str], what: str, func: Callable[[], Any]) -> Any:
@@ -37,6 +40,16 @@ def problems(config: Config) -> list[str]:
     i = config.inputs
     found += check_cohort(i.samples, i.panel, unpanelled=config.ingest.unpanelled)
     _attempt(found, "phenotypes", lambda: read_phenotypes(i.phenotypes))
+    sheet = _attempt([], "samples", lambda: io.read_samples(i.samples))  # check_cohort reports
+    if sheet is not None:
+        n_patients = sheet[0]["patient_id"].nunique()
+        if config.patients.k > n_patients:
+            found.append(
+                f"patients.k: {config.patients.k} iTME clusters cannot be made from the "
+                f"{n_patients} patients of {i.samples}; choose k <= {n_patients}"
+            )
+    if config.rnaseq.gene_sets.lower() != "hallmark" and i.counts is not None:
+        _attempt(found, "rnaseq.gene_sets", lambda: io.read_gene_sets(config.rnaseq.gene_sets))
     clinical = None
     if i.clinical is not None:
         clinical = _attempt(found, "clinical", lambda: io.read_clinical(i.clinical))
@@ -98,8 +111,57 @@ def problems(config: Config) -> list[str]:
         )
     elif isinstance(spec, str) and clinical is not None and spec not in columns:
         found.append(f"patients.sensitivity_exclude: {spec!r} is not a column of clinical.csv")
-    out = config.output
+    found += output_problems(config.output)
+    return found
+
+
+def output_problems(out: Path) -> list[str]:
+    """Problems of the output folder: an existing file, no write permission, a live lock.
+
+    Parameters
+    ----------
+    out
+        The output folder.
+
+    Returns
+    -------
+    One line per problem.
+    """
+    if out.exists() and not out.is_dir():
+        return [f"output: {out} is an existing file, not a folder; choose another output"]
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        return [f"output: {blocking} is a file, so the folder {out} cannot be made"]
     parent = next(p for p in (out, *out.parents) if p.exists())  # the run creates the rest
     if not os.access(parent, os.W_OK):
-        found.append(f"output: cannot write to {parent}")
-    return found
+        return [f"output: cannot write to {parent}; choose a folder you can write to"]
+    held = holder_problem(out)
+    return [f"output: {held}"] if held else []
+
+
+def check(
+    config: str | PathLike[str] | Config, *, out: str | PathLike[str] | None = None
+) -> tuple[Config | None, list[str]]:
+    """The config and every problem of it and its inputs: what ``validate`` and ``run`` check.
+
+    Parameters
+    ----------
+    config
+        Path of a YAML config, or a validated :class:`Config`.
+    out
+        Output folder replacing the config's ``output``.
+
+    Returns
+    -------
+    The config (``None`` when it cannot be made) and one line per problem, config keys and
+    input files together.
+    """
+    if isinstance(config, Config):
+        cfg, found = config, []
+    else:
+        cfg, found = check_config(Path(config))
+    if cfg is None:
+        return None, found
+    if out is not None:
+        cfg = cfg.model_copy(update={"output": Path(out)})
+    return cfg, found + problems(cfg)

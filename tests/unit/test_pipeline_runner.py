@@ -96,7 +96,7 @@ def test_crashed_stage_leaves_no_partial_file_and_resumes(tmp_path, config):
     assert not (out / "tables" / "b.csv").exists()
     assert not list((out / "tables").glob(".*tmp"))
     run = json.loads((out / "run.json").read_text())
-    assert run["status"] == "failed" and "killed" in run["error"]
+    assert run["status"] == "failed" and "killed" in run["error"]["message"]
     records = run_stages(config, make_stages(calls), out=out)
     assert [r.status for r in records] == ["skipped (unchanged)", "done"]
     clean = tmp_path / "clean"
