@@ -48,7 +48,7 @@ def problems(config: Config) -> list[str]:
                 f"patients.k: {config.patients.k} iTME clusters cannot be made from the "
                 f"{n_patients} patients of {i.samples}; choose k <= {n_patients}"
             )
-    if config.rnaseq.gene_sets.lower() != "hallmark" and i.counts is not None:
+    if config.rnaseq.gene_sets.lower() != "hallmark":
         _attempt(found, "rnaseq.gene_sets", lambda: io.read_gene_sets(config.rnaseq.gene_sets))
     clinical = None
     if i.clinical is not None:
