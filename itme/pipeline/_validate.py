@@ -43,10 +43,11 @@ def problems(config: Config) -> list[str]:
     sheet = _attempt([], "samples", lambda: io.read_samples(i.samples))  # check_cohort reports
     if sheet is not None:
         n_patients = sheet[0]["patient_id"].nunique()
-        if config.patients.k > n_patients:
+        if config.patients.k >= n_patients:  # Ward: fewer clusters than patients clustered
             found.append(
                 f"patients.k: {config.patients.k} iTME clusters cannot be made from the "
-                f"{n_patients} patients of {i.samples}; choose k <= {n_patients}"
+                f"{n_patients} patients of {i.samples} (Ward needs fewer clusters than "
+                f"patients); choose k <= {n_patients - 1}"
             )
     if config.rnaseq.gene_sets.lower() != "hallmark":
         _attempt(found, "rnaseq.gene_sets", lambda: io.read_gene_sets(config.rnaseq.gene_sets))

@@ -54,6 +54,7 @@ def _set(config: dict, dotted: str, value) -> None:
 # (id, key to set, value, text the problem must contain)
 VARIANTS = [
     ("k_above_patients", "patients.k", 5, "5 iTME clusters cannot be made from the 3 patients"),
+    ("k_equal_patients", "patients.k", 3, "choose k <= 2"),
     ("cofactor_zero", "transform.cofactor", 0, "transform.cofactor: the cofactor must be > 0"),
     ("cofactor_negative", "transform.cofactor", -5, "the cofactor must be > 0, found -5"),
     ("cofactor_per_antigen", "transform.cofactor", {"CD45": 5, "CD19": 0}, "'CD19': 0"),
