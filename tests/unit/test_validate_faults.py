@@ -7,40 +7,13 @@ of failing later at the stage that trips over it.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 import yaml
-from helpers import fcs_factory
+from helpers.faults import tiny_cohort
 
 from itme.cli import main
 from itme.errors import ItmeInputError
 from itme.pipeline import load_config, run, validate
-
-
-def _cohort(folder: Path) -> dict:
-    rows = ["file_name,sample_id,patient_id"]
-    for i in range(3):
-        data = np.ones((20, 3), np.float32)
-        fcs_factory.write(folder / f"s{i}.fcs", data, ["Y89Di", "Nd142Di", "Ir191Di"])
-        rows.append(f"s{i}.fcs,S{i},P{i}")
-    (folder / "samples.csv").write_text("\n".join(rows) + "\n")
-    (folder / "panel.csv").write_text(
-        "fcs_colname,antigen,marker_class\nY89Di,CD45,type\nNd142Di,CD19,type\nIr191Di,DNA1,none\n"
-    )
-    return {
-        "seed": 1,
-        "output": "out",
-        "inputs": {"samples": "samples.csv", "panel": "panel.csv"},
-        "cytokines": {"groupby": ["itme_cluster"]},
-        "patients": {"k": 2},
-        "rnaseq": {
-            "contrasts": [
-                {"name": "c21", "groupby": "itme_cluster", "test": ["2"], "reference": ["1"]}
-            ]
-        },
-    }
 
 
 def _set(config: dict, dotted: str, value) -> None:
@@ -79,7 +52,7 @@ VARIANTS = [
     ("key", "value", "expected"), [v[1:] for v in VARIANTS], ids=[v[0] for v in VARIANTS]
 )
 def test_validate_and_run_report_the_same_problem(tmp_path, capsys, key, value, expected):
-    config = _cohort(tmp_path)
+    config = tiny_cohort(tmp_path)
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     assert validate(path) == []  # the unbroken config is valid
@@ -98,7 +71,7 @@ def test_validate_and_run_report_the_same_problem(tmp_path, capsys, key, value, 
 
 
 def test_config_key_errors_and_file_problems_are_listed_together(tmp_path):
-    config = _cohort(tmp_path)
+    config = tiny_cohort(tmp_path)
     _set(config, "cluster.gridd", [3, 3])  # an unknown key
     _set(config, "transform.cofactor", 0)  # a value out of range
     _set(config, "patients.k", 9)  # more clusters than patients: known only from samples.csv
@@ -113,7 +86,7 @@ def test_config_key_errors_and_file_problems_are_listed_together(tmp_path):
 
 
 def test_duplicate_key_names_the_key_and_both_lines(tmp_path, capsys):
-    config = _cohort(tmp_path)
+    config = tiny_cohort(tmp_path)
     text = yaml.safe_dump(config, sort_keys=False)
     assert text.startswith("seed: 1\n")
     path = tmp_path / "c.yaml"
@@ -138,7 +111,7 @@ def test_duplicate_key_in_a_nested_section(tmp_path):
 
 
 def test_yaml_merge_keys_are_not_duplicates(tmp_path):
-    config = _cohort(tmp_path)
+    config = tiny_cohort(tmp_path)
     path = tmp_path / "c.yaml"
     text = yaml.safe_dump(config, sort_keys=False)
     path.write_text(
@@ -148,7 +121,7 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path):
 
 
 def test_latin1_config_names_the_file_and_byte(tmp_path, capsys):
-    config = _cohort(tmp_path)
+    config = tiny_cohort(tmp_path)
     path = tmp_path / "c.yaml"
     body = "# r\xe9sum\xe9\n" + yaml.safe_dump(config)
     path.write_bytes(body.encode("latin-1"))
@@ -161,7 +134,7 @@ def test_latin1_config_names_the_file_and_byte(tmp_path, capsys):
 
 
 def test_gene_sets_path_resolves_from_the_config_folder(tmp_path):
-    config = _cohort(tmp_path)
+    config = tiny_cohort(tmp_path)
     (tmp_path / "sets.gmt").write_text("SET_A\tna\tCD3E\tCD4\tCD8A\n")
     _set(config, "rnaseq.gene_sets", "sets.gmt")
     _set(config, "inputs.counts", "counts.tsv")
