@@ -79,7 +79,10 @@ def run(
     ------
     ItmeInputError
         The config or its inputs have problems (every one listed, as :func:`validate` does),
-        before any stage runs.
+        or another run holds the output folder, before any stage runs.
+    ItmeRunError
+        A stage could not write its outputs (e.g. the folder became read-only); the message
+        names the stage and the file, ``run.json`` records the failure.
     """
     # everything validate() checks is checked before the first stage, not after FlowSOM
     cfg, found = check(config, out=out)
