@@ -8,7 +8,6 @@ these models into keyword arguments; library functions never see them.
 
 from __future__ import annotations
 
-import copy
 import difflib
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +24,6 @@ from pydantic import (
 
 from itme.core.clean.steps import GATING_COFACTOR, STEPS, canonical_step
 from itme.errors import ItmeInputError
-from itme.pipeline._yaml import read_yaml
 
 #: step names the config accepts: every step of the table and its aliases
 _STEP_NAMES_ACCEPTED = tuple(name for s in STEPS for name in (s.name, *s.aliases))
@@ -352,7 +350,7 @@ def _fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def format_errors(exc: ValidationError, source: str) -> list[str]:
+def format_errors(exc: ValidationError, source: str, errors: list[Any] | None = None) -> list[str]:
     """One line per problem of a pydantic validation.
 
     Parameters
@@ -361,6 +359,8 @@ def format_errors(exc: ValidationError, source: str) -> list[str]:
         The validation error of :class:`Config`.
     source
         The config's name in messages (its path).
+    errors
+        The errors to format (default: all of ``exc``).
 
     Returns
     -------
@@ -368,7 +368,7 @@ def format_errors(exc: ValidationError, source: str) -> list[str]:
     nearest valid spelling.
     """
     out = []
-    for err in exc.errors():
+    for err in exc.errors() if errors is None else errors:
         loc = tuple(err["loc"])
         where = ".".join(str(p) for p in loc) or "(top level)"
         if err["type"] == "extra_forbidden":
@@ -403,80 +403,6 @@ def _resolve(config: Config, base: Path) -> Config:
     return config.model_copy(update=update)
 
 
-def _drop(data: Any, loc: tuple[Any, ...]) -> bool:
-    """Remove the deepest item of ``data`` on the path ``loc``; ``False`` when none is."""
-    parent, key = None, None
-    node = data
-    for part in loc:
-        if isinstance(node, dict) and part in node:
-            parent, key, node = node, part, node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            parent, key, node = node, part, node[part]
-        else:
-            break
-    if parent is None:
-        return False
-    del parent[key]
-    return True
-
-
-def _read(source: str | Path) -> tuple[Any, str, Path]:
-    path = Path(source)
-    if not path.is_file():
-        raise ItmeInputError("config file not found", where=str(path))
-    return read_yaml(path) or {}, str(path), path.parent
-
-
-def check_config(
-    source: str | Path | dict[str, Any], *, base_dir: Path | None = None
-) -> tuple[Config | None, list[str]]:
-    """Read and validate a config, collecting every problem instead of stopping at the first.
-
-    When some keys are invalid, they are set aside (their defaults used) so that the rest of
-    the config, its input files included, can still be checked by :func:`itme.pipeline.validate`.
-
-    Parameters
-    ----------
-    source
-        A YAML file, or the config as a dict.
-    base_dir
-        Folder relative paths are resolved from. Default: the file's folder (the working
-        directory for a dict).
-
-    Returns
-    -------
-    The config (``None`` when even the valid keys do not make one: a required key is missing,
-    or the file cannot be read) and one line per problem of the config itself.
-    """
-    if isinstance(source, dict):
-        data, name, base = copy.deepcopy(source), "config", base_dir or Path.cwd()
-    else:
-        try:
-            data, name, folder = _read(source)
-        except ItmeInputError as exc:
-            return None, [str(exc)]
-        base = base_dir or folder
-    if not isinstance(data, dict):
-        return None, [
-            str(
-                ItmeInputError(
-                    "a config is a mapping of sections", where=name, found=type(data).__name__
-                )
-            )
-        ]
-    problems: list[str] = []
-    for _ in range(20):  # each round sets aside the keys pydantic rejected
-        try:
-            config = Config.model_validate(data)
-        except ValidationError as exc:
-            problems += [p for p in format_errors(exc, name) if p not in problems]
-            if not all(_drop(data, tuple(err["loc"])) for err in exc.errors()):
-                return None, problems
-        else:
-            return _resolve(config, base.resolve()), problems
-    return None, problems
-
-
 def load_config(source: str | Path | dict[str, Any], *, base_dir: Path | None = None) -> Config:
     """Read and validate a config (YAML path or dict); resolve relative paths.
 
@@ -498,8 +424,10 @@ def load_config(source: str | Path | dict[str, Any], *, base_dir: Path | None = 
         Listing every problem in the file at once (a file that is not UTF-8, not YAML or
         repeats a key is one problem).
     """
+    from itme.pipeline._config_check import check_config, read_config
+
     if not isinstance(source, dict):
-        _read(source)  # a file that cannot be read raises its own error
+        read_config(source)  # a file that cannot be read raises its own error
     config, problems = check_config(source, base_dir=base_dir)
     if problems or config is None:
         raise ItmeInputError(

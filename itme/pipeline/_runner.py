@@ -302,13 +302,21 @@ def run_stages(
 
 
 def _as_run_error(exc: OSError, stage: str | None, out: Path) -> ItmeRunError:
-    """An OS error while a run writes: which file, which stage, what to do."""
-    path = exc.filename or out
+    """An OS error during a run: which file, which stage, what to do."""
+    path = Path(exc.filename) if exc.filename else out
+    name = path.name
+    if name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3:
+        path = path.with_name(name[1:].rsplit(".", 2)[0])  # the file being written
+    inside = path == out or out in path.parents
     return ItmeRunError(
-        f"cannot write ({exc.strerror or exc})",
+        f"cannot {'write' if inside else 'read'} ({exc.strerror or exc})",
         stage=stage,
         path=str(path),
-        fix=f"Make {out} writable (and check free space), then rerun: finished stages are kept",
+        fix=(
+            f"Make {out} writable (and check free space), then rerun: finished stages are kept"
+            if inside
+            else "Check that the input is there and readable, then rerun: finished stages are kept"
+        ),
     )
 
 
@@ -456,9 +464,7 @@ def _write_run_json(
         "error": error,
         "seed": config.seed,
         "config": json.loads(config.model_dump_json()),
-        "inputs": [
-            {"path": p, "sha256": h, "bytes": os.path.getsize(p)} for p, h in sorted(inputs.items())
-        ],
+        "inputs": [{"path": p, "sha256": h, "bytes": _size(p)} for p, h in sorted(inputs.items())],
         "versions": versions(),
         "stages": [
             {
@@ -481,3 +487,11 @@ def _write_run_json(
         },
     }
     write_json(out / "run.json", record)
+
+
+def _size(path: str) -> int | None:
+    """Bytes of an input, ``None`` when it is gone (run.json still records the failure)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None

@@ -11,7 +11,8 @@ from typing import Any
 from itme import io, rna
 from itme.errors import ItmeError
 from itme.io import check_cohort, read_phenotypes
-from itme.pipeline._config import Config, check_config
+from itme.pipeline._config import Config
+from itme.pipeline._config_check import check_config
 from itme.pipeline._lock import holder_problem
 
 

@@ -1,5 +1,7 @@
 """A run killed with SIGKILL inside any stage resumes to byte-identical tables.
 
+While the run is alive, a second run on its folder is refused (the lock names its pid).
+
 The killed run leaves its lock (its pid is then dead: a stale lock), ``run.json`` at
 ``running`` and a half-written temporary file; the rerun replaces the lock, removes the
 temporary file, reruns from the killed stage and ends ``done`` with the tables of a run that
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 from helpers.faults import TOY_STAGES, toy_config, toy_stages
 
+from itme.errors import ItmeInputError
 from itme.pipeline._lock import LOCK_FILE, read_holder
 from itme.pipeline._runner import run_stages
 
@@ -56,6 +59,11 @@ def test_sigkill_during_a_stage_then_rerun_gives_identical_tables(tmp_path, stag
         assert proc.poll() is None, proc.stderr.read().decode()
         assert time.monotonic() < deadline, "the run never reached the stage"
         time.sleep(0.05)
+    # a second run while the first is alive: refused, naming the holder; nothing touched
+    before = _tables(out)
+    with pytest.raises(ItmeInputError, match=f"in use by the itme run of pid {proc.pid} on host"):
+        run_stages(config, toy_stages(), out=out)
+    assert _tables(out) == before
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stderr.close()

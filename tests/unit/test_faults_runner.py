@@ -208,3 +208,15 @@ def test_a_rerun_removes_temporary_files_of_an_interrupted_run(tmp_path, config,
         run_stages(config, stages(), out=out)
     assert not leftover.exists() and keep.exists()
     assert "removed 1 temporary file(s) left by an interrupted run" in caplog.text
+
+
+def test_an_input_removed_mid_run_is_named_as_unreadable(tmp_path, config):
+    def remove_samples(ctx):
+        ctx.config.inputs.samples.unlink()
+
+    third = Stage("third", lambda ctx: {}, params=lambda c: {}, inputs=lambda c: [c.inputs.samples])
+    with pytest.raises(ItmeRunError, match="stage 'third': .*samples.csv: cannot read") as err:
+        run_stages(config, [*stages(before_second=remove_samples), third], out=tmp_path / "out")
+    assert "Check that the input is there and readable" in str(err.value)
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["error"]["stage"] == "third" and run["error"]["cause"].startswith("FileNotFound")

@@ -143,3 +143,29 @@ def test_gene_sets_path_resolves_from_the_config_folder(tmp_path):
     path.write_text(yaml.safe_dump(config))
     assert load_config(path).rnaseq.gene_sets == str(tmp_path.resolve() / "sets.gmt")
     assert not any("gene_sets" in p for p in validate(path))
+
+
+def test_a_section_check_hidden_by_a_key_error_is_still_reported(tmp_path):
+    config = tiny_cohort(tmp_path)
+    _set(config, "cluster.gridd", [3, 3])  # rejected: the section's own checks wait for it
+    _set(config, "cluster.n_metaclusters", 500)
+    _set(config, "rnaseq.contrasts", [
+        {"name": "a", "groupby": "itme_cluster", "test": ["1"], "reference": ["1"]},
+        {"name": "b", "groupby": "itme_cluster", "test": ["2"], "reference": []},
+    ])  # fmt: skip
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    text = "\n".join(validate(path))
+    assert "unknown key 'cluster.gridd'" in text
+    assert "n_metaclusters (500) exceeds the 100 SOM nodes" in text
+    assert "contrast 'a': levels ['1'] are in both test and reference" in text
+    assert "rnaseq.contrasts.1.reference: List should have at least 1 item" in text
+
+
+def test_an_invalid_required_key_is_one_problem_not_also_missing(tmp_path):
+    config = tiny_cohort(tmp_path)
+    _set(config, "inputs.samples", ["a.csv", "b.csv"])
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    problems = validate(path)
+    assert len(problems) == 1 and "inputs.samples: Input is not a valid path" in problems[0]
