@@ -295,10 +295,27 @@ def run_stages(
     except OSError as exc:
         raise _as_run_error(exc, None, out) from exc
     with output_lock(out):
+        _note_interrupted(out)
         removed = remove_leftovers(out)
         if removed:
             logger.info("removed %d temporary file(s) left by an interrupted run", removed)
         return _run_locked(config, stages, out, first, last, from_stage)
+
+
+def _note_interrupted(out: Path) -> None:
+    """Log when the previous run in ``out`` was killed (its run.json still says running)."""
+    try:
+        previous = json.loads((out / "run.json").read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(previous, dict) and previous.get("status") == "running":
+        stages = [s.get("name") for s in previous.get("stages", []) if s.get("status") == "running"]
+        logger.warning(
+            "the previous run in %s (started %s) was interrupted%s; resuming",
+            out,
+            previous.get("started"),
+            f" in stage {stages[0]!r}" if stages else "",
+        )
 
 
 def _as_run_error(exc: OSError, stage: str | None, out: Path) -> ItmeRunError:

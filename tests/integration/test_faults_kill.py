@@ -11,6 +11,7 @@ was never interrupted.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -47,7 +48,7 @@ def _tables(out: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("stage", TOY_STAGES)
-def test_sigkill_during_a_stage_then_rerun_gives_identical_tables(tmp_path, stage):
+def test_sigkill_during_a_stage_then_rerun_gives_identical_tables(tmp_path, caplog, stage):
     config = toy_config(tmp_path)
     reference = tmp_path / "reference"
     run_stages(config, toy_stages(), out=reference)
@@ -73,7 +74,10 @@ def test_sigkill_during_a_stage_then_rerun_gives_identical_tables(tmp_path, stag
     leftovers = list((out / "tables").glob(f".{stage}.csv.*.tmp"))
     assert len(leftovers) == 1
 
-    records = run_stages(config, toy_stages(), out=out)
+    with caplog.at_level(logging.WARNING, logger="itme.pipeline"):
+        records = run_stages(config, toy_stages(), out=out)
+    assert f"was interrupted in stage {stage!r}; resuming" in caplog.text
+    assert "removing the stale lock of a run that is no longer running" in caplog.text
     statuses = {r.name: r.status for r in records}
     k = TOY_STAGES.index(stage)
     assert all(statuses[s] == "skipped (unchanged)" for s in TOY_STAGES[:k])
