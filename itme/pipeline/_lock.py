@@ -156,13 +156,14 @@ def output_lock(out: Path) -> Iterator[dict[str, Any]]:
     Raises
     ------
     ItmeInputError
-        Another live run holds the folder (the message names its host, pid and start time).
+        Another live run holds the folder (the message names its host, pid and start time),
+        or the lock file cannot be created.
     """
     path = out / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = _me()
     for _ in range(3):
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder = read_holder(out)
@@ -183,6 +184,12 @@ def output_lock(out: Path) -> Iterator[dict[str, Any]]:
             )
             path.unlink(missing_ok=True)
             continue
+        except OSError as exc:
+            raise ItmeInputError(
+                f"cannot create the lock file of the output folder ({exc.strerror or exc})",
+                where=str(path),
+                fix="Choose an output folder you can write to",
+            ) from exc
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(record, fh, indent=2)
             fh.write("\n")

@@ -279,7 +279,10 @@ def run_stages(
     ItmeParameterError
         An unknown stage name, or ``from_stage`` after ``until_stage``.
     ItmeInputError
-        A stage before ``from_stage`` has no complete outputs.
+        A stage before ``from_stage`` has no complete outputs, or another live run holds the
+        lock of ``out`` (docs/running.md).
+    ItmeRunError
+        A file could not be read or written (the message names the stage and the file).
     """
     names = [s.name for s in stages]
     for param, value in (("from_stage", from_stage), ("until_stage", until_stage)):
@@ -456,9 +459,11 @@ def _run_locked(
         ):
             try:
                 save()
-            except OSError as exc:
+            except Exception as exc:  # logged when the run already failed: its error goes on
                 if failure is None:
-                    raise _as_run_error(exc, None, out) from exc
+                    if isinstance(exc, OSError):
+                        raise _as_run_error(exc, None, out) from exc
+                    raise
                 logger.warning("could not save %s after the failure: %s", what, exc)
     return list(records.values())
 

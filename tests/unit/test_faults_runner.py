@@ -220,3 +220,16 @@ def test_an_input_removed_mid_run_is_named_as_unreadable(tmp_path, config):
     assert "Check that the input is there and readable" in str(err.value)
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["error"]["stage"] == "third" and run["error"]["cause"].startswith("FileNotFound")
+
+
+def test_a_lock_that_cannot_be_created_is_named(tmp_path, config, monkeypatch):
+    from itme.pipeline import _lock
+
+    def refuse(path, *args):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(_lock.os, "open", refuse)
+    with pytest.raises(
+        ItmeInputError, match="lock: cannot create the lock file .*Permission denied"
+    ):
+        run_stages(config, stages(), out=tmp_path / "out")
