@@ -179,6 +179,11 @@ def _pair(value: object, name: str, cofactor: float) -> tuple[float, float]:
                 fix=f"{v:g} looks like raw counts: arcsinh({v:g} / {cofactor:g}) = "
                 f"{np.arcsinh(v / cofactor):.4g}",
             )
+    if conv[0] > conv[1]:  # NaN (an open side) compares False
+        raise ItmeParameterError(
+            "thresholds", f"(low, high) with low <= high for {name}", value,
+            fix=f"Swap them: ({conv[1]:g}, {conv[0]:g})",
+        )  # fmt: skip
     return conv[0], conv[1]
 
 
