@@ -5,6 +5,7 @@ gene-set collections.
 """
 
 from itme.io import (
+    _channels,
     _clinical,
     _cohort,
     _delimited,
@@ -15,6 +16,7 @@ from itme.io import (
     _phenotypes,
     _tables,
 )
+from itme.io._channels import *  # noqa: F403
 from itme.io._clinical import *  # noqa: F403
 from itme.io._cohort import *  # noqa: F403
 from itme.io._delimited import *  # noqa: F403
@@ -26,6 +28,7 @@ from itme.io._phenotypes import *  # noqa: F403
 from itme.io._tables import *  # noqa: F403
 
 __all__ = [
+    *_channels.__all__,
     *_clinical.__all__,
     *_cohort.__all__,
     *_delimited.__all__,

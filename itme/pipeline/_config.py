@@ -65,6 +65,11 @@ class Ingest(_Section):
     unpanelled: Literal["keep", "drop"] = Field(
         "keep", description="channels in the files but not in the panel"
     )
+    antigen_aliases: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="more antigen aliases for matching the panel to $PnS, e.g. "
+        "{CD8: [CD8a]}, added to itme.io.ANTIGEN_ALIASES (docs/input-formats.md)",
+    )
 
 
 class Transform(_Section):
@@ -225,7 +230,9 @@ class RnaSeq(_Section):
         description="low-count pre-filter before DESeq2: none (R's default; independent filtering does the job), deseq2 or edger (lossy: see docs/rnaseq.md)",
     )
     min_count: int = Field(
-        10, ge=0, description="with prefilter deseq2/edger: counts a gene needs in the smallest group"
+        10,
+        ge=0,
+        description="with prefilter deseq2/edger: counts a gene needs in the smallest group",
     )
     lfc_shrink: bool = Field(
         False, description="add shrunken log2 fold changes (log2FoldChange_shrunk, lfcSE_shrunk)"

@@ -64,7 +64,12 @@ def apply_additions(cells: ad.AnnData, path: Path) -> None:
 def ingest(ctx: Context) -> dict[str, Any]:
     """io.read_cohort → ``work/ingest.h5ad``."""
     c = ctx.config
-    cells = io.read_cohort(c.inputs.samples, c.inputs.panel, unpanelled=c.ingest.unpanelled)
+    cells = io.read_cohort(
+        c.inputs.samples,
+        c.inputs.panel,
+        unpanelled=c.ingest.unpanelled,
+        antigen_aliases=c.ingest.antigen_aliases,
+    )
     ctx.h5ad(cells, "work", "ingest.h5ad")
     files = cells.uns["io"]["files"]
     return {"files": len(files), "events": int(cells.n_obs), "channels": int(cells.n_vars)}
