@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from itme._files import name_problem
 from itme.errors import ItmeInputError
 from itme.io._delimited import MISSING_TOKENS, line_list, read_delimited
 
@@ -158,7 +159,9 @@ def read_samples(samples: TableSource) -> tuple[pd.DataFrame, Path | None]:
     ItmeInputError
         Listing every problem at once: missing columns, empty required values (a missing-value
         token such as ``NA`` or ``NaN`` counts as empty), duplicated ``sample_id`` or
-        ``file_name`` (with their lines).
+        ``file_name`` (with their lines), a ``sample_id`` or ``patient_id`` that is not a safe
+        file name (path separators, ``..``, control characters, characters Windows or macOS
+        refuse; :func:`itme._files.name_problem`), naming its line.
     """
     where = str(samples) if not isinstance(samples, pd.DataFrame) else "samples table"
     table, folder = read_text_table(samples, name="sample sheet")
@@ -178,6 +181,14 @@ def read_samples(samples: TableSource) -> tuple[pd.DataFrame, Path | None]:
             problems.append(
                 f"column {col} is empty{token} on lines {line_list(empty, limit=len(empty))}"
             )
+    for col in ("sample_id", "patient_id"):  # they become file names: must be safe ones
+        for line, value in table[col].items():
+            reason = name_problem(value) if value else None
+            if reason is not None:
+                problems.append(
+                    f"line {int(line)}, column {col}: {value!r} {reason}; ids become file "
+                    "names, use letters, digits, '-', '_' and '.'"
+                )
     for col in ("sample_id", "file_name"):
         dups = _duplicates(table, col)
         if dups:
