@@ -15,6 +15,7 @@ from itme.io import (
     _luminex,
     _phenotypes,
     _tables,
+    _units,
 )
 from itme.io._channels import *  # noqa: F403
 from itme.io._clinical import *  # noqa: F403
@@ -26,6 +27,7 @@ from itme.io._inspect import *  # noqa: F403
 from itme.io._luminex import *  # noqa: F403
 from itme.io._phenotypes import *  # noqa: F403
 from itme.io._tables import *  # noqa: F403
+from itme.io._units import *  # noqa: F403
 
 __all__ = [
     *_channels.__all__,
@@ -38,4 +40,5 @@ __all__ = [
     *_luminex.__all__,
     *_phenotypes.__all__,
     *_tables.__all__,
+    *_units.__all__,
 ]

@@ -159,7 +159,8 @@ def read_samples(samples: TableSource) -> tuple[pd.DataFrame, Path | None]:
     ItmeInputError
         Listing every problem at once: missing columns, empty required values (a missing-value
         token such as ``NA`` or ``NaN`` counts as empty), duplicated ``sample_id`` or
-        ``file_name`` (with their lines), a ``sample_id`` or ``patient_id`` that is not a safe
+        ``file_name`` (with their lines), an empty ``timepoint`` or ``visit`` (when the
+        column exists), a ``sample_id`` or ``patient_id`` that is not a safe
         file name (path separators, ``..``, control characters, characters Windows or macOS
         refuse; :func:`itme._files.name_problem`), naming its line.
     """
@@ -181,6 +182,14 @@ def read_samples(samples: TableSource) -> tuple[pd.DataFrame, Path | None]:
             problems.append(
                 f"column {col} is empty{token} on lines {line_list(empty, limit=len(empty))}"
             )
+    for col in ("timepoint", "visit"):  # the unit of analysis: a blank would merge samples
+        if col in table.columns:
+            empty = table.index[table[col].str.lower().isin(MISSING_TOKENS)]
+            if len(empty):
+                problems.append(
+                    f"column {col} is empty on lines {line_list(empty, limit=len(empty))} "
+                    "(a time point is needed for every file once the column exists)"
+                )
     for col in ("sample_id", "patient_id"):  # they become file names: must be safe ones
         for line, value in table[col].items():
             reason = name_problem(value) if value else None

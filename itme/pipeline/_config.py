@@ -24,6 +24,7 @@ from pydantic import (
 
 from itme.core.clean.steps import GATING_COFACTOR, STEPS, canonical_step
 from itme.errors import ItmeInputError
+from itme.pp import MIN_CELLS, MIN_FRACTION_KEPT
 
 #: step names the config accepts: every step of the table and its aliases
 _STEP_NAMES_ACCEPTED = tuple(name for s in STEPS for name in (s.name, *s.aliases))
@@ -104,6 +105,26 @@ class Clean(_Section):
         description="robust SDs from the median for the tail rule, all steps (default: "
         + ", ".join(f"{s.name} {s.k:g}" for s in STEPS)
         + ")",
+    )
+
+    # sample-level QC (pp.sample_qc): what a failed sample is, and what happens to it
+    min_cells: int = Field(
+        MIN_CELLS,
+        ge=0,
+        description="a sample keeping fewer events after cleaning failed (500: a subset at "
+        "5 % is then ~25 cells, a binomial SD of ~1 percentage point)",
+    )
+    min_fraction_kept: float = Field(
+        MIN_FRACTION_KEPT,
+        ge=0.0,
+        le=1.0,
+        description="a sample keeping a smaller fraction of its events failed (0.5: CyTOF "
+        "samples typically keep 60-90 %; below half the acquisition or sample failed)",
+    )
+    on_failed_sample: Literal["exclude", "flag"] = Field(
+        "exclude",
+        description="failed samples are excluded from clustering and patient-level analysis, "
+        "or kept and flagged (both listed in summary.json and qc_samples.csv)",
     )
 
     @field_validator("steps")

@@ -90,6 +90,12 @@ STAGES = [
             table("qc_thresholds", "qc", "every gate of every sample"),
             figure("qc_accounting", "qc", "events removed per step and sample"),
             figure("qc_gates", "qc", "the gates of a sample", variants=True),
+            table(
+                "qc_samples",
+                "qc",
+                "per-sample QC status: events kept, fraction kept, pass / excluded / flagged "
+                "and why (clean.min_cells, clean.min_fraction_kept)",
+            ),
         ),
     ),
     Stage(

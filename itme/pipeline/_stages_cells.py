@@ -16,6 +16,7 @@ from typing import Any
 import anndata as ad
 
 from itme import io, pl, pp, tl
+from itme._files import safe_name
 from itme.core.clean.steps import GATING_COFACTOR
 from itme.errors import ItmeStateError
 from itme.pipeline._config import Clean as CleanSection
@@ -23,7 +24,7 @@ from itme.pipeline._runner import Context
 
 logger = logging.getLogger(__name__)
 
-#: figures of the gates drawn for the first samples of the sheet
+#: figures of the gates drawn for the first samples of the sheet when no sample failed QC
 QC_GATE_FIGURES = 3
 
 
@@ -93,7 +94,13 @@ def clean_kwargs(section: CleanSection) -> dict[str, Any]:
 
 
 def clean(ctx: Context) -> dict[str, Any]:
-    """pp.arcsinh, pp.clean, pp.apply_qc, pp.downsample → ``work/clean.h5ad``, QC tables."""
+    """pp.arcsinh, pp.clean, pp.sample_qc, pp.apply_qc, pp.exclude_samples, pp.downsample.
+
+    Writes ``work/clean.h5ad``, the QC tables (``qc_samples``: the status of every sample)
+    and the gate figures of every sample that failed sample-level QC (of the first three of
+    the sheet when none failed). The summary lists ``samples_excluded`` and
+    ``samples_flagged``, each with its reason.
+    """
     c = ctx.config
     cells = ad.read_h5ad(ctx.path("work", "ingest.h5ad"))
     pp.arcsinh(cells, cofactor=c.transform.cofactor)
@@ -101,10 +108,29 @@ def clean(ctx: Context) -> dict[str, Any]:
     ctx.table("qc_events", cells.uns["qc"]["accounting"], index=False)
     ctx.table("qc_thresholds", cells.uns["qc"]["thresholds"], index=False)
     ctx.figure("qc_accounting", pl.qc_accounting(cells))
-    for sample in list(cells.obs["sample_id"].cat.categories)[:QC_GATE_FIGURES]:
+    pp.sample_qc(
+        cells,
+        min_cells=c.clean.min_cells,
+        min_fraction_kept=c.clean.min_fraction_kept,
+        on_fail=c.clean.on_failed_sample,
+    )
+    status = cells.uns["sample_qc"]
+    failed = list(status.loc[status["status"] != "pass", "sample_id"])
+    # the gates of every failed sample; of the first samples of the sheet when none failed
+    shown = failed or list(cells.obs["sample_id"].cat.categories)[:QC_GATE_FIGURES]
+    for sample in shown:
         ctx.figure("qc_gates", pl.qc_gates(cells, sample=sample), variant=sample)
+    ctx.table(
+        "qc_samples",
+        status.assign(
+            gate_figure=[
+                f"qc_gates_{safe_name(s)}.png" if s in shown else "" for s in status["sample_id"]
+            ]
+        ),
+        index=False,
+    )
     events_in = int(cells.n_obs)
-    kept = pp.apply_qc(cells)
+    kept = pp.exclude_samples(pp.apply_qc(cells))
     del cells
     d = c.downsample
     if d.n is not None or d.min_events is not None:
@@ -112,11 +138,21 @@ def clean(ctx: Context) -> dict[str, Any]:
             kept, n=d.n, min_events=d.min_events, on_small=d.on_small, rng=ctx.seed
         )
     ctx.h5ad(kept, "work", "clean.h5ad")
-    excluded = list(kept.uns.get("downsample", {}).get("excluded", []))
+
+    def listed(state: str) -> list[str]:
+        rows = status[status["status"] == state]
+        return [f"{s}: {r}" for s, r in zip(rows["sample_id"], rows["reason"], strict=True)]
+
+    small = kept.uns.get("downsample", {}).get("excluded", [])
+    excluded = [
+        *listed("excluded"),
+        *(f"{s}: fewer events than downsample.min_events" for s in small),
+    ]
     return {
         "events_in": events_in,
         "events_kept": int(kept.n_obs),
         "samples_excluded": excluded,
+        "samples_flagged": listed("flagged"),
     }
 
 
