@@ -225,6 +225,13 @@ class Stats(_Section):
     reference_levels: dict[str, str] = Field(
         {}, description="reference level per categorical covariate"
     )
+    # the unit of the between-patient tests when patients have several time points
+    timepoint: str | None = Field(
+        None,
+        description="with several time points per patient, the one the between-patient "
+        "tests (and RNA-seq) use, so n counts independent patients (default: each patient's "
+        "first time point in samples.csv)",
+    )
 
 
 class Contrast(_Section):

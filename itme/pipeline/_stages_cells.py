@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anndata as ad
+import pandas as pd
 
 from itme import io, pl, pp, tl
 from itme._files import safe_name
@@ -197,10 +198,37 @@ def annotate(ctx: Context) -> dict[str, Any]:
 
 
 def abundance(ctx: Context) -> dict[str, Any]:
-    """tl.abundance → ``work/abundance.h5ad`` and ``subset_frequencies.csv``."""
+    """io.analysis_units, tl.abundance → ``work/abundance.h5ad``, ``subset_frequencies.csv``.
+
+    Files of one patient and time point are pooled (frequencies from the pooled counts,
+    io.analysis_units); the units and their files are listed in ``sample_units.csv`` when the
+    sheet pools files or has a time-point column.
+    """
     cells = ad.read_h5ad(ctx.path("cells.h5ad"), backed="r")
-    patients = tl.abundance(cells, phenotypes=ctx.config.inputs.phenotypes)
+    sheet, _ = io.read_samples(ctx.config.inputs.samples)
+    present = set(cells.obs["sample_id"].astype(str))
+    units = io.analysis_units(sheet[sheet["sample_id"].isin(present)])
+    pooled = bool((units["n_files"] > 1).any())
+    key = "sample_id"
+    if pooled:
+        to_unit = dict(zip(units["sample_id"], units["unit_id"], strict=True))
+        cells.obs["unit_id"] = pd.Categorical(
+            cells.obs["sample_id"].astype(str).map(to_unit),
+            categories=list(dict.fromkeys(units["unit_id"])),
+        )
+        key = "unit_id"
+    patients = tl.abundance(cells, phenotypes=ctx.config.inputs.phenotypes, sample_key=key)
     cells.file.close()
+    summary: dict[str, Any] = {}
+    if pooled or io.timepoint_column(sheet.columns) is not None:
+        per_unit = units.drop_duplicates("unit_id").set_index("unit_id")
+        patients.obs["patient_id"] = per_unit.loc[patients.obs_names, "patient_id"].to_numpy()
+        patients.obs["timepoint"] = per_unit.loc[patients.obs_names, "timepoint"].to_numpy()
+        patients.obs["n_files"] = per_unit.loc[patients.obs_names, "n_files"].to_numpy()
+        ctx.table("sample_units", units, index=False)
+        summary["files_pooled"] = int(units.loc[units["n_files"] > 1, "sample_id"].size)
+        summary["units"] = int(patients.n_obs)
+        summary["patients"] = int(patients.obs["patient_id"].nunique())
     ctx.table("subset_frequencies", patients.to_df().join(patients.obsm["derived"]))
     ctx.h5ad(patients, "work", "abundance.h5ad")
-    return {"samples": int(patients.n_obs), "subsets": int(patients.n_vars)}
+    return {"samples": int(patients.n_obs), "subsets": int(patients.n_vars), **summary}
