@@ -12,8 +12,9 @@ from __future__ import annotations
 import pandas as pd
 
 from itme.errors import ItmeInputError
+from itme.io._channels import parse_channel
 
-__all__ = ["TIMEPOINT_COLUMNS", "analysis_units", "timepoint_column"]
+__all__ = ["TIMEPOINT_COLUMNS", "analysis_units", "check_unit_panels", "timepoint_column"]
 
 #: sample-sheet columns read as the time point of a sample (the first present is used)
 TIMEPOINT_COLUMNS = ("timepoint", "visit")
@@ -84,3 +85,51 @@ def analysis_units(samples: pd.DataFrame) -> pd.DataFrame:
         },
         index=samples.index,
     )
+
+
+def check_unit_panels(units: pd.DataFrame, channel_map: pd.DataFrame) -> None:
+    """Raise when the files of one unit measured a panel channel on different metals.
+
+    Pooling adds the events of the files of a unit, so each marker must be the same
+    measurement in each of them.
+
+    Parameters
+    ----------
+    units
+        From :func:`analysis_units`.
+    channel_map
+        ``uns["io"]["channel_map"]`` of :func:`itme.io.read_cohort`.
+
+    Raises
+    ------
+    ItmeInputError
+        Naming the patient, the files, the panel channel and the channels each file took.
+    """
+    pooled = units[units["n_files"] > 1]
+    if pooled.empty or channel_map.empty:
+        return
+    cmap = channel_map.assign(
+        metal=[
+            parse_channel(n).metal or parse_channel(s).metal or n
+            for n, s in zip(channel_map["PnN"], channel_map["PnS"], strict=True)
+        ]
+    )
+    problems = []
+    for unit, members in pooled.groupby("unit_id", sort=False):
+        rows = cmap[cmap["sample_id"].isin(members["sample_id"])]
+        for panel_channel, grp in rows.groupby("panel_channel", sort=False):
+            if grp["metal"].nunique() > 1:
+                took = ", ".join(
+                    f"{f}: {p}" for f, p in zip(grp["file_name"], grp["PnN"], strict=True)
+                )
+                problems.append(
+                    f"patient {members['patient_id'].iloc[0]} ({unit}), {panel_channel}: {took}"
+                )
+    if problems:
+        raise ItmeInputError(
+            "files pooled into one sample measured a panel channel on different metals: "
+            + "; ".join(problems),
+            where="samples.csv (patient_id, timepoint) and panel.csv (fcs_colname)",
+            fix="Give the files different time points if they are different samples, or "
+            "correct the panel so each marker is one metal in both",
+        )

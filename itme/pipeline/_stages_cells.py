@@ -211,6 +211,7 @@ def abundance(ctx: Context) -> dict[str, Any]:
     pooled = bool((units["n_files"] > 1).any())
     key = "sample_id"
     if pooled:
+        io.check_unit_panels(units, cells.uns["io"]["channel_map"])
         to_unit = dict(zip(units["sample_id"], units["unit_id"], strict=True))
         cells.obs["unit_id"] = pd.Categorical(
             cells.obs["sample_id"].astype(str).map(to_unit),

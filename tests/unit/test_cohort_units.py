@@ -1,0 +1,78 @@
+"""The unit of analysis: split files pooled, time points separate, blanks refused."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from itme.errors import ItmeInputError
+from itme.io import analysis_units, check_unit_panels, read_samples
+
+
+def sheet(rows, columns=("file_name", "sample_id", "patient_id", "timepoint", "batch")):
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+def test_split_files_pool_and_time_points_stay_separate():
+    units = analysis_units(
+        sheet(
+            [
+                ("a1.fcs", "P1_a", "P1", "dx", "B1"),
+                ("a2.fcs", "P1_b", "P1", "dx", "B2"),  # same tube, another run: pooled
+                ("a3.fcs", "P1_rel", "P1", "relapse", "B2"),
+                ("b1.fcs", "P2", "P2", "dx", "B1"),
+            ]
+        )
+    )
+    assert list(units["unit_id"]) == ["P1_a+P1_b", "P1_a+P1_b", "P1_rel", "P2"]
+    assert list(units["n_files"]) == [2, 2, 1, 1]
+    assert list(units["timepoint"]) == ["dx", "dx", "relapse", "dx"]
+
+
+def test_without_split_files_units_are_the_samples():
+    table = sheet(
+        [("a.fcs", "S1", "P1"), ("b.fcs", "S2", "P2")], ("file_name", "sample_id", "patient_id")
+    )
+    units = analysis_units(table)
+    assert list(units["unit_id"]) == ["S1", "S2"] and set(units["timepoint"]) == {""}
+
+
+def test_files_differing_in_condition_are_not_pooled():
+    table = pd.DataFrame(
+        {
+            "file_name": ["a.fcs", "b.fcs"],
+            "sample_id": ["P1_ref", "P1_stim"],
+            "patient_id": ["P1", "P1"],
+            "condition": ["Reference", "BCR-XL"],
+        }
+    )
+    assert list(analysis_units(table)["unit_id"]) == ["P1_ref", "P1_stim"]
+
+
+@pytest.mark.parametrize("column", ["timepoint", "visit"])
+def test_blank_timepoint_is_an_error_naming_file_and_column(tmp_path, column):
+    path = tmp_path / "samples.csv"
+    path.write_text(f"file_name,sample_id,patient_id,{column}\na.fcs,S1,P1,dx\nb.fcs,S2,P1,\n")
+    with pytest.raises(ItmeInputError, match=rf"samples\.csv.*column {column} is empty on lines 3"):
+        read_samples(path)
+
+
+def test_pooled_files_on_different_metals_are_an_error():
+    units = analysis_units(
+        sheet([("a.fcs", "S_a", "P1", "dx", "B1"), ("b.fcs", "S_b", "P1", "dx", "B2")])
+    )
+    cmap = pd.DataFrame(
+        {
+            "sample_id": ["S_a", "S_b"],
+            "file_name": ["a.fcs", "b.fcs"],
+            "panel_channel": ["CD3", "CD3"],
+            "PnN": ["Yb170Di", "Nd144Di"],
+            "PnS": ["CD3", "CD3"],
+            "matched_by": ["antigen", "antigen"],
+        }
+    )
+    with pytest.raises(
+        ItmeInputError, match=r"patient P1 \(S_a\+S_b\), CD3: a\.fcs: Yb170Di, b\.fcs: Nd144Di"
+    ):
+        check_unit_panels(units, cmap)
+    check_unit_panels(units, cmap.assign(PnN=["Yb170Di", "170Yb"]))  # one metal, two namings
