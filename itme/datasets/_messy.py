@@ -7,6 +7,8 @@
 - **relapse_patients**: patients sampled again at relapse (``timepoint`` ``relapse``; the others
   ``diagnosis``); the first of them relapses with the composition of another iTME cluster.
 - **failed_samples**: a sample of mostly debris and dead cells (about 30 % of events kept).
+- **missing_marker**: the files of the third run lack one channel (a panel changed between
+  runs); the panel still lists it.
 
 Every effect draws from its own random stream, so the other patients' files are those of the
 cohort without it.
@@ -24,7 +26,13 @@ __all__ = ["FAILED_QC_FRACTIONS", "MESSY", "NAMINGS", "rename_channels"]
 #: the naming conventions of the three runs of a messy cohort
 NAMINGS = ("Pr141Di", "141Pr", "CD3_Pr141")
 #: ``simulate_cohort(messy=True)`` means these settings
-MESSY = {"naming": NAMINGS, "split_patients": 1, "relapse_patients": 3, "failed_samples": 1}
+MESSY = {
+    "naming": NAMINGS,
+    "split_patients": 1,
+    "relapse_patients": 3,
+    "failed_samples": 1,
+    "missing_marker": "LAG-3",
+}
 #: artefact shares of a failed sample (about 70 % of its events removed by cleaning)
 FAILED_QC_FRACTIONS = {
     "bead": 0.02,

@@ -273,6 +273,7 @@ def simulate_cohort(
     split_patients: int = 0,
     relapse_patients: int = 0,
     failed_samples: int = 0,
+    missing_marker: str | None = None,
 ) -> dict[str, Path]:
     """Write a synthetic cohort in the itme input contract, with its truth.
 
@@ -315,6 +316,9 @@ def simulate_cohort(
     failed_samples
         Patients (of cluster 1) whose only sample failed: mostly debris and dead cells,
         about 30 % of events kept.
+    missing_marker
+        Antigen whose channel the files of the third run (batch ``B3``) lack, as when a
+        panel changed between runs (the panel still lists it).
 
     The effects draw from their own random stream: the other patients' files are those of
     the cohort without them, and ``truth.json`` records them under ``messy``.
@@ -349,12 +353,16 @@ def simulate_cohort(
         split_patients = split_patients or MESSY["split_patients"]
         relapse_patients = relapse_patients or MESSY["relapse_patients"]
         failed_samples = failed_samples or MESSY["failed_samples"]
+        missing_marker = missing_marker or MESSY["missing_marker"]
     roles = _messy_roles(cytof, split_patients, failed_samples, relapse_patients)
     timepoints = bool(roles["relapse"])
 
     def write(values: np.ndarray, name: str, sample_id: str, pid: str, i: int, tp: str) -> None:
         run = i % 3
         run_var = var if naming is None else rename_channels(var, naming[run % len(naming)])
+        if missing_marker is not None and run == 2:  # the third run's panel lacks it
+            keep = (var["antigen"] != missing_marker).to_numpy()
+            values, run_var = values[:, keep], run_var.iloc[keep]
         write_fcs(
             AnnData(values, var=run_var),
             out / "fcs" / name,
@@ -438,7 +446,11 @@ def simulate_cohort(
         .to_dict(orient="index"),
         "events_by_truth": cell_truth,
     }
-    if naming is not None or any(roles[k] for k in ("split", "failed", "relapse")):
+    if (
+        naming is not None
+        or missing_marker is not None
+        or any(roles[k] for k in ("split", "failed", "relapse"))
+    ):
         truth["messy"] = {
             "naming": None
             if naming is None
@@ -447,6 +459,12 @@ def simulate_cohort(
             "failed": [f"{p}_BM" for p in roles["failed"]],
             "relapse_itme_cluster": relapse_truth,
             "patients_analysed": len(cytof) - len(roles["failed"]),
+            "missing_marker": missing_marker,
+            "files_without_marker": [
+                r["file_name"].removeprefix("fcs/") for r in sample_rows if r["batch"] == "B3"
+            ]
+            if missing_marker
+            else [],
         }
     paths["truth"] = out / "truth.json"
     paths["truth"].write_text(json.dumps(truth, indent=2) + "\n")

@@ -11,7 +11,6 @@ import difflib
 import logging
 import time
 import warnings
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from os import PathLike
@@ -31,13 +30,8 @@ from itme.errors import (
     ItmeInputWarning,
     ItmeParameterError,
 )
-from itme.io._channels import (
-    PanelMatch,
-    alias_table,
-    file_channels,
-    match_panel,
-    parse_channel,
-)
+from itme.io._channels import alias_table, file_channels, parse_channel
+from itme.io._cohort_panel import drop_partial_markers, match_file, warn_conventions
 from itme.io._fcs_events import read_events
 from itme.io._fcs_format import FcsFile, parse_fcs
 from itme.io._tables import MARKER_CLASSES, TableSource, read_panel, read_samples
@@ -56,33 +50,6 @@ class _Plan:
     text: FcsFile
     columns: np.ndarray  # column index in the file for each var of the cohort
     matched_by: str
-
-
-def _match_panel(
-    fcs: FcsFile, panel: pd.DataFrame, aliases: Mapping[str, str] | None = None
-) -> PanelMatch:
-    """Column of each panel row in this file: by $PnN, $PnS, metal, then antigen."""
-    return match_panel(
-        fcs.channels, list(panel["fcs_colname"]), file=fcs.path.name, aliases=aliases
-    )
-
-
-def _warn_conventions(texts: list[FcsFile], matches: list[PanelMatch]) -> None:
-    """One warning per channel-naming convention matched by metal, listing its files."""
-    by_convention: dict[str, list[str]] = {}
-    for fcs, match in zip(texts, matches, strict=True):
-        if match.conventions:
-            label = Counter(match.conventions).most_common(1)[0][0]
-            by_convention.setdefault(label, []).append(fcs.path.name)
-    for label, files in by_convention.items():
-        shown = ", ".join(files[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
-        warnings.warn(
-            f"{len(files)} file(s) name their channels as {label!r}, not as the panel's "
-            f"fcs_colname: matched to the panel by metal (mass and element; the mapping of "
-            f"every file is in uns['io']['channel_map']): {shown}",
-            ItmeInputWarning,
-            stacklevel=4,
-        )
 
 
 def _resolve_files(table: pd.DataFrame, folder: Path | None, base_dir: Path | None) -> list[Path]:
@@ -118,11 +85,13 @@ def _plan(
     panel: pd.DataFrame,
     unpanelled: str,
     aliases: Mapping[str, str] | None = None,
-) -> tuple[list[_Plan], pd.DataFrame, list[str], pd.DataFrame]:
+    missing: str = "exclude",
+) -> tuple[list[_Plan], pd.DataFrame, list[str], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Read every TEXT segment, match the panel, and collect all problems before failing.
 
     Returns the plan of each file, the var rows of the unpanelled channels kept, the
-    names of the channels left out and the channel map (which channel each panel row took).
+    names of the channels left out, the channel map (which channel each panel row took), the
+    panel without the markers left out (missing from some files) and those markers.
     """
     texts, problems = [], []
     for path in track(paths, description="reading FCS TEXT"):
@@ -134,11 +103,10 @@ def _plan(
         raise ItmeInputError(
             "; ".join(problems), where="cohort", fix="Export the files listed again"
         )
-    matches = []
-    for fcs in texts:
-        match = _match_panel(fcs, panel, aliases)
+    matches = [match_file(fcs, panel, aliases) for fcs in texts]
+    panel, matches, ignored, excluded = drop_partial_markers(panel, texts, matches, missing)
+    for fcs, match in zip(texts, matches, strict=True):
         found = match.columns
-        matches.append(match)
         problems.extend(match.problems)
         absent = [
             name for name, idx in zip(panel["fcs_colname"], found, strict=True) if idx is None
@@ -168,14 +136,14 @@ def _plan(
             "metal in any common form: Pr141Di, 141Pr, Pr141, CD3(Pr141)Di, CD3_Pr141), "
             "remove empty files from the sample sheet",
         )
-    _warn_conventions(texts, matches)
+    warn_conventions(texts, matches)
     # channels outside the panel: keep (as marker_class none) or drop, never silently; they
     # are the same channel across files when they carry the same metal (naming may differ)
     extras: list[dict[str, int]] = []  # per file: metal (or $PnN) → column
     shown_as: dict[str, str] = {}  # metal (or $PnN) → $PnN in the first file that has it
     labels: dict[str, str] = {}
-    for fcs, match in zip(texts, matches, strict=True):
-        taken = {i for i in match.columns if i is not None}
+    for fcs, match, skip in zip(texts, matches, ignored, strict=True):
+        taken = {i for i in match.columns if i is not None} | skip
         parts = file_channels(fcs.channels)
         keys: dict[str, int] = {}
         for i, (pnn, metal) in enumerate(zip(parts["PnN"], parts["metal"], strict=True)):
@@ -246,7 +214,7 @@ def _plan(
         mapping,
         columns=["sample_id", "file_name", "panel_channel", "PnN", "PnS", "matched_by"],
     )
-    return plans, extra_var, dropped, channel_map
+    return plans, extra_var, dropped, channel_map, panel, excluded
 
 
 def _var(panel: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
@@ -346,6 +314,7 @@ def read_cohort(
     unpanelled: Literal["keep", "drop"] = "keep",
     checksums: bool = True,
     antigen_aliases: Mapping[str, list[str]] | None = None,
+    missing_markers: Literal["exclude", "error"] = "exclude",
 ) -> AnnData:
     """Read every FCS file of a sample sheet into one AnnData of events × panel channels.
 
@@ -377,6 +346,12 @@ def read_cohort(
     antigen_aliases
         More antigen aliases (canonical name → other names), added to
         :data:`itme.io.ANTIGEN_ALIASES` for matching panel antigens to ``$PnS``.
+    missing_markers
+        A panel channel found in some files but not in others (a panel that changed between
+        runs): ``"exclude"`` it from the analysis with one
+        :class:`~itme.errors.ItmeExclusionWarning` listing the files that lack it (unless the
+        panel's optional ``required`` column says ``yes`` for it), or treat it as an
+        ``"error"``. A channel absent from every file is always an error.
 
     Returns
     -------
@@ -391,7 +366,9 @@ def read_cohort(
       n_channels, fcs_version, matched_by, notes), ``panel`` (DataFrame), ``keywords``
       (sample_id → FCS TEXT keywords), ``dropped_channels`` and ``channel_map`` (DataFrame,
       one row per file and panel row: sample_id, file_name, panel_channel, PnN, PnS,
-      matched_by — ``$PnN``, ``$PnS``, ``metal`` or ``antigen``).
+      matched_by — ``$PnN``, ``$PnS``, ``metal`` or ``antigen``) and ``excluded_markers``
+      (DataFrame: fcs_colname, antigen, files_without — panel channels left out because
+      some files lack them).
 
     Raises
     ------
@@ -409,7 +386,8 @@ def read_cohort(
         identical contents under two names (``checksums=True``), channels outside the panel
         (kept), an antigen on several channels or a type/state channel without an antigen.
     ItmeExclusionWarning
-        Channels outside the panel left out (``unpanelled="drop"``).
+        Channels outside the panel left out (``unpanelled="drop"``); panel channels missing
+        from some files left out (``missing_markers="exclude"``).
     """
     if unpanelled not in ("keep", "drop"):
         raise ItmeParameterError("unpanelled", "'keep' or 'drop'", unpanelled)
@@ -417,10 +395,12 @@ def read_cohort(
     table, folder = read_samples(samples)
     panel_table = read_panel(panel)
     paths = _resolve_files(table, folder, Path(base_dir) if base_dir is not None else None)
-    plans, extra, dropped, channel_map = _plan(
-        table, paths, panel_table, unpanelled, alias_table(antigen_aliases)
+    if missing_markers not in ("exclude", "error"):
+        raise ItmeParameterError("missing_markers", "'exclude' or 'error'", missing_markers)
+    plans, extra, dropped, channel_map, used_panel, excluded = _plan(
+        table, paths, panel_table, unpanelled, alias_table(antigen_aliases), missing_markers
     )
-    var = _var(panel_table, extra)
+    var = _var(used_panel, extra)
     counts = np.array([p.text.n_events for p in plans], dtype=np.int64)
     # np.zeros (calloc: the kernel hands out zeroed pages lazily) first-touches faster here than
     # np.empty, whose huge-page advice can stall on compaction (measured in scripts/bench_io.py)
@@ -467,6 +447,7 @@ def read_cohort(
         "keywords": keywords,
         "dropped_channels": dropped,
         "channel_map": channel_map,
+        "excluded_markers": excluded,
     }
     logger.info(
         "read %d events from %d files in %.2f s",
@@ -484,6 +465,7 @@ def check_cohort(
     base_dir: str | PathLike[str] | None = None,
     unpanelled: Literal["keep", "drop"] = "keep",
     antigen_aliases: Mapping[str, list[str]] | None = None,
+    missing_markers: Literal["exclude", "error"] = "exclude",
 ) -> list[str]:
     """Everything :func:`read_cohort` checks, without reading events; problems as lines.
 
@@ -498,6 +480,8 @@ def check_cohort(
     unpanelled
         As for :func:`read_cohort`.
     antigen_aliases
+        As for :func:`read_cohort`.
+    missing_markers
         As for :func:`read_cohort`.
 
     Returns
@@ -522,7 +506,14 @@ def check_cohort(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ItmeInputWarning)
             warnings.simplefilter("ignore", ItmeExclusionWarning)
-            _plan(table, paths, panel_table, unpanelled, alias_table(antigen_aliases))
+            _plan(
+                table,
+                paths,
+                panel_table,
+                unpanelled,
+                alias_table(antigen_aliases),
+                missing_markers,
+            )
     except ItmeInputError as exc:
         found.append(str(exc))
     return found

@@ -12,7 +12,7 @@ import pandas as pd
 from itme._progress import track
 from itme.errors import ItmeInputError
 from itme.io._channels import file_channels
-from itme.io._cohort import _match_panel
+from itme.io._cohort_panel import match_file
 from itme.io._fcs_format import FcsFile, parse_fcs
 from itme.io._tables import read_panel, read_samples
 
@@ -151,7 +151,7 @@ def summarize(
         if dup:
             problems.append(f"{file.name}: duplicated $PnN {', '.join(dup)}")
         if panel_table is not None:
-            match = _match_panel(fcs, panel_table)
+            match = match_file(fcs, panel_table)
             problems.extend(match.problems)
             found = match.columns
             absent = [

@@ -87,7 +87,7 @@ def analysis_units(samples: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def check_unit_panels(units: pd.DataFrame, channel_map: pd.DataFrame) -> None:
+def check_unit_panels(units: pd.DataFrame, *, channel_map: pd.DataFrame) -> None:
     """Raise when the files of one unit measured a panel channel on different metals.
 
     Pooling adds the events of the files of a unit, so each marker must be the same
@@ -99,6 +99,10 @@ def check_unit_panels(units: pd.DataFrame, channel_map: pd.DataFrame) -> None:
         From :func:`analysis_units`.
     channel_map
         ``uns["io"]["channel_map"]`` of :func:`itme.io.read_cohort`.
+
+    Returns
+    -------
+    ``None``; the check passed.
 
     Raises
     ------

@@ -71,6 +71,12 @@ class Ingest(_Section):
         description="more antigen aliases for matching the panel to $PnS, e.g. "
         "{CD8: [CD8a]}, added to itme.io.ANTIGEN_ALIASES (docs/input-formats.md)",
     )
+    missing_markers: Literal["exclude", "error"] = Field(
+        "exclude",
+        description="a panel channel some files lack: left out of the analysis with one "
+        "warning listing the files, or an error (a panel column required = yes makes it an "
+        "error for that channel)",
+    )
 
 
 class Transform(_Section):

@@ -71,6 +71,7 @@ def ingest(ctx: Context) -> dict[str, Any]:
         c.inputs.panel,
         unpanelled=c.ingest.unpanelled,
         antigen_aliases=c.ingest.antigen_aliases,
+        missing_markers=c.ingest.missing_markers,
     )
     ctx.h5ad(cells, "work", "ingest.h5ad")
     files = cells.uns["io"]["files"]
@@ -211,7 +212,7 @@ def abundance(ctx: Context) -> dict[str, Any]:
     pooled = bool((units["n_files"] > 1).any())
     key = "sample_id"
     if pooled:
-        io.check_unit_panels(units, cells.uns["io"]["channel_map"])
+        io.check_unit_panels(units, channel_map=cells.uns["io"]["channel_map"])
         to_unit = dict(zip(units["sample_id"], units["unit_id"], strict=True))
         cells.obs["unit_id"] = pd.Categorical(
             cells.obs["sample_id"].astype(str).map(to_unit),

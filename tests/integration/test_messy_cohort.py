@@ -2,7 +2,8 @@
 
 The simulated cohort (``simulate_cohort(messy=True)``): three runs with three channel
 namings, one patient's tube split over two files, three patients with a relapse sample (one
-relapsing into another iTME cluster), one failed sample. The same cohort written in one
+relapsing into another iTME cluster), one failed sample, one marker (LAG-3) missing from
+the third run. The same cohort written in one
 naming gives identical tables.
 """
 
@@ -12,6 +13,7 @@ import json
 import warnings
 from pathlib import Path
 
+import anndata as ad
 import pandas as pd
 import pytest
 import yaml
@@ -103,8 +105,19 @@ def test_tables_identical_to_the_cohort_in_one_naming(messy, tmp_path_factory):
         split_patients=1,
         relapse_patients=3,
         failed_samples=1,
+        missing_marker="LAG-3",
     )
     for name in ("subset_frequencies", "itme_clusters", "subset_tests", "timepoint_changes"):
         a = (messy / "tables" / f"{name}.csv").read_bytes()
         b = (plain / "tables" / f"{name}.csv").read_bytes()
         assert a == b, name
+
+
+def test_marker_missing_from_one_run_is_left_out(messy):
+    truth = _truth(messy)
+    cells = ad.read_h5ad(messy / "cells.h5ad", backed="r")
+    excluded = cells.uns["io"]["excluded_markers"]
+    cells.file.close()
+    assert truth["missing_marker"] not in cells.var_names
+    assert list(excluded["antigen"]) == [truth["missing_marker"]]
+    assert excluded["files_without"].iloc[0].split(", ") == truth["files_without_marker"]

@@ -182,3 +182,34 @@ def test_inspect_shows_the_mapping_and_naming_per_file(tmp_path):
     other = summary.mapping[summary.mapping["matched_by"] == "metal"]
     assert set(other["file"]) == {"f1.fcs"} and "89Y" in set(other["$PnN"])
     assert "89Y" in summary.to_text()
+
+
+# --- panels that change between runs ---------------------------------------------------------
+
+
+def test_marker_missing_from_some_files_is_left_out_with_one_warning(tmp_path):
+    samples, panel, x = write_cohort(tmp_path, ["Pr141Di", "Pr141Di", "141Pr"])
+    # the third run has no CD4 (Nd145): rewrite its file without that channel
+    names = ["Time", "89Y", "142Nd", "191Ir"]
+    fcs_factory.write(tmp_path / "f2.fcs", x[:, [0, 1, 2, 4]], names, labels=[""] * 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        adata = itme.io.read_cohort(samples, panel, unpanelled="drop")
+    excluded_warnings = [
+        str(w.message) for w in caught if issubclass(w.category, itme.errors.ItmeExclusionWarning)
+        and "missing from some files" in str(w.message)
+    ]  # fmt: skip
+    assert len(excluded_warnings) == 1
+    assert "1 panel channel(s) missing from some files are left out" in excluded_warnings[0]
+    assert "Nd145Di (CD4) missing from f2.fcs" in excluded_warnings[0]
+    assert list(adata.var_names) == ["CD45", "CD19", "DNA1"]
+    np.testing.assert_array_equal(adata.X, np.vstack([x[:, [1, 2, 4]]] * 3))
+    excluded = adata.uns["io"]["excluded_markers"]
+    assert list(excluded["antigen"]) == ["CD4"] and list(excluded["files_without"]) == ["f2.fcs"]
+    # marked required in the panel: an error naming the file
+    panel.write_text(panel.read_text().replace("marker_class\n", "marker_class,required\n", 1)
+                     .replace(",type\n", ",type,no\n").replace("Nd145Di,CD4,type,no", "Nd145Di,CD4,type,yes"))  # fmt: skip
+    with pytest.raises(
+        ItmeInputError, match=r"f2\.fcs: panel channel\(s\) not in the file's .*Nd145Di"
+    ):
+        itme.io.read_cohort(samples, panel, unpanelled="drop")

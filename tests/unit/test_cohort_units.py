@@ -74,5 +74,7 @@ def test_pooled_files_on_different_metals_are_an_error():
     with pytest.raises(
         ItmeInputError, match=r"patient P1 \(S_a\+S_b\), CD3: a\.fcs: Yb170Di, b\.fcs: Nd144Di"
     ):
-        check_unit_panels(units, cmap)
-    check_unit_panels(units, cmap.assign(PnN=["Yb170Di", "170Yb"]))  # one metal, two namings
+        check_unit_panels(units, channel_map=cmap)
+    check_unit_panels(
+        units, channel_map=cmap.assign(PnN=["Yb170Di", "170Yb"])
+    )  # one metal, two namings
