@@ -21,7 +21,7 @@ import pandas as pd
 from itme.errors import ItmeParameterError
 from itme.io import parse_channel
 
-__all__ = ["FAILED_QC_FRACTIONS", "MESSY", "NAMINGS", "rename_channels"]
+__all__ = ["MESSY", "NAMINGS", "rename_channels"]
 
 #: the naming conventions of the three runs of a messy cohort
 NAMINGS = ("Pr141Di", "141Pr", "CD3_Pr141")
@@ -32,14 +32,6 @@ MESSY = {
     "relapse_patients": 3,
     "failed_samples": 1,
     "missing_marker": "LAG-3",
-}
-#: artefact shares of a failed sample (about 70 % of its events removed by cleaning)
-FAILED_QC_FRACTIONS = {
-    "bead": 0.02,
-    "debris": 0.30,
-    "doublet": 0.04,
-    "dead": 0.30,
-    "cd45_negative": 0.06,
 }
 
 

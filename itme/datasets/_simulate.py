@@ -28,7 +28,7 @@ from itme._random import RngLike, as_generator, draw_seed
 from itme.core.annotate.phenotypes import PhenotypeTable
 from itme.datasets._cells import simulate_cells
 from itme.datasets._counts import simulate_counts
-from itme.datasets._messy import FAILED_QC_FRACTIONS, MESSY, rename_channels
+from itme.datasets._messy import MESSY, rename_channels
 from itme.datasets._qc import plant_qc_events
 from itme.errors import ItmeParameterError
 from itme.io import hallmark_path, read_gmt, read_phenotypes, write_fcs
@@ -69,6 +69,14 @@ PLANTED_PATHWAYS = {
 }
 #: share of each planted artefact class among the events of a file
 QC_FRACTIONS = {"bead": 0.02, "debris": 0.04, "doublet": 0.04, "dead": 0.04, "cd45_negative": 0.06}
+#: artefact shares of a failed sample (``failed_samples``: about 70 % of its events removed)
+FAILED_QC_FRACTIONS = {
+    "bead": 0.02,
+    "debris": 0.30,
+    "doublet": 0.04,
+    "dead": 0.30,
+    "cd45_negative": 0.06,
+}
 CYTOKINES = [
     "IL-6", "TNF alpha", "IFN gamma", "IL-10", "IL-8 (CXCL8)", "IL-1 beta", "IL-2", "IL-4",
     "IL-17A (CTLA-8)", "IP-10 (CXCL10)", "MCP-1 (CCL2)", "MIP-1 alpha (CCL3)", "SDF-1 alpha (CXCL12)",
