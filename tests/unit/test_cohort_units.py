@@ -78,3 +78,34 @@ def test_pooled_files_on_different_metals_are_an_error():
     check_unit_panels(
         units, channel_map=cmap.assign(PnN=["Yb170Di", "170Yb"])
     )  # one metal, two namings
+
+
+def test_cohort_problems_passes_ingest_options_and_checks_the_timepoint(tmp_path):
+    import numpy as np
+    from helpers import fcs_factory
+
+    from itme.pipeline._config import load_config
+    from itme.pipeline._validate_cohort import cohort_problems
+
+    x = np.ones((5, 2), np.float32)
+    fcs_factory.write(tmp_path / "a.fcs", x, ["Time", "Nd144Di"], labels=["", "CD8a"])
+    (tmp_path / "samples.csv").write_text(
+        "file_name,sample_id,patient_id,timepoint\na.fcs,S1,P1,dx\n"
+    )
+    (tmp_path / "panel.csv").write_text(
+        "fcs_colname,antigen,marker_class\nCD8,CD8,type\nTime,Time,none\n"
+    )
+    base = {"inputs": {"samples": "samples.csv", "panel": "panel.csv"}}
+    plain = load_config(base, base_dir=tmp_path)
+    assert any("CD8" in p for p in cohort_problems(plain))  # CD8a is not CD8 without an alias
+    aliased = load_config(
+        {
+            **base,
+            "ingest": {"antigen_aliases": {"CD8": ["CD8a"]}},
+            "stats": {"timepoint": "relapse"},
+        },
+        base_dir=tmp_path,
+    )
+    assert cohort_problems(aliased) == [
+        "stats.timepoint: 'relapse' is not a value of samples.csv column timepoint (dx)"
+    ]
