@@ -83,17 +83,20 @@ def _timepoint_changes(adata: ad.AnnData) -> pd.DataFrame:
 def _one_per_patient(config: Config, adata: ad.AnnData) -> tuple[ad.AnnData, dict[str, Any]]:
     """One unit per patient for the between-patient tests, and a summary of the choice.
 
-    With several time points per patient, units are not independent: the tests use the
-    time point ``stats.timepoint`` (default: each patient's first in samples.csv), so ``n``
-    counts patients; the units left out are listed. Without repeated patients, ``adata``.
+    With several units per patient (time points, or conditions), units are not independent:
+    the tests use the time point ``stats.timepoint`` (default: each patient's first unit in
+    samples.csv), so ``n`` counts patients; the units left out are listed. Without repeated
+    patients, ``adata`` unchanged.
     """
-    if not _several_timepoints(adata):
-        return adata, {}
     obs = adata.obs
+    if not obs["patient_id"].duplicated().any():
+        return adata, {}
     wanted = config.stats.timepoint
-    if wanted is None:
+    if wanted is None or "timepoint" not in obs:
+        # several units per patient (time points, or conditions such as stimulated /
+        # reference): one per patient, the first in samples.csv, so no patient counts twice
         keep = ~obs["patient_id"].duplicated().to_numpy()
-        rule = "each patient's first time point"
+        rule = "each patient's first " + ("time point" if "timepoint" in obs else "sample")
     else:
         keep = (obs["timepoint"].astype(str) == wanted).to_numpy()
         rule = f"time point {wanted!r} (stats.timepoint)"

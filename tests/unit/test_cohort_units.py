@@ -109,3 +109,34 @@ def test_cohort_problems_passes_ingest_options_and_checks_the_timepoint(tmp_path
     assert cohort_problems(aliased) == [
         "stats.timepoint: 'relapse' is not a value of samples.csv column timepoint (dx)"
     ]
+
+
+def test_between_patient_tests_take_one_unit_per_patient(tmp_path):
+    import anndata as ad
+    import numpy as np
+
+    from itme.pipeline._config import load_config
+    from itme.pipeline._stages_patients import _one_per_patient
+
+    (tmp_path / "samples.csv").write_text("file_name,sample_id,patient_id\n")
+    (tmp_path / "panel.csv").write_text("fcs_colname,antigen,marker_class\n")
+    base = {"inputs": {"samples": "samples.csv", "panel": "panel.csv"}}
+    obs = pd.DataFrame(
+        {
+            "patient_id": ["P1", "P1", "P2", "P3", "P3"],
+            "timepoint": ["dx", "rel", "dx", "rel", "dx"],
+        },
+        index=["P1_dx", "P1_rel", "P2_dx", "P3_rel", "P3_dx"],
+    )
+    adata = ad.AnnData(np.zeros((5, 1)), obs=obs)
+    first, note = _one_per_patient(load_config(base, base_dir=tmp_path), adata)
+    assert list(first.obs_names) == ["P1_dx", "P2_dx", "P3_rel"]
+    assert note["unit_of_tests"] == "each patient's first time point: n = 3 independent patients"
+    assert note["units_not_in_tests"] == ["P1_rel", "P3_dx"]
+    chosen = load_config({**base, "stats": {"timepoint": "dx"}}, base_dir=tmp_path)
+    dx, _ = _one_per_patient(chosen, adata)
+    assert list(dx.obs_names) == ["P1_dx", "P2_dx", "P3_dx"]
+    # conditions (no time point column): still one unit per patient
+    no_tp = ad.AnnData(np.zeros((2, 1)), obs=obs.iloc[:2][["patient_id"]])
+    one, note = _one_per_patient(chosen, no_tp)
+    assert one.n_obs == 1 and "first sample" in note["unit_of_tests"]
