@@ -30,8 +30,8 @@ from itme.errors import (
     ItmeInputWarning,
     ItmeParameterError,
 )
-from itme.io._channels import alias_table, file_channels, parse_channel
-from itme.io._cohort_panel import drop_partial_markers, match_file, warn_conventions
+from itme.io._channels import alias_table, file_channels, match_panel, parse_channel
+from itme.io._cohort_panel import batch_panels, drop_partial_markers, warn_conventions
 from itme.io._fcs_events import read_events
 from itme.io._fcs_format import FcsFile, parse_fcs
 from itme.io._tables import MARKER_CLASSES, TableSource, read_panel, read_samples
@@ -103,14 +103,18 @@ def _plan(
         raise ItmeInputError(
             "; ".join(problems), where="cohort", fix="Export the files listed again"
         )
-    matches = [match_file(fcs, panel, aliases) for fcs in texts]
-    panel, matches, ignored, excluded = drop_partial_markers(panel, texts, matches, missing)
-    for fcs, match in zip(texts, matches, strict=True):
+    full, file_names = batch_panels(panel, table)  # per file: each variable's fcs_colname
+    matches = [
+        match_panel(fcs.channels, names, file=fcs.path.name, aliases=aliases)
+        for fcs, names in zip(texts, file_names, strict=True)
+    ]
+    panel, matches, ignored, excluded = drop_partial_markers(full, texts, matches, missing)
+    kept_rows = [full.index.get_loc(i) for i in panel.index]
+    file_names = [[names[r] for r in kept_rows] for names in file_names]
+    for fcs, match, wanted in zip(texts, matches, file_names, strict=True):
         found = match.columns
         problems.extend(match.problems)
-        absent = [
-            name for name, idx in zip(panel["fcs_colname"], found, strict=True) if idx is None
-        ]
+        absent = [name for name, idx in zip(wanted, found, strict=True) if idx is None]
         if absent:
             names = list(fcs.channels["PnN"]) + [s for s in fcs.channels["PnS"] if s]
             hints = []
@@ -195,11 +199,13 @@ def _plan(
         )
     dropped = sorted(union) if unpanelled == "drop" else []
     plans, mapping = [], []
-    for sid, path, fcs, match in zip(table["sample_id"], paths, texts, matches, strict=True):
+    for sid, path, fcs, match, wanted in zip(
+        table["sample_id"], paths, texts, matches, file_names, strict=True
+    ):
         kept = extras[len(plans)]
         cols = [*match.columns, *(kept[k] for k in keys_union)] if len(extra_var) else match.columns
         plans.append(_Plan(sid, path, fcs, np.asarray(cols, dtype=np.intp), match.matched_by))
-        for name, col, how in zip(panel["fcs_colname"], match.columns, match.how, strict=True):
+        for name, col, how in zip(wanted, match.columns, match.how, strict=True):
             mapping.append(
                 {
                     "sample_id": sid,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from itme.errors import ItmeExclusionWarning, ItmeInputWarning
+from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeInputWarning
 from itme.io._channels import PanelMatch, match_panel
 from itme.io._fcs_format import FcsFile
 
@@ -95,3 +95,42 @@ def drop_partial_markers(
         stacklevel=4,
     )
     return panel.iloc[keep], reduced, ignored, pd.DataFrame(rows, columns=list(none.columns))
+
+
+def batch_panels(panel: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]]]:
+    """A panel with a ``batch`` column (an antigen on another metal in some runs) per file.
+
+    Rows with an empty ``batch`` apply to every file; a row with a batch applies to the files
+    of that ``batch`` in samples.csv. Rows of one antigen are one variable.
+
+    Returns the panel of one row per variable (the first row of each antigen) and, per file,
+    the ``fcs_colname`` each variable has in that file's batch.
+    """
+    if "batch" not in panel.columns or not (panel["batch"] != "").any():
+        return panel, [list(panel["fcs_colname"])] * len(table)
+    if "batch" not in table.columns:
+        raise ItmeInputError(
+            "the panel has a batch column but samples.csv has none",
+            where="samples.csv, column batch",
+            fix="Add the batch (acquisition run) of every file to samples.csv",
+        )
+    unknown = sorted(set(panel["batch"]) - {""} - set(table["batch"]))
+    if unknown:
+        raise ItmeInputError(
+            where="panel.csv, column batch",
+            expected=f"batches of samples.csv ({', '.join(sorted(set(table['batch'])))})",
+            found=", ".join(unknown),
+        )
+    key = panel["antigen"].where(panel["antigen"] != "", panel["fcs_colname"])
+    canonical = panel.loc[~key.duplicated()]
+    names = []
+    for batch in table["batch"]:
+        rows = panel[(panel["batch"] == "") | (panel["batch"] == batch)]
+        by_key = dict(zip(key[rows.index], rows["fcs_colname"], strict=True))
+        names.append(
+            [
+                by_key.get(k, name)
+                for k, name in zip(key[canonical.index], canonical["fcs_colname"], strict=True)
+            ]
+        )
+    return canonical, names

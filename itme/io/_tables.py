@@ -256,7 +256,14 @@ def read_panel(panel: TableSource) -> pd.DataFrame:
         )
     for i in table.index[table["fcs_colname"] == ""]:
         problems.append(f"line {int(i)}: fcs_colname is empty")
-    dups = _duplicates(table, "fcs_colname")
+    # with a batch column (an antigen on another metal in some runs) a channel may appear
+    # once per batch
+    keyed = (
+        table.assign(fcs_colname=table["fcs_colname"] + "\t" + table["batch"])
+        if "batch" in table.columns
+        else table
+    )
+    dups = [d.replace("\t", " in batch ") for d in _duplicates(keyed, "fcs_colname")]
     if dups:
         problems.append(f"duplicate fcs_colname: {'; '.join(dups)}")
     if len(table) == 0:

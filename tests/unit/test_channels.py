@@ -213,3 +213,29 @@ def test_marker_missing_from_some_files_is_left_out_with_one_warning(tmp_path):
         ItmeInputError, match=r"f2\.fcs: panel channel\(s\) not in the file's .*Nd145Di"
     ):
         itme.io.read_cohort(samples, panel, unpanelled="drop")
+
+
+def test_panel_batch_column_reads_an_antigen_moved_to_another_metal(tmp_path):
+    x = np.arange(30, dtype=np.float32).reshape(10, 3)
+    fcs_factory.write(tmp_path / "a.fcs", x, ["Time", "Yb170Di", "Nd144Di"])  # run 1
+    fcs_factory.write(tmp_path / "b.fcs", x, ["Time", "170Yb", "144Nd"])  # run 2: swapped
+    (tmp_path / "samples.csv").write_text(
+        "file_name,sample_id,patient_id,batch\na.fcs,A,P1,R1\nb.fcs,B,P2,R2\n"
+    )
+    (tmp_path / "panel.csv").write_text(
+        "fcs_colname,antigen,marker_class,batch\n"
+        "Yb170Di,CD3,type,R1\nNd144Di,CD8,type,R1\n144Nd,CD3,type,R2\n170Yb,CD8,type,R2\nTime,Time,none,\n"
+    )
+    adata, _ = read(tmp_path / "samples.csv", tmp_path / "panel.csv")
+    assert list(adata.var_names) == ["CD3", "CD8", "Time"]
+    np.testing.assert_array_equal(adata[adata.obs["sample_id"] == "A"].X, x[:, [1, 2, 0]])
+    np.testing.assert_array_equal(adata[adata.obs["sample_id"] == "B"].X, x[:, [2, 1, 0]])
+    cmap = adata.uns["io"]["channel_map"]
+    assert list(cmap.loc[cmap["sample_id"] == "B", "PnN"]) == ["144Nd", "170Yb", "Time"]
+    (tmp_path / "samples.csv").write_text(
+        "file_name,sample_id,patient_id\na.fcs,A,P1\nb.fcs,B,P2\n"
+    )
+    with pytest.raises(
+        ItmeInputError, match="the panel has a batch column but samples.csv has none"
+    ):
+        itme.io.read_cohort(tmp_path / "samples.csv", tmp_path / "panel.csv")
