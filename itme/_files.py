@@ -1,4 +1,7 @@
-"""File helpers shared by the readers, the pipeline and the report: checksums, atomic writes.
+"""File helpers shared by the readers, the pipeline and the report.
+
+Checksums, atomic writes, safe file names and the check that a path lies inside the output
+folder.
 
 An atomic write goes to a temporary file in the destination folder and is moved into place
 with :func:`os.replace` (atomic on POSIX file systems), so a crash never leaves a half-written
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,4 +87,116 @@ def write_text(path: Path, text: str) -> Path:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+    return path
+
+
+# --- safe names -------------------------------------------------------------------------------
+
+#: characters Windows refuses in file names (``:`` is also the macOS Finder's separator), path
+#: separators, and control characters
+_UNSAFE_CHARS = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
+#: names Windows reserves for devices, whatever the extension
+_RESERVED = {"con", "prn", "aux", "nul"} | {f"{d}{i}" for d in ("com", "lpt") for i in range(1, 10)}
+_MAX_NAME = 120
+
+
+def name_problem(name: str) -> str | None:
+    r"""Why ``name`` cannot be used as (part of) a file name on every system, or ``None``.
+
+    Refused: empty names, ``.`` and ``..``, path separators (``/``, ``\\``), control
+    characters, the characters Windows refuses (``< > : " | ? *``), a trailing dot or space,
+    Windows device names (``CON``, ``NUL``, ``COM1``, ...) and names over 120 characters.
+
+    Parameters
+    ----------
+    name
+        An id that becomes part of a file name (a sample id, a variant of an output).
+
+    Returns
+    -------
+    A short reason (e.g. ``"contains '/'"``), or ``None`` when the name is safe.
+    """
+    if name in ("", ".", ".."):
+        return f"is {name!r}" if name else "is empty"
+    bad = sorted(set(_UNSAFE_CHARS.findall(name)))
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        return (
+            f"contains {shown} (path separators, control characters or characters Windows refuses)"
+        )
+    if ".." in name.split("."):
+        return "contains '..'"
+    if name[-1] in ". ":
+        return "ends with a dot or a space (Windows drops them)"
+    if name.split(".")[0].strip().lower() in _RESERVED:
+        return f"is a name Windows reserves for a device ({name.split('.')[0]})"
+    if len(name) > _MAX_NAME:
+        return f"is longer than {_MAX_NAME} characters"
+    return None
+
+
+def safe_name(name: str) -> str:
+    """``name`` as a file name safe on Linux, macOS and Windows, unique for each ``name``.
+
+    A safe name (:func:`name_problem` is ``None``) and without whitespace is returned
+    unchanged; otherwise unsafe characters and whitespace become ``_`` and 8 hex digits of the
+    SHA-256 of the original are appended, so two ids never map to one file.
+
+    Parameters
+    ----------
+    name
+        Any text.
+
+    Returns
+    -------
+    The file-name-safe text.
+
+    Examples
+    --------
+    >>> safe_name("MM01_BM")
+    'MM01_BM'
+    >>> safe_name("a/../../escaped").startswith("a_.._.._escaped-")
+    True
+    """
+    if name_problem(name) is None and not re.search(r"\s", name):
+        return name
+    cleaned = re.sub(r"\s", "_", _UNSAFE_CHARS.sub("_", name)).rstrip(". ")[: _MAX_NAME - 9]
+    if cleaned.split(".")[0].lower() in _RESERVED or cleaned in ("", ".", ".."):
+        cleaned = f"_{cleaned}"
+    return f"{cleaned}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:8]}"
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path``, after checking that it lies inside the folder ``root`` (symlinks resolved).
+
+    Every file a run writes goes through this check, so a name from an input table can never
+    make a run write outside its output folder.
+
+    Parameters
+    ----------
+    root
+        The output folder.
+    path
+        A path to be written.
+
+    Returns
+    -------
+    ``path`` unchanged.
+
+    Raises
+    ------
+    ItmeInputError
+        ``path`` resolves to a place outside ``root``.
+    """
+    from itme.errors import ItmeInputError
+
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ItmeInputError(
+            "refused to write outside the output folder",
+            where=str(path),
+            expected=f"a path inside {root}",
+            found=str(path.resolve()),
+            fix="A name from an input table (sample_id, a contrast or endpoint name) carries "
+            "'..' or a path separator: rename it",
+        )
     return path

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from itme._files import safe_name
+
 __all__ = ["Output", "find_output"]
 
 
@@ -31,8 +33,8 @@ class Output:
     description: str = ""
 
     def stem(self, variant: str | None = None) -> str:
-        """File stem of this output, or of one of its variants."""
-        return self.name if variant is None else f"{self.name}_{variant}"
+        """File stem of this output, or of one of its variants (made a safe file name)."""
+        return self.name if variant is None else f"{self.name}_{safe_name(variant)}"
 
     def matches(self, stem: str) -> bool:
         """True when ``stem`` is this output or one of its variants."""

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from importlib import resources
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,7 @@ from itme._random import RngLike, as_generator, draw_seed
 from itme.core.annotate.phenotypes import PhenotypeTable
 from itme.datasets._cells import simulate_cells
 from itme.datasets._counts import simulate_counts
+from itme.datasets._messy import MESSY, rename_channels
 from itme.datasets._qc import plant_qc_events
 from itme.errors import ItmeParameterError
 from itme.io import hallmark_path, read_gmt, read_phenotypes, write_fcs
@@ -66,6 +69,14 @@ PLANTED_PATHWAYS = {
 }
 #: share of each planted artefact class among the events of a file
 QC_FRACTIONS = {"bead": 0.02, "debris": 0.04, "doublet": 0.04, "dead": 0.04, "cd45_negative": 0.06}
+#: artefact shares of a failed sample (``failed_samples``: about 70 % of its events removed)
+FAILED_QC_FRACTIONS = {
+    "bead": 0.02,
+    "debris": 0.30,
+    "doublet": 0.04,
+    "dead": 0.30,
+    "cd45_negative": 0.06,
+}
 CYTOKINES = [
     "IL-6", "TNF alpha", "IFN gamma", "IL-10", "IL-8 (CXCL8)", "IL-1 beta", "IL-2", "IL-4",
     "IL-17A (CTLA-8)", "IP-10 (CXCL10)", "MCP-1 (CCL2)", "MIP-1 alpha (CCL3)", "SDF-1 alpha (CXCL12)",
@@ -145,6 +156,7 @@ def _fcs_events(
     proportions: dict[str, float],
     n: int,
     gen: np.random.Generator,
+    fractions: dict[str, float] = QC_FRACTIONS,
 ) -> tuple[np.ndarray, np.ndarray]:
     antigens = list(panel["antigen"])
     cells, labels = simulate_cells(phenotypes, antigens, n, proportions, rng=gen)
@@ -166,10 +178,31 @@ def _fcs_events(
         "residual": col["Residual"],
         "cd45": col["CD45"],
     }
-    values, truth = plant_qc_events(cells, channels=roles, fractions=QC_FRACTIONS, rng=gen)
+    values, truth = plant_qc_events(cells, channels=roles, fractions=fractions, rng=gen)
     values[:, col["Time"]] = np.sort(gen.uniform(0, 600_000, n)).astype(np.float32)
     labels = np.where(truth == "kept", labels, truth)
     return values, labels
+
+
+def _messy_roles(
+    cytof: pd.DataFrame, n_split: int, n_failed: int, n_relapse: int
+) -> dict[str, Any]:
+    """Patients of cluster 1 (in order) that get split files, a failed sample, a relapse."""
+    ones = list(cytof.loc[cytof["itme_cluster"] == "1", "patient_id"])
+    need = n_split + n_failed + n_relapse
+    if need > len(ones):
+        raise ItmeParameterError(
+            "split_patients + failed_samples + relapse_patients",
+            f"at most {len(ones)} (patients of cluster 1)",
+            need,
+        )
+    threes = list(cytof.index[cytof["itme_cluster"] == "3"])
+    return {
+        "split": ones[:n_split],
+        "failed": ones[n_split : n_split + n_failed],
+        "relapse": ones[n_split + n_failed : need],
+        "relapse_source": threes[0] if threes else None,
+    }
 
 
 def _clinical(patients: pd.DataFrame, gen: np.random.Generator) -> pd.DataFrame:
@@ -243,6 +276,12 @@ def simulate_cohort(
     cells_per_sample: int = 20_000,
     n_genes: int = 20_000,
     rng: RngLike = None,
+    messy: bool = False,
+    naming: Sequence[str] | None = None,
+    split_patients: int = 0,
+    relapse_patients: int = 0,
+    failed_samples: int = 0,
+    missing_marker: str | None = None,
 ) -> dict[str, Path]:
     """Write a synthetic cohort in the itme input contract, with its truth.
 
@@ -267,6 +306,30 @@ def simulate_cohort(
         Genes in the count matrix.
     rng
         Seed or generator; the same value writes the same files.
+    messy
+        Shorthand for the cohort "as it arrives" (:data:`itme.datasets._messy.MESSY`): three
+        channel namings, one split file, three patients with a relapse sample, one failed
+        sample. Explicit values of the four options below take precedence when non-default.
+    naming
+        Channel naming convention of each acquisition run (batch ``B1``, ``B2``, ...), among
+        ``Pr141Di``, ``141Pr`` (``$PnS`` ``141Pr_CD3``) and ``CD3_Pr141``; the panel keeps
+        ``Pr141Di``. ``None``: every file as the panel.
+    split_patients
+        Patients (of iTME cluster 1) whose events are split over two files (``_a``, ``_b``)
+        of one sample.
+    relapse_patients
+        Patients (of cluster 1) with a second sample at time point ``relapse``; the first
+        of them relapses with the composition of a cluster-3 patient. A ``timepoint``
+        column (``diagnosis`` / ``relapse``) is then written to samples.csv.
+    failed_samples
+        Patients (of cluster 1) whose only sample failed: mostly debris and dead cells,
+        about 30 % of events kept.
+    missing_marker
+        Antigen whose channel the files of the third run (batch ``B3``) lack, as when a
+        panel changed between runs (the panel still lists it).
+
+    The effects draw from their own random stream: the other patients' files are those of
+    the cohort without them, and ``truth.json`` records them under ``messy``.
 
     Returns
     -------
@@ -281,7 +344,7 @@ def simulate_cohort(
         raise ItmeParameterError("cells_per_sample", "at least 1000", cells_per_sample)
     seed = draw_seed(rng)
     gen = as_generator(seed)
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
     out = Path(out_dir)
     (out / "fcs").mkdir(parents=True, exist_ok=True)
     patients = _patients(n_patients, gen)
@@ -293,26 +356,61 @@ def simulate_cohort(
         {"channel": panel["fcs_colname"].to_numpy(), "antigen": panel["antigen"].to_numpy()},
         index=panel["fcs_colname"].to_numpy(),
     )
-    sample_rows = []
-    cell_truth = {}
-    for i, row in track(list(cytof.iterrows()), description="simulating FCS files"):
-        proportions = compositions.loc[i].to_dict()
-        values, labels = _fcs_events(panel, phenotypes, proportions, cells_per_sample, streams[1])
-        name = f"{row['patient_id']}.fcs"
+    if messy:
+        naming = naming if naming is not None else MESSY["naming"]
+        split_patients = split_patients or MESSY["split_patients"]
+        relapse_patients = relapse_patients or MESSY["relapse_patients"]
+        failed_samples = failed_samples or MESSY["failed_samples"]
+        missing_marker = missing_marker or MESSY["missing_marker"]
+    roles = _messy_roles(cytof, split_patients, failed_samples, relapse_patients)
+    timepoints = bool(roles["relapse"])
+
+    def write(values: np.ndarray, name: str, sample_id: str, pid: str, i: int, tp: str) -> None:
+        run = i % 3
+        run_var = var if naming is None else rename_channels(var, naming[run % len(naming)])
+        if missing_marker is not None and run == 2:  # the third run's panel lacks it
+            keep = (var["antigen"] != missing_marker).to_numpy()
+            values, run_var = values[:, keep], run_var.iloc[keep]
         write_fcs(
-            AnnData(values, var=var),
+            AnnData(values, var=run_var),
             out / "fcs" / name,
             keywords={"$CYT": "itme-simulated-CyTOF", "$DATE": "01-JAN-2021"},
         )
         sample_rows.append(
             {
                 "file_name": f"fcs/{name}",
-                "sample_id": f"{row['patient_id']}_BM",
-                "patient_id": row["patient_id"],
-                "batch": f"B{1 + i % 3}",
+                "sample_id": sample_id,
+                "patient_id": pid,
+                "batch": f"B{1 + run}",
+                **({"timepoint": tp} if timepoints else {}),
             }
         )
-        cell_truth[row["patient_id"]] = pd.Series(labels).value_counts().to_dict()
+
+    sample_rows: list[dict[str, str]] = []
+    cell_truth = {}
+    for i, row in track(list(cytof.iterrows()), description="simulating FCS files"):
+        proportions = compositions.loc[i].to_dict()
+        values, labels = _fcs_events(panel, phenotypes, proportions, cells_per_sample, streams[1])
+        pid = row["patient_id"]
+        if pid in roles["failed"]:  # drawn above as usual, so the other files do not change
+            values, labels = _fcs_events(
+                panel, phenotypes, proportions, cells_per_sample, streams[5], FAILED_QC_FRACTIONS
+            )
+        if pid in roles["split"]:
+            half = len(values) // 2
+            write(values[:half], f"{pid}_a.fcs", f"{pid}_BM_a", pid, i, "diagnosis")
+            write(values[half:], f"{pid}_b.fcs", f"{pid}_BM_b", pid, i + 1, "diagnosis")
+        else:
+            write(values, f"{pid}.fcs", f"{pid}_BM", pid, i, "diagnosis")
+        cell_truth[pid] = pd.Series(labels).value_counts().to_dict()
+    relapse_truth = {}
+    for k, pid in enumerate(roles["relapse"]):
+        i = int(cytof.index[cytof["patient_id"] == pid][0])
+        source = roles["relapse_source"] if k == 0 else i
+        proportions = compositions.loc[source].to_dict()
+        values, _ = _fcs_events(panel, phenotypes, proportions, cells_per_sample, streams[5])
+        write(values, f"{pid}_relapse.fcs", f"{pid}_BM_relapse", pid, i + 2, "relapse")
+        relapse_truth[pid] = str(cytof.at[source, "itme_cluster"])
     paths = {"fcs_dir": out / "fcs"}
     paths["samples"] = out / "samples.csv"
     pd.DataFrame(sample_rows).to_csv(paths["samples"], index=False)
@@ -356,6 +454,26 @@ def simulate_cohort(
         .to_dict(orient="index"),
         "events_by_truth": cell_truth,
     }
+    if (
+        naming is not None
+        or missing_marker is not None
+        or any(roles[k] for k in ("split", "failed", "relapse"))
+    ):
+        truth["messy"] = {
+            "naming": None
+            if naming is None
+            else {f"B{1 + r}": naming[r % len(naming)] for r in range(3)},
+            "split": roles["split"],
+            "failed": [f"{p}_BM" for p in roles["failed"]],
+            "relapse_itme_cluster": relapse_truth,
+            "patients_analysed": len(cytof) - len(roles["failed"]),
+            "missing_marker": missing_marker,
+            "files_without_marker": [
+                r["file_name"].removeprefix("fcs/") for r in sample_rows if r["batch"] == "B3"
+            ]
+            if missing_marker
+            else [],
+        }
     paths["truth"] = out / "truth.json"
     paths["truth"].write_text(json.dumps(truth, indent=2) + "\n")
     logger.info("simulated %d patients (%d with CyTOF) into %s", len(patients), len(cytof), out)

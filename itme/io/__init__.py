@@ -5,6 +5,7 @@ gene-set collections.
 """
 
 from itme.io import (
+    _channels,
     _clinical,
     _cohort,
     _delimited,
@@ -14,7 +15,9 @@ from itme.io import (
     _luminex,
     _phenotypes,
     _tables,
+    _units,
 )
+from itme.io._channels import *  # noqa: F403
 from itme.io._clinical import *  # noqa: F403
 from itme.io._cohort import *  # noqa: F403
 from itme.io._delimited import *  # noqa: F403
@@ -24,8 +27,10 @@ from itme.io._inspect import *  # noqa: F403
 from itme.io._luminex import *  # noqa: F403
 from itme.io._phenotypes import *  # noqa: F403
 from itme.io._tables import *  # noqa: F403
+from itme.io._units import *  # noqa: F403
 
 __all__ = [
+    *_channels.__all__,
     *_clinical.__all__,
     *_cohort.__all__,
     *_delimited.__all__,
@@ -35,4 +40,5 @@ __all__ = [
     *_luminex.__all__,
     *_phenotypes.__all__,
     *_tables.__all__,
+    *_units.__all__,
 ]

@@ -11,6 +11,7 @@ import difflib
 import logging
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -29,6 +30,8 @@ from itme.errors import (
     ItmeInputWarning,
     ItmeParameterError,
 )
+from itme.io._channels import alias_table, file_channels, match_panel, parse_channel
+from itme.io._cohort_panel import batch_panels, drop_partial_markers, warn_conventions
 from itme.io._fcs_events import read_events
 from itme.io._fcs_format import FcsFile, parse_fcs
 from itme.io._tables import MARKER_CLASSES, TableSource, read_panel, read_samples
@@ -47,25 +50,6 @@ class _Plan:
     text: FcsFile
     columns: np.ndarray  # column index in the file for each var of the cohort
     matched_by: str
-
-
-def _match_panel(fcs: FcsFile, panel: pd.DataFrame) -> tuple[list[int | None], str]:
-    """Column of each panel row in this file: by $PnN, falling back to $PnS per channel."""
-    pnn = {name: i for i, name in enumerate(fcs.channels["PnN"])}
-    pns_counts = fcs.channels["PnS"].value_counts()
-    pns = {name: i for i, name in enumerate(fcs.channels["PnS"]) if name and pns_counts[name] == 1}
-    found: list[int | None] = []
-    used = set()
-    for name in panel["fcs_colname"]:
-        if name in pnn:
-            found.append(pnn[name])
-            used.add("$PnN")
-        elif name in pns:
-            found.append(pns[name])
-            used.add("$PnS")
-        else:
-            found.append(None)
-    return found, "+".join(sorted(used)) or "-"
 
 
 def _resolve_files(table: pd.DataFrame, folder: Path | None, base_dir: Path | None) -> list[Path]:
@@ -96,12 +80,18 @@ def _resolve_files(table: pd.DataFrame, folder: Path | None, base_dir: Path | No
 
 
 def _plan(
-    table: pd.DataFrame, paths: list[Path], panel: pd.DataFrame, unpanelled: str
-) -> tuple[list[_Plan], pd.DataFrame, list[str]]:
+    table: pd.DataFrame,
+    paths: list[Path],
+    panel: pd.DataFrame,
+    unpanelled: str,
+    aliases: Mapping[str, str] | None = None,
+    missing: str = "exclude",
+) -> tuple[list[_Plan], pd.DataFrame, list[str], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Read every TEXT segment, match the panel, and collect all problems before failing.
 
-    Returns the plan of each file, the var rows of the unpanelled channels kept and the
-    names of the channels left out.
+    Returns the plan of each file, the var rows of the unpanelled channels kept, the
+    names of the channels left out, the channel map (which channel each panel row took), the
+    panel without the markers left out (missing from some files) and those markers.
     """
     texts, problems = [], []
     for path in track(paths, description="reading FCS TEXT"):
@@ -113,18 +103,27 @@ def _plan(
         raise ItmeInputError(
             "; ".join(problems), where="cohort", fix="Export the files listed again"
         )
-    matches = []
-    for fcs in texts:
-        found, how = _match_panel(fcs, panel)
-        matches.append((found, how))
-        absent = [
-            name for name, idx in zip(panel["fcs_colname"], found, strict=True) if idx is None
-        ]
+    full, file_names = batch_panels(panel, table)  # per file: each variable's fcs_colname
+    matches = [
+        match_panel(fcs.channels, names, file=fcs.path.name, aliases=aliases)
+        for fcs, names in zip(texts, file_names, strict=True)
+    ]
+    panel, matches, ignored, excluded = drop_partial_markers(full, texts, matches, missing)
+    kept_rows = [full.index.get_loc(i) for i in panel.index]
+    file_names = [[names[r] for r in kept_rows] for names in file_names]
+    for fcs, match, wanted in zip(texts, matches, file_names, strict=True):
+        found = match.columns
+        problems.extend(match.problems)
+        absent = [name for name, idx in zip(wanted, found, strict=True) if idx is None]
         if absent:
             names = list(fcs.channels["PnN"]) + [s for s in fcs.channels["PnS"] if s]
             hints = []
+            metal_names = [n for n in names if parse_channel(n).metal]
             for name in absent:
-                close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+                # a metal-named channel is compared with metal-named channels only: similar
+                # spelling across kinds misleads (Dy161Di is not CD161)
+                pool = metal_names if parse_channel(name).metal else names
+                close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
                 hints.append(f"{name}" + (f" (closest: {close[0]})" if close else ""))
             problems.append(
                 f"{fcs.path.name}: panel channel(s) not in the file's $PnN or $PnS: {', '.join(hints)}"
@@ -137,20 +136,34 @@ def _plan(
         raise ItmeInputError(
             "; ".join(problems),
             where="cohort",
-            fix="Correct fcs_colname in the panel (it must equal $PnN or $PnS of every file), "
+            fix="Correct fcs_colname in the panel (a $PnN or $PnS of every file, or the "
+            "metal in any common form: Pr141Di, 141Pr, Pr141, CD3(Pr141)Di, CD3_Pr141), "
             "remove empty files from the sample sheet",
         )
-    # channels outside the panel: keep (as marker_class none) or drop, never silently
-    extras = []
-    for fcs, (found, _) in zip(texts, matches, strict=True):
-        taken = {i for i in found if i is not None}
-        extras.append([n for i, n in enumerate(fcs.channels["PnN"]) if i not in taken])
-    union = list(dict.fromkeys(n for ex in extras for n in ex))
+    warn_conventions(texts, matches)
+    # channels outside the panel: keep (as marker_class none) or drop, never silently; they
+    # are the same channel across files when they carry the same metal (naming may differ)
+    extras: list[dict[str, int]] = []  # per file: metal (or $PnN) → column
+    shown_as: dict[str, str] = {}  # metal (or $PnN) → $PnN in the first file that has it
+    labels: dict[str, str] = {}
+    for fcs, match, skip in zip(texts, matches, ignored, strict=True):
+        taken = {i for i in match.columns if i is not None} | skip
+        parts = file_channels(fcs.channels)
+        keys: dict[str, int] = {}
+        for i, (pnn, metal) in enumerate(zip(parts["PnN"], parts["metal"], strict=True)):
+            if i not in taken:
+                key = metal or pnn
+                keys[key] = i
+                shown_as.setdefault(key, pnn)
+                labels.setdefault(key, str(parts.at[i, "PnS"]))
+        extras.append(keys)
+    keys_union = list(dict.fromkeys(k for ex in extras for k in ex))
+    union = [shown_as[k] for k in keys_union]
     extra_var = pd.DataFrame(columns=["fcs_colname", "antigen", "marker_class"])
     if union and unpanelled == "keep":
         differing = []
         for fcs, ex in zip(texts, extras, strict=True):
-            missing = [n for n in union if n not in ex]
+            missing = [shown_as[k] for k in keys_union if k not in ex]
             if missing:
                 shown = ", ".join(missing[:10]) + (
                     f" and {len(missing) - 10} more" if len(missing) > 10 else ""
@@ -164,10 +177,12 @@ def _plan(
                 fix="Add the channels to the panel if they matter, or pass unpanelled='drop' "
                 "to leave out channels that are not in the panel",
             )
-        first = texts[0]
-        pns = dict(zip(first.channels["PnN"], first.channels["PnS"], strict=True))
         extra_var = pd.DataFrame(
-            {"fcs_colname": union, "antigen": [pns[n] for n in union], "marker_class": "none"}
+            {
+                "fcs_colname": union,
+                "antigen": [labels[k] for k in keys_union],
+                "marker_class": "none",
+            }
         )
         warnings.warn(
             f"{len(union)} channel(s) present in every file but absent from the panel are kept "
@@ -183,12 +198,29 @@ def _plan(
             stacklevel=3,
         )
     dropped = sorted(union) if unpanelled == "drop" else []
-    plans = []
-    for sid, path, fcs, (found, how) in zip(table["sample_id"], paths, texts, matches, strict=True):
-        pnn = {n: i for i, n in enumerate(fcs.channels["PnN"])}
-        cols = [*found, *(pnn[n] for n in extra_var["fcs_colname"])]
-        plans.append(_Plan(sid, path, fcs, np.asarray(cols, dtype=np.intp), how))
-    return plans, extra_var, dropped
+    plans, mapping = [], []
+    for sid, path, fcs, match, wanted in zip(
+        table["sample_id"], paths, texts, matches, file_names, strict=True
+    ):
+        kept = extras[len(plans)]
+        cols = [*match.columns, *(kept[k] for k in keys_union)] if len(extra_var) else match.columns
+        plans.append(_Plan(sid, path, fcs, np.asarray(cols, dtype=np.intp), match.matched_by))
+        for name, col, how in zip(wanted, match.columns, match.how, strict=True):
+            mapping.append(
+                {
+                    "sample_id": sid,
+                    "file_name": path.name,
+                    "panel_channel": name,
+                    "PnN": str(fcs.channels["PnN"].iloc[col]),
+                    "PnS": str(fcs.channels["PnS"].iloc[col]),
+                    "matched_by": how,
+                }
+            )
+    channel_map = pd.DataFrame(
+        mapping,
+        columns=["sample_id", "file_name", "panel_channel", "PnN", "PnS", "matched_by"],
+    )
+    return plans, extra_var, dropped, channel_map, panel, excluded
 
 
 def _var(panel: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
@@ -287,11 +319,16 @@ def read_cohort(
     base_dir: str | PathLike[str] | None = None,
     unpanelled: Literal["keep", "drop"] = "keep",
     checksums: bool = True,
+    antigen_aliases: Mapping[str, list[str]] | None = None,
+    missing_markers: Literal["exclude", "error"] = "exclude",
 ) -> AnnData:
     """Read every FCS file of a sample sheet into one AnnData of events × panel channels.
 
-    Panel channels are found in each file by ``$PnN``, falling back to ``$PnS`` channel by
-    channel (files that name metals differently, e.g. ``Y89Di`` vs ``89Y_CD45``). All TEXT
+    Panel channels are found in each file by ``$PnN``, then ``$PnS``, then by metal (mass and
+    element, read from any common convention: ``Pr141Di``, ``141Pr``, ``141Pr_CD3``,
+    ``CD3_Pr141``, ``CD3(Pr141)Di``, ``CD3(110:114)Dd``, ...; see
+    :func:`itme.io.parse_channel`), then by antigen (through :data:`itme.io.ANTIGEN_ALIASES`),
+    so one panel serves files of different instrument software. All TEXT
     segments are read and checked first and every problem is reported at once; then events
     are read file by file into one preallocated float32 matrix.
 
@@ -312,6 +349,15 @@ def read_cohort(
         ``"drop"`` them (logged and listed in ``uns["io"]["dropped_channels"]``).
     checksums
         Record the SHA-256 of every file in ``uns["io"]["files"]``.
+    antigen_aliases
+        More antigen aliases (canonical name → other names), added to
+        :data:`itme.io.ANTIGEN_ALIASES` for matching panel antigens to ``$PnS``.
+    missing_markers
+        A panel channel found in some files but not in others (a panel that changed between
+        runs): ``"exclude"`` it from the analysis with one
+        :class:`~itme.errors.ItmeExclusionWarning` listing the files that lack it (unless the
+        panel's optional ``required`` column says ``yes`` for it), or treat it as an
+        ``"error"``. A channel absent from every file is always an error.
 
     Returns
     -------
@@ -324,23 +370,30 @@ def read_cohort(
       categoricals; ``obs_names`` are ``<sample_id>_<event index>``.
     - ``uns["io"]``: ``files`` (DataFrame: sample_id, file_name, path, sha256, n_events,
       n_channels, fcs_version, matched_by, notes), ``panel`` (DataFrame), ``keywords``
-      (sample_id → FCS TEXT keywords) and ``dropped_channels``.
+      (sample_id → FCS TEXT keywords), ``dropped_channels`` and ``channel_map`` (DataFrame,
+      one row per file and panel row: sample_id, file_name, panel_channel, PnN, PnS,
+      matched_by — ``$PnN``, ``$PnS``, ``metal`` or ``antigen``) and ``excluded_markers``
+      (DataFrame: fcs_colname, antigen, files_without — panel channels left out because
+      some files lack them).
 
     Raises
     ------
     ItmeInputError
         Missing files, the same file listed twice, duplicate or missing (``NA``) sample ids,
         missing columns, unknown marker classes, unreadable or truncated FCS files, panel
-        channels absent from a file, differing channel sets, empty files.
+        channels absent from a file, a panel channel that matches two channels of a file
+        (one metal or one antigen twice; both named), differing channel sets, empty files.
 
     Warns
     -----
     ItmeInputWarning
-        Inconsistent FCS files that could still be read (their notes are listed), files with
+        Files whose channels were matched to the panel by metal (one warning per naming
+        convention, listing its files); inconsistent FCS files that could still be read (their notes are listed), files with
         identical contents under two names (``checksums=True``), channels outside the panel
         (kept), an antigen on several channels or a type/state channel without an antigen.
     ItmeExclusionWarning
-        Channels outside the panel left out (``unpanelled="drop"``).
+        Channels outside the panel left out (``unpanelled="drop"``); panel channels missing
+        from some files left out (``missing_markers="exclude"``).
     """
     if unpanelled not in ("keep", "drop"):
         raise ItmeParameterError("unpanelled", "'keep' or 'drop'", unpanelled)
@@ -348,8 +401,12 @@ def read_cohort(
     table, folder = read_samples(samples)
     panel_table = read_panel(panel)
     paths = _resolve_files(table, folder, Path(base_dir) if base_dir is not None else None)
-    plans, extra, dropped = _plan(table, paths, panel_table, unpanelled)
-    var = _var(panel_table, extra)
+    if missing_markers not in ("exclude", "error"):
+        raise ItmeParameterError("missing_markers", "'exclude' or 'error'", missing_markers)
+    plans, extra, dropped, channel_map, used_panel, excluded = _plan(
+        table, paths, panel_table, unpanelled, alias_table(antigen_aliases), missing_markers
+    )
+    var = _var(used_panel, extra)
     counts = np.array([p.text.n_events for p in plans], dtype=np.int64)
     # np.zeros (calloc: the kernel hands out zeroed pages lazily) first-touches faster here than
     # np.empty, whose huge-page advice can stall on compaction (measured in scripts/bench_io.py)
@@ -395,6 +452,8 @@ def read_cohort(
         "panel": panel_table.reset_index(drop=True),
         "keywords": keywords,
         "dropped_channels": dropped,
+        "channel_map": channel_map,
+        "excluded_markers": excluded,
     }
     logger.info(
         "read %d events from %d files in %.2f s",
@@ -411,6 +470,8 @@ def check_cohort(
     *,
     base_dir: str | PathLike[str] | None = None,
     unpanelled: Literal["keep", "drop"] = "keep",
+    antigen_aliases: Mapping[str, list[str]] | None = None,
+    missing_markers: Literal["exclude", "error"] = "exclude",
 ) -> list[str]:
     """Everything :func:`read_cohort` checks, without reading events; problems as lines.
 
@@ -423,6 +484,10 @@ def check_cohort(
     base_dir
         Folder ``file_name`` is relative to, as for :func:`read_cohort`.
     unpanelled
+        As for :func:`read_cohort`.
+    antigen_aliases
+        As for :func:`read_cohort`.
+    missing_markers
         As for :func:`read_cohort`.
 
     Returns
@@ -447,7 +512,14 @@ def check_cohort(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ItmeInputWarning)
             warnings.simplefilter("ignore", ItmeExclusionWarning)
-            _plan(table, paths, panel_table, unpanelled)
+            _plan(
+                table,
+                paths,
+                panel_table,
+                unpanelled,
+                alias_table(antigen_aliases),
+                missing_markers,
+            )
     except ItmeInputError as exc:
         found.append(str(exc))
     return found

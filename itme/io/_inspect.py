@@ -11,7 +11,8 @@ import pandas as pd
 
 from itme._progress import track
 from itme.errors import ItmeInputError
-from itme.io._cohort import _match_panel
+from itme.io._channels import file_channels
+from itme.io._cohort_panel import match_file
 from itme.io._fcs_format import FcsFile, parse_fcs
 from itme.io._tables import read_panel, read_samples
 
@@ -27,13 +28,15 @@ class CohortSummary:
     files: pd.DataFrame
     channels: pd.DataFrame
     problems: list[str] = field(default_factory=list)
+    mapping: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_text(self) -> str:
         """Plain-text rendering.
 
         Returns
         -------
-        What ``itme inspect`` prints: totals, the files, the channels and the problems.
+        What ``itme inspect`` prints: totals, the files, the channels, the panel channels
+        found other than by ``$PnN`` (file by file) and the problems.
         """
         parts = [f"{len(self.files)} file(s), {int(self.files['events'].sum())} events"]
         with pd.option_context(
@@ -41,6 +44,10 @@ class CohortSummary:
         ):
             parts += ["", "Files", self.files.to_string(index=False)]
             parts += ["", "Channels", self.channels.to_string(index=False)]
+            if len(self.mapping):
+                other = self.mapping[self.mapping["matched_by"] != "$PnN"]
+                parts += ["", "Panel channels found other than by $PnN (per file)"]
+                parts += [other.to_string(index=False) if len(other) else "none"]
         parts += ["", f"Problems ({len(self.problems)})"]
         parts += [f"- {p}" for p in self.problems] or ["none"]
         return "\n".join(parts)
@@ -80,7 +87,9 @@ def summarize(
 
     Returns
     -------
-    CohortSummary with ``files`` (file, version, cytometer, date, events, channels, notes),
+    CohortSummary with ``files`` (file, version, cytometer, date, events, channels, naming
+    (the channel-naming convention of ``$PnN``, e.g. ``Pr141Di``), notes), ``mapping`` (with
+    a panel: the ``$PnN`` each panel channel took in each file and how it was matched),
     ``channels`` (``$PnN``, ``$PnS``, marker class, number of files holding it) and
     ``problems`` (one line per problem).
     """
@@ -98,7 +107,7 @@ def summarize(
             panel_table = read_panel(panel)
         except ItmeInputError as exc:
             problems.append(str(exc))
-    rows, parsed = [], []
+    rows, parsed, mapping = [], [], []
     for file in track(files, description="inspecting FCS files"):
         try:
             fcs: FcsFile = parse_fcs(file, only_text=True)
@@ -112,6 +121,7 @@ def summarize(
                     "date": "",
                     "events": 0,
                     "channels": 0,
+                    "naming": "",
                     "notes": "unreadable",
                 }
             )
@@ -122,6 +132,7 @@ def summarize(
             problems.append(str(fcs.layout.error))
             notes.append("events unreadable")
         kw = fcs.keywords
+        conventions = [c for c in file_channels(fcs.channels)["convention"] if c]
         rows.append(
             {
                 "file": file.name,
@@ -130,6 +141,7 @@ def summarize(
                 "date": kw.get("$DATE", ""),
                 "events": fcs.n_events,
                 "channels": fcs.channels.shape[0],
+                "naming": Counter(conventions).most_common(1)[0][0] if conventions else "",
                 "notes": "; ".join(notes),
             }
         )
@@ -139,10 +151,22 @@ def summarize(
         if dup:
             problems.append(f"{file.name}: duplicated $PnN {', '.join(dup)}")
         if panel_table is not None:
-            found, _ = _match_panel(fcs, panel_table)
+            match = match_file(fcs, panel_table)
+            problems.extend(match.problems)
+            found = match.columns
             absent = [
                 n for n, i in zip(panel_table["fcs_colname"], found, strict=True) if i is None
             ]
+            for name, col, how in zip(panel_table["fcs_colname"], found, match.how, strict=True):
+                if col is not None:
+                    mapping.append(
+                        {
+                            "file": file.name,
+                            "panel": name,
+                            "$PnN": fcs.channels["PnN"].iloc[col],
+                            "matched_by": how,
+                        }
+                    )
             if absent:
                 problems.append(f"{file.name}: panel channel(s) absent: {', '.join(absent)}")
     counts: Counter[tuple[str, str]] = Counter()
@@ -150,7 +174,9 @@ def summarize(
         counts.update(zip(fcs.channels["PnN"], fcs.channels["PnS"], strict=True))
     groups: dict[frozenset[str], list[str]] = {}
     for fcs in parsed:
-        groups.setdefault(frozenset(fcs.channels["PnN"]), []).append(fcs.path.name)
+        parts = file_channels(fcs.channels)  # by metal: naming conventions may differ
+        key = frozenset(m or n for m, n in zip(parts["metal"], parts["PnN"], strict=True))
+        groups.setdefault(key, []).append(fcs.path.name)
     if len(groups) > 1:
         described = [
             f"{len(chans)} channels in {', '.join(names)}" for chans, names in groups.items()
@@ -177,4 +203,5 @@ def summarize(
         ],
         columns=["$PnN", "$PnS", "marker_class", "files"],
     )
-    return CohortSummary(pd.DataFrame(rows), channels, problems)
+    mapping_table = pd.DataFrame(mapping, columns=["file", "panel", "$PnN", "matched_by"])
+    return CohortSummary(pd.DataFrame(rows), channels, problems, mapping_table)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from itme._files import name_problem
 from itme.errors import ItmeInputError
 from itme.io._delimited import MISSING_TOKENS, line_list, read_delimited
 
@@ -158,7 +159,10 @@ def read_samples(samples: TableSource) -> tuple[pd.DataFrame, Path | None]:
     ItmeInputError
         Listing every problem at once: missing columns, empty required values (a missing-value
         token such as ``NA`` or ``NaN`` counts as empty), duplicated ``sample_id`` or
-        ``file_name`` (with their lines).
+        ``file_name`` (with their lines), an empty ``timepoint`` or ``visit`` (when the
+        column exists), a ``sample_id`` or ``patient_id`` that is not a safe
+        file name (path separators, ``..``, control characters, characters Windows or macOS
+        refuse; :func:`itme._files.name_problem`), naming its line.
     """
     where = str(samples) if not isinstance(samples, pd.DataFrame) else "samples table"
     table, folder = read_text_table(samples, name="sample sheet")
@@ -178,6 +182,22 @@ def read_samples(samples: TableSource) -> tuple[pd.DataFrame, Path | None]:
             problems.append(
                 f"column {col} is empty{token} on lines {line_list(empty, limit=len(empty))}"
             )
+    for col in ("timepoint", "visit"):  # the unit of analysis: a blank would merge samples
+        if col in table.columns:
+            empty = table.index[table[col].str.lower().isin(MISSING_TOKENS)]
+            if len(empty):
+                problems.append(
+                    f"column {col} is empty on lines {line_list(empty, limit=len(empty))} "
+                    "(a time point is needed for every file once the column exists)"
+                )
+    for col in ("sample_id", "patient_id"):  # they become file names: must be safe ones
+        for line, value in table[col].items():
+            reason = name_problem(value) if value else None
+            if reason is not None:
+                problems.append(
+                    f"line {int(line)}, column {col}: {value!r} {reason}; ids become file "
+                    "names, use letters, digits, '-', '_' and '.'"
+                )
     for col in ("sample_id", "file_name"):
         dups = _duplicates(table, col)
         if dups:
@@ -236,7 +256,14 @@ def read_panel(panel: TableSource) -> pd.DataFrame:
         )
     for i in table.index[table["fcs_colname"] == ""]:
         problems.append(f"line {int(i)}: fcs_colname is empty")
-    dups = _duplicates(table, "fcs_colname")
+    # with a batch column (an antigen on another metal in some runs) a channel may appear
+    # once per batch
+    keyed = (
+        table.assign(fcs_colname=table["fcs_colname"] + "\t" + table["batch"])
+        if "batch" in table.columns
+        else table
+    )
+    dups = [d.replace("\t", " in batch ") for d in _duplicates(keyed, "fcs_colname")]
     if dups:
         problems.append(f"duplicate fcs_colname: {'; '.join(dups)}")
     if len(table) == 0:

@@ -24,6 +24,7 @@ from pydantic import (
 
 from itme.core.clean.steps import GATING_COFACTOR, STEPS, canonical_step
 from itme.errors import ItmeInputError
+from itme.pp import MIN_CELLS, MIN_FRACTION_KEPT
 
 #: step names the config accepts: every step of the table and its aliases
 _STEP_NAMES_ACCEPTED = tuple(name for s in STEPS for name in (s.name, *s.aliases))
@@ -64,6 +65,17 @@ class Ingest(_Section):
 
     unpanelled: Literal["keep", "drop"] = Field(
         "keep", description="channels in the files but not in the panel"
+    )
+    antigen_aliases: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="more antigen aliases for matching the panel to $PnS, e.g. "
+        "{CD8: [CD8a]}, added to itme.io.ANTIGEN_ALIASES (docs/input-formats.md)",
+    )
+    missing_markers: Literal["exclude", "error"] = Field(
+        "exclude",
+        description="a panel channel some files lack: left out of the analysis with one "
+        "warning listing the files, or an error (a panel column required = yes makes it an "
+        "error for that channel)",
     )
 
 
@@ -109,6 +121,26 @@ class Clean(_Section):
         description="robust SDs from the median for the tail rule, all steps (default: "
         + ", ".join(f"{s.name} {s.k:g}" for s in STEPS)
         + ")",
+    )
+
+    # sample-level QC (pp.sample_qc): what a failed sample is, and what happens to it
+    min_cells: int = Field(
+        MIN_CELLS,
+        ge=0,
+        description="a sample keeping fewer events after cleaning failed (500: a subset at "
+        "5 % is then ~25 cells, a binomial SD of ~1 percentage point)",
+    )
+    min_fraction_kept: float = Field(
+        MIN_FRACTION_KEPT,
+        ge=0.0,
+        le=1.0,
+        description="a sample keeping a smaller fraction of its events failed (0.5: CyTOF "
+        "samples typically keep 60-90 %; below half the acquisition or sample failed)",
+    )
+    on_failed_sample: Literal["exclude", "flag"] = Field(
+        "exclude",
+        description="failed samples are excluded from clustering and patient-level analysis, "
+        "or kept and flagged (both listed in summary.json and qc_samples.csv)",
     )
 
     @field_validator("steps")
@@ -233,6 +265,13 @@ class Stats(_Section):
     )
     reference_levels: dict[str, str] = Field(
         {}, description="reference level per categorical covariate"
+    )
+    # the unit of the between-patient tests when patients have several time points
+    timepoint: str | None = Field(
+        None,
+        description="with several time points per patient, the one the between-patient "
+        "tests (and RNA-seq) use, so n counts independent patients (default: each patient's "
+        "first time point in samples.csv)",
     )
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from itme._files import inside
 from itme._outputs import Output
 from itme.errors import (
     ItmeInputError,
@@ -76,7 +77,7 @@ class Context:
 
     def path(self, *parts: str) -> Path:
         """``out/<parts>``, its folder created."""
-        p = self.out.joinpath(*parts)
+        p = inside(self.out, self.out.joinpath(*parts))  # never outside the output folder
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
@@ -105,7 +106,7 @@ class Context:
     def figure(self, name: str, fig: Any, *, variant: str | None = None) -> list[Path]:
         """Save a declared figure as ``figures/<name>[_<variant>].png`` and ``.svg``."""
         stem = self._declared("figure", name, variant).stem(variant)
-        paths = write_figure(self.path("figures"), stem, fig)
+        paths = write_figure(self.path("figures", stem).parent, stem, fig)
         self.written.extend(paths)
         return paths
 

@@ -90,6 +90,12 @@ STAGES = [
             table("qc_thresholds", "qc", "every gate of every sample"),
             figure("qc_accounting", "qc", "events removed per step and sample"),
             figure("qc_gates", "qc", "the gates of a sample", variants=True),
+            table(
+                "qc_samples",
+                "qc",
+                "per-sample QC status: events kept, fraction kept, pass / excluded / flagged "
+                "and why (clean.min_cells, clean.min_fraction_kept)",
+            ),
         ),
     ),
     Stage(
@@ -117,10 +123,18 @@ STAGES = [
         "abundance",
         abundance,
         params=lambda c: {"phenotypes": c.inputs.phenotypes},
-        inputs=_phenotype_files,
+        inputs=lambda c: [*_phenotype_files(c), c.inputs.samples],
         requires=("annotate",),
         section="patients",
-        outputs=(table("subset_frequencies", "patients", "samples × subsets, % of CD45+"),),
+        outputs=(
+            table("subset_frequencies", "patients", "samples × subsets, % of CD45+"),
+            table(
+                "sample_units",
+                "patients",
+                "the unit of analysis (patient and time point) of every file; files of one "
+                "unit are pooled",
+            ),
+        ),
     ),
     Stage(
         "patients",
@@ -134,6 +148,11 @@ STAGES = [
             table("cluster_diagnostics", "patients", "within-SS, silhouette, gap over k"),
             table("stability", "patients", "bootstrap mean Jaccard per cluster"),
             table("sensitivity", "patients", "re-clustering without some patients: kappa"),
+            table(
+                "timepoint_changes",
+                "patients",
+                "patients with several time points: iTME cluster at each, changed or not",
+            ),
             figure("patients_heatmap", "patients", "Ward dendrogram and subset heatmap"),
             figure("patients_compartments", "patients", "compartments by iTME cluster"),
         ),
@@ -161,7 +180,7 @@ STAGES = [
     Stage(
         "rnaseq",
         rnaseq,
-        params=lambda c: _params(c, "rnaseq"),
+        params=lambda c: {**_params(c, "rnaseq"), "timepoint": c.stats.timepoint},
         inputs=lambda c: _optional(c.inputs.clinical, c.inputs.counts),
         requires=("patients",),
         section="rna",

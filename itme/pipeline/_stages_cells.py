@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import anndata as ad
+import pandas as pd
 
 from itme import io, pl, pp, tl
+from itme._files import safe_name
 from itme.core.clean.steps import GATING_COFACTOR
 from itme.errors import ItmeStateError
 from itme.pipeline._config import Clean as CleanSection
@@ -23,7 +25,7 @@ from itme.pipeline._runner import Context
 
 logger = logging.getLogger(__name__)
 
-#: figures of the gates drawn for the first samples of the sheet
+#: figures of the gates drawn for the first samples of the sheet when no sample failed QC
 QC_GATE_FIGURES = 3
 
 
@@ -64,7 +66,13 @@ def apply_additions(cells: ad.AnnData, path: Path) -> None:
 def ingest(ctx: Context) -> dict[str, Any]:
     """io.read_cohort → ``work/ingest.h5ad``."""
     c = ctx.config
-    cells = io.read_cohort(c.inputs.samples, c.inputs.panel, unpanelled=c.ingest.unpanelled)
+    cells = io.read_cohort(
+        c.inputs.samples,
+        c.inputs.panel,
+        unpanelled=c.ingest.unpanelled,
+        antigen_aliases=c.ingest.antigen_aliases,
+        missing_markers=c.ingest.missing_markers,
+    )
     ctx.h5ad(cells, "work", "ingest.h5ad")
     files = cells.uns["io"]["files"]
     return {"files": len(files), "events": int(cells.n_obs), "channels": int(cells.n_vars)}
@@ -88,7 +96,13 @@ def clean_kwargs(section: CleanSection) -> dict[str, Any]:
 
 
 def clean(ctx: Context) -> dict[str, Any]:
-    """pp.arcsinh, pp.clean, pp.apply_qc, pp.downsample → ``work/clean.h5ad``, QC tables."""
+    """pp.arcsinh, pp.clean, pp.sample_qc, pp.apply_qc, pp.exclude_samples, pp.downsample.
+
+    Writes ``work/clean.h5ad``, the QC tables (``qc_samples``: the status of every sample)
+    and the gate figures of every sample that failed sample-level QC (of the first three of
+    the sheet when none failed). The summary lists ``samples_excluded`` and
+    ``samples_flagged``, each with its reason.
+    """
     c = ctx.config
     cells = ad.read_h5ad(ctx.path("work", "ingest.h5ad"))
     pp.arcsinh(cells, cofactor=c.transform.cofactor)
@@ -96,10 +110,29 @@ def clean(ctx: Context) -> dict[str, Any]:
     ctx.table("qc_events", cells.uns["qc"]["accounting"], index=False)
     ctx.table("qc_thresholds", cells.uns["qc"]["thresholds"], index=False)
     ctx.figure("qc_accounting", pl.qc_accounting(cells))
-    for sample in list(cells.obs["sample_id"].cat.categories)[:QC_GATE_FIGURES]:
+    pp.sample_qc(
+        cells,
+        min_cells=c.clean.min_cells,
+        min_fraction_kept=c.clean.min_fraction_kept,
+        on_fail=c.clean.on_failed_sample,
+    )
+    status = cells.uns["sample_qc"]
+    failed = list(status.loc[status["status"] != "pass", "sample_id"])
+    # the gates of every failed sample; of the first samples of the sheet when none failed
+    shown = failed or list(cells.obs["sample_id"].cat.categories)[:QC_GATE_FIGURES]
+    for sample in shown:
         ctx.figure("qc_gates", pl.qc_gates(cells, sample=sample), variant=sample)
+    ctx.table(
+        "qc_samples",
+        status.assign(
+            gate_figure=[
+                f"qc_gates_{safe_name(s)}.png" if s in shown else "" for s in status["sample_id"]
+            ]
+        ),
+        index=False,
+    )
     events_in = int(cells.n_obs)
-    kept = pp.apply_qc(cells)
+    kept = pp.exclude_samples(pp.apply_qc(cells))
     del cells
     d = c.downsample
     if d.n is not None or d.min_events is not None:
@@ -107,11 +140,21 @@ def clean(ctx: Context) -> dict[str, Any]:
             kept, n=d.n, min_events=d.min_events, on_small=d.on_small, rng=ctx.seed
         )
     ctx.h5ad(kept, "work", "clean.h5ad")
-    excluded = list(kept.uns.get("downsample", {}).get("excluded", []))
+
+    def listed(state: str) -> list[str]:
+        rows = status[status["status"] == state]
+        return [f"{s}: {r}" for s, r in zip(rows["sample_id"], rows["reason"], strict=True)]
+
+    small = kept.uns.get("downsample", {}).get("excluded", [])
+    excluded = [
+        *listed("excluded"),
+        *(f"{s}: fewer events than downsample.min_events" for s in small),
+    ]
     return {
         "events_in": events_in,
         "events_kept": int(kept.n_obs),
         "samples_excluded": excluded,
+        "samples_flagged": listed("flagged"),
     }
 
 
@@ -156,10 +199,38 @@ def annotate(ctx: Context) -> dict[str, Any]:
 
 
 def abundance(ctx: Context) -> dict[str, Any]:
-    """tl.abundance → ``work/abundance.h5ad`` and ``subset_frequencies.csv``."""
+    """io.analysis_units, tl.abundance → ``work/abundance.h5ad``, ``subset_frequencies.csv``.
+
+    Files of one patient and time point are pooled (frequencies from the pooled counts,
+    io.analysis_units); the units and their files are listed in ``sample_units.csv`` when the
+    sheet pools files or has a time-point column.
+    """
     cells = ad.read_h5ad(ctx.path("cells.h5ad"), backed="r")
-    patients = tl.abundance(cells, phenotypes=ctx.config.inputs.phenotypes)
+    sheet, _ = io.read_samples(ctx.config.inputs.samples)
+    present = set(cells.obs["sample_id"].astype(str))
+    units = io.analysis_units(sheet[sheet["sample_id"].isin(present)])
+    pooled = bool((units["n_files"] > 1).any())
+    key = "sample_id"
+    if pooled:
+        io.check_unit_panels(units, channel_map=cells.uns["io"]["channel_map"])
+        to_unit = dict(zip(units["sample_id"], units["unit_id"], strict=True))
+        cells.obs["unit_id"] = pd.Categorical(
+            cells.obs["sample_id"].astype(str).map(to_unit),
+            categories=list(dict.fromkeys(units["unit_id"])),
+        )
+        key = "unit_id"
+    patients = tl.abundance(cells, phenotypes=ctx.config.inputs.phenotypes, sample_key=key)
     cells.file.close()
+    summary: dict[str, Any] = {}
+    if pooled or io.timepoint_column(sheet.columns) is not None:
+        per_unit = units.drop_duplicates("unit_id").set_index("unit_id")
+        patients.obs["patient_id"] = per_unit.loc[patients.obs_names, "patient_id"].to_numpy()
+        patients.obs["timepoint"] = per_unit.loc[patients.obs_names, "timepoint"].to_numpy()
+        patients.obs["n_files"] = per_unit.loc[patients.obs_names, "n_files"].to_numpy()
+        ctx.table("sample_units", units, index=False)
+        summary["files_pooled"] = int(units.loc[units["n_files"] > 1, "sample_id"].size)
+        summary["units"] = int(patients.n_obs)
+        summary["patients"] = int(patients.obs["patient_id"].nunique())
     ctx.table("subset_frequencies", patients.to_df().join(patients.obsm["derived"]))
     ctx.h5ad(patients, "work", "abundance.h5ad")
-    return {"samples": int(patients.n_obs), "subsets": int(patients.n_vars)}
+    return {"samples": int(patients.n_obs), "subsets": int(patients.n_vars), **summary}

@@ -57,6 +57,71 @@ def _exclusions(config: Config, patients: ad.AnnData) -> list[str]:
     return sorted(set(patients.obs.loc[flag, "patient_id"].astype(str)))
 
 
+def _several_timepoints(adata: ad.AnnData) -> bool:
+    """True when some patient has several units (time points) in ``adata``."""
+    return bool("timepoint" in adata.obs and adata.obs["patient_id"].duplicated().any())
+
+
+def _timepoint_changes(adata: ad.AnnData) -> pd.DataFrame:
+    """Patients with several time points: their iTME cluster at each and whether it changed."""
+    obs = adata.obs[["patient_id", "timepoint", "itme_cluster"]].astype(str)
+    rows = []
+    for pid, grp in obs.groupby("patient_id", sort=False):
+        if len(grp) < 2:
+            continue
+        rows.append(
+            {
+                "patient_id": pid,
+                "timepoints": " → ".join(grp["timepoint"]),
+                "itme_clusters": " → ".join(grp["itme_cluster"]),
+                "changed": grp["itme_cluster"].nunique() > 1,
+            }
+        )
+    return pd.DataFrame(rows, columns=["patient_id", "timepoints", "itme_clusters", "changed"])
+
+
+def _one_per_patient(config: Config, adata: ad.AnnData) -> tuple[ad.AnnData, dict[str, Any]]:
+    """One unit per patient for the between-patient tests, and a summary of the choice.
+
+    With several units per patient (time points, or conditions), units are not independent:
+    the tests use the time point ``stats.timepoint`` (default: each patient's first unit in
+    samples.csv), so ``n`` counts patients; the units left out are listed. Without repeated
+    patients, ``adata`` unchanged.
+    """
+    obs = adata.obs
+    if not obs["patient_id"].duplicated().any():
+        return adata, {}
+    wanted = config.stats.timepoint
+    if wanted is None or "timepoint" not in obs:
+        # several units per patient (time points, or conditions such as stimulated /
+        # reference): one per patient, the first in samples.csv, so no patient counts twice
+        keep = ~obs["patient_id"].duplicated().to_numpy()
+        rule = "each patient's first " + ("time point" if "timepoint" in obs else "sample")
+    else:
+        keep = (obs["timepoint"].astype(str) == wanted).to_numpy()
+        rule = f"time point {wanted!r} (stats.timepoint)"
+        if not keep.any():
+            raise ItmeInputError(
+                f"no sample has time point {wanted!r}",
+                where="config stats.timepoint",
+                expected=", ".join(sorted(set(obs["timepoint"].astype(str)))),
+                found=wanted,
+            )
+        if obs.loc[keep, "patient_id"].duplicated().any():
+            raise ItmeInputError(
+                "several units of one patient at one time point",
+                where="samples.csv, column timepoint",
+                fix="Give each patient one time point per value",
+            )
+    left_out = [str(u) for u in adata.obs_names[~keep]]
+    n = int(keep.sum())
+    logger.info("between-patient tests on %s: n = %d patients", rule, n)
+    return adata[keep].copy(), {
+        "unit_of_tests": f"{rule}: n = {n} independent patients",
+        "units_not_in_tests": left_out,
+    }
+
+
 def patients(ctx: Context) -> dict[str, Any]:
     """io.add_clinical, tl.patient_clusters, cluster_sensitivity, cluster_stability.
 
@@ -93,8 +158,14 @@ def patients(ctx: Context) -> dict[str, Any]:
         stab = adata.uns["itme_cluster_stability"]["clusters"]
         ctx.table("stability", stab, index=False)
         summary["min_mean_jaccard"] = float(stab["mean_jaccard"].min())
-    assign = adata.obs[["patient_id", "itme_cluster"]].copy()
+    columns = ["patient_id", *(["timepoint"] if "timepoint" in adata.obs else []), "itme_cluster"]
+    assign = adata.obs[columns].copy()
     ctx.table("itme_clusters", assign)
+    if _several_timepoints(adata):  # the relapse question: did the iTME cluster change?
+        changes = _timepoint_changes(adata)
+        ctx.table("timepoint_changes", changes, index=False)
+        summary["patients_with_several_timepoints"] = len(changes)
+        summary["itme_cluster_changed"] = list(changes.loc[changes["changed"], "patient_id"])
     ctx.table("cluster_diagnostics", adata.uns["itme_cluster"]["diagnostics"], index=False)
     ctx.figure("patients_heatmap", pl.patient_heatmap(adata))
     ctx.figure("patients_compartments", pl.compartment_bars(adata))
@@ -112,6 +183,7 @@ def statistics(ctx: Context) -> dict[str, Any]:
     s = c.stats
     adata = ad.read_h5ad(ctx.path("patients.h5ad"))
     joined = _joined_clinical(c, adata)
+    adata, unit_note = _one_per_patient(c, adata)
     tests = stats.compare_groups(adata, groupby=s.groupby)
     derived = stats.compare_groups(adata, groupby=s.groupby, source="derived")
     ctx.table("subset_tests", tests, index=False)
@@ -125,6 +197,7 @@ def statistics(ctx: Context) -> dict[str, Any]:
             pl.subset_boxplots(adata, results=tests, groupby=s.groupby, alpha=s.fdr),
         )
     summary: dict[str, Any] = {
+        **unit_note,
         "subsets_tested": len(tests),
         "subsets_significant": len(significant),
     }
@@ -175,6 +248,7 @@ def rnaseq(ctx: Context) -> dict[str, Any]:
         return {"status": "no input"}
     patients_ = ad.read_h5ad(ctx.path("patients.h5ad"))
     joined = _joined_clinical(c, patients_)  # the whole table, read by the patients stage
+    patients_, _ = _one_per_patient(c, patients_)  # one tumour sample per patient
     counts = rna.read_counts(c.inputs.counts, clinical=None if joined is None else joined["table"])
     io.add_clinical(counts, patients_.obs[["patient_id", "itme_cluster"]], key_added="patients")
     summary: dict[str, Any] = {}

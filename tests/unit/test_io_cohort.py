@@ -198,7 +198,7 @@ def test_panel_channel_absent_from_a_file(tmp_path):
         ItmeInputError,
         match=r"s2\.fcs: panel channel\(s\) not in the file's \$PnN or \$PnS: Nd145Di \(closest: Nd146Di\)",
     ):
-        itme.io.read_cohort(samples, panel)
+        itme.io.read_cohort(samples, panel, missing_markers="error")
 
 
 def test_files_whose_channel_sets_differ_list_the_differences(tmp_path):
