@@ -10,10 +10,11 @@ from typing import Any
 
 from itme import io, rna
 from itme.errors import ItmeError
-from itme.io import check_cohort, read_phenotypes
+from itme.io import read_phenotypes
 from itme.pipeline._config import Config
 from itme.pipeline._config_check import check_config
 from itme.pipeline._lock import holder_problem
+from itme.pipeline._validate_cohort import cohort_problems
 
 
 def _attempt(problems: list[str], what: str, func: Callable[[], Any]) -> Any:
@@ -39,7 +40,7 @@ def problems(config: Config) -> list[str]:
     """
     found: list[str] = []
     i = config.inputs
-    found += check_cohort(i.samples, i.panel, unpanelled=config.ingest.unpanelled)
+    found += cohort_problems(config)
     _attempt(found, "phenotypes", lambda: read_phenotypes(i.phenotypes))
     sheet = _attempt([], "samples", lambda: io.read_samples(i.samples))  # check_cohort reports
     if sheet is not None:

@@ -1,7 +1,6 @@
 """The cohort checks of ``itme validate`` with the config's ingest options and time points.
 
-:func:`cohort_problems` is what ``pipeline/_validate.py`` should call in place of a bare
-``io.check_cohort(samples, panel, unpanelled=...)``: it passes every ingest option that
+:func:`cohort_problems` (called by ``pipeline/_validate.py``) passes every ingest option that
 changes what :func:`itme.io.read_cohort` accepts (antigen aliases, missing markers), so
 ``validate`` and ``run`` agree, and checks ``stats.timepoint`` against the sample sheet.
 """
