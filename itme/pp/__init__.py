@@ -1,9 +1,16 @@
 """Preprocessing of events: arcsinh transformation, cleaning, downsampling, batch normalisation."""
 
-from itme.pp import _arcsinh, _clean, _cytonorm, _downsample
+from itme.pp import _arcsinh, _batch, _clean, _cytonorm, _downsample
 from itme.pp._arcsinh import *  # noqa: F403
+from itme.pp._batch import *  # noqa: F403
 from itme.pp._clean import *  # noqa: F403
 from itme.pp._cytonorm import *  # noqa: F403
 from itme.pp._downsample import *  # noqa: F403
 
-__all__ = [*_arcsinh.__all__, *_clean.__all__, *_cytonorm.__all__, *_downsample.__all__]
+__all__ = [
+    *_arcsinh.__all__,
+    *_batch.__all__,
+    *_clean.__all__,
+    *_cytonorm.__all__,
+    *_downsample.__all__,
+]
