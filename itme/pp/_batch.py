@@ -12,7 +12,7 @@ from anndata import AnnData
 
 from itme._adata import check_markers, markers_of_class
 from itme._random import RngLike, draw_seed
-from itme.core.batch.align import cap_to_range, scale_by_batch
+from itme.core.batch.align import align_landmarks, cap_to_range, scale_by_batch
 from itme.errors import ItmeInputError, ItmeParameterError, ItmeStateError
 from itme.pp._combat import combat, scanpy_version
 
@@ -21,6 +21,7 @@ __all__ = ["correct_batch"]
 logger = logging.getLogger(__name__)
 
 METHODS = ("cycombine",)
+SOM_INPUTS = ("landmarks", "scale")
 
 
 def _batches(adata: AnnData, batch_key: str) -> pd.Categorical:
@@ -75,6 +76,7 @@ def correct_batch(
     method: str = "cycombine",
     markers: Sequence[str] | None = None,
     grid: tuple[int, int] = (8, 8),
+    som_input: str = "landmarks",
     min_cells: int = 10,
     train_cells: int | None = 200_000,
     rng: RngLike = None,
@@ -83,13 +85,19 @@ def correct_batch(
     """Remove run-to-run (batch) differences without control samples, as cyCombine does.
 
     cyCombine (Pedersen et al., *Nat Commun* 2022): (1) every marker is standardised within
-    each batch, (2) a coarse SOM (``grid``, 64 nodes by default) is trained on the pooled,
+    each batch (``som_input="scale"``; by default itme maps each batch's negative and
+    positive peak of every marker onto their mean over batches instead, which a batch's
+    composition does not move, see below), (2) a coarse SOM (``grid``, 64 nodes by default) is trained on the pooled,
     standardised events, so its nodes follow cell types rather than batches, (3) within each
     node, every marker of every batch is aligned by ComBat (scanpy's ``pp.combat``:
     location and scale per batch, empirical-Bayes shrunk) on the arcsinh values, and (4) the
     corrected values are capped to the node's range before correction. Because the alignment
     happens within nodes of one cell type, a batch holding more of one subset keeps it:
-    composition differences (the biology of iTME clusters) are not aligned away. Marker
+    composition differences (the biology of iTME clusters) are not aligned away, provided the
+    nodes are the same cell types in every batch. cyCombine's per-batch standardisation
+    breaks that when batches differ in composition (a batch holding mostly one cell type has
+    other means and deviations, so its cells land in nodes of their own and are left
+    uncorrected); the peaks (``core.batch.align.align_landmarks``) do not. Marker
     expression differences within a cell type that are confounded with batch would be.
 
     Run it on the arcsinh-transformed ``X`` after cleaning (``pp.apply_qc``), before
@@ -108,6 +116,9 @@ def correct_batch(
         Markers to correct (and cluster on); default the ``type`` and ``state`` markers.
     grid
         SOM grid of the coarse clustering (cyCombine's default 8 × 8).
+    som_input
+        What the SOM is trained on: ``"landmarks"`` (each batch's marker peaks aligned,
+        robust to composition; default) or ``"scale"`` (cyCombine's per-batch z-scores).
     min_cells
         Fewest events of a batch in a node for the node to be aligned in that batch.
     train_cells
@@ -122,7 +133,7 @@ def correct_batch(
     AnnData or None
         The copy when ``copy=True``, else ``None``. Modifies ``X`` on the corrected markers and
         writes ``uns["batch_correction"]``: ``method``, ``batch_key``, ``batches``,
-        ``markers``, ``grid``, ``min_cells``, ``train_cells``, ``seed``, ``scanpy_version``,
+        ``markers``, ``grid``, ``som_input``, ``min_cells``, ``train_cells``, ``seed``, ``scanpy_version``,
         ``nodes`` (DataFrame: node, n_events, n_batches, aligned_batches),
         ``events_left_unchanged`` (int), ``shift`` (DataFrame: batch × marker mean change of
         the arcsinh value).
@@ -130,6 +141,8 @@ def correct_batch(
     t0 = time.perf_counter()
     if method not in METHODS:
         raise ItmeParameterError("method", f"one of {METHODS}", method)
+    if som_input not in SOM_INPUTS:
+        raise ItmeParameterError("som_input", f"one of {SOM_INPUTS}", som_input)
     if "arcsinh" not in adata.uns:
         raise ItmeStateError("correct_batch works on arcsinh values: run itme.pp.arcsinh first")
     if "batch_correction" in adata.uns:
@@ -159,9 +172,12 @@ def correct_batch(
     original = np.asarray(adata.X[:, cols], dtype=np.float32)
     codes = batches.codes.astype(np.int64)
     seed = draw_seed(rng)
-    nodes = _som_nodes(
-        scale_by_batch(original, codes), list(markers), tuple(grid), train_cells, seed
-    )
+    if som_input == "landmarks":
+        som_values = align_landmarks(original, codes)[0]
+    else:
+        som_values = scale_by_batch(original, codes)
+    nodes = _som_nodes(som_values, list(markers), tuple(grid), train_cells, seed)
+    del som_values
     corrected = original.copy()
     rows_info = []
     unchanged = 0
@@ -211,6 +227,7 @@ def correct_batch(
         "batches": [str(b) for b in batches.categories],
         "markers": list(markers),
         "grid": list(grid),
+        "som_input": som_input,
         "min_cells": int(min_cells),
         "train_cells": int(train_cells) if train_cells is not None else -1,
         "seed": int(seed),

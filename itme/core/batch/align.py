@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cap_to_range", "scale_by_batch"]
+from itme.core.otsu import otsu_threshold
+
+__all__ = ["align_landmarks", "cap_to_range", "landmarks", "scale_by_batch"]
 
 
 def scale_by_batch(X: np.ndarray, batch: np.ndarray) -> np.ndarray:
@@ -64,3 +66,82 @@ def cap_to_range(corrected: np.ndarray, original: np.ndarray, groups: np.ndarray
         hi = original[rows].max(axis=0)
         corrected[rows] = np.clip(corrected[rows], lo, hi)
     return corrected
+
+
+def landmarks(x: np.ndarray, *, min_share: float = 0.005) -> tuple[float, float]:
+    """The negative and positive peak of one marker: medians below and above its Otsu cut.
+
+    Parameters
+    ----------
+    x
+        Values of one marker in one batch (arcsinh scale).
+    min_share
+        Smallest share of events on a side for its median to count.
+
+    Returns
+    -------
+    tuple of float
+        ``(negative, positive)``; ``positive`` is NaN when fewer than ``min_share`` of the
+        events are above the cut (or the marker does not split).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    cut = otsu_threshold(x)
+    if not np.isfinite(cut):
+        return float(np.median(x)), float("nan")
+    above = x > cut
+    share = float(above.mean())
+    if share < min_share:
+        return float(np.median(x)), float("nan")
+    if share > 1 - min_share:
+        return float("nan"), float(np.median(x))
+    return float(np.median(x[~above])), float(np.median(x[above]))
+
+
+def align_landmarks(
+    X: np.ndarray, batch: np.ndarray, *, max_scale: float = 2.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map each batch's negative and positive peak of every marker onto their mean over batches.
+
+    A composition-robust first alignment: the peaks of a marker move with the run's gain but
+    hardly with how many cells sit in them, whereas a batch's mean or standard deviation
+    (cyCombine's per-batch scaling) moves with its composition, so a batch holding mostly
+    one cell type would be shifted as if it were a batch effect. Per batch and marker the
+    map is linear through both peaks (slope clipped to ``[1 / max_scale, max_scale]``), or
+    a shift when a batch shows one peak only.
+
+    Parameters
+    ----------
+    X
+        Events × markers (arcsinh scale).
+    batch
+        Integer batch code of each event.
+    max_scale
+        Largest slope (and smallest ``1 / max_scale``) of a batch's map.
+
+    Returns
+    -------
+    aligned : numpy.ndarray
+        float32 array of ``X``'s shape.
+    peaks : numpy.ndarray
+        ``(n_batches, n_markers, 2)`` negative and positive peak of each batch (NaN: none).
+    """
+    codes = np.unique(batch)
+    peaks = np.full((codes.size, X.shape[1], 2), np.nan)
+    for i, b in enumerate(codes):
+        rows = batch == b
+        for j in range(X.shape[1]):
+            peaks[i, j] = landmarks(X[rows, j])
+    target = np.nanmean(peaks, axis=0) if codes.size else peaks
+    out = np.asarray(X, dtype=np.float32).copy()
+    for i, b in enumerate(codes):
+        rows = np.flatnonzero(batch == b)
+        for j in range(X.shape[1]):
+            (n0, p0), (n1, p1) = peaks[i, j], target[j]
+            if np.isfinite([n0, p0, n1, p1]).all() and p0 > n0:
+                slope = float(np.clip((p1 - n1) / (p0 - n0), 1 / max_scale, max_scale))
+                out[rows, j] = n1 + slope * (out[rows, j] - n0)
+            elif np.isfinite([n0, n1]).all():
+                out[rows, j] += n1 - n0
+            elif np.isfinite([p0, p1]).all():
+                out[rows, j] += p1 - p0
+    return out, peaks
