@@ -148,3 +148,16 @@ def test_run_effects_scale_raw_counts():
         apply_run_effects(X, drift=0.3)
     with pytest.raises(ItmeParameterError, match="spread"):
         draw_run_gains(2, 2, 1.5, rng=rng)
+
+
+def test_correction_survives_h5ad(tmp_path):
+    adata = _cells(2, {b: EVEN for b in SHIFTS}, SHIFTS)
+    pp.correct_batch(adata, grid=(3, 3), rng=2)
+    adata.write_h5ad(tmp_path / "c.h5ad")
+    back = ad.read_h5ad(tmp_path / "c.h5ad")
+    info = back.uns["batch_correction"]
+    assert info["method"] == "cycombine"
+    assert list(info["markers"]) == MARKERS
+    pd.testing.assert_frame_equal(
+        info["shift"], adata.uns["batch_correction"]["shift"], check_dtype=False
+    )
