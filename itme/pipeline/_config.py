@@ -140,6 +140,13 @@ class Batch(_Section):
     diagnostics: bool = Field(
         True, description="per-sample medians by batch (figure, R2, label shares) with warnings"
     )
+    drift: bool = Field(
+        True,
+        description="detect signal drift over each file's acquisition time (pp.correct_drift) "
+        "and correct files drifting more than drift_min",
+    )
+    drift_min: float = Field(0.05, ge=0, lt=1, description="smallest drift corrected (fraction)")
+    time_channel: str = Field("Time", description="channel (antigen) holding acquisition time")
 
 
 class Cluster(_Section):

@@ -109,6 +109,7 @@ STAGES = [
             table(
                 "batch_shift", "batch", "mean change of each marker in each batch by the correction"
             ),
+            table("batch_drift", "batch", "signal drift over acquisition time of each file"),
             figure("batch_mds", "batch", "per-sample marker medians (PCA) by batch", variants=True),
         ),
     ),

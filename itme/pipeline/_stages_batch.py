@@ -1,6 +1,7 @@
-"""The batch stage: run effects seen (diagnostics) and, when the sheet has batches, corrected.
+"""The batch stage: drift within files and run effects seen (diagnostics) and corrected.
 
-Runs between ``clean`` and ``cluster``. With a batch column holding at least two batches and
+Runs between ``clean`` and ``cluster``. Files whose signal drifts over acquisition time by
+more than ``batch.drift_min`` are corrected by :func:`itme.pp.correct_drift`. With a batch column holding at least two batches and
 ``batch.method`` ``auto`` or ``cycombine``, :func:`itme.pp.correct_batch` corrects the cleaned
 events and writes ``work/batch.h5ad``, which ``cluster`` and ``annotate`` then read
 (:func:`events_path`); otherwise the file is removed and they read ``work/clean.h5ad``. The
@@ -46,59 +47,89 @@ def _diagnose(ctx: Context, cells: ad.AnnData, column: str, variant: str, **kw: 
     return res
 
 
-def batch(ctx: Context) -> dict[str, Any]:
-    """tl.batch_diagnostics, pp.correct_batch → ``work/batch.h5ad``, batch tables and figures."""
+def _drift(ctx: Context, cells: ad.AnnData) -> dict[str, Any]:
+    """pp.correct_drift when the time channel exists; its table and summary entries."""
     c = ctx.config.batch
-    stale = ctx.out.joinpath(*BATCH_FILE)
+    if not c.drift:
+        return {"drift": "not checked (batch.drift: false)"}
+    if c.time_channel not in cells.var_names and c.time_channel not in cells.obs:
+        return {"drift": f"not checked: no time channel {c.time_channel!r}"}
+    pp.correct_drift(cells, time_key=c.time_channel, min_drift=c.drift_min)
+    table = cells.uns["drift"]["samples"]
+    ctx.table("batch_drift", table, index=False)
+    n = int(table["corrected"].sum())
+    if n:
+        logger.warning(
+            "drift: %d of %d files lost or gained more than %.0f%% of their signal over "
+            "acquisition time and were corrected (largest %.0f%%); see batch_drift.csv",
+            n,
+            len(table),
+            100 * c.drift_min,
+            100 * float(table["drift"].max()),
+        )
+    return {
+        "drift": f"{n} of {len(table)} files corrected (> {c.drift_min:.0%}); "
+        f"largest {float(table['drift'].max()):.1%}"
+    }
+
+
+def batch(ctx: Context) -> dict[str, Any]:
+    """pp.correct_drift, tl.batch_diagnostics, pp.correct_batch → ``work/batch.h5ad``.
+
+    The file is written when the drift or the batch correction changed the events, and
+    removed otherwise (``cluster`` then reads ``work/clean.h5ad``).
+    """
+    c = ctx.config.batch
+    target = ctx.out.joinpath(*BATCH_FILE)
     cells = ad.read_h5ad(ctx.path("work", "clean.h5ad"))
+    summary = _drift(ctx, cells)
+    changed = "drift" in cells.uns and bool(cells.uns["drift"]["samples"]["corrected"].any())
     column = c.column
-    if column not in cells.obs:
-        stale.unlink(missing_ok=True)
-        logger.info("batch: no column %r in the sample sheet; no batch correction", column)
-        return {"batch column": f"{column} (not in the sample sheet)", "correction": "none"}
-    n_batches = int(cells.obs[column].nunique())
-    summary: dict[str, Any] = {"batch column": column, "batches": n_batches}
-    if n_batches < 2:
-        stale.unlink(missing_ok=True)
-        summary["correction"] = "none: a single batch"
-        return summary
-    if c.diagnostics:
+    n_batches = int(cells.obs[column].nunique()) if column in cells.obs else 0
+    summary["batch column"] = column if column in cells.obs else f"{column} (not in the sheet)"
+    summary["batches"] = n_batches
+    method = "cycombine" if c.method == "auto" else c.method
+    if n_batches >= 2 and c.diagnostics:
         before = _diagnose(ctx, cells, column, "before correction", groupby=None)
         ctx.table("batch_medians_r2", before["marker_r2"], variant="before", index=False)
         ctx.figure("batch_mds", pl.batch_mds(cells), variant="before")
         summary["R2 of sample medians before"] = round(before["r2"], 3)
         summary["R2 p before"] = round(before["pvalue"], 4)
         summary["warnings before"] = "; ".join(before["flags"]) or "none"
-    method = "cycombine" if c.method == "auto" else c.method
-    if method == "none":
-        stale.unlink(missing_ok=True)
+    if n_batches < 2:
+        summary["correction"] = "none: fewer than 2 batches"
+    elif method == "none":
         summary["correction"] = "none (batch.method: none)"
         logger.info("batch: %d batches in %r; correction switched off", n_batches, column)
-        return summary
-    pp.correct_batch(cells, batch_key=column, method=method, grid=tuple(c.grid), rng=ctx.seed)
-    info = cells.uns["batch_correction"]
-    ctx.table("batch_shift", info["shift"], index=False)
-    summary["correction"] = (
-        f"{method}: ComBat within {len(info['nodes'])} SOM nodes of landmark-aligned "
-        f"events, {info['events_left_unchanged']} events left unchanged"
-        + (" (batch.method: auto)" if c.method == "auto" else "")
-    )
-    logger.info(
-        "batch: %d batches in %r corrected by %s (set batch.method: none to switch it off)",
-        n_batches,
-        column,
-        method,
-    )
-    if c.diagnostics:
-        after = _diagnose(
-            ctx, cells, column, "after correction", groupby=None, key_added="batch_after"
+    else:
+        pp.correct_batch(cells, batch_key=column, method=method, grid=tuple(c.grid), rng=ctx.seed)
+        changed = True
+        info = cells.uns["batch_correction"]
+        ctx.table("batch_shift", info["shift"], index=False)
+        summary["correction"] = (
+            f"{method}: ComBat within {len(info['nodes'])} SOM nodes of landmark-aligned "
+            f"events, {info['events_left_unchanged']} events left unchanged"
+            + (" (batch.method: auto)" if c.method == "auto" else "")
         )
-        ctx.table("batch_medians_r2", after["marker_r2"], variant="after", index=False)
-        ctx.figure("batch_mds", pl.batch_mds(cells, key="batch_after"), variant="after")
-        summary["R2 of sample medians after"] = round(after["r2"], 3)
-        summary["warnings after"] = "; ".join(after["flags"]) or "none"
-        del cells.uns["batch_after"]
-    ctx.h5ad(cells, *BATCH_FILE)
+        logger.info(
+            "batch: %d batches in %r corrected by %s (set batch.method: none to switch it off)",
+            n_batches,
+            column,
+            method,
+        )
+        if c.diagnostics:
+            after = _diagnose(
+                ctx, cells, column, "after correction", groupby=None, key_added="batch_after"
+            )
+            ctx.table("batch_medians_r2", after["marker_r2"], variant="after", index=False)
+            ctx.figure("batch_mds", pl.batch_mds(cells, key="batch_after"), variant="after")
+            summary["R2 of sample medians after"] = round(after["r2"], 3)
+            summary["warnings after"] = "; ".join(after["flags"]) or "none"
+            del cells.uns["batch_after"]
+    if changed:
+        ctx.h5ad(cells, *BATCH_FILE)
+    else:
+        target.unlink(missing_ok=True)
     return summary
 
 
