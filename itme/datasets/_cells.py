@@ -155,8 +155,10 @@ def draw_run_gains(
 
     Parameters
     ----------
-    n_runs, n_channels
-        Shape of the result.
+    n_runs
+        Number of runs (rows of the result).
+    n_channels
+        Number of channels (columns).
     spread
         Largest relative change, in ``[0, 1)`` (0.2 = ±20 %; 0 = no run effect).
     rng

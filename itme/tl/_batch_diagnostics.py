@@ -74,8 +74,10 @@ def batch_diagnostics(
     ----------
     adata
         Events × channels (arcsinh scale), ``obs`` with ``batch_key`` and ``sample_key``.
-    batch_key, sample_key
-        ``obs`` columns of batch and sample.
+    batch_key
+        ``obs`` column of each event's batch.
+    sample_key
+        ``obs`` column of each event's sample.
     groupby
         ``obs`` column of labels for the label shares (``None`` or absent: skipped).
     markers
@@ -199,8 +201,10 @@ def cluster_batch_association(
     ----------
     adata
         Patients AnnData (samples × subsets) with ``obs[cluster_key]`` and ``obs[batch_key]``.
-    cluster_key, batch_key
-        ``obs`` columns.
+    cluster_key
+        ``obs`` column of the clusters.
+    batch_key
+        ``obs`` column of the batches.
     key_added
         ``uns`` key of the result.
 

@@ -50,8 +50,10 @@ def cap_to_range(corrected: np.ndarray, original: np.ndarray, groups: np.ndarray
 
     Parameters
     ----------
-    corrected, original
-        Events × markers, the same shape.
+    corrected
+        Events × markers after correction (clipped in place).
+    original
+        Events × markers before correction, the same shape.
     groups
         Integer group (cluster) code of each event.
 

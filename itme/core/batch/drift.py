@@ -98,8 +98,10 @@ def apply_drift(
         Events × markers of one file, arcsinh scale.
     time
         Acquisition time of each event.
-    centres, curve
-        From :func:`drift_curve` (linearly interpolated between window centres).
+    centres
+        Window centres from :func:`drift_curve`.
+    curve
+        Drift at the centres from :func:`drift_curve` (linearly interpolated between them).
 
     Returns
     -------
