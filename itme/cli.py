@@ -66,7 +66,18 @@ def inspect(path: str, panel: str | None) -> None:
 # itme.pipeline.STAGE_NAMES, spelled out so that `itme --help` does not import the pipeline
 # (pydantic); tests/unit/test_cli.py checks the two agree
 _STAGES = click.Choice(
-    ["ingest", "clean", "cluster", "annotate", "abundance", "patients", "stats", "rnaseq", "report"]
+    [
+        "ingest",
+        "clean",
+        "batch",
+        "cluster",
+        "annotate",
+        "abundance",
+        "patients",
+        "stats",
+        "rnaseq",
+        "report",
+    ]
 )
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from itme.core.annotate.phenotypes import PhenotypeTable
 from itme.errors import ItmeParameterError
 
-__all__ = ["marker_levels", "simulate_cells"]
+__all__ = ["apply_run_effects", "draw_run_gains", "marker_levels", "simulate_cells"]
 
 #: default arcsinh-scale ranges of a marker's negative and positive levels
 LO_RANGE = (0.05, 0.6)
@@ -143,3 +143,82 @@ def simulate_cells(
         start = stop
     order = rng.permutation(int(n_cells))
     return X[order], labels[order]
+
+
+def draw_run_gains(
+    n_runs: int, n_channels: int, spread: float, *, rng: np.random.Generator
+) -> np.ndarray:
+    """Per-run, per-channel signal gains drawn uniformly from ``[1 - spread, 1 + spread]``.
+
+    Models what differs between acquisitions months apart (detector age, tuning, a new
+    detector after a service): every channel of a run is scaled by its own factor.
+
+    Parameters
+    ----------
+    n_runs
+        Number of runs (rows of the result).
+    n_channels
+        Number of channels (columns).
+    spread
+        Largest relative change, in ``[0, 1)`` (0.2 = ±20 %; 0 = no run effect).
+    rng
+        Random generator.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``(n_runs, n_channels)`` multiplicative gains.
+    """
+    if not 0 <= float(spread) < 1:
+        raise ItmeParameterError("spread", "a fraction in [0, 1)", spread)
+    return rng.uniform(1 - float(spread), 1 + float(spread), size=(int(n_runs), int(n_channels)))
+
+
+def apply_run_effects(
+    X: np.ndarray,
+    *,
+    gains: np.ndarray | None = None,
+    drift: float = 0.0,
+    time: np.ndarray | None = None,
+) -> np.ndarray:
+    """Apply a run's channel gains and its signal loss over acquisition time to raw counts.
+
+    ``X * gains * (1 - drift * time)``: raw ion counts scale with the detector's gain, so a
+    gain is a multiplication on the raw scale (a shift of ``log(gain)`` on the arcsinh scale
+    for bright events). Signal loss over a run's acquisition (instrument sensitivity that
+    falls as the run goes on) is linear in the acquisition time ``time`` scaled to ``[0, 1]``
+    over the whole run, so a run's first file loses nothing and its last up to ``drift``.
+
+    Parameters
+    ----------
+    X
+        Raw counts, events × channels (not modified).
+    gains
+        ``(n_channels,)`` gains of the run (:func:`draw_run_gains`); ``None``: 1.
+    drift
+        Fraction of the signal lost from the run's start (``time`` 0) to its end (1).
+    time
+        ``(n_events,)`` acquisition time of each event in ``[0, 1]`` over the run; needed
+        when ``drift > 0``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 counts, the same shape as ``X``.
+    """
+    out = np.asarray(X, dtype=np.float32).copy()
+    if gains is not None:
+        gains = np.asarray(gains, dtype=np.float64)
+        if gains.shape != (out.shape[1],) or not (gains > 0).all():
+            raise ItmeParameterError(
+                "gains", f"{out.shape[1]} positive gains, one per channel", gains.shape
+            )
+        out *= gains.astype(np.float32)[None, :]
+    if drift:
+        if not 0 <= float(drift) < 1:
+            raise ItmeParameterError("drift", "a fraction in [0, 1)", drift)
+        t = None if time is None else np.asarray(time, dtype=np.float64)
+        if t is None or t.shape != (out.shape[0],) or t.min() < 0 or t.max() > 1:
+            raise ItmeParameterError("time", "one value in [0, 1] per event", time)
+        out *= (1.0 - float(drift) * t).astype(np.float32)[:, None]
+    return out

@@ -180,6 +180,32 @@ class Downsample(_Section):
     )
 
 
+class Batch(_Section):
+    """Batch (run) effects: diagnostics, and pp.correct_batch when the sample sheet has batches."""
+
+    column: str = Field(
+        "batch", description="sample-sheet column naming each sample's acquisition batch (run)"
+    )
+    method: Literal["auto", "cycombine", "none"] = Field(
+        "auto",
+        description="auto: cycombine when the column holds >= 2 batches (scripts/bench_batch.py, "
+        "docs/batch.md); none: diagnostics only, no correction",
+    )
+    grid: tuple[int, int] = Field(
+        (8, 8), description="SOM grid of the correction's coarse clusters"
+    )
+    diagnostics: bool = Field(
+        True, description="per-sample medians by batch (figure, R2, label shares) with warnings"
+    )
+    drift: bool = Field(
+        True,
+        description="detect signal drift over each file's acquisition time (pp.correct_drift) "
+        "and correct files drifting more than drift_min",
+    )
+    drift_min: float = Field(0.05, ge=0, lt=1, description="smallest drift corrected (fraction)")
+    time_channel: str = Field("Time", description="channel (antigen) holding acquisition time")
+
+
 class Cluster(_Section):
     """Options of tl.flowsom."""
 
@@ -360,6 +386,7 @@ class Config(_Section):
     transform: Transform = Transform()
     clean: Clean = Clean()
     downsample: Downsample = Downsample()
+    batch: Batch = Batch()
     cluster: Cluster = Cluster()
     annotate: Annotate = Annotate()
     embed: Embed = Embed()

@@ -17,6 +17,7 @@ from itme._outputs import Output, figure, table
 from itme.io import BUILTIN_PHENOTYPES, read_samples
 from itme.pipeline._config import Config
 from itme.pipeline._runner import Context, Stage
+from itme.pipeline._stages_batch import batch
 from itme.pipeline._stages_cells import abundance, annotate, clean, cluster, ingest
 from itme.pipeline._stages_patients import patients, rnaseq, statistics
 
@@ -99,10 +100,30 @@ STAGES = [
         ),
     ),
     Stage(
+        "batch",
+        batch,
+        params=lambda c: _params(c, "batch"),
+        requires=("clean",),
+        section="batch",
+        outputs=(
+            table(
+                "batch_medians_r2",
+                "batch",
+                "share of each marker's per-sample medians explained by batch",
+                variants=True,
+            ),
+            table(
+                "batch_shift", "batch", "mean change of each marker in each batch by the correction"
+            ),
+            table("batch_drift", "batch", "signal drift over acquisition time of each file"),
+            figure("batch_mds", "batch", "per-sample marker medians (PCA) by batch", variants=True),
+        ),
+    ),
+    Stage(
         "cluster",
         cluster,
         params=lambda c: _params(c, "cluster"),
-        requires=("clean",),
+        requires=("clean", "batch"),
         section="clusters",
     ),
     Stage(
@@ -110,9 +131,11 @@ STAGES = [
         annotate,
         params=lambda c: {**_params(c, "annotate", "embed"), "phenotypes": c.inputs.phenotypes},
         inputs=_phenotype_files,
-        requires=("clean", "cluster"),
+        requires=("clean", "batch", "cluster"),
         section="clusters",
         outputs=(
+            table("batch_label_share", "batch", "each subset's share of every batch's events"),
+            figure("batch_labels", "batch", "each subset's share of every batch's events"),
             table("cluster_phenotypes", "clusters", "median marker expression per metacluster"),
             table("cluster_annotation", "clusters", "the subset each metacluster was named"),
             figure("clusters_heatmap", "clusters", "subset × marker medians"),
@@ -200,6 +223,7 @@ STAGES = [
         requires=(
             "ingest",
             "clean",
+            "batch",
             "cluster",
             "annotate",
             "abundance",

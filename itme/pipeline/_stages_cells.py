@@ -22,6 +22,7 @@ from itme.core.clean.steps import GATING_COFACTOR
 from itme.errors import ItmeStateError
 from itme.pipeline._config import Clean as CleanSection
 from itme.pipeline._runner import Context
+from itme.pipeline._stages_batch import events_path, label_diagnostics
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def clean(ctx: Context) -> dict[str, Any]:
 def cluster(ctx: Context) -> dict[str, Any]:
     """tl.flowsom → ``work/cluster.h5ad`` (what it added to the cells: labels, codebook)."""
     c = ctx.config.cluster
-    cells = ad.read_h5ad(ctx.path("work", "clean.h5ad"))
+    cells = ad.read_h5ad(events_path(ctx))
     before = keys_of(cells)
     tl.flowsom(
         cells,
@@ -181,7 +182,7 @@ def cluster(ctx: Context) -> dict[str, Any]:
 def annotate(ctx: Context) -> dict[str, Any]:
     """tl.annotate, tl.embed → ``cells.h5ad``, cluster tables and figures."""
     c = ctx.config
-    cells = ad.read_h5ad(ctx.path("work", "clean.h5ad"))
+    cells = ad.read_h5ad(events_path(ctx))
     apply_additions(cells, ctx.path("work", "cluster.h5ad"))
     tl.annotate(cells, phenotypes=c.inputs.phenotypes, mapping=c.annotate.mapping)
     ctx.table("cluster_phenotypes", tl.cluster_phenotypes(cells, groupby="metacluster"))
@@ -190,11 +191,13 @@ def annotate(ctx: Context) -> dict[str, Any]:
     if c.embed.enabled:
         tl.embed(cells, n_cells=min(c.embed.n_cells, cells.n_obs), rng=ctx.seed)
         ctx.figure("clusters_umap", pl.embedding(cells, color="subset"))
+    batch_summary = label_diagnostics(ctx, cells)
     ctx.h5ad(cells, "cells.h5ad")
     unassigned = float((cells.obs["subset"] == "unassigned").mean() * 100)
     return {
         "subsets": int(cells.obs["subset"].nunique()),
         "pct_unassigned": round(unassigned, 2),
+        **batch_summary,
     }
 
 

@@ -51,6 +51,12 @@ SECTIONS: tuple[Section, ...] = (
         "(beads, debris, doublets, dead cells, CD45&minus;; the first failing step wins).",
     ),
     Section(
+        "batch",
+        "Batch effects",
+        "Per-sample marker medians by acquisition batch before and after correction, the share "
+        "of their variance explained by batch, and each subset's share of every batch's events.",
+    ),
+    Section(
         "clusters",
         "Cluster phenotypes",
         "Median marker expression of each cluster and the subset it was annotated as.",

@@ -1,8 +1,17 @@
 """Tools: FlowSOM clustering, subset annotation, embeddings, abundance, patient clusters."""
 
-from itme.tl import _abundance, _annotate, _embed, _flowsom, _patients, _robustness
+from itme.tl import (
+    _abundance,
+    _annotate,
+    _batch_diagnostics,
+    _embed,
+    _flowsom,
+    _patients,
+    _robustness,
+)
 from itme.tl._abundance import *  # noqa: F403
 from itme.tl._annotate import *  # noqa: F403
+from itme.tl._batch_diagnostics import *  # noqa: F403
 from itme.tl._embed import *  # noqa: F403
 from itme.tl._flowsom import *  # noqa: F403
 from itme.tl._patients import *  # noqa: F403
@@ -11,6 +20,7 @@ from itme.tl._robustness import *  # noqa: F403
 __all__ = [
     *_abundance.__all__,
     *_annotate.__all__,
+    *_batch_diagnostics.__all__,
     *_embed.__all__,
     *_flowsom.__all__,
     *_patients.__all__,

@@ -20,6 +20,7 @@ from itme.report._tables import fmt_p
 HEADINGS = [
     "Overview",
     "QC accounting",
+    "Batch effects",
     "Cluster phenotypes",
     "iTME clusters and robustness",
     "Subset statistics",

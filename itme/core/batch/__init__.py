@@ -1,0 +1,1 @@
+"""Batch-effect numerics: per-batch scaling, per-cluster alignment bounds, drift windows, diagnostics."""
