@@ -13,6 +13,7 @@ from itme.io import (
     _inspect,
     _luminex,
     _phenotypes,
+    _store,
     _tables,
 )
 from itme.io._clinical import *  # noqa: F403
@@ -23,6 +24,7 @@ from itme.io._gene_sets import *  # noqa: F403
 from itme.io._inspect import *  # noqa: F403
 from itme.io._luminex import *  # noqa: F403
 from itme.io._phenotypes import *  # noqa: F403
+from itme.io._store import *  # noqa: F403
 from itme.io._tables import *  # noqa: F403
 
 __all__ = [
@@ -34,5 +36,6 @@ __all__ = [
     *_inspect.__all__,
     *_luminex.__all__,
     *_phenotypes.__all__,
+    *_store.__all__,
     *_tables.__all__,
 ]

@@ -287,6 +287,8 @@ def read_cohort(
     base_dir: str | PathLike[str] | None = None,
     unpanelled: Literal["keep", "drop"] = "keep",
     checksums: bool = True,
+    store: str | PathLike[str] | None = None,
+    chunk_rows: int | None = None,
 ) -> AnnData:
     """Read every FCS file of a sample sheet into one AnnData of events × panel channels.
 
@@ -312,6 +314,12 @@ def read_cohort(
         ``"drop"`` them (logged and listed in ``uns["io"]["dropped_channels"]``).
     checksums
         Record the SHA-256 of every file in ``uns["io"]["files"]``.
+    store
+        Out of core: convert the files into this new AnnData zarr store in parallel (one
+        dask task per file, see ``itme.io._store``) and return it opened lazily
+        (:func:`itme.io.open_store`: ``X`` and ``layers["raw"]`` are one dask array).
+    chunk_rows
+        Events per chunk of the store (default 262,144).
 
     Returns
     -------
@@ -351,6 +359,11 @@ def read_cohort(
     plans, extra, dropped = _plan(table, paths, panel_table, unpanelled)
     var = _var(panel_table, extra)
     counts = np.array([p.text.n_events for p in plans], dtype=np.int64)
+    if store is not None:  # out of core: the same result, as a lazily opened zarr store
+        from itme.io._store import read_into_store
+
+        extra = {"panel": panel_table, "dropped": dropped, "table": table, "start": start}
+        return read_into_store(store, plans, counts, var, extra, checksums, chunk_rows)
     # np.zeros (calloc: the kernel hands out zeroed pages lazily) first-touches faster here than
     # np.empty, whose huge-page advice can stall on compaction (measured in scripts/bench_io.py)
     matrix = np.zeros((int(counts.sum()), var.shape[0]), dtype=np.float32)

@@ -225,7 +225,9 @@ class RnaSeq(_Section):
         description="low-count pre-filter before DESeq2: none (R's default; independent filtering does the job), deseq2 or edger (lossy: see docs/rnaseq.md)",
     )
     min_count: int = Field(
-        10, ge=0, description="with prefilter deseq2/edger: counts a gene needs in the smallest group"
+        10,
+        ge=0,
+        description="with prefilter deseq2/edger: counts a gene needs in the smallest group",
     )
     lfc_shrink: bool = Field(
         False, description="add shrunken log2 fold changes (log2FoldChange_shrunk, lfcSE_shrunk)"
