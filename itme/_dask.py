@@ -32,9 +32,12 @@ __all__ = [
     "block_bytes",
     "compute",
     "is_lazy",
+    "lazy_group_medians",
+    "lazy_matrix",
     "map_rows",
     "per_sample",
     "start_compute",
+    "take_rows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -115,8 +118,9 @@ def map_rows(
 def per_sample(
     kernel: Callable[..., Any],
     X: Any,
-    rows: list[slice],
+    rows: list[slice | np.ndarray],
     *args: Any,
+    per_call: list[dict[str, Any]] | None = None,
     **kwargs: Any,
 ) -> list[Any]:
     """Run ``kernel(X[rows_i], *args, **kwargs)`` as one task per sample and gather the results.
@@ -128,9 +132,11 @@ def per_sample(
     X
         Dask array, events × channels.
     rows
-        One slice of contiguous events per sample.
+        The events of each sample (a slice of contiguous events, or positions).
     *args, **kwargs
         Passed to every call.
+    per_call
+        Keyword arguments that differ between samples, one dict per entry of ``rows``.
 
     Returns
     -------
@@ -138,7 +144,11 @@ def per_sample(
     """
     import dask
 
-    tasks = [dask.delayed(kernel)(X[r], *args, **kwargs) for r in rows]
+    extra = per_call if per_call is not None else [{}] * len(rows)
+    tasks = [
+        dask.delayed(kernel)(X[r], *args, **kwargs, **more)
+        for r, more in zip(rows, extra, strict=True)
+    ]
     return list(dask.compute(*tasks))
 
 
@@ -350,3 +360,88 @@ def start_compute(settings: ComputeSettings, *, n_channels: int | None = None) -
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def lazy_matrix(adata: Any, layer: str | None) -> Any:
+    """``X`` or ``layers[layer]`` when it is a dask array, else ``None``.
+
+    Parameters
+    ----------
+    adata
+        An AnnData.
+    layer
+        A layer name, or ``None`` for ``X``.
+
+    Returns
+    -------
+    The dask array, or ``None`` (use :func:`itme._adata.matrix`).
+    """
+    if layer is not None and layer not in adata.layers:
+        return None
+    X = adata.X if layer is None else adata.layers[layer]
+    return X if is_lazy(X) else None
+
+
+def take_rows(X: Any, rows: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+    """``X[rows][:, columns]`` as a numpy array, for numpy and dask ``X`` alike.
+
+    Parameters
+    ----------
+    X
+        Events × channels.
+    rows
+        Sorted integer positions.
+    columns
+        Column positions (all when ``None``).
+
+    Returns
+    -------
+    The gathered numpy array.
+    """
+    if is_lazy(X):
+        part = X[np.asarray(rows, dtype=np.intp)]
+        if columns is not None:
+            part = part[:, np.asarray(columns, dtype=np.intp)]
+        return np.asarray(part.compute())
+    return X[rows] if columns is None else X[np.ix_(rows, columns)]
+
+
+#: bytes of marker columns gathered at once for exact medians on a lazy matrix
+MEDIAN_BATCH_BYTES = 512 * 2**20
+
+
+def lazy_group_medians(
+    X: Any, labels: np.ndarray, n_groups: int, columns: np.ndarray
+) -> np.ndarray:
+    """Exact per-group medians of ``columns`` of a dask array, a batch of columns at a time.
+
+    The medians need every value of a group, so this is not blockwise: the columns are
+    computed (in parallel on the cluster) in batches of at most :data:`MEDIAN_BATCH_BYTES`
+    (n_events x 4 bytes per column, at least one column) and the numpy kernel
+    :func:`itme.core.cluster.codebook.group_medians` runs on each batch: the result is the
+    in-memory one, bit for bit.
+
+    Parameters
+    ----------
+    X
+        Dask array, events × channels.
+    labels
+        Integer group per event (negative: left out).
+    n_groups
+        Number of groups.
+    columns
+        Column positions.
+
+    Returns
+    -------
+    float64 ``(n_groups, len(columns))``.
+    """
+    from itme.core.cluster.codebook import group_medians
+
+    columns = np.asarray(columns, dtype=np.intp)
+    per_batch = max(1, MEDIAN_BATCH_BYTES // max(1, 4 * int(X.shape[0])))
+    out = np.empty((n_groups, columns.size))
+    for a in range(0, columns.size, per_batch):
+        part = np.asarray(X[:, columns[a : a + per_batch]].compute())
+        out[:, a : a + per_batch] = group_medians(part, labels, n_groups)
+    return out
