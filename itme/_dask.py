@@ -190,6 +190,8 @@ class ComputeSettings:
     jobqueue
         Extra keyword arguments of the dask-jobqueue cluster (``queue``, ``account``,
         ``walltime``, ``job_extra_directives``, ...).
+    connect_timeout
+        How long to wait for the scheduler before failing, e.g. ``"10s"``.
     """
 
     scheduler: str = "local"
@@ -198,6 +200,7 @@ class ComputeSettings:
     memory_per_worker: str | None = None
     chunk_rows: int = 262_144
     jobqueue: Mapping[str, Any] = field(default_factory=dict)
+    connect_timeout: str = "10s"
 
     def check(self, n_channels: int | None = None) -> None:
         """Check every setting that can be checked without starting anything.
@@ -335,7 +338,7 @@ def start_compute(settings: ComputeSettings, *, n_channels: int | None = None) -
     else:
         target = settings.scheduler
     try:
-        client = Client(target, timeout="10s", set_as_default=True)
+        client = Client(target, timeout=settings.connect_timeout, set_as_default=True)
     except (OSError, TimeoutError) as exc:
         if cluster is not None:
             cluster.close()
