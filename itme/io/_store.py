@@ -249,7 +249,7 @@ def open_store(store: str | PathLike[str]) -> AnnData:
     return adata
 
 
-def update_store(adata: AnnData, store: str | PathLike[str] | None = None) -> None:
+def update_store(adata: AnnData, *, store: str | PathLike[str] | None = None) -> None:
     """Write ``obs``, ``obsm`` and ``uns`` of a lazily opened cohort into its store.
 
     The matrix is not written: ``X`` is recomputed from ``layers/raw`` and ``uns["arcsinh"]``
@@ -261,6 +261,10 @@ def update_store(adata: AnnData, store: str | PathLike[str] | None = None) -> No
         An AnnData opened with :func:`open_store` (same events, in the same order).
     store
         The store; default ``adata.uns["store"]``.
+
+    Returns
+    -------
+    None. Writes the store's ``obs``, ``obsm`` and ``uns`` (``uns["store"]`` left out).
 
     Raises
     ------

@@ -96,7 +96,7 @@ def test_update_store_adds_columns_not_a_matrix(tmp_path):
     plain = ad.read_zarr(tmp_path / "c.zarr")
     assert list(plain.obs["label"]) == list(lazy.obs["label"])
     with pytest.raises(ItmeInputError, match="expected 167 events"):
-        itme.io.update_store(lazy[:10].copy(), tmp_path / "c.zarr")
+        itme.io.update_store(lazy[:10].copy(), store=tmp_path / "c.zarr")
 
 
 def _cells(n: int, seed: int) -> ad.AnnData:
@@ -182,3 +182,48 @@ def test_unreachable_scheduler_is_an_input_error():
     with pytest.raises(ItmeInputError, match="compute.scheduler: expected a reachable Dask"):
         with start_compute(settings):
             pass
+
+
+def _demo_folder(tmp_path: Path) -> Path:
+    from itme.datasets import simulate_cohort
+    from itme.pipeline import demo_config_text
+
+    simulate_cohort(tmp_path / "input", n_patients=8, cells_per_sample=1000, n_genes=4400, rng=1)
+    (tmp_path / "config.yaml").write_text(demo_config_text())
+    return tmp_path / "config.yaml"
+
+
+# the simulated cytokine table has out-of-range values on purpose; validation says so
+@pytest.mark.filterwarnings("ignore::itme.errors.ItmeInputWarning")
+def test_cli_scheduler_errors_stop_the_run_before_any_stage(tmp_path, capsys):
+    from itme.cli import main
+
+    config = _demo_folder(tmp_path)
+    out = tmp_path / "out"
+    assert main(["-q", "run", str(config), "--out", str(out), "--scheduler", "lokal"]) == 2
+    assert "'--scheduler'" in capsys.readouterr().err
+    # a scheduler that does not answer: the error names the setting; no stage ran
+    config.write_text(config.read_text() + "\ncompute:\n  connect_timeout: 1s\n")
+    bad = "tcp://127.0.0.1:9"
+    assert main(["-q", "run", str(config), "--out", str(out), "--scheduler", bad]) == 2
+    err = capsys.readouterr().err
+    assert "compute.scheduler: expected a reachable Dask scheduler" in err
+    assert not (out / "work").exists()
+
+
+def test_compute_section_is_validated_with_the_config(tmp_path):
+    from itme.pipeline import load_config
+
+    config = _demo_folder(tmp_path)
+    text = config.read_text() + "\ncompute:\n  scheduler: tcp://10.0.0.1:8786\n  workers: 4\n"
+    config.write_text(text)
+    cfg = load_config(config)
+    settings = cfg.compute.settings()
+    assert (settings.scheduler, settings.workers, settings.chunk_rows) == (
+        "tcp://10.0.0.1:8786",
+        4,
+        262_144,
+    )
+    config.write_text(text.replace("workers: 4", "workers: 4\n  memory: 4GB"))
+    with pytest.raises(ItmeInputError, match="compute.memory"):
+        load_config(config)
