@@ -198,7 +198,7 @@ class ComputeSettings:
     workers: int | None = None
     threads_per_worker: int = 1
     memory_per_worker: str | None = None
-    chunk_rows: int = 262_144
+    chunk_rows: int = 65_536
     jobqueue: Mapping[str, Any] = field(default_factory=dict)
     connect_timeout: str = "10s"
 

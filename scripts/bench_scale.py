@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=20)
     parser.add_argument("--workers", default="1,2", help="worker counts of the dask path")
     parser.add_argument("--mem", action="store_true", help="also run the in-memory path")
-    parser.add_argument("--chunk-rows", type=int, default=262_144)
+    parser.add_argument("--chunk-rows", type=int, default=65_536)
     parser.add_argument("--memory-per-worker", default="3GB")
     parser.add_argument("--work", default="/tmp/itme_bench_scale")
     parser.add_argument("--keep-cohort", action="store_true")

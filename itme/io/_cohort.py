@@ -319,7 +319,7 @@ def read_cohort(
         dask task per file, see ``itme.io._store``) and return it opened lazily
         (:func:`itme.io.open_store`: ``X`` and ``layers["raw"]`` are one dask array).
     chunk_rows
-        Events per chunk of the store (default 262,144).
+        Events per chunk of the store (default 65,536).
 
     Returns
     -------

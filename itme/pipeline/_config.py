@@ -275,7 +275,7 @@ class Compute(_Section):
         None, description="memory limit of each worker, e.g. '4GB' (default: dask's share)"
     )
     chunk_rows: int = Field(
-        262_144, ge=1, description="events per block of the cohort store and of every task"
+        65_536, ge=1, description="events per block of the cohort store and of every task"
     )
     connect_timeout: str = Field("10s", description="how long to wait for the scheduler")
     jobqueue: dict[str, Any] = Field(

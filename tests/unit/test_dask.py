@@ -59,6 +59,7 @@ def test_store_holds_the_cohort_read_in_memory(tmp_path, chunk_rows):
     pd.testing.assert_frame_equal(lazy.obs, mem.obs)
     pd.testing.assert_frame_equal(lazy.var, mem.var)
     pd.testing.assert_frame_equal(lazy.uns["io"]["files"], mem.uns["io"]["files"])
+    assert lazy.uns["io"]["keywords"] == mem.uns["io"]["keywords"]  # stored as one JSON string
     # the matrix is stored once, compressed: not larger than the events in the FCS files
     # (the total footprint at scale, metadata included, is measured by scripts/bench_scale.py)
     # (zstd on random floats gains nothing; allow its frame header per chunk and zarr.json)
@@ -163,10 +164,10 @@ def test_compute_settings_are_checked_before_work():
         ComputeSettings(scheduler="lokal").check()
     with pytest.raises(ItmeParameterError, match="'compute.workers'"):
         ComputeSettings(workers=0).check()
-    # 262,144 events x 40 channels x 4 bytes = 42 MB a block, x4 while a kernel runs
-    with pytest.raises(ItmeParameterError, match=r"memory_per_worker'.*at least 168 MB"):
-        ComputeSettings(memory_per_worker="100MB").check(n_channels=40)
-    ComputeSettings(memory_per_worker="200MB").check(n_channels=40)
+    # 65,536 events x 40 channels x 4 bytes = 10.5 MB a block, x4 while a kernel runs
+    with pytest.raises(ItmeParameterError, match=r"memory_per_worker'.*at least 42 MB"):
+        ComputeSettings(memory_per_worker="30MB").check(n_channels=40)
+    ComputeSettings(memory_per_worker="50MB").check(n_channels=40)
     with pytest.raises(ItmeParameterError, match="a size such as '2GB'"):
         ComputeSettings(memory_per_worker="lots").check(n_channels=40)
 
@@ -222,7 +223,7 @@ def test_compute_section_is_validated_with_the_config(tmp_path):
     assert (settings.scheduler, settings.workers, settings.chunk_rows) == (
         "tcp://10.0.0.1:8786",
         4,
-        262_144,
+        65_536,
     )
     config.write_text(text.replace("workers: 4", "workers: 4\n  memory: 4GB"))
     with pytest.raises(ItmeInputError, match="compute.memory"):
