@@ -93,11 +93,27 @@ _STAGES = click.Choice(
     help="Rerun from this stage on (earlier outputs are kept).",
 )
 @click.option("--until", "until_stage", type=_STAGES, help="Stop after this stage.")
-def run(config: str, out: str | None, from_stage: str | None, until_stage: str | None) -> None:
+@click.option(
+    "--scheduler",
+    help="Dask scheduler: local, slurm, pbs or tcp://host:8786 (overrides compute.scheduler; "
+    "docs/cluster.md).",
+)
+def run(
+    config: str,
+    out: str | None,
+    from_stage: str | None,
+    until_stage: str | None,
+    scheduler: str | None = None,
+) -> None:
     """Run the analysis described by CONFIG (YAML); resumes where a previous run stopped."""
+    from itme.pipeline import load_config, with_scheduler
     from itme.pipeline import run as run_pipeline
 
-    result = run_pipeline(config, out=out, from_stage=from_stage, until_stage=until_stage)
+    source: object = config
+    if scheduler is not None:
+        cfg = load_config(config)
+        source = cfg.model_copy(update={"compute": with_scheduler(cfg.compute, scheduler)})
+    result = run_pipeline(source, out=out, from_stage=from_stage, until_stage=until_stage)
     click.echo(f"done: {result.out / 'report.html'}")
 
 

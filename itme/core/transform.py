@@ -12,7 +12,7 @@ import numpy as np
 
 from itme.errors import ItmeParameterError
 
-__all__ = ["arcsinh_into", "arcsinh_values"]
+__all__ = ["arcsinh_block", "arcsinh_into", "arcsinh_values"]
 
 #: rows per block; 65,536 rows x 64 channels of float32 is 16 MiB of temporaries
 BLOCK_ROWS = 65_536
@@ -86,3 +86,26 @@ def arcsinh_into(
             np.arcsinh(block, out=block)
             out[start:stop, columns] = block
     return out
+
+
+def arcsinh_block(block: np.ndarray, columns: np.ndarray, cofactors: np.ndarray) -> np.ndarray:
+    """Return a new float32 copy of ``block`` with ``arcsinh(raw / cofactor)`` on ``columns``.
+
+    The kernel of the lazy (dask) path: applied to every block of events, it gives the same
+    bytes as :func:`arcsinh_into` on the whole matrix (the operations are per element).
+
+    Parameters
+    ----------
+    block
+        2-D array (events x channels) of raw values; never modified.
+    columns
+        Integer indices of the columns to transform.
+    cofactors
+        One positive cofactor per entry of ``columns``.
+
+    Returns
+    -------
+    The transformed float32 block.
+    """
+    block = np.asarray(block)
+    return arcsinh_into(block, np.empty(block.shape, dtype=np.float32), columns, cofactors)

@@ -321,6 +321,8 @@ def read_cohort(
     checksums: bool = True,
     antigen_aliases: Mapping[str, list[str]] | None = None,
     missing_markers: Literal["exclude", "error"] = "exclude",
+    store: str | PathLike[str] | None = None,
+    chunk_rows: int | None = None,
 ) -> AnnData:
     """Read every FCS file of a sample sheet into one AnnData of events × panel channels.
 
@@ -358,6 +360,12 @@ def read_cohort(
         :class:`~itme.errors.ItmeExclusionWarning` listing the files that lack it (unless the
         panel's optional ``required`` column says ``yes`` for it), or treat it as an
         ``"error"``. A channel absent from every file is always an error.
+    store
+        Out of core: convert the files into this new AnnData zarr store in parallel (one
+        dask task per file, see ``itme.io._store``) and return it opened lazily
+        (:func:`itme.io.open_store`: ``X`` and ``layers["raw"]`` are one dask array).
+    chunk_rows
+        Events per chunk of the store (default 65,536).
 
     Returns
     -------
@@ -408,6 +416,18 @@ def read_cohort(
     )
     var = _var(used_panel, extra)
     counts = np.array([p.text.n_events for p in plans], dtype=np.int64)
+    if store is not None:  # out of core: the same result, as a lazily opened zarr store
+        from itme.io._store import read_into_store
+
+        info = {
+            "panel": panel_table,
+            "dropped": dropped,
+            "channel_map": channel_map,
+            "excluded": excluded,
+            "table": table,
+            "start": start,
+        }
+        return read_into_store(store, plans, counts, var, info, checksums, chunk_rows)
     # np.zeros (calloc: the kernel hands out zeroed pages lazily) first-touches faster here than
     # np.empty, whose huge-page advice can stall on compaction (measured in scripts/bench_io.py)
     matrix = np.zeros((int(counts.sum()), var.shape[0]), dtype=np.float32)

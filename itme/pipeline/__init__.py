@@ -1,5 +1,6 @@
 """Orchestration: config models, stages, run(), validate(), the demo."""
 
+from itme.pipeline._compute import with_scheduler
 from itme.pipeline._config import Config, load_config
 from itme.pipeline._reference import config_reference
 from itme.pipeline._run import RunResult, demo_config_text, run, run_demo, validate
@@ -16,4 +17,5 @@ __all__ = [
     "run",
     "run_demo",
     "validate",
+    "with_scheduler",
 ]

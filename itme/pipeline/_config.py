@@ -369,6 +369,53 @@ class Report(_Section):
     title: str = Field("itme analysis", description="report title")
 
 
+class Compute(_Section):
+    """Where the lazy cell-level work runs (docs/cluster.md): Dask, out of core, many nodes.
+
+    Checked before any work starts (itme._dask.ComputeSettings.check).
+    """
+
+    scheduler: str = Field(
+        "local",
+        description="local, slurm, pbs, or a scheduler address such as tcp://host:8786",
+    )
+    workers: int | None = Field(
+        None, ge=1, description="worker processes (slurm/pbs: jobs); default one per core"
+    )
+    threads_per_worker: int = Field(1, ge=1, description="threads of each worker")
+    memory_per_worker: str | None = Field(
+        None, description="memory limit of each worker, e.g. '4GB' (default: dask's share)"
+    )
+    chunk_rows: int = Field(
+        65_536, ge=1, description="events per block of the cohort store and of every task"
+    )
+    connect_timeout: str = Field("10s", description="how long to wait for the scheduler")
+    jobqueue: dict[str, Any] = Field(
+        {},
+        description="extra options of dask_jobqueue.SLURMCluster / PBSCluster (queue, account, "
+        "walltime, job_extra_directives, interface, python, ...)",
+    )
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, v: str) -> str:
+        if v not in ("local", "slurm", "pbs") and ":" not in v:
+            raise ValueError(f"expected local, slurm, pbs or an address host:port, found {v!r}")
+        return v
+
+    def settings(self) -> Any:
+        """The :class:`itme._dask.ComputeSettings` of this section.
+
+        Returns
+        -------
+        ComputeSettings
+            The same values, for :func:`itme._dask.start_compute`.
+        """
+        from itme._dask import ComputeSettings
+
+        return ComputeSettings(**self.model_dump())
+
+
 class Config(_Section):
     """A whole itme run."""
 
@@ -395,6 +442,9 @@ class Config(_Section):
     rnaseq: RnaSeq = RnaSeq()
     cytokines: Cytokines = Cytokines()
     report: Report = Report()
+    compute: Compute | None = Field(
+        None, description="run the lazy cell-level work on Dask (docs/cluster.md); none: in memory"
+    )
 
     @field_validator("output", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ import yaml
 
 from itme.datasets import simulate_cohort
 from itme.errors import ItmeInputError
+from itme.pipeline._compute import compute_context
 from itme.pipeline._config import Config
 from itme.pipeline._files import write_text
 from itme.pipeline._runner import StageRecord, run_stages
@@ -92,7 +93,7 @@ def run(
             "same):\n  " + "\n  ".join(found),
             problems=found,
         )
-    with _threads(cfg.threads):
+    with _threads(cfg.threads), compute_context(cfg.compute):  # compute: checked first
         records = run_stages(
             cfg, STAGES, out=cfg.output, from_stage=from_stage, until_stage=until_stage
         )

@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from anndata import AnnData
 
-from itme.core.transform import arcsinh_into
+from itme._dask import is_lazy, map_rows
+from itme.core.transform import arcsinh_block, arcsinh_into
 from itme.errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
 from itme.pp._clean_inputs import dense_raw
 
@@ -41,7 +42,8 @@ def arcsinh(
     """Transform marker channels to ``arcsinh(raw / cofactor)`` into a new ``X``.
 
     The raw ion counts stay in ``layers["raw"]`` untouched: ``X`` becomes a new float32
-    array, filled block by block (no float64 copy of the matrix is made), holding the
+    array (a lazy dask array, computed block by block when used, when ``layers["raw"]`` is
+    one: see :func:`itme.io.open_store`), filled block by block (no float64 copy of the matrix is made), holding the
     transformed values on the transformed channels and a copy of the raw values on the
     others. Applying the transformation twice is an error.
 
@@ -95,9 +97,14 @@ def arcsinh(
     index = {n: i for i, n in enumerate(names)}
     columns = np.array([index[c] for c in chosen], dtype=np.intp)
 
-    out = np.empty(raw.shape, dtype=np.float32)
-    arcsinh_into(raw, out, columns, cofactors)
-    adata.X = out
+    if is_lazy(raw):  # one kernel call per block of events, lazily (nothing is computed here)
+        adata.X = map_rows(
+            arcsinh_block, raw, columns, cofactors, dtype=np.float32, columns_out=raw.shape[1]
+        )
+    else:
+        out = np.empty(raw.shape, dtype=np.float32)
+        arcsinh_into(raw, out, columns, cofactors)
+        adata.X = out
     adata.uns["arcsinh"] = {
         "cofactor": np.asarray(cofactors, dtype=np.float64),
         "channels": list(chosen),
@@ -115,7 +122,8 @@ def arcsinh(
 
 def _raw_values(adata: AnnData) -> np.ndarray:
     """The raw matrix: layers["raw"], or X (then stored as layers["raw"], same object)."""
-    raw = dense_raw(adata)
+    lazy = adata.layers["raw"] if "raw" in adata.layers else adata.X
+    raw = lazy if is_lazy(lazy) else dense_raw(adata)
     if "raw" not in adata.layers:
         adata.layers["raw"] = raw
     return adata.layers["raw"]

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from itme._dask import is_lazy, per_sample
 from itme._progress import track
 from itme.core.clean.steps import (
     GATING_COFACTOR,
@@ -211,19 +212,30 @@ def clean(
     codes = np.zeros(adata.n_obs, dtype=np.int8)
     records: list[dict] = []
     accounting: list[dict] = []
-    for sample_id, rows in track(samples, description="cleaning samples"):
-        n = n_rows(rows)
-        result = gate_sample(
-            loader(raw, rows),
-            n,
+    options = {
+        "cofactor": cofactor,
+        "k": k_step,
+        "min_delta": min_delta,
+        "method": method,
+        "max_fit_events": int(max_fit_events),
+    }
+    users = [user.get(sample_id, user.get(None, {})) for sample_id, _ in samples]
+    lazy = None
+    if is_lazy(raw):  # one task per sample on the dask cluster, same kernel
+        lazy = per_sample(
+            _gate_block,
+            raw,
+            [rows for _, rows in samples],
             gates,
-            cofactor=cofactor,
-            k=k_step,
-            min_delta=min_delta,
-            method=method,
-            user=user.get(sample_id, user.get(None, {})),
-            max_fit_events=int(max_fit_events),
+            per_call=[{"user": u} for u in users],
+            **options,
         )
+    for i, (sample_id, rows) in enumerate(track(samples, description="cleaning samples")):
+        n = n_rows(rows)
+        if lazy is not None:
+            result = lazy[i]
+        else:
+            result = gate_sample(loader(raw, rows), n, gates, user=users[i], **options)
         codes[rows] = result.codes
         records.extend({"sample_id": sample_id, **r} for r in result.records)
         counts = np.bincount(result.codes, minlength=len(QC_LABELS))
@@ -365,13 +377,20 @@ def _per_step(name: str, value: float | Mapping[str, float] | None, default: dic
     return out
 
 
+def _gate_block(block: np.ndarray, gates: dict, **options: object) -> object:
+    """Gate one sample's events (a numpy block): the per-sample task of the lazy path."""
+    n = block.shape[0]
+    return gate_sample(loader(np.asarray(block), slice(0, n)), n, gates, **options)
+
+
 def _raw_matrix(adata: AnnData) -> np.ndarray:
     if "raw" not in adata.layers and "arcsinh" in adata.uns:
         raise ItmeStateError(
             "X was transformed (uns['arcsinh']) and layers['raw'] is missing: clean gates on "
             "raw ion counts. Keep layers['raw'] (itme.pp.arcsinh does)."
         )
-    return dense_raw(adata)
+    lazy = adata.layers["raw"] if "raw" in adata.layers else adata.X
+    return lazy if is_lazy(lazy) else dense_raw(adata)
 
 
 def _missing_reason(step: str) -> str:

@@ -14,6 +14,7 @@ import pandas as pd
 from anndata import AnnData
 
 from itme._adata import check_markers, markers_of_class, matrix
+from itme._dask import lazy_group_medians, lazy_matrix
 from itme.core.annotate.naming import UNASSIGNED, assign_clusters, auto_thresholds
 from itme.core.annotate.phenotypes import PhenotypeTable
 from itme.core.cluster.codebook import group_medians
@@ -59,7 +60,8 @@ def cluster_phenotypes(
     -------
     pandas.DataFrame
         Clusters × markers medians (index: cluster names as strings, in category order;
-        NaN rows for empty clusters).
+        NaN rows for empty clusters). Exact on a lazy (dask) matrix too: the marker columns
+        are gathered in batches of at most 512 MB and the same kernel runs on each batch.
     """
     groups = _groups(adata, groupby)
     marker_list = (
@@ -68,7 +70,13 @@ def cluster_phenotypes(
         else check_markers(adata, markers)
     )
     cols = adata.var_names.get_indexer(marker_list)
-    med = group_medians(matrix(adata, layer), groups.codes, len(groups.categories), columns=cols)
+    lazy = lazy_matrix(adata, layer)
+    if lazy is not None:  # exact medians, a batch of marker columns gathered at a time
+        med = lazy_group_medians(lazy, groups.codes, len(groups.categories), cols)
+    else:
+        med = group_medians(
+            matrix(adata, layer), groups.codes, len(groups.categories), columns=cols
+        )
     return pd.DataFrame(
         med, index=pd.Index([str(c) for c in groups.categories], name=groupby), columns=marker_list
     )

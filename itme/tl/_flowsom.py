@@ -18,6 +18,7 @@ import pandas as pd
 from anndata import AnnData
 
 from itme._adata import check_markers, matrix, type_markers
+from itme._dask import lazy_matrix, take_rows
 from itme._random import RngLike
 from itme.errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
 from itme.tl._flowsom_model import FlowSOMModel, flowsom_version
@@ -64,7 +65,9 @@ def flowsom(
     """Cluster events with FlowSOM: SOM nodes, then metaclusters of the nodes.
 
     The SOM is trained on a random subsample of ``train_cells`` events with flowsom's
-    online SOM, every event is mapped to its nearest node, the node codes are metaclustered
+    online SOM (drawn by event index, so a lazily opened store, see
+    :func:`itme.io.open_store`, trains on the same events and every event is then mapped
+    block by block on the dask cluster), every event is mapped to its nearest node, the node codes are metaclustered
     (as ``flowsom.FlowSOM`` does, or by R's consensus clustering) and, optionally, metaclusters
     whose median size over samples is below ``merge_floor`` are merged into their nearest
     neighbour (the paper's over-clustering control). When ``obs["itme_qc"]`` exists, only
@@ -122,10 +125,11 @@ def flowsom(
     t_start = time.perf_counter()
     adata = adata.copy() if copy else adata
     marker_list = type_markers(adata) if markers is None else check_markers(adata, markers)
-    X = matrix(adata, layer)
+    X = lazy_matrix(adata, layer)  # a dask array stays lazy: mapped blockwise
+    X = matrix(adata, layer) if X is None else X
     cols = adata.var_names.get_indexer(marker_list)
     if layer is None and "arcsinh" not in adata.uns:
-        probe = X[: min(X.shape[0], 10_000)][:, cols]
+        probe = take_rows(X, np.arange(min(X.shape[0], 10_000)), cols)
         if probe.size and np.nanmax(probe) > 100:
             warnings.warn(
                 "X does not look arcsinh-transformed (values above 100 and no uns['arcsinh']); "

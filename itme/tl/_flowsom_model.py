@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClusterMixin
 
+from itme._dask import is_lazy, map_rows, take_rows
 from itme._random import RngLike, as_generator, draw_seed
 from itme.core.cluster.codebook import nearest_code
 from itme.core.cluster.merge import MERGE_COLUMNS, merge_metaclusters
@@ -63,6 +64,14 @@ def _numpy_global_seed(seed: int) -> Iterator[None]:
         yield
     finally:
         np.random.set_state(state)  # noqa: NPY002
+
+
+def _nearest(X: Any, codes: np.ndarray, cols: np.ndarray | None, chunk_size: int) -> np.ndarray:
+    """Nearest code of every event; blockwise on the dask cluster when ``X`` is lazy."""
+    if is_lazy(X):
+        kernel_kw = {"columns": cols, "chunk_size": chunk_size}
+        return np.asarray(map_rows(nearest_code, X, codes, dtype=np.int32, **kernel_kw).compute())
+    return nearest_code(X, codes, columns=cols, chunk_size=chunk_size)
 
 
 def _flowsom_models() -> Any:
@@ -314,7 +323,7 @@ class FlowSOMModel(ClusterMixin, BaseEstimator):
             raise ItmeParameterError("train_mask", f"{n} booleans (one per event)", mask.shape)
         seed = draw_seed(self.rng)  # an int rng is the seed itself
         train_idx = self._training_rows(n, mask, xdim * ydim, as_generator(self.rng))
-        X_train = X[train_idx] if cols is None else X[np.ix_(train_idx, cols)]
+        X_train = take_rows(X, train_idx, cols)  # numpy or dask X: the same events
         dtype = np.float32 if X_train.dtype == np.float32 else np.float64
         X_train = np.ascontiguousarray(X_train, dtype=dtype)
         if not np.isfinite(X_train).all():
@@ -341,7 +350,7 @@ class FlowSOMModel(ClusterMixin, BaseEstimator):
         )
 
         t0 = time.perf_counter()
-        nodes = nearest_code(X, codes, columns=cols, chunk_size=self.chunk_size)
+        nodes = _nearest(X, codes, cols, self.chunk_size)
         logger.info(
             "mapped %d events to %d codes in %.1f s", n, codes.shape[0], time.perf_counter() - t0
         )
@@ -439,7 +448,7 @@ class FlowSOMModel(ClusterMixin, BaseEstimator):
         """
         self._check_fitted(X, columns)
         cols = None if columns is None else np.asarray(columns, dtype=np.intp)
-        return nearest_code(X, self.codes_, columns=cols, chunk_size=self.chunk_size)
+        return _nearest(X, self.codes_, cols, self.chunk_size)
 
     def predict(self, X: np.ndarray, *, columns: Sequence[int] | None = None) -> np.ndarray:
         """Metacluster (1-based, after merging) of every event.

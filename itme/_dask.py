@@ -1,0 +1,450 @@
+"""Dask backing of the cell-level functions: lazy arrays, blockwise kernels and the cluster.
+
+The per-event numerics live in :mod:`itme.core` as numpy kernels on one block of rows. The
+AnnData adapters (``io pp tl``) call them directly on an in-memory array and, when ``X`` or
+``layers["raw"]`` is a dask array (a cohort store opened with :func:`itme.io.open_store`),
+through the helpers here: :func:`map_rows` (one kernel call per block of events, results
+concatenated in event order) and :func:`per_sample` (one task per sample's contiguous rows).
+Every reduction is explicit in the adapter (counts summed, medians over gathered columns),
+and randomness is keyed by event index, never by block, so results do not depend on the
+chunking or on the number of workers.
+
+:func:`start_compute` turns the ``compute:`` settings into a ``distributed.Client`` (a local
+cluster, an existing scheduler, or SLURM/PBS jobs through dask-jobqueue) and checks every
+setting before any work starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from itme.errors import ItmeDependencyError, ItmeInputError, ItmeParameterError
+
+__all__ = [
+    "ComputeSettings",
+    "block_bytes",
+    "compute",
+    "is_lazy",
+    "lazy_group_medians",
+    "lazy_matrix",
+    "map_rows",
+    "per_sample",
+    "start_compute",
+    "take_rows",
+]
+
+logger = logging.getLogger(__name__)
+
+#: schedulers that are not an address
+SCHEDULERS = ("local", "slurm", "pbs")
+#: working memory of one block while a kernel runs, in multiples of the block (input, float64
+#: temporaries of the SOM mapping, output)
+BLOCK_WORKING_FACTOR = 4
+
+
+def is_lazy(x: object) -> bool:
+    """Whether ``x`` is a dask array (checked without importing dask).
+
+    Parameters
+    ----------
+    x
+        Any object.
+
+    Returns
+    -------
+    ``True`` for a ``dask.array.Array``.
+    """
+    return type(x).__module__.split(".")[0] == "dask" and hasattr(x, "map_blocks")
+
+
+def compute(x: Any) -> Any:
+    """``x.compute()`` for a dask object, ``x`` otherwise.
+
+    Parameters
+    ----------
+    x
+        A dask collection or anything else.
+
+    Returns
+    -------
+    The computed value.
+    """
+    return x.compute() if hasattr(x, "dask") and hasattr(x, "compute") else x
+
+
+def map_rows(
+    kernel: Callable[..., np.ndarray],
+    X: Any,
+    *args: Any,
+    dtype: Any,
+    columns_out: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Apply a row-block kernel to every block of events of a dask array, lazily.
+
+    Parameters
+    ----------
+    kernel
+        ``kernel(block, *args, **kwargs)`` on a numpy block of rows (all columns); returns
+        an array with as many rows as the block (1-D, or 2-D with ``columns_out`` columns).
+    X
+        Dask array, events × channels. Blocks spanning several column chunks are merged
+        first (the store is chunked by events only).
+    *args, **kwargs
+        Passed to the kernel (small objects: codes, cofactors, column indices).
+    dtype
+        dtype of the result.
+    columns_out
+        Columns of a 2-D result; ``None`` for a 1-D result (one value per event).
+
+    Returns
+    -------
+    A lazy dask array chunked like ``X`` along the events.
+    """
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    if columns_out is None:
+        return X.map_blocks(kernel, *args, dtype=dtype, drop_axis=1, **kwargs)
+    return X.map_blocks(kernel, *args, dtype=dtype, chunks=(X.chunks[0], (columns_out,)), **kwargs)
+
+
+def per_sample(
+    kernel: Callable[..., Any],
+    X: Any,
+    rows: list[slice | np.ndarray],
+    *args: Any,
+    per_call: list[dict[str, Any]] | None = None,
+    **kwargs: Any,
+) -> list[Any]:
+    """Run ``kernel(X[rows_i], *args, **kwargs)`` as one task per sample and gather the results.
+
+    Parameters
+    ----------
+    kernel
+        Function of one sample's numpy block (events × channels) and the extra arguments.
+    X
+        Dask array, events × channels.
+    rows
+        The events of each sample (a slice of contiguous events, or positions).
+    *args, **kwargs
+        Passed to every call.
+    per_call
+        Keyword arguments that differ between samples, one dict per entry of ``rows``.
+
+    Returns
+    -------
+    The kernel's results, in the order of ``rows``.
+    """
+    import dask
+
+    extra = per_call if per_call is not None else [{}] * len(rows)
+    tasks = [
+        dask.delayed(kernel)(X[r], *args, **kwargs, **more)
+        for r, more in zip(rows, extra, strict=True)
+    ]
+    return list(dask.compute(*tasks))
+
+
+def block_bytes(chunk_rows: int, n_channels: int) -> int:
+    """Bytes of one float32 block of ``chunk_rows`` events × ``n_channels`` channels.
+
+    Parameters
+    ----------
+    chunk_rows
+        Events per block.
+    n_channels
+        Channels of the matrix.
+
+    Returns
+    -------
+    The block's size in bytes.
+    """
+    return int(chunk_rows) * int(n_channels) * 4
+
+
+@dataclass
+class ComputeSettings:
+    """Where and how the lazy cell-level work runs (the ``compute:`` config section).
+
+    Attributes
+    ----------
+    scheduler
+        ``"local"`` (a ``LocalCluster`` of worker processes on this machine), a scheduler
+        address (``tcp://host:8786``), ``"slurm"`` or ``"pbs"`` (workers submitted as batch
+        jobs through dask-jobqueue).
+    workers
+        Worker processes (jobs for slurm/pbs); ``None``: one per core (local) or 1.
+    threads_per_worker
+        Threads of each worker.
+    memory_per_worker
+        Memory limit of each worker, e.g. ``"2GB"``; ``None``: dask's default share.
+    chunk_rows
+        Events per block of the store and of every blockwise task.
+    jobqueue
+        Extra keyword arguments of the dask-jobqueue cluster (``queue``, ``account``,
+        ``walltime``, ``job_extra_directives``, ...).
+    connect_timeout
+        How long to wait for the scheduler before failing, e.g. ``"10s"``.
+    """
+
+    scheduler: str = "local"
+    workers: int | None = None
+    threads_per_worker: int = 1
+    memory_per_worker: str | None = None
+    chunk_rows: int = 65_536
+    jobqueue: Mapping[str, Any] = field(default_factory=dict)
+    connect_timeout: str = "10s"
+
+    def check(self, n_channels: int | None = None) -> None:
+        """Check every setting that can be checked without starting anything.
+
+        Parameters
+        ----------
+        n_channels
+            Channels of the matrix, to check that one block fits in a worker's memory.
+
+        Raises
+        ------
+        ItmeParameterError
+            An unknown scheduler, non-positive counts, an unreadable memory size, or memory per
+            worker smaller than the working memory of one block.
+        ItmeDependencyError
+            ``slurm``/``pbs`` without dask-jobqueue installed.
+        """
+        s = self.scheduler
+        if s not in SCHEDULERS and "://" not in s and ":" not in s:
+            raise ItmeParameterError(
+                "compute.scheduler",
+                "local, slurm, pbs or a scheduler address such as tcp://host:8786",
+                s,
+            )
+        for name in ("workers", "threads_per_worker", "chunk_rows"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ItmeParameterError(f"compute.{name}", "a positive integer", value)
+        if self.memory_per_worker is not None and n_channels is not None:
+            limit = self.memory_bytes()
+            need = BLOCK_WORKING_FACTOR * block_bytes(self.chunk_rows, n_channels)
+            if limit < need:
+                raise ItmeParameterError(
+                    "compute.memory_per_worker",
+                    f"at least {need / 1e6:.0f} MB ({BLOCK_WORKING_FACTOR}x one block of "
+                    f"{self.chunk_rows} events x {n_channels} channels, float32)",
+                    self.memory_per_worker,
+                    fix="Give the workers more memory or lower compute.chunk_rows",
+                )
+        if s in ("slurm", "pbs"):
+            try:
+                import dask_jobqueue  # noqa: F401
+            except ImportError as exc:
+                raise ItmeDependencyError(
+                    "dask-jobqueue", "jobqueue", f"compute.scheduler: {s}"
+                ) from exc
+
+    def memory_bytes(self) -> int:
+        """``memory_per_worker`` in bytes.
+
+        Returns
+        -------
+        The parsed size.
+
+        Raises
+        ------
+        ItmeParameterError
+            The size cannot be read (``"2GB"``, ``"512 MiB"``, ...).
+        """
+        from dask.utils import parse_bytes
+
+        try:
+            return int(parse_bytes(self.memory_per_worker))
+        except (TypeError, ValueError) as exc:
+            raise ItmeParameterError(
+                "compute.memory_per_worker", "a size such as '2GB'", self.memory_per_worker
+            ) from exc
+
+
+def _local_cluster(settings: ComputeSettings) -> Any:
+    from distributed import LocalCluster
+
+    workers = settings.workers or max(1, (os.cpu_count() or 1) // settings.threads_per_worker)
+    return LocalCluster(
+        n_workers=workers,
+        threads_per_worker=settings.threads_per_worker,
+        memory_limit=settings.memory_per_worker or "auto",
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        processes=True,
+    )
+
+
+def _jobqueue_cluster(settings: ComputeSettings) -> Any:
+    import dask_jobqueue
+
+    kind = dask_jobqueue.SLURMCluster if settings.scheduler == "slurm" else dask_jobqueue.PBSCluster
+    options = {
+        "cores": settings.threads_per_worker,
+        "processes": 1,
+        "memory": settings.memory_per_worker or "2GB",
+        **dict(settings.jobqueue),
+    }
+    try:
+        cluster = kind(**options)
+    except (TypeError, ValueError) as exc:
+        raise ItmeParameterError(
+            "compute.jobqueue", f"options of dask_jobqueue.{kind.__name__}", str(exc)
+        ) from exc
+    cluster.scale(jobs=settings.workers or 1)
+    return cluster
+
+
+@contextlib.contextmanager
+def start_compute(settings: ComputeSettings, *, n_channels: int | None = None) -> Iterator[Any]:
+    """Start (or connect to) the Dask cluster of ``settings`` and make it the default.
+
+    Parameters
+    ----------
+    settings
+        The compute settings (checked first).
+    n_channels
+        Channels of the matrix, to check memory per worker against one block.
+
+    Yields
+    ------
+    distributed.Client
+        The client; every dask computation inside the ``with`` block runs on it.
+
+    Raises
+    ------
+    ItmeInputError
+        The scheduler address cannot be reached.
+    """
+    settings.check(n_channels)
+    from distributed import Client
+
+    cluster = None
+    if settings.scheduler == "local":
+        cluster = _local_cluster(settings)
+        target: Any = cluster
+    elif settings.scheduler in ("slurm", "pbs"):
+        cluster = _jobqueue_cluster(settings)
+        target = cluster
+    else:
+        target = settings.scheduler
+    try:
+        client = Client(target, timeout=settings.connect_timeout, set_as_default=True)
+    except (OSError, TimeoutError) as exc:
+        if cluster is not None:
+            cluster.close()
+        raise ItmeInputError(
+            where="compute.scheduler",
+            expected="a reachable Dask scheduler",
+            found=f"{settings.scheduler!r} ({type(exc).__name__}: {exc})",
+            fix="Start it with `dask scheduler` (and `dask worker ADDRESS`) or correct the "
+            "address; `itme run --scheduler local` runs on this machine",
+        ) from exc
+    if cluster is not None and settings.scheduler != "local":
+        client.wait_for_workers(1, timeout=300)
+    logger.info(
+        "dask: scheduler %s, %d workers; dashboard %s",
+        client.scheduler.address,
+        len(client.scheduler_info().get("workers", {})),
+        client.dashboard_link,
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def lazy_matrix(adata: Any, layer: str | None) -> Any:
+    """``X`` or ``layers[layer]`` when it is a dask array, else ``None``.
+
+    Parameters
+    ----------
+    adata
+        An AnnData.
+    layer
+        A layer name, or ``None`` for ``X``.
+
+    Returns
+    -------
+    The dask array, or ``None`` (use :func:`itme._adata.matrix`).
+    """
+    if layer is not None and layer not in adata.layers:
+        return None
+    X = adata.X if layer is None else adata.layers[layer]
+    return X if is_lazy(X) else None
+
+
+def take_rows(X: Any, rows: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+    """``X[rows][:, columns]`` as a numpy array, for numpy and dask ``X`` alike.
+
+    Parameters
+    ----------
+    X
+        Events × channels.
+    rows
+        Sorted integer positions.
+    columns
+        Column positions (all when ``None``).
+
+    Returns
+    -------
+    The gathered numpy array.
+    """
+    if is_lazy(X):
+        part = X[np.asarray(rows, dtype=np.intp)]
+        if columns is not None:
+            part = part[:, np.asarray(columns, dtype=np.intp)]
+        return np.asarray(part.compute())
+    return X[rows] if columns is None else X[np.ix_(rows, columns)]
+
+
+#: bytes of marker columns gathered at once for exact medians on a lazy matrix
+MEDIAN_BATCH_BYTES = 512 * 2**20
+
+
+def lazy_group_medians(
+    X: Any, labels: np.ndarray, n_groups: int, columns: np.ndarray
+) -> np.ndarray:
+    """Exact per-group medians of ``columns`` of a dask array, a batch of columns at a time.
+
+    The medians need every value of a group, so this is not blockwise: the columns are
+    computed (in parallel on the cluster) in batches of at most :data:`MEDIAN_BATCH_BYTES`
+    (n_events x 4 bytes per column, at least one column) and the numpy kernel
+    :func:`itme.core.cluster.codebook.group_medians` runs on each batch: the result is the
+    in-memory one, bit for bit.
+
+    Parameters
+    ----------
+    X
+        Dask array, events × channels.
+    labels
+        Integer group per event (negative: left out).
+    n_groups
+        Number of groups.
+    columns
+        Column positions.
+
+    Returns
+    -------
+    float64 ``(n_groups, len(columns))``.
+    """
+    from itme.core.cluster.codebook import group_medians
+
+    columns = np.asarray(columns, dtype=np.intp)
+    per_batch = max(1, MEDIAN_BATCH_BYTES // max(1, 4 * int(X.shape[0])))
+    out = np.empty((n_groups, columns.size))
+    for a in range(0, columns.size, per_batch):
+        part = np.asarray(X[:, columns[a : a + per_batch]].compute())
+        out[:, a : a + per_batch] = group_medians(part, labels, n_groups)
+    return out

@@ -1,0 +1,243 @@
+"""Scale benchmark: the cell-level stages in memory and on Dask (out of core), same cohort.
+
+Writes a synthetic cohort (``itme.datasets.simulate_cohort``: 47 channels with planted beads,
+doublets, debris, dead and CD45- events) as FCS files, then runs, each in a fresh process,
+
+- ``mem``: read_cohort → arcsinh → clean → apply_qc → flowsom → annotate (+ cluster medians)
+  → abundance, all in memory;
+- ``dask``: the same functions on a cohort store (read_cohort(store=...)) with a LocalCluster
+  of ``--workers`` worker processes (loopback only).
+
+For every stage: wall time, events/s and the peak total RSS of the process tree (client +
+scheduler + workers, sampled every 0.1 s); for the dask path the disk footprint of the
+store against the FCS files. Prints one JSON line per run and a markdown table at the end.
+Run it under ``nice -n 10`` on a shared machine::
+
+    nice -n 10 python scripts/bench_scale.py --events 1000000 --workers 1,2 --mem
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+
+def tree_rss() -> int:
+    """RSS of this process and all its descendants, in bytes."""
+    me = psutil.Process()
+    total = 0
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+class Peak:
+    """Peak of :func:`tree_rss` sampled in a thread; ``reset()`` starts a new stage."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss())
+            time.sleep(0.1)
+
+    def reset(self) -> None:
+        self.peak = tree_rss()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def make_cohort(folder: Path, events: int, files: int) -> Path:
+    from itme.datasets import simulate_cohort
+
+    if (folder / "samples.csv").exists():
+        return folder
+    per_file = max(1000, events // files)
+    # simulate_cohort drops the last patient's CyTOF file (as in the paper): files + 1
+    simulate_cohort(folder, n_patients=files + 1, cells_per_sample=per_file, n_genes=4400, rng=1)
+    return folder
+
+
+def run_once(args: argparse.Namespace) -> dict:
+    """One run of the stages in this process; per-stage seconds and peak RSS."""
+    warnings.simplefilter("ignore")
+    import itme
+    from itme import pp, tl
+
+    cohort = Path(args.cohort)
+    samples, panel = cohort / "samples.csv", cohort / "panel.csv"
+    fcs_bytes = sum(f.stat().st_size for f in (cohort / "fcs").glob("*.fcs"))
+    peak = Peak()
+    stages: dict[str, dict] = {}
+    context = None
+    if args.mode == "dask":
+        from itme._dask import ComputeSettings, start_compute
+
+        settings = ComputeSettings(
+            scheduler="local",
+            workers=args.workers,
+            chunk_rows=args.chunk_rows,
+            memory_per_worker=args.memory_per_worker,
+        )
+        context = start_compute(settings, n_channels=47)
+        context.__enter__()
+
+    def stage(name: str, func):
+        peak.reset()
+        t0 = time.perf_counter()
+        out = func()
+        stages[name] = {"seconds": time.perf_counter() - t0, "peak_rss_gb": peak.peak / 1e9}
+        return out
+
+    store = Path(args.work) / "cells.zarr"
+    shutil.rmtree(store, ignore_errors=True)
+    if args.mode == "dask":
+        cells = stage("ingest", lambda: itme.io.read_cohort(samples, panel, store=store))
+    else:
+        cells = stage("ingest", lambda: itme.io.read_cohort(samples, panel))
+    n = cells.n_obs
+
+    def clean():
+        pp.arcsinh(cells)
+        pp.clean(cells)
+        return pp.apply_qc(cells)
+
+    kept = stage("clean", clean)
+
+    def cluster():
+        tl.flowsom(kept, grid=(10, 10), n_metaclusters=40, train_cells=200_000, rng=1)
+
+    stage("cluster", cluster)
+    tables = {}
+
+    def annotate():
+        tl.annotate(kept, phenotypes="lymphoid_visram2021")
+        tables["phenotypes"] = tl.cluster_phenotypes(kept, groupby="metacluster")
+
+    stage("annotate", annotate)
+    tables["abundance"] = stage(
+        "abundance", lambda: tl.abundance(kept, phenotypes="lymphoid_visram2021").to_df()
+    )
+    if args.mode == "dask":
+
+        def save():  # what a stage keeps: labels of every event into the store, no matrix
+            full = cells.obs.copy()
+            full["metacluster"] = "removed"
+            full.loc[kept.obs_names, "metacluster"] = kept.obs["metacluster"].astype(str)
+            cells.obs["metacluster"] = full["metacluster"].astype("category")
+            itme.io.update_store(cells)
+
+        stage("save_labels", save)
+    peak.stop()
+    result = {
+        "mode": args.mode,
+        "workers": args.workers if args.mode == "dask" else 0,
+        "events": int(n),
+        "events_kept": int(kept.n_obs),
+        "fcs_gb": fcs_bytes / 1e9,
+        "store_gb": folder_bytes(store) / 1e9 if store.exists() else None,
+        "stages": stages,
+        "total_seconds": sum(s["seconds"] for s in stages.values()),
+        "peak_rss_gb": max(s["peak_rss_gb"] for s in stages.values()),
+        "metacluster_sizes": np.bincount(kept.obs["metacluster"].cat.codes).tolist(),
+        "abundance_sum": float(tables["abundance"].to_numpy().sum()),
+    }
+    if context is not None:
+        context.__exit__(None, None, None)
+    shutil.rmtree(store, ignore_errors=True)
+    return result
+
+
+def table(results: list[dict]) -> str:
+    names = ["ingest", "clean", "cluster", "annotate", "abundance"]
+    head = "| events | path | " + " | ".join(f"{s} s" for s in names)
+    head += " | total s | events/s | peak RSS GB | FCS GB | store GB |"
+    lines = [head, "|" + "---|" * (len(names) + 8)]
+    for r in results:
+        path = "memory" if r["mode"] == "mem" else f"dask, {r['workers']} worker(s)"
+        secs = [r["stages"][s]["seconds"] for s in names]
+        store = f"{r['store_gb']:.2f}" if r["store_gb"] is not None else "-"
+        lines.append(
+            f"| {r['events']:,} | {path} | "
+            + " | ".join(f"{s:.1f}" for s in secs)
+            + f" | {sum(secs):.1f} | {r['events'] / sum(secs):,.0f} | {r['peak_rss_gb']:.2f}"
+            f" | {r['fcs_gb']:.2f} | {store} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--files", type=int, default=20)
+    parser.add_argument("--workers", default="1,2", help="worker counts of the dask path")
+    parser.add_argument("--mem", action="store_true", help="also run the in-memory path")
+    parser.add_argument("--chunk-rows", type=int, default=65_536)
+    parser.add_argument("--memory-per-worker", default="3GB")
+    parser.add_argument("--work", default="/tmp/itme_bench_scale")
+    parser.add_argument("--keep-cohort", action="store_true")
+    parser.add_argument("--mode", choices=["mem", "dask"], help=argparse.SUPPRESS)
+    parser.add_argument("--cohort", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mode is not None:  # one run, in this process
+        args.workers = int(args.workers)
+        print(json.dumps(run_once(args)), flush=True)
+        return
+    work = Path(args.work)
+    cohort = work / f"cohort_{args.events}"
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    make_cohort(cohort, args.events, args.files)
+    print(f"cohort written in {time.perf_counter() - t0:.0f} s: {cohort}", file=sys.stderr)
+    runs = [("mem", 0)] if args.mem else []
+    runs += [("dask", int(w)) for w in args.workers.split(",") if w]
+    results = []
+    for mode, workers in runs:
+        cmd = [sys.executable, __file__, "--mode", mode, "--cohort", str(cohort)]
+        cmd += [
+            "--workers",
+            str(workers),
+            "--work",
+            str(work),
+            "--chunk-rows",
+            str(args.chunk_rows),
+        ]
+        cmd += ["--memory-per-worker", args.memory_per_worker]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, check=False)
+        if out.returncode != 0:
+            print(out.stderr[-3000:], file=sys.stderr)
+            continue
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    print(table(results))
+    if not args.keep_cohort:
+        shutil.rmtree(cohort, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""The dask backing: the cohort store and the blockwise functions give the in-memory results.
+
+Runs on dask's threaded scheduler (no cluster); tests/integration/test_dask_cluster.py runs
+the same functions on a real scheduler with worker processes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import fcs_factory
+
+import itme
+import itme._dask as itme_dask
+from itme._dask import ComputeSettings, start_compute
+from itme.errors import ItmeDependencyError, ItmeInputError, ItmeParameterError
+
+CHANNELS = ["Time", "Y89Di", "Nd142Di", "Nd145Di", "Ir191Di"]
+ANTIGENS = ["", "CD45", "CD19", "CD4", "DNA1"]
+PANEL = (
+    "fcs_colname,antigen,marker_class\nTime,Time,none\nY89Di,CD45,type\nNd142Di,CD19,type\n"
+    "Nd145Di,CD4,state\nIr191Di,DNA1,qc\n"
+)
+
+
+def make_cohort(folder: Path, sizes=(50, 80, 30, 7)) -> tuple[Path, Path]:
+    """FCS files of ``sizes`` events (not multiples of any chunk), samples.csv, panel.csv."""
+    rng = np.random.default_rng(7)
+    rows = ["file_name,sample_id,patient_id"]
+    for k, n in enumerate(sizes):
+        x = rng.gamma(2.0, 30.0, size=(n, len(CHANNELS))).astype(np.float32)
+        x[:, 0] = np.arange(n)
+        fcs_factory.write(folder / f"s{k}.fcs", x, CHANNELS, labels=ANTIGENS)
+        rows.append(f"s{k}.fcs,S{k},P{k // 2}")
+    (folder / "samples.csv").write_text("\n".join(rows) + "\n")
+    (folder / "panel.csv").write_text(PANEL)
+    return folder / "samples.csv", folder / "panel.csv"
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+@pytest.mark.parametrize("chunk_rows", [16, 64, 1000])
+def test_store_holds_the_cohort_read_in_memory(tmp_path, chunk_rows):
+    samples, panel = make_cohort(tmp_path)
+    mem = itme.io.read_cohort(samples, panel)
+    with dask.config.set(scheduler="threads", num_workers=3):  # tasks race for shared chunks
+        lazy = itme.io.read_cohort(samples, panel, store=tmp_path / "c.zarr", chunk_rows=chunk_rows)
+    assert isinstance(lazy.X, da.Array) and lazy.X is lazy.layers["raw"]
+    assert lazy.X.chunks[0][0] == min(chunk_rows, mem.n_obs)
+    np.testing.assert_array_equal(lazy.layers["raw"].compute(), mem.layers["raw"])
+    pd.testing.assert_frame_equal(lazy.obs, mem.obs)
+    pd.testing.assert_frame_equal(lazy.var, mem.var)
+    pd.testing.assert_frame_equal(lazy.uns["io"]["files"], mem.uns["io"]["files"])
+    assert lazy.uns["io"]["keywords"] == mem.uns["io"]["keywords"]  # stored as one JSON string
+    # the matrix is stored once, compressed: not larger than the events in the FCS files
+    # (the total footprint at scale, metadata included, is measured by scripts/bench_scale.py)
+    # (zstd on random floats gains nothing; allow its frame header per chunk and zarr.json)
+    n_chunks = len(lazy.X.chunks[0])
+    stored = folder_bytes(tmp_path / "c.zarr" / "layers" / "raw")
+    assert stored <= mem.layers["raw"].nbytes + 64 * n_chunks + 2048
+
+
+def test_store_refuses_to_overwrite(tmp_path):
+    samples, panel = make_cohort(tmp_path)
+    (tmp_path / "c.zarr").mkdir()
+    with pytest.raises(ItmeInputError, match="expected a new store folder"):
+        itme.io.read_cohort(samples, panel, store=tmp_path / "c.zarr")
+    with pytest.raises(ItmeInputError, match="expected a cohort store with layers/raw"):
+        itme.io.open_store(tmp_path / "none.zarr")
+
+
+def test_update_store_adds_columns_not_a_matrix(tmp_path):
+    samples, panel = make_cohort(tmp_path)
+    lazy = itme.io.read_cohort(samples, panel, store=tmp_path / "c.zarr", chunk_rows=32)
+    itme.pp.arcsinh(lazy)
+    expected_x = lazy.X.compute()
+    before = folder_bytes(tmp_path / "c.zarr")
+    lazy.obs["label"] = pd.Categorical(np.where(expected_x[:, 0] > 3, "hi", "lo"))
+    lazy.obsm["pos"] = np.arange(2 * lazy.n_obs, dtype=np.float32).reshape(-1, 2)
+    itme.io.update_store(lazy)
+    added = folder_bytes(tmp_path / "c.zarr") - before
+    assert added < lazy.n_obs * 12 + 64 * 1024  # a label and two floats per event, no matrix
+    again = itme.io.open_store(tmp_path / "c.zarr")
+    assert list(again.obs["label"]) == list(lazy.obs["label"])
+    np.testing.assert_array_equal(again.obsm["pos"], lazy.obsm["pos"])
+    # X was not stored: it is transformed again, lazily, from layers/raw and uns["arcsinh"]
+    np.testing.assert_array_equal(again.X.compute(), expected_x)
+    # an ordinary AnnData zarr store
+    plain = ad.read_zarr(tmp_path / "c.zarr")
+    assert list(plain.obs["label"]) == list(lazy.obs["label"])
+    with pytest.raises(ItmeInputError, match="expected 167 events"):
+        itme.io.update_store(lazy[:10].copy(), store=tmp_path / "c.zarr")
+
+
+def _cells(n: int, seed: int) -> ad.AnnData:
+    """Three populations on four markers plus one untransformed technical channel."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[5, 200, 5, 50], [300, 5, 80, 5], [40, 40, 400, 300]], dtype=float)
+    pop = rng.integers(0, 3, n)
+    raw = rng.gamma(2.0, centres[pop] / 2.0).astype(np.float32)
+    raw = np.column_stack([raw, np.arange(n, dtype=np.float32)])
+    var = pd.DataFrame(
+        {"marker_class": ["type", "type", "type", "state", "none"]},
+        index=["CD3", "CD19", "CD4", "CD8", "Time"],
+    )
+    obs = pd.DataFrame(
+        {"sample_id": pd.Categorical(np.repeat(["a", "b"], [n // 2, n - n // 2]))},
+        index=[str(i) for i in range(n)],
+    )
+    return ad.AnnData(X=raw, obs=obs, var=var, layers={"raw": raw})
+
+
+def _lazy(adata: ad.AnnData, chunk: int) -> ad.AnnData:
+    out = adata.copy()
+    raw = da.from_array(adata.layers["raw"], chunks=(chunk, -1))
+    out.layers["raw"] = raw
+    out.X = raw
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 333, 4096])
+def test_arcsinh_lazy_is_byte_identical(chunk):
+    mem = _cells(3000, 1)
+    lazy = _lazy(mem, chunk)
+    itme.pp.arcsinh(mem, cofactor={"CD3": 5.0, "CD19": 2.0})
+    itme.pp.arcsinh(lazy, cofactor={"CD3": 5.0, "CD19": 2.0})
+    assert isinstance(lazy.X, da.Array)
+    assert lazy.X.compute().tobytes() == mem.X.tobytes()
+    np.testing.assert_array_equal(lazy.X[:, 4].compute(), np.arange(3000))  # Time untouched
+
+
+@pytest.mark.parametrize(("chunk", "seed"), [(500, 0), (2999, 1), (64, 2)])
+def test_flowsom_and_medians_lazy_equal_in_memory(chunk, seed, monkeypatch):
+    mem = _cells(6000, seed)
+    itme.pp.arcsinh(mem)
+    lazy = mem.copy()
+    lazy.X = da.from_array(mem.X, chunks=(chunk, -1))
+    kwargs = {"grid": (4, 4), "n_metaclusters": 3, "train_cells": 2000, "rng": seed}
+    itme.tl.flowsom(mem, **kwargs)
+    itme.tl.flowsom(lazy, **kwargs)
+    # the same training events (drawn by index), the same SOM, every event mapped the same
+    np.testing.assert_array_equal(lazy.uns["flowsom"]["codes"], mem.uns["flowsom"]["codes"])
+    np.testing.assert_array_equal(lazy.obs["som_node"], mem.obs["som_node"])
+    np.testing.assert_array_equal(lazy.obs["metacluster"], mem.obs["metacluster"])
+    # the clustering recovers the three planted populations
+    truth = _cells(6000, seed)  # same draw
+    assert pd.crosstab(mem.obs["metacluster"], truth.X[:, 1] > 60).shape[0] == 3
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", 6000 * 4 * 2)  # 2 columns per batch
+    a = itme.tl.cluster_phenotypes(mem, groupby="metacluster")
+    b = itme.tl.cluster_phenotypes(lazy, groupby="metacluster")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_compute_settings_are_checked_before_work():
+    with pytest.raises(ItmeParameterError, match="'compute.scheduler'.*got 'lokal'"):
+        ComputeSettings(scheduler="lokal").check()
+    with pytest.raises(ItmeParameterError, match="'compute.workers'"):
+        ComputeSettings(workers=0).check()
+    # 65,536 events x 40 channels x 4 bytes = 10.5 MB a block, x4 while a kernel runs
+    with pytest.raises(ItmeParameterError, match=r"memory_per_worker'.*at least 42 MB"):
+        ComputeSettings(memory_per_worker="30MB").check(n_channels=40)
+    ComputeSettings(memory_per_worker="50MB").check(n_channels=40)
+    with pytest.raises(ItmeParameterError, match="a size such as '2GB'"):
+        ComputeSettings(memory_per_worker="lots").check(n_channels=40)
+
+
+def test_missing_jobqueue_names_the_extra(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "dask_jobqueue", None)
+    with pytest.raises(ItmeDependencyError, match=r"pip install 'itme\[jobqueue\]'"):
+        ComputeSettings(scheduler="slurm").check()
+
+
+def test_unreachable_scheduler_is_an_input_error():
+    settings = ComputeSettings(scheduler="tcp://127.0.0.1:9", connect_timeout="1s")
+    with pytest.raises(ItmeInputError, match="compute.scheduler: expected a reachable Dask"):
+        with start_compute(settings):
+            pass
+
+
+def _demo_folder(tmp_path: Path) -> Path:
+    from itme.datasets import simulate_cohort
+    from itme.pipeline import demo_config_text
+
+    simulate_cohort(tmp_path / "input", n_patients=8, cells_per_sample=1000, n_genes=4400, rng=1)
+    (tmp_path / "config.yaml").write_text(demo_config_text())
+    return tmp_path / "config.yaml"
+
+
+# the simulated cytokine table has out-of-range values on purpose; validation says so
+@pytest.mark.filterwarnings("ignore::itme.errors.ItmeInputWarning")
+def test_cli_scheduler_errors_stop_the_run_before_any_stage(tmp_path, capsys):
+    from itme.cli import main
+
+    config = _demo_folder(tmp_path)
+    out = tmp_path / "out"
+    assert main(["-q", "run", str(config), "--out", str(out), "--scheduler", "lokal"]) == 2
+    assert "'--scheduler'" in capsys.readouterr().err
+    # a scheduler that does not answer: the error names the setting; no stage ran
+    config.write_text(config.read_text() + "\ncompute:\n  connect_timeout: 1s\n")
+    bad = "tcp://127.0.0.1:9"
+    assert main(["-q", "run", str(config), "--out", str(out), "--scheduler", bad]) == 2
+    err = capsys.readouterr().err
+    assert "compute.scheduler: expected a reachable Dask scheduler" in err
+    assert not (out / "work").exists()
+
+
+def test_compute_section_is_validated_with_the_config(tmp_path):
+    from itme.pipeline import load_config
+
+    config = _demo_folder(tmp_path)
+    text = config.read_text() + "\ncompute:\n  scheduler: tcp://10.0.0.1:8786\n  workers: 4\n"
+    config.write_text(text)
+    cfg = load_config(config)
+    settings = cfg.compute.settings()
+    assert (settings.scheduler, settings.workers, settings.chunk_rows) == (
+        "tcp://10.0.0.1:8786",
+        4,
+        65_536,
+    )
+    config.write_text(text.replace("workers: 4", "workers: 4\n  memory: 4GB"))
+    with pytest.raises(ItmeInputError, match="compute.memory"):
+        load_config(config)
