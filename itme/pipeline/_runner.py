@@ -17,6 +17,7 @@ import os
 import platform
 import sys
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -181,23 +182,31 @@ class _Checksums:
 
 
 def stage_seeds(seed: int, names: Sequence[str]) -> dict[str, int]:
-    """Independent per-stage seeds spawned from the master seed (docs/architecture.md, "Randomness").
+    """Independent per-stage seeds from the master seed (docs/architecture.md, "Randomness").
+
+    Each stage's seed is the child of ``SeedSequence(seed)`` whose spawn key is the CRC-32 of
+    the stage's name, so adding, removing or reordering stages leaves every other stage's
+    random stream unchanged.
 
     Parameters
     ----------
     seed
         The config's master seed.
     names
-        Stage names, in run order.
+        Stage names.
 
     Returns
     -------
     Stage name -> a non-negative 31-bit integer seed.
     """
-    children = np.random.SeedSequence(seed).spawn(len(names))
     return {
-        name: int(child.generate_state(1)[0] & 0x7FFFFFFF)
-        for name, child in zip(names, children, strict=True)
+        name: int(
+            np.random.SeedSequence(seed, spawn_key=(zlib.crc32(name.encode()),)).generate_state(1)[
+                0
+            ]
+            & 0x7FFFFFFF
+        )
+        for name in names
     }
 
 

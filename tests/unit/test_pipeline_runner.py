@@ -126,6 +126,14 @@ def test_stage_seeds_are_independent_and_reproducible():
     assert a != stage_seeds(43, ["x", "y", "z"])
 
 
+def test_stage_seeds_do_not_move_when_a_stage_is_added():
+    """A new stage (e.g. batch before cluster) leaves the other stages' random streams alone."""
+    before = stage_seeds(11, ["ingest", "clean", "cluster", "patients", "rnaseq"])
+    after = stage_seeds(11, ["ingest", "clean", "batch", "cluster", "patients", "new", "rnaseq"])
+    assert all(after[name] == seed for name, seed in before.items())
+    assert stage_seeds(11, ["rnaseq", "cluster"]) == {k: before[k] for k in ("rnaseq", "cluster")}
+
+
 def test_outputs_get_ordinary_file_permissions(tmp_path):
     """The temporary file of an atomic write is owner-only (mkstemp); the output is not."""
     import os
