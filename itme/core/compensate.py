@@ -94,9 +94,7 @@ def compensate_flow(block: np.ndarray, spillover: np.ndarray) -> np.ndarray:
     return np.linalg.solve(S.T, np.asarray(block, dtype=np.float64).T).T
 
 
-def compensate_nnls(
-    block: np.ndarray, spillover: np.ndarray, *, max_iter: int = 50
-) -> np.ndarray:
+def compensate_nnls(block: np.ndarray, spillover: np.ndarray, *, max_iter: int = 50) -> np.ndarray:
     """Non-negative least-squares compensation of every event (CATALYST ``method="nnls"``).
 
     Parameters
