@@ -56,6 +56,7 @@ def normalize_beads(
     sample_key: str = "sample_id",
     window: int = 501,
     trim: float = 5.0,
+    factor: Literal["geometric", "least_squares"] = "geometric",
     copy: bool = False,
 ) -> AnnData | None:
     """Remove signal drift with the EQ calibration beads (Finck et al. 2013, CATALYST ``normCytof``).
@@ -64,8 +65,8 @@ def normalize_beads(
     ``bead`` step of :data:`itme.core.clean.steps.STEPS`: bright in Ce140 and in every other
     bead channel present); beads within ``trim`` MADs of the median on every bead channel
     are kept for the factors; their raw intensities are smoothed over acquisition time by a
-    running median of ``window`` beads; each bead's factor is the least-squares slope of the
-    baseline on its smoothed intensities; factors are interpolated linearly in time between
+    running median of ``window`` beads; each bead's factor brings its smoothed intensities to
+    the baseline (``factor``); factors are interpolated linearly in time between
     beads and multiply every ion-count channel (channels named by a metal; Time,
     Event_length and the Gaussian parameters are left alone). Bead channels are matched by
     metal (``Ce140Di``, ``140Ce``, ...). The beads are labelled and counted here, not removed:
@@ -96,6 +97,12 @@ def normalize_beads(
     trim
         Beads further than this many MADs from the median on any bead channel (arcsinh
         scale: bead doublets, dim beads) are not used for the factors.
+    factor
+        How the bead channels are combined into one factor per bead: ``"geometric"`` (the
+        geometric mean of baseline / smoothed intensity, every bead channel weighted
+        equally) or ``"least_squares"`` (Finck's and CATALYST's slope through the origin,
+        which weights channels by their squared intensity, so it follows the brightest
+        one and its noise).
     copy
         Return a normalised copy instead of modifying ``adata``.
 
@@ -110,7 +117,7 @@ def normalize_beads(
       ``absent`` (bead metals not in the data), ``channels`` (the var names scaled),
       ``baseline`` (``"sample"``, ``"cohort"`` or ``"given"``), ``baseline_values``
       (DataFrame: sample_id, then one column per bead channel), ``time_key``,
-      ``sample_key``, ``window``, ``trim``, ``samples`` (DataFrame: sample_id, n_events,
+      ``sample_key``, ``window``, ``trim``, ``factor``, ``samples`` (DataFrame: sample_id, n_events,
       n_beads, n_beads_used, factor_min, factor_median, factor_max, note).
 
     Raises
@@ -130,6 +137,8 @@ def normalize_beads(
             "pp.normalize_beads works on raw ion counts, and X was transformed already "
             "(uns['arcsinh']): call it before pp.arcsinh"
         )
+    if factor not in ("geometric", "least_squares"):
+        raise ItmeParameterError("factor", "'geometric' or 'least_squares'", factor)
     if int(window) < 1:
         raise ItmeParameterError("window", "an integer >= 1", window)
     if not (np.isfinite(trim) and trim > 0):
@@ -218,12 +227,12 @@ def normalize_beads(
             raise ItmeInputError(
                 where=f"sample {sample_id}",
                 expected="EQ bead events (at least 3) to normalise on",
-                found=f"{len(values)} bead(s) found by the bead gate on "
+                found=f"{len(values)} beads by the bead gate on "
                 f"{', '.join(names[c] for c in bead_cols)}",
                 fix="Normalise only files acquired with beads, or leave bead normalisation off",
             )
         t = times[rows]
-        factors, _ = bead_factors(values, t[bead_rows], base, t, window=int(window))
+        factors, _ = bead_factors(values, t[bead_rows], base, t, window=int(window), combine=factor)
         block = new[rows]
         block[:, scaled] *= factors.astype(np.float32)[:, None]
         new[rows] = block
@@ -260,6 +269,7 @@ def normalize_beads(
         "sample_key": sample_key,
         "window": int(window),
         "trim": float(trim),
+        "factor": factor,
         "samples": table,
     }
     logger.info(
