@@ -244,14 +244,14 @@ def estimate_spillover(
     """Spillover matrix from single-stained populations (CATALYST's ``computeSpillmat``).
 
     For the population stained in channel ``i`` (events ``pos``) and each channel ``j`` that
-    ``targets[i, j]`` allows, with ``neg`` the events of the populations stained neither in
-    ``i`` nor in any channel ``i`` may spill into (their background; zero when there are
-    none):
+    ``targets[i, j]`` allows, with ``bg_c`` the background of channel ``c`` (the median of
+    ``c`` over the populations neither stained in ``c`` nor able to spill into it; zero when
+    there are none):
 
     - ``"default"``: the trimmed mean (``trim=0.5``: the median) over ``pos`` of
-      ``(y_j - bg_j) / (y_i - bg_i)``, ``bg`` the median of ``neg``;
-    - ``"classic"``: ``(T(pos_j) - T(neg_j)) / (T(pos_i) - T(neg_i))``, ``T`` the trimmed
-      mean (a line through the two populations' centres).
+      ``(y_j - bg_j) / (y_i - bg_i)``;
+    - ``"classic"``: ``T(y_j - bg_j) / T(y_i - bg_i)`` over ``pos``, ``T`` the trimmed
+      mean (a line through the origin and the population's centre).
 
     Negative estimates and estimates below ``threshold`` become 0.
 
@@ -283,29 +283,39 @@ def estimate_spillover(
     p = values.shape[1]
     spill = np.eye(p)
     n_events = np.zeros(len(stained), dtype=np.int64)
+    bg = _backgrounds(values, population, targets)
     for r, i in enumerate(stained):
         pos = population == i
         n_events[r] = int(pos.sum())
         if not n_events[r]:
             continue
-        receivers = np.flatnonzero(targets[i])
-        related = np.concatenate([[i], receivers])
-        neg = (population >= 0) & ~np.isin(population, related)
-        bg = _centre(values[neg], 0.5) if neg.any() else np.zeros(p)
-        yi = values[pos, i]
-        for j in receivers:
+        yi = values[pos, i] - bg[i]
+        centre_i = _centre(yi[:, None], trim)[0]
+        for j in np.flatnonzero(targets[i]):
+            yj = values[pos, j] - bg[j]
             if method == "classic":
-                pos_c = _centre(values[pos][:, [i, j]], trim)
-                neg_c = _centre(values[neg][:, [i, j]], trim) if neg.any() else np.zeros(2)
-                denom = pos_c[0] - neg_c[0]
-                s = (pos_c[1] - neg_c[1]) / denom if denom > 0 else 0.0
+                s = _centre(yj[:, None], trim)[0] / centre_i if centre_i > 0 else 0.0
             else:
-                denom = yi - bg[i]
-                ok = denom > 0
-                ratio = (values[pos, j][ok] - bg[j]) / denom[ok]
-                s = float(_centre(ratio[:, None], trim)[0]) if ratio.size else 0.0
+                ok = yi > 0
+                s = _centre((yj[ok] / yi[ok])[:, None], trim)[0] if ok.any() else 0.0
             spill[i, j] = s if np.isfinite(s) and s >= threshold else 0.0
     return spill, n_events
+
+
+def _backgrounds(values: np.ndarray, population: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per channel ``c``: the median over the populations neither stained in ``c`` nor spilling into it.
+
+    Zero when every assigned population is stained in ``c`` or may spill into it.
+    """
+    p = values.shape[1]
+    out = np.zeros(p)
+    assigned = population >= 0
+    for c in range(p):
+        related = np.flatnonzero(targets[:, c]).tolist() + [c]
+        rows = assigned & ~np.isin(population, related)
+        if rows.any():
+            out[c] = float(np.median(values[rows, c]))
+    return out
 
 
 def _centre(values: np.ndarray, trim: float) -> np.ndarray:
