@@ -202,8 +202,10 @@ def simulate_bead_run(
     ----------
     channels
         Metal channel names (``Nd144Di``); the EQ bead metals are added when missing.
-    n_cells, n_beads
-        Events of each kind, interleaved at random times.
+    n_cells
+        Cell events.
+    n_beads
+        Bead events, interleaved with the cells at random times.
     drift
         Fraction of signal lost from the start to the end of the acquisition.
     sample_id

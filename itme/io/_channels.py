@@ -149,7 +149,7 @@ def parse_channel(name: str) -> Channel:
     return Channel("", "", text, "")
 
 
-def metal_columns(names: Sequence[str], channels: Sequence[str] | None = None) -> dict[str, int]:
+def metal_columns(names: Sequence[str], *, channels: Sequence[str] | None = None) -> dict[str, int]:
     """Metal (``Nd144``) → position of every channel named by a metal.
 
     Parameters

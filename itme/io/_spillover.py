@@ -164,7 +164,7 @@ def read_spillover(spillover: str | PathLike[str] | pd.DataFrame) -> pd.DataFram
     return out
 
 
-def write_spillover(spillover: pd.DataFrame, path: str | PathLike[str]) -> Path:
+def write_spillover(spillover: pd.DataFrame, *, path: str | PathLike[str]) -> Path:
     """Write a spillover matrix as CSV in CATALYST's layout (readable by :func:`read_spillover`).
 
     Parameters

@@ -30,7 +30,7 @@ def _metals_of(adata: AnnData) -> dict[str, int]:
     """Metal → column of the channels of ``adata`` (``var["channel"]``, else the var names)."""
     names = list(map(str, adata.var_names))
     chans = adata.var["channel"].astype(str).tolist() if "channel" in adata.var else None
-    return metal_columns(names, chans)
+    return metal_columns(names, channels=chans)
 
 
 def _kernel(block: np.ndarray, columns: np.ndarray, spill: np.ndarray, method: str) -> np.ndarray:

@@ -125,8 +125,12 @@ def estimate_spillover(
         Fraction trimmed from each end when averaging (0.5 = median).
     threshold
         Spillover estimates below this are set to 0.
-    min_intensity, min_separation
-        Arcsinh-scale (cofactor 5) cut-offs of the automatic assignment.
+    min_intensity
+        Arcsinh-scale (cofactor 5) brightness an event needs in its brightest channel to be
+        assigned automatically.
+    min_separation
+        Arcsinh-scale gap between an event's brightest and second brightest channel needed
+        to be assigned automatically.
     min_events
         Populations with fewer events are not used (their rows stay identity, warned).
     path
@@ -162,7 +166,7 @@ def estimate_spillover(
         adata = _read_files(list(adata))
     names = list(map(str, adata.var_names))
     chans = adata.var["channel"].astype(str).tolist() if "channel" in adata.var else names
-    metals = metal_columns(names, chans)
+    metals = metal_columns(names, channels=chans)
     if not metals:
         raise ItmeInputError(
             where="var",
@@ -258,5 +262,5 @@ def estimate_spillover(
         int((spill > 0).sum() - len(metals)),
     )
     if path is not None:
-        write_spillover(out, path)
+        write_spillover(out, path=path)
     return out

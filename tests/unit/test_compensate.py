@@ -107,7 +107,7 @@ def test_compensate_matches_by_metal_and_reports_absent_channels(tmp_path):
     # the matrix in another naming convention and with a metal the data lack (Nd145)
     named = S.rename(index=lambda c: c[2:5] + c[:2], columns=lambda c: c[2:5] + c[:2])
     path = tmp_path / "spill.csv"
-    io.write_spillover(named, path)
+    io.write_spillover(named, path=path)
     data = [c for c in CHANNELS if c != "Nd145Di"]
     rng = np.random.default_rng(2)
     true = rng.gamma(2, 100, (300, len(CHANNELS)))
