@@ -82,7 +82,7 @@ def simulate_single_stains(
     spillover: pd.DataFrame,
     *,
     n_per_channel: int = 1000,
-    intensity: tuple[float, float] = (500.0, 5000.0),
+    intensity: tuple[float, float] = (1000.0, 10000.0),
     sdlog: float = 0.3,
     background: float = 1.0,
     rng: np.random.Generator | None = None,
@@ -96,7 +96,10 @@ def simulate_single_stains(
     n_per_channel
         Beads per stained channel.
     intensity
-        Range of the populations' median counts (drawn log-uniformly per channel).
+        Range of the populations' median counts (drawn log-uniformly per channel; antibody
+        capture beads stained for compensation are bright, thousands of counts). At a few
+        hundred counts a 1 % spillover is a handful of counts, and the median of Poisson
+        counts that small is biased by a fraction of a count.
     sdlog
         Bead-to-bead spread of the stained channel (log scale).
     background
