@@ -84,7 +84,10 @@ def ingest(ctx: Context) -> dict[str, Any]:
 
 
 def preprocessing_lines(cells: ad.AnnData) -> dict[str, str]:
-    """The report lines of the ingest stage's bead normalisation and compensation."""
+    """The report lines of the ingest stage's bead normalisation and compensation.
+
+    Lists stored in ``uns`` come back from h5ad as arrays: tested with ``len``.
+    """
     out = {}
     beads = cells.uns.get("bead_normalization")
     if beads is not None:
@@ -94,7 +97,11 @@ def preprocessing_lines(cells: ad.AnnData) -> dict[str, str]:
             f"{int(table['n_beads'].sum())} beads in {len(table)} files (removed by the bead "
             f"step), factors {float(table['factor_min'].min()):.3g}-"
             f"{float(table['factor_max'].max()):.3g}"
-            + (f"; bead channels absent: {', '.join(beads['absent'])}" if beads["absent"] else "")
+            + (
+                f"; bead channels absent: {', '.join(beads['absent'])}"
+                if len(beads["absent"])
+                else ""
+            )
         )
     comp = cells.uns.get("compensation")
     if comp is not None:
@@ -102,9 +109,9 @@ def preprocessing_lines(cells: ad.AnnData) -> dict[str, str]:
             f"{comp['method']} with {Path(comp['source']).name}: {len(comp['channels'])} "
             "channels matched by metal"
             + (f"; matrix channels absent from the data: {', '.join(comp['absent'])}"
-               if comp["absent"] else "")
+               if len(comp["absent"]) else "")
             + (f"; not in the matrix: {', '.join(comp['not_in_matrix'])}"
-               if comp["not_in_matrix"] else "")
+               if len(comp["not_in_matrix"]) else "")
         )  # fmt: skip
     return out
 
