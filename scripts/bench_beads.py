@@ -96,15 +96,15 @@ def simulated(seed: int, channels: list[str], n_cells: int, n_beads: int) -> dic
                 pp.normalize_beads(run, factor=factor, copy=True)
                 row["seconds"] = time.perf_counter() - t0
                 truth = ~cells
-                row["beads_found"] = int(out.obs["bead"].sum())
+                row["beads_found"] = int(out.obs["is_bead"].sum())
                 row["beads_true"] = int(truth.sum())
-                row["beads_ok"] = float((out.obs["bead"].to_numpy() == truth).mean())
+                row["beads_ok"] = float((out.obs["is_bead"].to_numpy() == truth).mean())
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     pp.arcsinh(out)
                     pp.clean(out, steps=["bead"])
                 removed = (out.obs["itme_qc"] == "bead").to_numpy()
-                row["clean_agree"] = float((removed == out.obs["bead"].to_numpy()).mean())
+                row["clean_agree"] = float((removed == out.obs["is_bead"].to_numpy()).mean())
     return row
 
 

@@ -19,6 +19,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from itme.core.clean.steps import STEPS
 from itme.core.compensate import spill_targets
 from itme.datasets._cells import apply_run_effects
 from itme.errors import ItmeParameterError
@@ -33,6 +34,8 @@ __all__ = [
 
 #: ranges (fractions) of simulated spillover by kind
 SPILL_RANGES = {"mass": (0.003, 0.03), "oxide": (0.005, 0.03), "isotope": (0.001, 0.01)}
+#: the truth label of bead events: the name of pp.clean's bead step (the labels it gives)
+BEAD = next(s.name for s in STEPS if s.all_of)
 #: the metals of EQ four-element beads
 EQ_BEADS = ("Ce140", "Eu151", "Eu153", "Ho165", "Lu175")
 
@@ -248,7 +251,7 @@ def simulate_bead_run(
     X[np.ix_(beads, bead_cols)] = bead_level * rng.lognormal(0.0, 0.15, size=(beads.size, 5))
     time_fraction = np.sort(rng.uniform(0.0, 1.0, size=n))
     order = rng.permutation(n)  # which event comes at which time
-    X, truth = X[order], np.where(order < int(n_cells), "cell", "bead")
+    X, truth = X[order], np.where(order < int(n_cells), "cell", BEAD)
     expected = np.column_stack([np.zeros(n), X]).astype(np.float32)
     X = apply_run_effects(X, drift=float(drift), time=time_fraction).astype(np.float64)
     X = rng.poisson(X).astype(np.float32)
@@ -261,7 +264,7 @@ def simulate_bead_run(
         obs=pd.DataFrame(
             {
                 "sample_id": pd.Categorical([sample_id] * n),
-                "truth": pd.Categorical(truth, categories=["cell", "bead"]),
+                "truth": pd.Categorical(truth, categories=["cell", BEAD]),
                 "time_fraction": time_fraction,
             },
             index=[f"{sample_id}_{i}" for i in range(n)],

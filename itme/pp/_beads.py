@@ -13,7 +13,7 @@ import pandas as pd
 from anndata import AnnData
 
 from itme.core.batch.beads import bead_factors, trim_beads
-from itme.core.clean.steps import GATING_COFACTOR, gate_sample, gates_for_roles, step_by_name
+from itme.core.clean.steps import GATING_COFACTOR, STEPS, gate_sample, gates_for_roles
 from itme.core.transform import arcsinh_values
 from itme.errors import ItmeInputError, ItmeInputWarning, ItmeParameterError, ItmeStateError
 from itme.io import parse_channel
@@ -27,8 +27,9 @@ logger = logging.getLogger(__name__)
 #: the metals of Fluidigm/Standard BioTools EQ four-element beads (Ce140 first: the bead gate's
 #: primary channel)
 EQ_BEAD_METALS = ("Ce140", "Eu151", "Eu153", "Ho165", "Lu175")
-#: the bead step of pp.clean, whose gate identifies the beads here too
-_BEAD = step_by_name("bead")
+#: the bead step of pp.clean (the step whose channels must all be bright), whose gate
+#: identifies the beads here too
+_BEAD = next(s for s in STEPS if s.all_of)
 
 
 def _times(adata: AnnData, time_key: str, raw: np.ndarray) -> np.ndarray:
@@ -69,7 +70,7 @@ def normalize_beads(
     the baseline (``factor``); factors are interpolated linearly in time between
     beads and multiply every ion-count channel (channels named by a metal; Time,
     Event_length and the Gaussian parameters are left alone). Bead channels are matched by
-    metal (``Ce140Di``, ``140Ce``, ...). The beads are labelled and counted here, not removed:
+    metal (``Ce140Di``, ``140Ce``, ...). The beads are labelled (``obs["is_bead"]``) and counted here, not removed:
     :func:`itme.pp.clean` removes them (its ``bead`` step, the same gate) and counts them in
     ``uns["qc"]["accounting"]``. Run it on raw counts, before :func:`itme.pp.arcsinh`.
 
@@ -112,7 +113,7 @@ def normalize_beads(
 
     - ``layers["raw"]``: a new float32 array, every metal channel multiplied by the event's
       factor (and ``X``, when ``X`` held the raw counts).
-    - ``obs["bead"]``: bool, the event is a bead (removed later by :func:`itme.pp.clean`).
+    - ``obs["is_bead"]``: bool, the event is a bead (removed later by :func:`itme.pp.clean`).
     - ``uns["bead_normalization"]``: ``bead_channels`` (var names), ``bead_metals``,
       ``absent`` (bead metals not in the data), ``channels`` (the var names scaled),
       ``baseline`` (``"sample"``, ``"cohort"`` or ``"given"``), ``baseline_values``
@@ -185,11 +186,11 @@ def normalize_beads(
     raw = dense_raw(adata)
     times = _times(adata, time_key, raw)
     samples = sample_rows(adata, sample_key)
-    gates = gates_for_roles({"bead": [(c, names[c]) for c in bead_cols]}, ["bead"])
+    gates = gates_for_roles({_BEAD.all_of: [(c, names[c]) for c in bead_cols]}, [_BEAD.name])
     options = {
         "cofactor": GATING_COFACTOR,
-        "k": {"bead": _BEAD.k},
-        "min_delta": {"bead": _BEAD.min_delta},
+        "k": {_BEAD.name: _BEAD.k},
+        "min_delta": {_BEAD.name: _BEAD.min_delta},
     }
     is_bead = np.zeros(adata.n_obs, dtype=bool)
     used: list[tuple[str, slice | np.ndarray, np.ndarray]] = []
@@ -256,7 +257,7 @@ def normalize_beads(
     adata.layers["raw"] = new
     if raw_is_x:
         adata.X = new
-    adata.obs["bead"] = is_bead
+    adata.obs["is_bead"] = is_bead
     table = pd.DataFrame(rows_out)
     adata.uns["bead_normalization"] = {
         "bead_channels": [names[c] for c in bead_cols],

@@ -53,7 +53,7 @@ def test_ingest_normalises_and_compensates(tmp_path):
     qc = pd.read_csv(tmp_path / "tables" / "qc_events.csv")
     # the clean stage's bead step (the same gate, refitted on the normalised, compensated
     # counts) removes what normalize_beads labelled, to within a bead or two
-    assert abs(int(qc["bead"].sum()) - int(cells.obs["bead"].sum())) <= 0.02 * qc["bead"].sum()
+    assert abs(int(qc["bead"].sum()) - int(cells.obs["is_bead"].sum())) <= 0.02 * qc["bead"].sum()
     # a changed matrix reruns ingest
     io.write_spillover(spill, path=inputs / "spill.csv")
     with warnings.catch_warnings():

@@ -98,7 +98,7 @@ def test_normalize_real_cells_with_spiked_beads(cytonormpy_resources):
     )
     a.layers["raw"] = a.X
     pp.normalize_beads(a, window=101)
-    assert (a.obs["bead"].to_numpy() == truth).mean() > 0.999
+    assert (a.obs["is_bead"].to_numpy() == truth).mean() > 0.999
     ratio = np.asarray(a.layers["raw"], dtype=np.float64) / np.maximum(values, 1e-9)
     w = np.minimum((t * 5).astype(int), 4)
     cells = ~truth

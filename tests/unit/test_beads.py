@@ -58,14 +58,14 @@ def test_normalize_beads_removes_drift_and_labels_the_beads(seed):
     assert before > 0.25
     assert after < 0.04
     truth = (run.obs["truth"] == "bead").to_numpy()
-    assert (run.obs["bead"].to_numpy() == truth).mean() > 0.999
+    assert (run.obs["is_bead"].to_numpy() == truth).mean() > 0.999
     table = run.uns["bead_normalization"]["samples"]
-    assert int(table["n_beads"].iloc[0]) == int(run.obs["bead"].sum())
+    assert int(table["n_beads"].iloc[0]) == int(run.obs["is_bead"].sum())
     assert run.X is run.layers["raw"]
     # pp.clean's bead step removes the same events afterwards
     pp.arcsinh(run)
     pp.clean(run, steps=["bead"])
-    assert (run.obs["itme_qc"] == "bead").to_numpy().sum() == int(run.obs["bead"].sum())
+    assert (run.obs["itme_qc"] == "bead").to_numpy().sum() == int(run.obs["is_bead"].sum())
 
 
 def test_cohort_and_given_baselines_bring_files_to_one_level(tmp_path):
@@ -93,7 +93,7 @@ def test_cohort_and_given_baselines_bring_files_to_one_level(tmp_path):
     cohort.write_h5ad(tmp_path / "beads.h5ad")
     back = ad.read_h5ad(tmp_path / "beads.h5ad")
     assert back.uns["bead_normalization"]["baseline"] == "cohort"
-    assert back.obs["bead"].dtype == bool
+    assert back.obs["is_bead"].dtype == bool
 
 
 def test_normalize_beads_bad_inputs():
