@@ -132,7 +132,7 @@ def simulate_single_stains(
                 "stained": pd.Categorical(np.asarray(names)[stained], categories=names),
                 "sample_id": pd.Categorical(["beads"] * (p * n)),
             },
-            index=[f"bead_{i}" for i in range(p * n)],
+            index=[f"ss{i}" for i in range(p * n)],
         ),
         var=pd.DataFrame({"channel": names}, index=names),
     )
