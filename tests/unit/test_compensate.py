@@ -188,3 +188,19 @@ def test_compensate_errors_when_no_metal_matches():
     cells = _cells(np.ones((3, 2)), ["Yb171Di", "Yb172Di"])
     with pytest.raises(ItmeInputError, match="belongs to this panel"):
         pp.compensate(cells, spillover=_matrix())
+
+
+def test_compensate_a_lazy_matrix_block_by_block():
+    import dask.array as da
+
+    S = _matrix()
+    true = np.random.default_rng(5).gamma(2, 100, (900, len(CHANNELS)))
+    cells = _cells(true @ S.to_numpy())
+    lazy = da.from_array(np.asarray(cells.X), chunks=(250, len(CHANNELS)))
+    cells.layers["raw"] = lazy
+    cells.X = lazy
+    pp.compensate(cells, spillover=S)
+    out = cells.layers["raw"]
+    assert isinstance(out, da.Array) and cells.X is out
+    assert np.allclose(out.compute(), true, rtol=1e-4)
+    assert cells.uns["compensation"]["n_negative"] == -1  # not computed lazily
