@@ -126,8 +126,8 @@ def nnls_many(A: np.ndarray, B: np.ndarray, *, max_iter: int = 50) -> np.ndarray
     gradient. A column is optimal when ``x_F >= 0`` and ``y_G >= 0`` (the KKT conditions).
     Otherwise every infeasible variable changes set (a full exchange), or only the largest
     one when full exchanges stopped reducing the number of infeasible variables (the backup
-    rule that guarantees termination). The start is ``G = {unconstrained solution <= 0}``,
-    close to the answer when ``A`` is near the identity.
+    rule that guarantees termination). The start is the zero set of a few projected-gradient
+    steps (:func:`_warm_start`), close to the answer when ``A`` is near the identity.
 
     Each step needs, per column, the least-squares solution with ``x_G = 0``. With
     ``H = (A'A)^-1`` and ``u = H A'b`` the unconstrained solution, it is
@@ -156,10 +156,11 @@ def nnls_many(A: np.ndarray, B: np.ndarray, *, max_iter: int = 50) -> np.ndarray
     AtA = A.T @ A
     H = np.linalg.inv(AtA)
     H = (H + H.T) / 2
-    U = H @ (A.T @ B)
-    scale = np.maximum(np.abs(A.T @ B).max(axis=0), 1.0)
+    AtB = A.T @ B
+    U = H @ AtB
+    scale = np.maximum(np.abs(AtB).max(axis=0), 1.0)
     tol = 1e-10 * scale * max(1.0, float(np.abs(AtA).max()))
-    G = U <= 0  # warm start: held at zero where the unconstrained solution is not positive
+    G = _warm_start(AtA, AtB, U) <= 0
     Y = np.zeros((p, n))
     best = np.full(n, p + 1)
     backup = np.full(n, 3)
@@ -191,6 +192,27 @@ def nnls_many(A: np.ndarray, B: np.ndarray, *, max_iter: int = 50) -> np.ndarray
             X[:, k] = _scipy_nnls(A, B[:, k])[0]
     np.maximum(X, 0.0, out=X)  # a -1e-13 from rounding is a zero
     return X
+
+
+#: projected-gradient steps of the warm start
+_WARM_STEPS = 12
+
+
+def _warm_start(AtA: np.ndarray, AtB: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """Projected gradient from ``max(u, 0)``: a cheap guess of which variables end at zero.
+
+    With step ``2 / (λmax + λmin)`` each step shrinks the error by ``(κ - 1) / (κ + 1)``; a
+    spillover matrix is near the identity (``κ(A'A)`` about 1.1-1.5), so :data:`_WARM_STEPS`
+    steps, one matrix product over all events each, find the zero set of almost every event
+    and the exact pivoting then needs one round for most (it is exact whatever the guess).
+    """
+    eig = np.linalg.eigvalsh(AtA)
+    step = 2.0 / (eig[-1] + eig[0])
+    x = np.maximum(U, 0.0)
+    for _ in range(_WARM_STEPS):
+        x -= step * (AtA @ x - AtB)
+        np.maximum(x, 0.0, out=x)
+    return x
 
 
 def _solve_fixed(
