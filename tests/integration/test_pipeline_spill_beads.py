@@ -34,6 +34,13 @@ def test_ingest_normalises_and_compensates(tmp_path):
     config["ingest"] = {"beads": "sample", "compensation": "nnls"}
     config["downsample"]["min_events"] = 200
     path = tmp_path / "config.yaml"
+    bad = dict(config, inputs={**config["inputs"], "spillover": "input/bad.csv"})
+    (inputs / "bad.csv").write_text(",Nd142Di,Nd143Di\nNd142Di,1,0.01\nNd143Di,-0.02,1\n")
+    path.write_text(yaml.safe_dump(bad))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        problems = validate(path)
+    assert any("spillover" in p and "bad.csv line 3" in p and ">= 0" in p for p in problems)
     path.write_text(yaml.safe_dump(config))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
