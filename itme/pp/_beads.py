@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 #: the metals of Fluidigm/Standard BioTools EQ four-element beads (Ce140 first: the bead gate's
 #: primary channel)
 EQ_BEAD_METALS = ("Ce140", "Eu151", "Eu153", "Ho165", "Lu175")
+#: fewer beads in a sample than this: the sample cannot be normalised
+_MIN_BEADS = 3
 #: the bead step of pp.clean (the step whose channels must all be bright), whose gate
 #: identifies the beads here too
 _BEAD = next(s for s in STEPS if s.all_of)
@@ -126,7 +128,9 @@ def normalize_beads(
     ItmeStateError
         ``X`` was transformed already, or the beads were normalised already.
     ItmeInputError
-        No Ce140 channel; no time; a sample without beads when a baseline must come from them.
+        No Ce140 channel; no time; no sample with beads. A sample without beads (fewer than
+        3) among samples with beads is left unnormalised with an
+        :class:`~itme.errors.ItmeInputWarning` (``note`` in ``samples``).
     ItmeParameterError
         Bad ``baseline``, ``window`` or ``trim``.
     """
@@ -224,14 +228,32 @@ def normalize_beads(
         values = per_sample[sample_id]
         note = ""
         base = given if given is not None else (values.mean(axis=0) if len(values) else None)
-        if len(values) < 3 or base is None:
-            raise ItmeInputError(
+        if len(values) < _MIN_BEADS or base is None:
+            problem = ItmeInputError(
                 where=f"sample {sample_id}",
-                expected="EQ bead events (at least 3) to normalise on",
+                expected=f"EQ bead events (at least {_MIN_BEADS}) to normalise on",
                 found=f"{len(values)} beads by the bead gate on "
                 f"{', '.join(names[c] for c in bead_cols)}",
                 fix="Normalise only files acquired with beads, or leave bead normalisation off",
             )
+            if not any(len(v) >= _MIN_BEADS for v in per_sample.values()):
+                raise problem
+            warnings.warn(f"{problem}; this sample is left unnormalised", ItmeInputWarning,
+                          stacklevel=2)  # fmt: skip
+            rows_out.append(
+                {
+                    "sample_id": str(sample_id),
+                    "n_events": n,
+                    "n_beads": int(is_bead[rows].sum()),
+                    "n_beads_used": len(values),
+                    "factor_min": 1.0,
+                    "factor_median": 1.0,
+                    "factor_max": 1.0,
+                    "note": "too few beads: not normalised",
+                }
+            )
+            base_rows.append({"sample_id": str(sample_id), **dict.fromkeys(present, np.nan)})
+            continue
         t = times[rows]
         factors, _ = bead_factors(values, t[bead_rows], base, t, window=int(window), combine=factor)
         block = new[rows]

@@ -117,3 +117,20 @@ def test_normalize_beads_bad_inputs():
     pp.arcsinh(run)
     with pytest.raises(ItmeStateError, match="before pp.arcsinh"):
         pp.normalize_beads(run)
+
+
+def test_a_file_without_beads_among_files_with_beads_is_left_alone():
+    a = datasets.simulate_bead_run(PANEL, n_cells=2000, n_beads=300, drift=0.3, rng=2)
+    b = datasets.simulate_bead_run(PANEL, n_cells=2000, n_beads=300, sample_id="nob", rng=3)
+    b = b[(b.obs["truth"] == "cell").to_numpy()].copy()
+    both = ad.concat([a, b], merge="first")
+    both.var = a.var.copy()
+    both.layers["raw"] = both.X
+    both.obs["sample_id"] = pd.Categorical(both.obs["sample_id"])
+    before = np.asarray(both.layers["raw"][both.obs["sample_id"] == "nob"]).copy()
+    with pytest.warns(ItmeInputWarning, match="sample nob.*left unnormalised"):
+        pp.normalize_beads(both)
+    table = both.uns["bead_normalization"]["samples"].set_index("sample_id")
+    assert table.loc["nob", "note"] == "too few beads: not normalised"
+    assert np.array_equal(both.layers["raw"][both.obs["sample_id"] == "nob"], before)
+    assert table.loc["run1", "factor_max"] > 1.1  # the file with beads was normalised
