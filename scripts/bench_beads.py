@@ -154,7 +154,7 @@ def spiked_real(paths: list[Path], seed: int) -> None:
         "spiked beads (5 time windows, bead window 101): "
         f"drift {100 * before:.1f} % -> {100 * after:.2f} % (worst {worst}); beads found "
         f"{int(s['n_beads'])} of {n_beads}, label agreement "
-        f"{(out.obs['bead'].to_numpy() == truth).mean():.4f}; factors "
+        f"{(out.obs['is_bead'].to_numpy() == truth).mean():.4f}; factors "
         f"{s['factor_min']:.3f}-{s['factor_max']:.3f}"
     )
 
