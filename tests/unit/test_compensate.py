@@ -204,3 +204,19 @@ def test_compensate_a_lazy_matrix_block_by_block():
     assert isinstance(out, da.Array) and cells.X is out
     assert np.allclose(out.compute(), true, rtol=1e-4)
     assert cells.uns["compensation"]["n_negative"] == -1  # not computed lazily
+
+
+def test_estimate_spillover_from_one_fcs_file_per_stain(tmp_path):
+    S = datasets.simulate_spillover_matrix(CHANNELS, rng=8)
+    beads = datasets.simulate_single_stains(S, n_per_channel=300, rng=9)
+    paths, stained = [], {}
+    for channel in CHANNELS:
+        one = beads[(beads.obs["stained"] == channel).to_numpy()].copy()
+        path = io.write_fcs(one, tmp_path / f"ss_{channel}.fcs")
+        paths.append(path)
+        stained[f"ss_{channel}"] = channel
+    est = tl.estimate_spillover(paths, stained=stained)
+    assert list(est.index) == CHANNELS
+    assert np.abs(est - S).to_numpy().max() < 0.002
+    with pytest.raises(ItmeInputError, match=r"stained\['ss_x'\].*'Xx999'"):
+        tl.estimate_spillover(paths, stained={"ss_x": "Xx999"})
