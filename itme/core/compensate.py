@@ -9,15 +9,15 @@ measured as ``m = x @ S``. Two ways back:
 - ``nnls`` (:func:`compensate_nnls`): per event ``min ||S.T x - m||`` with ``x >= 0``, as
   CATALYST's ``compCytof(method="nnls")`` (which calls ``nnls::nnls`` once per event).
 
-Why written here: ``scipy.optimize.nnls`` solves one right-hand side per call, about 50 µs
-per event for 40 channels, hours for a cohort. All events share one matrix, so
-:func:`nnls_many` solves them together with the block principal pivoting method of Kim and
-Park (SIAM J Sci Comput 2011;33:3261), which was designed for exactly this (many right-hand
-sides, one matrix): events are grouped by their current set of free channels and each group
-is one linear solve. It stops only when every event satisfies the optimality (KKT)
-conditions, so its result is the exact NNLS solution (tests compare it with
-``scipy.optimize.nnls``); events it has not settled after ``max_iter`` rounds (none in
-practice) are handed to ``scipy.optimize.nnls`` one by one.
+Why written here: ``scipy.optimize.nnls`` solves one right-hand side per call (0.1-0.3 ms per
+32-channel event in scripts/bench_compensation.py), hours for a cohort. All events share one
+matrix, so :func:`nnls_many` solves them together with the block principal pivoting method of
+Kim and Park (SIAM J Sci Comput 2011;33:3261), designed for exactly this (many right-hand
+sides, one matrix): events whose free channels are as many are solved as one stack of small
+systems. It stops only when every event satisfies the optimality (KKT) conditions, so its
+result is the exact NNLS solution (tests compare it with ``scipy.optimize.nnls``); events it
+has not settled after ``max_iter`` rounds (none in practice) are handed to
+``scipy.optimize.nnls`` one by one.
 
 :func:`spill_targets` gives the channel pairs between which mass-cytometry spillover is
 physically plausible (CATALYST's default interactions: ±1 mass for detection sensitivity, the
