@@ -14,6 +14,7 @@ from itme.io import (
     _inspect,
     _luminex,
     _phenotypes,
+    _spillover,
     _store,
     _tables,
     _units,
@@ -27,6 +28,7 @@ from itme.io._gene_sets import *  # noqa: F403
 from itme.io._inspect import *  # noqa: F403
 from itme.io._luminex import *  # noqa: F403
 from itme.io._phenotypes import *  # noqa: F403
+from itme.io._spillover import *  # noqa: F403
 from itme.io._store import *  # noqa: F403
 from itme.io._tables import *  # noqa: F403
 from itme.io._units import *  # noqa: F403
@@ -41,6 +43,7 @@ __all__ = [
     *_inspect.__all__,
     *_luminex.__all__,
     *_phenotypes.__all__,
+    *_spillover.__all__,
     *_store.__all__,
     *_tables.__all__,
     *_units.__all__,

@@ -17,12 +17,14 @@ not read as metals.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
-__all__ = ["ANTIGEN_ALIASES", "Channel", "parse_channel"]
+from itme.errors import ItmeInputError
+
+__all__ = ["ANTIGEN_ALIASES", "Channel", "metal_columns", "parse_channel"]
 
 #: approximate atomic weights of the elements seen in mass cytometry (±8 accepted)
 _ATOMIC_WEIGHT = {
@@ -145,6 +147,45 @@ def parse_channel(name: str) -> Channel:
             label = label[3:]
         return Channel(mass, element, antigen, label)
     return Channel("", "", text, "")
+
+
+def metal_columns(names: Sequence[str], *, channels: Sequence[str] | None = None) -> dict[str, int]:
+    """Metal (``Nd144``) → position of every channel named by a metal.
+
+    Parameters
+    ----------
+    names
+        The channels' names (var names).
+    channels
+        Their ``$PnN`` (``var["channel"]``), read first; ``None``: the names only.
+
+    Returns
+    -------
+    The mapping in channel order; channels without a metal (``Time``, ``CD3(110:114)Dd``, a
+    mass range) are left out.
+
+    Raises
+    ------
+    ItmeInputError
+        Two channels carry the same metal.
+    """
+    names = [str(n) for n in names]
+    channels = names if channels is None else [str(c) for c in channels]
+    out: dict[str, int] = {}
+    for i, (chan, name) in enumerate(zip(channels, names, strict=True)):
+        parsed = parse_channel(chan)
+        if not parsed.element:
+            parsed = parse_channel(name)
+        if not parsed.element:
+            continue
+        if parsed.metal in out:
+            raise ItmeInputError(
+                where="var['channel']",
+                expected="each metal on one channel",
+                found=f"{parsed.metal} on {names[out[parsed.metal]]!r} and {name!r}",
+            )
+        out[parsed.metal] = i
+    return out
 
 
 def normalise_antigen(name: str) -> str:

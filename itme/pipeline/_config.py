@@ -54,6 +54,12 @@ class Inputs(_Section):
     cytokines: Path | None = Field(
         None, description="Luminex export (patient_id + one column per analyte); optional"
     )
+    spillover: Path | None = Field(
+        None,
+        description="spillover matrix CSV in CATALYST's layout (rows = emitting, columns = "
+        "receiving channels, named by metal, diagonal 1), e.g. from itme.tl.estimate_spillover; "
+        "applied to the raw counts at ingest (ingest.compensation); optional",
+    )
     phenotypes: str = Field(
         "lymphoid_visram2021",
         description="phenotype table: the name of a built-in table (itme/data/phenotypes/<name>.yaml) or a YAML path",
@@ -76,6 +82,19 @@ class Ingest(_Section):
         description="a panel channel some files lack: left out of the analysis with one "
         "warning listing the files, or an error (a panel column required = yes makes it an "
         "error for that channel)",
+    )
+    beads: Literal["none", "sample", "cohort"] = Field(
+        "none",
+        description="EQ-bead normalisation of the raw counts at ingest (pp.normalize_beads, "
+        "Finck 2013): none; sample = each file's beads to its own mean (drift within files); "
+        "cohort = to the mean of all files' beads (differences between files too). Beads are "
+        "then removed by clean's bead step",
+    )
+    compensation: Literal["nnls", "flow", "none"] = Field(
+        "nnls",
+        description="spillover compensation of the raw counts with inputs.spillover "
+        "(pp.compensate): nnls (non-negative least squares per event, CATALYST's default), "
+        "flow (matrix inverse, flowCore), none (off); nothing happens without inputs.spillover",
     )
 
 

@@ -79,7 +79,12 @@ def report(ctx: Context) -> dict[str, Any]:
 
 
 STAGES = [
-    Stage("ingest", ingest, params=lambda c: _params(c, "ingest"), inputs=_fcs_files),
+    Stage(
+        "ingest",
+        ingest,
+        params=lambda c: _params(c, "ingest"),
+        inputs=lambda c: [*_fcs_files(c), *_optional(c.inputs.spillover)],
+    ),
     Stage(
         "clean",
         clean,

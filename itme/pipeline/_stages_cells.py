@@ -74,9 +74,46 @@ def ingest(ctx: Context) -> dict[str, Any]:
         antigen_aliases=c.ingest.antigen_aliases,
         missing_markers=c.ingest.missing_markers,
     )
+    if c.ingest.beads != "none":
+        pp.normalize_beads(cells, baseline=c.ingest.beads)
+    if c.inputs.spillover is not None and c.ingest.compensation != "none":
+        pp.compensate(cells, spillover=c.inputs.spillover, method=c.ingest.compensation)
     ctx.h5ad(cells, "work", "ingest.h5ad")
     files = cells.uns["io"]["files"]
     return {"files": len(files), "events": int(cells.n_obs), "channels": int(cells.n_vars)}
+
+
+def preprocessing_lines(cells: ad.AnnData) -> dict[str, str]:
+    """The report lines of the ingest stage's bead normalisation and compensation.
+
+    Lists stored in ``uns`` come back from h5ad as arrays: tested with ``len``.
+    """
+    out = {}
+    beads = cells.uns.get("bead_normalization")
+    if beads is not None:
+        table = beads["samples"]
+        out["bead_normalization"] = (
+            f"{beads['baseline']} baseline on {', '.join(beads['bead_channels'])}: "
+            f"{int(table['n_beads'].sum())} beads in {len(table)} files (removed by the bead "
+            f"step), factors {float(table['factor_min'].min()):.3g}-"
+            f"{float(table['factor_max'].max()):.3g}"
+            + (
+                f"; bead channels absent: {', '.join(beads['absent'])}"
+                if len(beads["absent"])
+                else ""
+            )
+        )
+    comp = cells.uns.get("compensation")
+    if comp is not None:
+        out["compensation"] = (
+            f"{comp['method']} with {Path(comp['source']).name}: {len(comp['channels'])} "
+            "channels matched by metal"
+            + (f"; matrix channels absent from the data: {', '.join(comp['absent'])}"
+               if len(comp["absent"]) else "")
+            + (f"; not in the matrix: {', '.join(comp['not_in_matrix'])}"
+               if len(comp["not_in_matrix"]) else "")
+        )  # fmt: skip
+    return out
 
 
 def clean_kwargs(section: CleanSection) -> dict[str, Any]:
@@ -106,6 +143,7 @@ def clean(ctx: Context) -> dict[str, Any]:
     """
     c = ctx.config
     cells = ad.read_h5ad(ctx.path("work", "ingest.h5ad"))
+    preprocessing = preprocessing_lines(cells)
     pp.arcsinh(cells, cofactor=c.transform.cofactor)
     pp.clean(cells, **clean_kwargs(c.clean))
     ctx.table("qc_events", cells.uns["qc"]["accounting"], index=False)
@@ -152,6 +190,7 @@ def clean(ctx: Context) -> dict[str, Any]:
         *(f"{s}: fewer events than downsample.min_events" for s in small),
     ]
     return {
+        **preprocessing,
         "events_in": events_in,
         "events_kept": int(kept.n_obs),
         "samples_excluded": excluded,

@@ -60,6 +60,8 @@ def problems(config: Config) -> list[str]:
         _attempt(found, "counts", lambda: rna.read_counts(i.counts, clinical=clinical))
     if i.cytokines is not None:
         _attempt(found, "cytokines", lambda: io.read_cytokines(i.cytokines))
+    if i.spillover is not None:
+        _attempt(found, "spillover", lambda: io.read_spillover(i.spillover))
     if config.cluster.markers:
         try:
             panel = io.read_panel(i.panel)

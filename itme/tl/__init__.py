@@ -8,6 +8,7 @@ from itme.tl import (
     _flowsom,
     _patients,
     _robustness,
+    _spillover,
 )
 from itme.tl._abundance import *  # noqa: F403
 from itme.tl._annotate import *  # noqa: F403
@@ -16,6 +17,7 @@ from itme.tl._embed import *  # noqa: F403
 from itme.tl._flowsom import *  # noqa: F403
 from itme.tl._patients import *  # noqa: F403
 from itme.tl._robustness import *  # noqa: F403
+from itme.tl._spillover import *  # noqa: F403
 
 __all__ = [
     *_abundance.__all__,
@@ -25,4 +27,5 @@ __all__ = [
     *_flowsom.__all__,
     *_patients.__all__,
     *_robustness.__all__,
+    *_spillover.__all__,
 ]
