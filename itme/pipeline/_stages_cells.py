@@ -10,6 +10,7 @@ written twice.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pandas as pd
 from itme import io, pl, pp, tl
 from itme._files import safe_name
 from itme.core.clean.steps import GATING_COFACTOR
-from itme.errors import ItmeStateError
+from itme.errors import ItmeExclusionWarning, ItmeStateError
 from itme.pipeline._config import Clean as CleanSection
 from itme.pipeline._runner import Context
 from itme.pipeline._stages_batch import events_path, label_diagnostics
@@ -133,7 +134,13 @@ def clean(ctx: Context) -> dict[str, Any]:
         index=False,
     )
     events_in = int(cells.n_obs)
-    kept = pp.exclude_samples(pp.apply_qc(cells))
+    with warnings.catch_warnings():
+        # the events removed by each step are the qc_events table and this stage's summary:
+        # the normal work of cleaning, not a warning (excluded samples still warn)
+        warnings.simplefilter("ignore", ItmeExclusionWarning)
+        applied = pp.apply_qc(cells)
+    kept = pp.exclude_samples(applied)
+    del applied
     del cells
     d = c.downsample
     if d.n is not None or d.min_events is not None:

@@ -6,7 +6,10 @@ table is read once, by the patients stage, and joined into ``patients.obs``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import anndata as ad
@@ -14,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from itme import io, pl, rna, stats, tl
-from itme.errors import ItmeInputError, ItmeStateError
+from itme.core.annotate.naming import UNASSIGNED
+from itme.errors import ItmeInputError, ItmeStateError, ItmeStatisticsWarning
 from itme.pipeline._config import Config
 from itme.pipeline._runner import Context
 
@@ -57,6 +61,48 @@ def _exclusions(config: Config, patients: ad.AnnData) -> list[str]:
     return sorted(set(patients.obs.loc[flag, "patient_id"].astype(str)))
 
 
+def subsets_found(adata: ad.AnnData) -> tuple[list[str], list[str]]:
+    """Subsets with events in some sample, and those with none in any (never found).
+
+    ``"unassigned"`` is in neither list: it is in every denominator but is not a subset.
+    """
+    counts = np.asarray(adata.layers["counts"]).sum(axis=0)
+    names = [str(v) for v in adata.var_names]
+    found = [n for n, c in zip(names, counts, strict=True) if c > 0 and n != UNASSIGNED]
+    absent = [n for n, c in zip(names, counts, strict=True) if c == 0 and n != UNASSIGNED]
+    return found, absent
+
+
+def _not_tested(
+    adata: ad.AnnData, absent: list[str], results: dict[str, pd.DataFrame]
+) -> pd.DataFrame:
+    """The ``subsets_not_tested`` table: every feature left out of the group tests, and why."""
+    rows = []
+    names = [str(v) for v in adata.var_names]
+    counts = dict(zip(names, np.asarray(adata.layers["counts"]).sum(axis=0), strict=True))
+    total = int(np.asarray(adata.layers["counts"]).sum())
+    if UNASSIGNED in counts:
+        n = int(counts[UNASSIGNED])
+        rows.append(
+            (
+                UNASSIGNED,
+                "subset_tests",
+                "not a subset: events no phenotype fits (in every denominator)",
+                n,
+                100.0 * n / total if total else float("nan"),
+            )
+        )
+    rows += [(n, "subset_tests", "no events in any sample", 0, 0.0) for n in absent]
+    for name, table in results.items():
+        for feature, note in table.loc[table["note"] != "", ["feature", "note"]].itertuples(
+            index=False
+        ):
+            n = int(counts.get(feature, 0)) if name == "subset_tests" else -1
+            pct = 100.0 * n / total if n >= 0 and total else float("nan")
+            rows.append((feature, name, str(note), n, pct))
+    return pd.DataFrame(rows, columns=["feature", "table", "reason", "events", "pct_events"])
+
+
 def _several_timepoints(adata: ad.AnnData) -> bool:
     """True when some patient has several units (time points) in ``adata``."""
     return bool("timepoint" in adata.obs and adata.obs["patient_id"].duplicated().any())
@@ -78,6 +124,46 @@ def _timepoint_changes(adata: ad.AnnData) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=["patient_id", "timepoints", "itme_clusters", "changed"])
+
+
+@contextlib.contextmanager
+def _caveats(summary: dict[str, Any], stage: str) -> Iterator[None]:
+    """The statistical caveats of a stage as one warning, and listed in its summary.
+
+    Each library call warns about its own caveat (a group of fewer than 5 patients, few
+    events per Cox term, ...), often the same one again for every test: the stage collects
+    them (:class:`~itme.errors.ItmeStatisticsWarning` only; other warnings pass through
+    unchanged) and warns once, listing each distinct caveat; the report shows the list.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ItmeStatisticsWarning)
+        yield
+    found: list[str] = []
+    for w in caught:
+        if issubclass(w.category, ItmeStatisticsWarning):
+            text = str(w.message).strip()
+            if text not in found:
+                found.append(text)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if found:
+        summary["statistical caveats"] = found
+        warnings.warn(
+            f"{stage}: {len(found)} statistical caveat(s), listed in the report: "
+            + "; ".join(found),
+            ItmeStatisticsWarning,
+            stacklevel=3,
+        )
+
+
+def _patient_ids(adata: ad.AnnData) -> list[str]:
+    return [str(p) for p in adata.obs["patient_id"].astype(str).unique()]
+
+
+def _sizes(labels: pd.Series) -> dict[str, int]:
+    """Members of each cluster, in numeric order (1, 2, ..., 10, not as text)."""
+    counts = labels.value_counts()
+    return {str(c): int(counts.get(c, 0)) for c in labels.cat.categories}
 
 
 def _one_per_patient(config: Config, adata: ad.AnnData) -> tuple[ad.AnnData, dict[str, Any]]:
@@ -127,23 +213,36 @@ def patients(ctx: Context) -> dict[str, Any]:
 
     Writes ``patients.h5ad``, with the clinical table joined into ``obs``.
     """
+    caveats: dict[str, Any] = {}
+    with _caveats(caveats, "patients"):
+        summary = _patients(ctx)
+    return {**summary, **caveats}
+
+
+def _patients(ctx: Context) -> dict[str, Any]:
     c = ctx.config
     adata = ad.read_h5ad(ctx.path("work", "abundance.h5ad"))
     clinical = _clinical(c)
     if clinical is not None:
         io.add_clinical(adata, clinical)
     transform = None if c.patients.transform == "none" else c.patients.transform
+    # default: every subset found in some sample (never-found subsets and "unassigned" are
+    # not clustered on; the stats stage lists them in subsets_not_tested)
+    found, absent = subsets_found(adata)
     tl.patient_clusters(
         adata,
         k=c.patients.k,
         transform=transform,
-        features=c.patients.features,
+        features=c.patients.features or found,
         rng=ctx.seed,
     )
     summary: dict[str, Any] = {
         "k": c.patients.k,
-        "sizes": adata.obs["itme_cluster"].value_counts().sort_index().to_dict(),
+        "sizes": _sizes(adata.obs["itme_cluster"]),
+        "features clustered on": len(adata.uns["itme_cluster"]["features"]),
     }
+    if absent and not c.patients.features:
+        summary["subsets never found (not clustered on)"] = absent
     exclude = _exclusions(c, adata)
     if exclude:
         tl.cluster_sensitivity(adata, exclude=exclude)
@@ -179,15 +278,29 @@ def statistics(ctx: Context) -> dict[str, Any]:
     Reads ``patients.h5ad``, whose ``obs`` carries the clinical columns (joined once by the
     patients stage) and whose ``uns["clinical"]["table"]`` the whole clinical table.
     """
+    caveats: dict[str, Any] = {}
+    with _caveats(caveats, "stats"):
+        summary = _statistics(ctx)
+    return {**summary, **caveats}
+
+
+def _statistics(ctx: Context) -> dict[str, Any]:
     c = ctx.config
     s = c.stats
     adata = ad.read_h5ad(ctx.path("patients.h5ad"))
     joined = _joined_clinical(c, adata)
     adata, unit_note = _one_per_patient(c, adata)
-    tests = stats.compare_groups(adata, groupby=s.groupby)
+    found, absent = subsets_found(adata)
+    tests = stats.compare_groups(adata, groupby=s.groupby, features=found)
     derived = stats.compare_groups(adata, groupby=s.groupby, source="derived")
+    # features that could not be tested (constant, all missing) and the subsets never found
+    # are listed in subsets_not_tested, not as rows of NA in the test tables
+    left_out = _not_tested(adata, absent, {"subset_tests": tests, "compartment_tests": derived})
+    tests = tests[tests["note"] == ""].reset_index(drop=True)
+    derived = derived[derived["note"] == ""].reset_index(drop=True)
     ctx.table("subset_tests", tests, index=False)
     ctx.table("compartment_tests", derived, index=False)
+    ctx.table("subsets_not_tested", left_out, index=False)
     significant = tests.loc[tests["padj"] < s.fdr, "feature"].tolist()
     if significant:
         post = stats.posthoc_dunn(adata, groupby=s.groupby, features=significant)
@@ -200,7 +313,13 @@ def statistics(ctx: Context) -> dict[str, Any]:
         **unit_note,
         "subsets_tested": len(tests),
         "subsets_significant": len(significant),
+        "features not tested (subsets_not_tested)": len(left_out),
     }
+    un = left_out[left_out["feature"] == UNASSIGNED]
+    if len(un):
+        summary["unassigned events (not tested)"] = (
+            f"{int(un['events'].iloc[0]):,} ({float(un['pct_events'].iloc[0]):.2f} % of events)"
+        )
     if joined is not None:
         table = stats.clinical_table(adata, groupby=s.groupby, variables=s.clinical_variables)
         ctx.table("clinical_table", table, index=False)
@@ -232,17 +351,34 @@ def statistics(ctx: Context) -> dict[str, Any]:
         cyt = io.read_cytokines(c.inputs.cytokines)
         if joined is not None:  # every clinical patient, also those without a CyTOF sample
             io.add_clinical(cyt, joined["table"])
+        # patients without a CyTOF sample have no iTME cluster: the patients stage reported
+        # them (add_clinical); a grouping by a column of the patients leaves them out
+        no_cluster = sorted(set(cyt.obs["patient_id"].astype(str)) - set(_patient_ids(adata)))
         frames = []
         for g in c.cytokines.groupby:
-            frames.append(stats.compare_cytokines(cyt, groupby=g, patients=adata).assign(groupby=g))
+            data = cyt
+            if g not in cyt.obs.columns and no_cluster:
+                data = cyt[~cyt.obs["patient_id"].astype(str).isin(no_cluster)].copy()
+            frames.append(
+                stats.compare_cytokines(data, groupby=g, patients=adata).assign(groupby=g)
+            )
         table = pd.concat(frames)
         ctx.table("cytokine_tests", table, index=False)
         summary["cytokines"] = {f"analytes at q < {s.fdr:g}": int((table["padj"] < s.fdr).sum())}
+        if no_cluster:
+            summary["cytokines"]["patients without an iTME cluster (no CyTOF sample)"] = no_cluster
     return summary
 
 
 def rnaseq(ctx: Context) -> dict[str, Any]:
     """rna.differential_expression, rna.gsea, rna.pathway_scores per contrast → tables."""
+    caveats: dict[str, Any] = {}
+    with _caveats(caveats, "rnaseq"):
+        summary = _rnaseq(ctx)
+    return {**summary, **caveats}
+
+
+def _rnaseq(ctx: Context) -> dict[str, Any]:
     c = ctx.config
     if c.inputs.counts is None:
         return {"status": "no input"}
@@ -250,15 +386,32 @@ def rnaseq(ctx: Context) -> dict[str, Any]:
     joined = _joined_clinical(c, patients_)  # the whole table, read by the patients stage
     patients_, _ = _one_per_patient(c, patients_)  # one tumour sample per patient
     counts = rna.read_counts(c.inputs.counts, clinical=None if joined is None else joined["table"])
-    io.add_clinical(counts, patients_.obs[["patient_id", "itme_cluster"]], key_added="patients")
+    # every RNA-seq patient gets a row, with no iTME cluster when it has no CyTOF sample
+    # (a fact the patients stage reported): samples are left out only of the contrasts
+    # between iTME clusters, and said so in the summary
+    clusters = patients_.obs[["patient_id", "itme_cluster"]].astype({"patient_id": str})
+    rna_patients = counts.obs["patient_id"].dropna().astype(str).unique()
+    no_cluster = sorted(set(rna_patients) - set(clusters["patient_id"]))
+    rows = pd.DataFrame({"patient_id": no_cluster})
+    rows["itme_cluster"] = pd.Categorical(
+        [None] * len(no_cluster), categories=clusters["itme_cluster"].cat.categories
+    )
+    io.add_clinical(counts, pd.concat([clusters, rows], ignore_index=True), key_added="patients")
     summary: dict[str, Any] = {}
+    if no_cluster:
+        summary["samples without an iTME cluster (patient without CyTOF sample)"] = list(
+            counts.obs_names[counts.obs["patient_id"].astype(str).isin(no_cluster)]
+        )
     # one independent GSEA seed per contrast (docs/architecture.md, "Randomness")
     seeds = np.random.SeedSequence(ctx.seed).spawn(len(c.rnaseq.contrasts))
     for k, (contrast, seed) in enumerate(zip(c.rnaseq.contrasts, seeds, strict=True)):
         variant = None if k == 0 else contrast.name
         design = "~ " + " + ".join([*c.rnaseq.covariates, contrast.groupby])
+        data = counts
+        if contrast.groupby == "itme_cluster" and no_cluster:
+            data = counts[counts.obs["itme_cluster"].notna().to_numpy()].copy()
         de = rna.differential_expression(
-            counts,
+            data,
             contrast=(contrast.groupby, contrast.test, contrast.reference),
             design=design,
             prefilter=c.rnaseq.prefilter,
@@ -288,8 +441,11 @@ def rnaseq(ctx: Context) -> dict[str, Any]:
     scores = counts.obsm["pathway_scores"]
     ctx.table("pathway_scores", scores)
     # tumour pathways against immune subsets across patients (Pearson, as the paper; BH)
+    found, _ = subsets_found(patients_)  # never-found subsets and "unassigned" left out
     immune = (
-        patients_.to_df().join(patients_.obsm["derived"]).set_index(patients_.obs["patient_id"])
+        patients_.to_df()[found]
+        .join(patients_.obsm["derived"])
+        .set_index(patients_.obs["patient_id"])
     )
     per_patient = scores.set_index(counts.obs["patient_id"]).join(immune, how="inner")
     corr = stats.correlate(

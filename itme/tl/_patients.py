@@ -159,8 +159,9 @@ def patient_clusters(
         Linkage: ``"ward"`` (default), ``"average"``, ``"complete"`` or ``"single"``
         (Euclidean distance).
     features
-        Subsets to cluster on (default: all ``var_names``). All-missing and constant ones are
-        dropped with an ItmeExclusionWarning; other missing values are an error.
+        Subsets to cluster on (default: all ``var_names`` but ``"unassigned"``, which is
+        not a subset). All-missing and constant ones are dropped with an
+        ItmeExclusionWarning; other missing values are an error.
     transform
         ``"zscore"`` (default, JMP's standardisation), ``"clr"`` (centred log-ratio with
         half the smallest positive value as pseudocount), ``"arcsine_sqrt"`` or ``None``
