@@ -18,8 +18,13 @@ import pandas as pd
 
 from itme import io, pl, rna, stats, tl
 from itme.core.annotate.naming import UNASSIGNED
-from itme.errors import ItmeInputError, ItmeStateError, ItmeStatisticsWarning
-from itme.pipeline._config import Config
+from itme.errors import (
+    ItmeExclusionWarning,
+    ItmeInputError,
+    ItmeStateError,
+    ItmeStatisticsWarning,
+)
+from itme.pipeline._config import Config, clusters_left_out, rnaseq_contrasts
 from itme.pipeline._runner import Context
 
 logger = logging.getLogger(__name__)
@@ -403,9 +408,21 @@ def _rnaseq(ctx: Context) -> dict[str, Any]:
             counts.obs_names[counts.obs["patient_id"].astype(str).isin(no_cluster)]
         )
     # one independent GSEA seed per contrast (docs/architecture.md, "Randomness")
-    seeds = np.random.SeedSequence(ctx.seed).spawn(len(c.rnaseq.contrasts))
-    for k, (contrast, seed) in enumerate(zip(c.rnaseq.contrasts, seeds, strict=True)):
+    contrasts = rnaseq_contrasts(c)
+    seeds = np.random.SeedSequence(ctx.seed).spawn(len(contrasts))
+    for k, (contrast, seed) in enumerate(zip(contrasts, seeds, strict=True)):
         variant = None if k == 0 else contrast.name
+        left_out = clusters_left_out(contrast, c.patients.k)
+        if left_out:  # never silently: a cluster in neither group is not in this DE
+            warnings.warn(
+                f"rnaseq.contrasts[{contrast.name}]: iTME cluster(s) {', '.join(left_out)} "
+                f"of patients.k = {c.patients.k} are in neither test ({', '.join(contrast.test)}) "
+                f"nor reference ({', '.join(contrast.reference)}); their samples are not in "
+                "this comparison. Add them to a group, or remove rnaseq.contrasts to test the "
+                "default contrasts (each cluster vs the rest when k is not 3)",
+                ItmeExclusionWarning,
+                stacklevel=2,
+            )
         design = "~ " + " + ".join([*c.rnaseq.covariates, contrast.groupby])
         data = counts
         if contrast.groupby == "itme_cluster" and no_cluster:
@@ -433,6 +450,9 @@ def _rnaseq(ctx: Context) -> dict[str, Any]:
         ctx.figure("rna_volcano", pl.volcano(de, title=contrast.name), variant=contrast.name)
         ctx.figure("rna_gsea", pl.gsea_nes(gs, title=contrast.name), variant=contrast.name)
         summary[contrast.name] = {
+            "test": " + ".join(contrast.test),
+            "reference": " + ".join(contrast.reference),
+            **({"clusters left out": left_out} if left_out else {}),
             "genes_tested": int(de["padj"].notna().sum()),
             "genes_padj_0.1": int((de["padj"] < 0.1).sum()),
             "pathways_fdr_0.05": int((gs["FDR"] < 0.05).sum()),
