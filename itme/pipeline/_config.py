@@ -248,6 +248,12 @@ class Annotate(_Section):
     mapping: dict[str, str] | None = Field(
         None, description="manual cluster → subset names (overrides the phenotype table)"
     )
+    min_events: int = Field(
+        20,
+        ge=0,
+        description="metaclusters with fewer events are not named (unassigned, counted): a "
+        "median of a handful of events says little about a phenotype",
+    )
 
 
 class Embed(_Section):

@@ -183,7 +183,30 @@ def cluster(ctx: Context) -> dict[str, Any]:
         rng=ctx.seed,
     )
     write_additions(ctx, cells, before, "work", "cluster.h5ad")
-    return {"metaclusters": int(cells.obs["metacluster"].nunique())}
+    return metacluster_summary(cells.uns["flowsom"], cells.obs["metacluster"])
+
+
+def metacluster_summary(info: dict[str, Any], labels: pd.Series) -> dict[str, Any]:
+    """How many metaclusters were asked for, made and hold events, and why any are missing.
+
+    FlowSOM's metaclustering groups SOM nodes; a metacluster whose nodes received no event
+    is empty (it has a code but no cells), and ``merge_floor`` merges small ones: either way
+    the report shows fewer metaclusters than ``cluster.n_metaclusters``, and says why.
+    """
+    asked = int(info["n_metaclusters"])
+    made = int(info["n_metaclusters_final"])
+    sizes = labels.value_counts()
+    empty = [str(c) for c in labels.cat.categories if sizes.get(c, 0) == 0]
+    out: dict[str, Any] = {
+        "metaclusters asked": asked,
+        "metaclusters with events": made - len(empty),
+    }
+    merges = info.get("merges")
+    if merges is not None and len(merges):
+        out["merged (cluster.merge_floor)"] = int(asked - made)
+    if empty:
+        out["empty (their SOM nodes received no events)"] = empty
+    return out
 
 
 def annotate(ctx: Context) -> dict[str, Any]:
@@ -191,7 +214,12 @@ def annotate(ctx: Context) -> dict[str, Any]:
     c = ctx.config
     cells = ad.read_h5ad(events_path(ctx))
     apply_additions(cells, ctx.path("work", "cluster.h5ad"))
-    tl.annotate(cells, phenotypes=c.inputs.phenotypes, mapping=c.annotate.mapping)
+    tl.annotate(
+        cells,
+        phenotypes=c.inputs.phenotypes,
+        mapping=c.annotate.mapping,
+        min_events=c.annotate.min_events,
+    )
     ctx.table("cluster_phenotypes", tl.cluster_phenotypes(cells, groupby="metacluster"))
     ctx.table("cluster_annotation", cells.uns["subset"]["clusters"])
     ctx.figure("clusters_heatmap", pl.cluster_heatmap(cells, groupby="subset"))
@@ -201,11 +229,17 @@ def annotate(ctx: Context) -> dict[str, Any]:
     batch_summary = label_diagnostics(ctx, cells)
     ctx.h5ad(cells, "cells.h5ad")
     unassigned = float((cells.obs["subset"] == "unassigned").mean() * 100)
-    return {
+    table = cells.uns["subset"]["clusters"]
+    small = table[table["method"] == "too small"]
+    summary: dict[str, Any] = {
         "subsets": int(cells.obs["subset"].nunique()),
         "pct_unassigned": round(unassigned, 2),
-        **batch_summary,
     }
+    if len(small):
+        summary[f"metaclusters of fewer than {c.annotate.min_events} events (unassigned)"] = (
+            f"{len(small)} ({int(small['n_events'].sum())} events)"
+        )
+    return {**summary, **batch_summary}
 
 
 def abundance(ctx: Context) -> dict[str, Any]:
