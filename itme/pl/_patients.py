@@ -11,12 +11,13 @@ status columns, clinical ones joined by :func:`itme.io.add_clinical`), the DataF
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from itme._adata import feature_table, group_labels, is_anndata, obs_columns
+from itme._colors import category_colors
 from itme.core.patients.composition import transform as apply_transform
 from itme.core.stats.survival import check_times, n_at_risk_from_curve
 from itme.errors import ItmeParameterError, ItmeStateError
@@ -49,6 +50,21 @@ def _palette(n: int, name: str = "tab10") -> list:
 
     cmap = mpl.colormaps[name]
     return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _link_colors(z: np.ndarray, labels: np.ndarray, colors: Mapping[str, Any]) -> Any:
+    """``link_color_func`` of scipy's dendrogram: a link inside one cluster in its colour."""
+    members: list[set[str]] = [{str(lab)} for lab in labels]
+    for a, b, *_ in z:
+        members.append(members[int(a)] | members[int(b)])
+
+    def color(node: int) -> str:
+        inside = members[node]
+        if len(inside) == 1:
+            return str(colors[next(iter(inside))])
+        return "#808080"
+
+    return color
 
 
 def _clustering(adata: AnnData, key: str) -> dict:
@@ -96,6 +112,7 @@ def patient_heatmap(
     The matplotlib Figure.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
     from matplotlib.patches import Patch
     from scipy.cluster import hierarchy
 
@@ -122,18 +139,22 @@ def patient_heatmap(
         len(ratios), 2, height_ratios=ratios, width_ratios=[1, 0.03], hspace=0.05, wspace=0.02
     )
     ax_d = fig.add_subplot(gs[0, 0])
-    threshold = (z[-k, 2] + z[-k + 1, 2]) / 2 if k > 1 else 0
+    cats = [str(c) for c in adata.obs[key].cat.categories]
+    colors = category_colors(adata, key, cats)
     hierarchy.dendrogram(
-        z, ax=ax_d, color_threshold=threshold, above_threshold_color="0.5", no_labels=True
+        z,
+        ax=ax_d,
+        link_color_func=_link_colors(z, adata.obs[key].astype(str).to_numpy(), colors),
+        no_labels=True,
     )
     ax_d.set_axis_off()
     ax_d.set_xlim(0, 10 * n)
     labels = adata.obs[key].astype(str).to_numpy()[order]
-    cats = list(adata.obs[key].cat.categories)
-    colors = dict(zip(cats, _palette(len(cats), "Set2"), strict=True))
     ax_c = fig.add_subplot(gs[1, 0], sharex=ax_d)
     ax_c.imshow(
-        np.array([[colors[lab] for lab in labels]]), aspect="auto", extent=(0, 10 * n, 0, 1)
+        np.array([[to_rgba(colors[lab]) for lab in labels]]),
+        aspect="auto",
+        extent=(0, 10 * n, 0, 1),
     )
     ax_c.set_yticks([0.5], [key])
     ax_c.tick_params(bottom=False, labelbottom=False)
@@ -152,7 +173,7 @@ def patient_heatmap(
                 else sorted(status.dropna().astype(str).unique())
             )
         ]
-        scol = dict(zip(levels, _palette(len(levels), "Dark2"), strict=True))
+        scol = {lv: to_rgba(c) for lv, c in category_colors(adata, status_key, levels).items()}
         bar = [
             scol.get(str(s), (0.85, 0.85, 0.85, 1.0)) if pd.notna(s) else (0.85, 0.85, 0.85, 1.0)
             for s in status.to_numpy()[order]
@@ -248,7 +269,7 @@ def subset_boxplots(
     frame = obs_columns(adata, [groupby], param="groupby")
     labels = group_labels(frame, groupby, min_size=1, what="subset_boxplots")
     cats = list(labels.cat.categories)
-    colors = _palette(len(cats), "Set2")
+    colors = list(category_colors(adata, groupby, cats).values())
     nrows = int(np.ceil(len(sig) / ncols))
     fig, axes = plt.subplots(
         nrows,
@@ -413,7 +434,11 @@ def kaplan_meier(
     fig = plt.figure(figsize=(6.5, 4.8 + 0.25 * len(parts)))
     gs = fig.add_gridspec(2, 1, height_ratios=[4, 0.5 + 0.3 * len(parts)], hspace=0.35)
     ax = fig.add_subplot(gs[0])
-    colors = _palette(len(parts), "tab10")
+    colors = (
+        list(category_colors(adata, str(groupby), names).values())
+        if groupby is not None
+        else ["black"] * len(parts)
+    )
     for (name, curve), color in zip(parts, colors, strict=True):
         t = np.concatenate([[0.0], curve["time"].to_numpy()])
         s = np.concatenate([[1.0], curve["surv"].to_numpy()])
