@@ -59,7 +59,9 @@ def apply_additions(cells: ad.AnnData, path: Path) -> None:
     if not additions.obs_names.equals(cells.obs_names):
         raise ItmeStateError(f"{path} does not hold the events of this run: rerun its stage")
     for col in additions.obs.columns:
-        cells.obs[col] = additions.obs[col].to_numpy()
+        # .values keeps a categorical's categories and their order (metaclusters 1, 2, ...,
+        # 10, empty ones included), where an object array would be re-sorted as text
+        cells.obs[col] = additions.obs[col].values
     for key, value in additions.obsm.items():
         cells.obsm[key] = value
     cells.uns.update(additions.uns)
@@ -220,7 +222,10 @@ def annotate(ctx: Context) -> dict[str, Any]:
         mapping=c.annotate.mapping,
         min_events=c.annotate.min_events,
     )
-    ctx.table("cluster_phenotypes", tl.cluster_phenotypes(cells, groupby="metacluster"))
+    # empty metaclusters (no event) have no medians: listed in cluster_annotation and the
+    # summary (cluster stage), not as rows of NA here
+    phenotypes = tl.cluster_phenotypes(cells, groupby="metacluster").dropna(how="all")
+    ctx.table("cluster_phenotypes", phenotypes)
     ctx.table("cluster_annotation", cells.uns["subset"]["clusters"])
     ctx.figure("clusters_heatmap", pl.cluster_heatmap(cells, groupby="subset"))
     if c.embed.enabled:

@@ -448,7 +448,11 @@ def _rnaseq(ctx: Context) -> dict[str, Any]:
         gsea_variant = "_".join(v for v in (collection, variant) if v) or None
         ctx.table("gsea", gs, variant=gsea_variant, index=False)
         ctx.figure("rna_volcano", pl.volcano(de, title=contrast.name), variant=contrast.name)
-        ctx.figure("rna_gsea", pl.gsea_nes(gs, title=contrast.name), variant=contrast.name)
+        ctx.figure(
+            "rna_gsea",
+            pl.gsea_nes(gs, title=contrast.name, permutations=c.rnaseq.permutations),
+            variant=contrast.name,
+        )
         summary[contrast.name] = {
             "test": " + ".join(contrast.test),
             "reference": " + ".join(contrast.reference),

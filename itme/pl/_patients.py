@@ -52,6 +52,29 @@ def _palette(n: int, name: str = "tab10") -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
+#: steps (months) of the Kaplan–Meier time axis, the first giving at most 7 ticks is used
+_MONTH_STEPS = (1, 2, 3, 6, 12, 24, 36, 60, 120, 240)
+
+
+def month_ticks(tmax: float, max_ticks: int = 7) -> np.ndarray:
+    """Ticks at round months from 0 to the follow-up: multiples of 1, 3, 6, 12, 24, ... months.
+
+    Parameters
+    ----------
+    tmax
+        Longest follow-up (months).
+    max_ticks
+        At most this many ticks.
+
+    Returns
+    -------
+    The ticks (months), starting at 0, the last at or below ``tmax``.
+    """
+    tmax = max(float(tmax), 0.0)
+    step = next((s for s in _MONTH_STEPS if tmax / s < max_ticks), _MONTH_STEPS[-1])
+    return np.arange(0.0, tmax + 1e-9, step) if tmax > 0 else np.array([0.0])
+
+
 def _link_colors(z: np.ndarray, labels: np.ndarray, colors: Mapping[str, Any]) -> Any:
     """``link_color_func`` of scipy's dendrogram: a link inside one cluster in its colour."""
     members: list[set[str]] = [{str(lab)} for lab in labels]
@@ -398,7 +421,8 @@ def kaplan_meier(
         ``uns`` entry of the fit (default ``"kaplan_meier_<endpoint>"``, the ``key_added``
         default of :func:`itme.stats.kaplan_meier`).
     times
-        Times (months) of the risk table columns (default: 6 ticks over the follow-up).
+        Times (months) of the ticks and of the risk table columns (default: round months,
+        multiples of 12 for a follow-up of a few years, see :func:`month_ticks`).
     conf_int
         Shade the pointwise confidence band (of the type and level stored with the fit).
     show_logrank
@@ -430,7 +454,7 @@ def kaplan_meier(
     endpoint = str(fit.get("endpoint", endpoint))
     parts = [(name, curves[curves["group"].astype(str) == name]) for name in names]
     tmax = float(curves["time"].max())
-    times = np.unique(np.round(np.linspace(0, tmax, 6), 1)) if times is None else check_times(times)
+    times = month_ticks(tmax) if times is None else check_times(times)
     fig = plt.figure(figsize=(6.5, 4.8 + 0.25 * len(parts)))
     gs = fig.add_gridspec(2, 1, height_ratios=[4, 0.5 + 0.3 * len(parts)], hspace=0.35)
     ax = fig.add_subplot(gs[0])

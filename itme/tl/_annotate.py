@@ -165,7 +165,9 @@ def annotate(
         subset name, ``"unassigned"`` when nothing fits; categories are every name of the
         table, so absent subsets count as 0 in ``tl.abundance``) and ``uns[key_added]``:
         ``clusters`` (DataFrame per cluster: ``subset, lineage, score, lineage_score,
-        subset_score, margin, failed, method, n_events``), ``medians`` (clusters × markers,
+        subset_score, margin, failed, method, n_events``; ``method`` is ``phenotypes``,
+        ``manual``, ``too small`` (fewer than ``min_events``), ``empty`` (no event) or
+        ``none``), ``medians`` (clusters × markers,
         the cluster phenotype table), ``thresholds`` (DataFrame ``marker, threshold, method``),
         ``phenotypes`` (the YAML text, when a table was used), ``table``, ``groupby``,
         ``min_score``, ``min_lineage_score``, ``tolerance``, ``min_events``; and
@@ -240,6 +242,8 @@ def annotate(
             )
             result.loc[auto.index, auto.columns] = auto
             result.loc[auto.index, "method"] = "phenotypes"
+    empty = n_events == 0
+    result.loc[empty, ["failed", "method"]] = ["no events", "empty"]
     small = (n_events > 0) & (n_events < min_events)
     if small.any():
         result.loc[small, ["subset", "lineage", "failed", "method"]] = [
