@@ -271,7 +271,11 @@ class Patients(_Section):
         "zscore",
         description="column transform before Ward clustering (JMP's default standardisation)",
     )
-    features: list[str] | None = Field(None, description="subsets to cluster on (default: all)")
+    features: list[str] | None = Field(
+        None,
+        description="subsets to cluster on (default: every subset with events in some sample; "
+        "unassigned events are never a feature)",
+    )
     sensitivity_exclude: list[str] | str | None = Field(
         None,
         description="patients left out in the sensitivity re-clustering: a list of ids, or a boolean clinical column",
