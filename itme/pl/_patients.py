@@ -196,7 +196,13 @@ def patient_heatmap(
                 else sorted(status.dropna().astype(str).unique())
             )
         ]
-        scol = {lv: to_rgba(c) for lv, c in category_colors(adata, status_key, levels).items()}
+        # the status's own stored colours; otherwise Dark2, so that the status bar does not
+        # reuse the cluster colours (scanpy's default palette) for another meaning
+        scol = (
+            {lv: to_rgba(c) for lv, c in category_colors(adata, status_key, levels).items()}
+            if f"{status_key}_colors" in adata.uns
+            else dict(zip(levels, _palette(len(levels), "Dark2"), strict=True))
+        )
         bar = [
             scol.get(str(s), (0.85, 0.85, 0.85, 1.0)) if pd.notna(s) else (0.85, 0.85, 0.85, 1.0)
             for s in status.to_numpy()[order]
