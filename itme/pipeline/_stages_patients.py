@@ -161,6 +161,17 @@ def _caveats(summary: dict[str, Any], stage: str) -> Iterator[None]:
         )
 
 
+def _small_groups(counts: ad.AnnData, contrast: Any) -> list[str]:
+    """The groups of a contrast with fewer than 2 RNA-seq samples, described."""
+    values = counts.obs[contrast.groupby].astype(str)
+    out = []
+    for what, levels in (("test", contrast.test), ("reference", contrast.reference)):
+        n = int(values.isin(levels).sum())
+        if n < 2:
+            out.append(f"{what} group {' + '.join(levels)} has {n} RNA-seq sample(s)")
+    return out
+
+
 def _patient_ids(adata: ad.AnnData) -> list[str]:
     return [str(p) for p in adata.obs["patient_id"].astype(str).unique()]
 
@@ -409,9 +420,25 @@ def _rnaseq(ctx: Context) -> dict[str, Any]:
         )
     # one independent GSEA seed per contrast (docs/architecture.md, "Randomness")
     contrasts = rnaseq_contrasts(c)
+    derived = c.rnaseq.contrasts is None
     seeds = np.random.SeedSequence(ctx.seed).spawn(len(contrasts))
-    for k, (contrast, seed) in enumerate(zip(contrasts, seeds, strict=True)):
-        variant = None if k == 0 else contrast.name
+    done = 0
+    for contrast, seed in zip(contrasts, seeds, strict=True):
+        data = counts
+        if contrast.groupby == "itme_cluster" and no_cluster:
+            data = counts[counts.obs["itme_cluster"].notna().to_numpy()].copy()
+        small = _small_groups(data, contrast) if derived else []
+        if small:  # a default contrast DESeq2 cannot fit: said, not dropped silently
+            warnings.warn(
+                f"rnaseq: contrast {contrast.name} skipped: {'; '.join(small)} (DESeq2 needs "
+                "at least 2 samples per group)",
+                ItmeExclusionWarning,
+                stacklevel=2,
+            )
+            summary[contrast.name] = {"status": "skipped: " + "; ".join(small)}
+            continue
+        variant = None if done == 0 else contrast.name
+        done += 1
         left_out = clusters_left_out(contrast, c.patients.k)
         if left_out:  # never silently: a cluster in neither group is not in this DE
             warnings.warn(
@@ -424,9 +451,6 @@ def _rnaseq(ctx: Context) -> dict[str, Any]:
                 stacklevel=2,
             )
         design = "~ " + " + ".join([*c.rnaseq.covariates, contrast.groupby])
-        data = counts
-        if contrast.groupby == "itme_cluster" and no_cluster:
-            data = counts[counts.obs["itme_cluster"].notna().to_numpy()].copy()
         de = rna.differential_expression(
             data,
             contrast=(contrast.groupby, contrast.test, contrast.reference),
