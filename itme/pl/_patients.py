@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from itme._adata import feature_table, group_labels, is_anndata, obs_columns
-from itme._colors import category_colors
+from itme._colors import category_colors, palette
 from itme.core.patients.composition import transform as apply_transform
 from itme.core.stats.survival import check_times, n_at_risk_from_curve
 from itme.errors import ItmeParameterError, ItmeStateError
@@ -196,12 +196,15 @@ def patient_heatmap(
                 else sorted(status.dropna().astype(str).unique())
             )
         ]
-        # the status's own stored colours; otherwise Dark2, so that the status bar does not
-        # reuse the cluster colours (scanpy's default palette) for another meaning
+        # the status's own stored colours; otherwise palette colours after the clusters'
+        # ones, so that the status bar never reuses a cluster's colour for another meaning
         scol = (
             {lv: to_rgba(c) for lv, c in category_colors(adata, status_key, levels).items()}
             if f"{status_key}_colors" in adata.uns
-            else dict(zip(levels, _palette(len(levels), "Dark2"), strict=True))
+            else {
+                lv: to_rgba(c)
+                for lv, c in zip(levels, palette(len(cats) + len(levels))[len(cats) :], strict=True)
+            }
         )
         bar = [
             scol.get(str(s), (0.85, 0.85, 0.85, 1.0)) if pd.notna(s) else (0.85, 0.85, 0.85, 1.0)
