@@ -313,7 +313,14 @@ def subset_boxplots(
         data = [
             table.loc[labels.index[labels == g], r["feature"]].dropna().to_numpy() for g in cats
         ]
-        bp = ax.boxplot(data, tick_labels=cats, patch_artist=True, widths=0.6, showfliers=False)
+        bp = ax.boxplot(
+            data,
+            tick_labels=cats,
+            patch_artist=True,
+            widths=0.6,
+            showfliers=False,
+            medianprops={"color": "black"},  # visible on every group colour
+        )
         for patch, color in zip(bp["boxes"], colors, strict=True):
             patch.set_facecolor(color)
         for i, d in enumerate(data):
