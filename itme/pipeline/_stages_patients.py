@@ -6,10 +6,8 @@ table is read once, by the patients stage, and joined into ``patients.obs``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import anndata as ad
@@ -22,9 +20,9 @@ from itme.errors import (
     ItmeExclusionWarning,
     ItmeInputError,
     ItmeStateError,
-    ItmeStatisticsWarning,
 )
 from itme.pipeline._config import Config, clusters_left_out, rnaseq_contrasts
+from itme.pipeline._left_out import caveats, not_tested, small_groups, subsets_found
 from itme.pipeline._runner import Context
 
 logger = logging.getLogger(__name__)
@@ -66,48 +64,6 @@ def _exclusions(config: Config, patients: ad.AnnData) -> list[str]:
     return sorted(set(patients.obs.loc[flag, "patient_id"].astype(str)))
 
 
-def subsets_found(adata: ad.AnnData) -> tuple[list[str], list[str]]:
-    """Subsets with events in some sample, and those with none in any (never found).
-
-    ``"unassigned"`` is in neither list: it is in every denominator but is not a subset.
-    """
-    counts = np.asarray(adata.layers["counts"]).sum(axis=0)
-    names = [str(v) for v in adata.var_names]
-    found = [n for n, c in zip(names, counts, strict=True) if c > 0 and n != UNASSIGNED]
-    absent = [n for n, c in zip(names, counts, strict=True) if c == 0 and n != UNASSIGNED]
-    return found, absent
-
-
-def _not_tested(
-    adata: ad.AnnData, absent: list[str], results: dict[str, pd.DataFrame]
-) -> pd.DataFrame:
-    """The ``subsets_not_tested`` table: every feature left out of the group tests, and why."""
-    rows = []
-    names = [str(v) for v in adata.var_names]
-    counts = dict(zip(names, np.asarray(adata.layers["counts"]).sum(axis=0), strict=True))
-    total = int(np.asarray(adata.layers["counts"]).sum())
-    if UNASSIGNED in counts:
-        n = int(counts[UNASSIGNED])
-        rows.append(
-            (
-                UNASSIGNED,
-                "subset_tests",
-                "not a subset: events no phenotype fits (in every denominator)",
-                n,
-                100.0 * n / total if total else float("nan"),
-            )
-        )
-    rows += [(n, "subset_tests", "no events in any sample", 0, 0.0) for n in absent]
-    for name, table in results.items():
-        for feature, note in table.loc[table["note"] != "", ["feature", "note"]].itertuples(
-            index=False
-        ):
-            n = int(counts.get(feature, 0)) if name == "subset_tests" else -1
-            pct = 100.0 * n / total if n >= 0 and total else float("nan")
-            rows.append((feature, name, str(note), n, pct))
-    return pd.DataFrame(rows, columns=["feature", "table", "reason", "events", "pct_events"])
-
-
 def _several_timepoints(adata: ad.AnnData) -> bool:
     """True when some patient has several units (time points) in ``adata``."""
     return bool("timepoint" in adata.obs and adata.obs["patient_id"].duplicated().any())
@@ -129,47 +85,6 @@ def _timepoint_changes(adata: ad.AnnData) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=["patient_id", "timepoints", "itme_clusters", "changed"])
-
-
-@contextlib.contextmanager
-def _caveats(summary: dict[str, Any], stage: str) -> Iterator[None]:
-    """The statistical caveats of a stage as one warning, and listed in its summary.
-
-    Each library call warns about its own caveat (a group of fewer than 5 patients, few
-    events per Cox term, ...), often the same one again for every test: the stage collects
-    them (:class:`~itme.errors.ItmeStatisticsWarning` only; other warnings pass through
-    unchanged) and warns once, listing each distinct caveat; the report shows the list.
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ItmeStatisticsWarning)
-        yield
-    found: list[str] = []
-    for w in caught:
-        if issubclass(w.category, ItmeStatisticsWarning):
-            text = str(w.message).strip()
-            if text not in found:
-                found.append(text)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if found:
-        summary["statistical caveats"] = found
-        warnings.warn(
-            f"{stage}: {len(found)} statistical caveat(s), listed in the report: "
-            + "; ".join(found),
-            ItmeStatisticsWarning,
-            stacklevel=3,
-        )
-
-
-def _small_groups(counts: ad.AnnData, contrast: Any) -> list[str]:
-    """The groups of a contrast with fewer than 2 RNA-seq samples, described."""
-    values = counts.obs[contrast.groupby].astype(str)
-    out = []
-    for what, levels in (("test", contrast.test), ("reference", contrast.reference)):
-        n = int(values.isin(levels).sum())
-        if n < 2:
-            out.append(f"{what} group {' + '.join(levels)} has {n} RNA-seq sample(s)")
-    return out
 
 
 def _patient_ids(adata: ad.AnnData) -> list[str]:
@@ -229,10 +144,10 @@ def patients(ctx: Context) -> dict[str, Any]:
 
     Writes ``patients.h5ad``, with the clinical table joined into ``obs``.
     """
-    caveats: dict[str, Any] = {}
-    with _caveats(caveats, "patients"):
+    notes: dict[str, Any] = {}
+    with caveats(notes, "patients"):
         summary = _patients(ctx)
-    return {**summary, **caveats}
+    return {**summary, **notes}
 
 
 def _patients(ctx: Context) -> dict[str, Any]:
@@ -294,10 +209,10 @@ def statistics(ctx: Context) -> dict[str, Any]:
     Reads ``patients.h5ad``, whose ``obs`` carries the clinical columns (joined once by the
     patients stage) and whose ``uns["clinical"]["table"]`` the whole clinical table.
     """
-    caveats: dict[str, Any] = {}
-    with _caveats(caveats, "stats"):
+    notes: dict[str, Any] = {}
+    with caveats(notes, "stats"):
         summary = _statistics(ctx)
-    return {**summary, **caveats}
+    return {**summary, **notes}
 
 
 def _statistics(ctx: Context) -> dict[str, Any]:
@@ -311,7 +226,7 @@ def _statistics(ctx: Context) -> dict[str, Any]:
     derived = stats.compare_groups(adata, groupby=s.groupby, source="derived")
     # features that could not be tested (constant, all missing) and the subsets never found
     # are listed in subsets_not_tested, not as rows of NA in the test tables
-    left_out = _not_tested(adata, absent, {"subset_tests": tests, "compartment_tests": derived})
+    left_out = not_tested(adata, absent, {"subset_tests": tests, "compartment_tests": derived})
     tests = tests[tests["note"] == ""].reset_index(drop=True)
     derived = derived[derived["note"] == ""].reset_index(drop=True)
     ctx.table("subset_tests", tests, index=False)
@@ -388,10 +303,10 @@ def _statistics(ctx: Context) -> dict[str, Any]:
 
 def rnaseq(ctx: Context) -> dict[str, Any]:
     """rna.differential_expression, rna.gsea, rna.pathway_scores per contrast → tables."""
-    caveats: dict[str, Any] = {}
-    with _caveats(caveats, "rnaseq"):
+    notes: dict[str, Any] = {}
+    with caveats(notes, "rnaseq"):
         summary = _rnaseq(ctx)
-    return {**summary, **caveats}
+    return {**summary, **notes}
 
 
 def _rnaseq(ctx: Context) -> dict[str, Any]:
@@ -427,7 +342,7 @@ def _rnaseq(ctx: Context) -> dict[str, Any]:
         data = counts
         if contrast.groupby == "itme_cluster" and no_cluster:
             data = counts[counts.obs["itme_cluster"].notna().to_numpy()].copy()
-        small = _small_groups(data, contrast) if derived else []
+        small = small_groups(data, contrast) if derived else []
         if small:  # a default contrast DESeq2 cannot fit: said, not dropped silently
             warnings.warn(
                 f"rnaseq: contrast {contrast.name} skipped: {'; '.join(small)} (DESeq2 needs "

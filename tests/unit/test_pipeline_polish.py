@@ -21,8 +21,8 @@ from itme.pipeline._config import (
     load_config,
     rnaseq_contrasts,
 )
+from itme.pipeline._left_out import not_tested, subsets_found
 from itme.pipeline._stages_cells import apply_additions, metacluster_summary
-from itme.pipeline._stages_patients import _not_tested, subsets_found
 
 
 def _patients_with_unassigned_and_an_empty_subset() -> ad.AnnData:
@@ -62,7 +62,7 @@ def test_unassigned_is_neither_clustered_on_nor_tested():
         warnings.simplefilter("ignore", ItmeStatisticsWarning)
         tests = itme.stats.compare_groups(adata, groupby="itme_cluster", features=found)
     assert "unassigned" not in set(tests["feature"]) and (tests["note"] == "").all()
-    table = _not_tested(adata, absent, {"subset_tests": tests})
+    table = not_tested(adata, absent, {"subset_tests": tests})
     rows = table.set_index("feature")
     assert rows.loc["unassigned", "events"] == 7 * adata.n_obs  # its events are counted
     assert rows.loc["NK other", "reason"] == "no events in any sample"
