@@ -34,9 +34,12 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from itme.core.annotate.naming import UNASSIGNED
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError, ItmeStateError
 
 PATIENT = "patient_id"
+#: clinical column mapping RNA-seq sample ids to patients (an identifier, not a covariate)
+RNASEQ_ID = "rnaseq_id"
 
 
 def matrix(adata: AnnData, layer: str | None) -> np.ndarray:
@@ -208,12 +211,16 @@ def feature_table(
 
     ``source="X"`` reads the AnnData matrix (columns ``var_names``); any other value names an
     ``obsm`` entry holding a DataFrame (e.g. ``"derived"``: total T, CD4, CD8, ...). For a
-    DataFrame input, ``features`` default to its numeric columns.
+    DataFrame input, ``features`` default to its numeric columns. The default features of
+    ``X`` leave out ``"unassigned"`` (events no subset fits: part of every denominator, but
+    not a subset to cluster on or test); name it in ``features`` to use it.
     """
     if is_anndata(data):
         if source == "X":
             x = data.X.toarray() if hasattr(data.X, "toarray") else np.asarray(data.X)
             table = pd.DataFrame(x, index=data.obs_names, columns=data.var_names.astype(str))
+            if features is None:
+                table = table.drop(columns=[UNASSIGNED], errors="ignore")
         else:
             if source not in data.obsm:
                 raise ItmeParameterError(

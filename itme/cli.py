@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any, TextIO
 
 import click
 
@@ -29,11 +31,42 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root = logging.getLogger("itme")
     root.handlers[:] = [h for h in root.handlers if isinstance(h, logging.NullHandler)] + [handler]
     root.setLevel(level)
-    logging.captureWarnings(True)  # library warnings become log lines with the same handler
+    # library warnings become log lines with the same handler: one line per fact
+    # (_WarningLog), without the source line Python's own format echoes
     warnings_logger = logging.getLogger("py.warnings")
     warnings_logger.handlers[:] = [handler]
     warnings_logger.setLevel(logging.WARNING)
+    warnings.showwarning = _WarningLog(warnings_logger)
     settings.progress = not quiet and sys.stderr.isatty()
+
+
+class _WarningLog:
+    """``warnings.showwarning`` of the CLI: ``<Category>: <message>`` once per distinct message.
+
+    The same message raised from several places (a caveat about a small group, repeated by
+    every test on it) is one fact: it is logged the first time, and at DEBUG afterwards.
+    """
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.log = log
+        self.seen: set[tuple[str, str]] = set()
+
+    def __call__(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> Any:
+        text = str(message).strip()
+        key = (category.__name__, text)
+        if key in self.seen:
+            self.log.debug("%s (again): %s", category.__name__, text)
+            return
+        self.seen.add(key)
+        self.log.warning("%s: %s", category.__name__, text)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,7 +6,12 @@ Targets: `itme demo` with its defaults (39 patients, 20,000 events per file) fin
 (right sign, FDR < 0.05) and calls no cytokine significant.
 
     python scripts/bench_demo.py [--out /tmp/itme_bench_demo] [--patients 39] [--cells 20000]
+    python scripts/bench_demo.py --patients 30 --cells 3000 --genes 6000 --seed 11  # small
     python scripts/bench_demo.py --score-only demo_output     # score an existing run
+
+It also counts the warnings the run prints (issue 14: a clean demo prints at most 3, one line
+per fact) and lists them. The demo runs as ``python -c "from itme.cli import entry_point;
+entry_point()"`` from the repository root, so the checkout's code is the one measured.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/itme_bench_demo"))
     ap.add_argument("--patients", type=int, default=39)
     ap.add_argument("--cells", type=int, default=20_000)
+    ap.add_argument("--genes", type=int, default=20_000)
+    ap.add_argument("--seed", type=int, default=2021)
     ap.add_argument("--score-only", type=Path)
     args = ap.parse_args()
     if args.score_only:
@@ -71,9 +78,10 @@ def main() -> None:
         return
     if args.out.exists():
         shutil.rmtree(args.out)
-    itme = Path(sys.executable).with_name("itme")
     cmd = [
-        str(itme),
+        sys.executable,
+        "-c",
+        "from itme.cli import entry_point; entry_point()",
         "-q",
         "demo",
         "--out",
@@ -82,15 +90,23 @@ def main() -> None:
         str(args.patients),
         "--cells",
         str(args.cells),
+        "--genes",
+        str(args.genes),
+        "--seed",
+        str(args.seed),
     ]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, check=False)
     wall = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     if proc.returncode != 0:
         print(proc.stderr[-4000:])
         raise SystemExit(proc.returncode)
     result = score(args.out)
+    warned = [ln for ln in proc.stderr.splitlines() if " WARNING " in ln or "[WARNING]" in ln]
+    result["warnings_printed"] = len(warned)
+    result["warnings"] = warned
     print(
         f"itme demo ({args.patients} patients × {args.cells:,} events): {wall:.0f} s wall, peak RSS {peak:.0f} MB"
     )

@@ -20,6 +20,9 @@ Checks, each printed as ok/FAIL:
 4. In an instrumented copy of the page (the same Content-Security-Policy plus one
    nonce'd script), every image decoded (``naturalWidth > 0``) and the browser reported
    no CSP violation, i.e. the page tried to load nothing from outside itself.
+5. In a 900 × 700 window, no element outside a table's scroll box (or a ``<pre>``) runs
+   past the right edge, and no scroll box is taller than the window (its scroll bars stay
+   in view).
 
 Exit 0 when all checks pass, 1 when one fails, 2 when Chromium is missing.
 """
@@ -55,7 +58,17 @@ PROBE = f"""<script nonce="{NONCE}">
         imgs[i].setAttribute("data-decoded", ok ? "yes" : "no");
         if (!ok) bad++;
       }}
-      var root = document.documentElement;
+      var root = document.documentElement, wide = [];
+      document.querySelectorAll("body *").forEach(function (e) {{
+        if (e.closest(".scroll") || e.closest("pre")) return;
+        if (e.getBoundingClientRect().right > window.innerWidth + 1) wide.push(e.tagName);
+      }});
+      var tall = 0;
+      document.querySelectorAll(".scroll").forEach(function (e) {{
+        if (e.getBoundingClientRect().height > 0.71 * window.innerHeight) tall++;
+      }});
+      root.setAttribute("data-wide", String(wide.length));
+      root.setAttribute("data-tall", String(tall));
       root.setAttribute("data-images", String(imgs.length));
       root.setAttribute("data-broken", String(bad));
       root.setAttribute("data-violations", JSON.stringify(violations));
@@ -166,7 +179,13 @@ def check(report: Path, screenshot: Path, height: int = 3000) -> bool:
         probe_page = tmp / "probe.html"
         probe_page.write_text(_instrument(report.read_text(encoding="utf-8")), encoding="utf-8")
         probed = chromium(
-            ["--virtual-time-budget=5000", "--dump-dom", probe_page.as_uri()], tmp / "p3"
+            [
+                "--virtual-time-budget=5000",
+                "--window-size=900,700",
+                "--dump-dom",
+                probe_page.as_uri(),
+            ],
+            tmp / "p3",
         )
         root = _dom(probed.stdout).root
         n_img, broken = root.get("data-images"), root.get("data-broken")
@@ -177,6 +196,15 @@ def check(report: Path, screenshot: Path, height: int = 3000) -> bool:
         violations = json.loads(root.get("data-violations", "null") or "null")
         results.append(
             ("no CSP violation (nothing loaded from outside)", violations == [], f"{violations}")
+        )
+        wide, tall = root.get("data-wide"), root.get("data-tall")
+        results.append(
+            (
+                "wide tables scroll in their box, nothing runs off the page",
+                wide == "0" and tall == "0",
+                f"{wide} element(s) past the right edge, {tall} table box(es) taller than the "
+                "window",
+            )
         )
     for name, ok, detail in results:
         print(f"{'ok  ' if ok else 'FAIL'}  {name}: {detail}")
@@ -218,6 +246,7 @@ def build_example(root: Path) -> Path:
     plt.close(fig)
 
     markers = ["CD3", "CD4", "CD8", "CD45RA", "CCR7", "CD27", "CD28", "CD56", "CD16", "CD19"]
+    markers += [f"marker_{i:02d}" for i in range(30)]  # a wide table, as a real panel gives
     subsets = [f"T{i}" for i in range(1, 9)] + ["NK-1", "NK-2", "B"]
     med = pd.DataFrame(
         rng.uniform(0, 5, (len(subsets), len(markers))), index=subsets, columns=markers

@@ -267,6 +267,12 @@ class Annotate(_Section):
     mapping: dict[str, str] | None = Field(
         None, description="manual cluster → subset names (overrides the phenotype table)"
     )
+    min_events: int = Field(
+        20,
+        ge=0,
+        description="metaclusters with fewer events are not named (unassigned, counted): a "
+        "median of a handful of events says little about a phenotype",
+    )
 
 
 class Embed(_Section):
@@ -284,7 +290,11 @@ class Patients(_Section):
         "zscore",
         description="column transform before Ward clustering (JMP's default standardisation)",
     )
-    features: list[str] | None = Field(None, description="subsets to cluster on (default: all)")
+    features: list[str] | None = Field(
+        None,
+        description="subsets to cluster on (default: every subset with events in some sample; "
+        "unassigned events are never a feature)",
+    )
     sensitivity_exclude: list[str] | str | None = Field(
         None,
         description="patients left out in the sensitivity re-clustering: a list of ids, or a boolean clinical column",
@@ -343,9 +353,11 @@ class Contrast(_Section):
 class RnaSeq(_Section):
     """Options of rna.differential_expression, rna.gsea."""
 
-    contrasts: list[Contrast] = Field(
-        [Contrast(name="itme_23_vs_1", groupby="itme_cluster", test=["2", "3"], reference=["1"])],
-        description="contrasts tested (the paper: iTME clusters 2+3 vs 1)",
+    contrasts: list[Contrast] | None = Field(
+        None,
+        description="contrasts tested; default (null): derived from patients.k, the "
+        "paper's iTME clusters 2+3 vs 1 when k = 3, otherwise each iTME cluster vs the rest. "
+        "A contrast on itme_cluster that leaves a cluster out says so in a warning",
     )
     covariates: list[str] = Field([], description="clinical covariates added to the design")
     prefilter: Literal["none", "deseq2", "edger"] = Field(
@@ -374,6 +386,75 @@ class RnaSeq(_Section):
         if self.gsea_rank_by == "log2FoldChange_shrunk" and not self.lfc_shrink:
             raise ValueError("gsea_rank_by: log2FoldChange_shrunk needs lfc_shrink: true")
         return self
+
+
+def itme_contrasts(k: int) -> list[Contrast]:
+    """The default RNA-seq contrasts between ``k`` iTME clusters.
+
+    The paper (Visram et al. 2021) compared clusters 2+3 with cluster 1 (its three clusters:
+    1 mostly NDMM/RMM, 2 and 3 mostly TRMM); that contrast is kept for ``k = 3``. For any
+    other ``k`` the paper's grouping has no meaning, so every cluster is compared with all
+    the others (``itme_<c>_vs_rest``) and no cluster is left out.
+
+    Parameters
+    ----------
+    k
+        Number of iTME clusters (``patients.k``).
+
+    Returns
+    -------
+    The contrasts, on ``itme_cluster``.
+    """
+    if k == 3:
+        return [
+            Contrast(name="itme_23_vs_1", groupby="itme_cluster", test=["2", "3"], reference=["1"])
+        ]
+    levels = [str(c) for c in range(1, k + 1)]
+    return [
+        Contrast(
+            name=f"itme_{c}_vs_rest",
+            groupby="itme_cluster",
+            test=[c],
+            reference=[o for o in levels if o != c],
+        )
+        for c in levels
+    ]
+
+
+def rnaseq_contrasts(config: Config) -> list[Contrast]:
+    """The contrasts a run tests: ``rnaseq.contrasts``, or :func:`itme_contrasts` of ``k``.
+
+    Parameters
+    ----------
+    config
+        The run's config.
+
+    Returns
+    -------
+    The contrasts, in order.
+    """
+    given = config.rnaseq.contrasts
+    return list(given) if given is not None else itme_contrasts(config.patients.k)
+
+
+def clusters_left_out(contrast: Contrast, k: int) -> list[str]:
+    """The iTME clusters (of ``1..k``) in neither group of a contrast on ``itme_cluster``.
+
+    Parameters
+    ----------
+    contrast
+        A contrast.
+    k
+        Number of iTME clusters.
+
+    Returns
+    -------
+    The clusters left out (empty for a contrast on another column).
+    """
+    if contrast.groupby != "itme_cluster":
+        return []
+    used = set(contrast.test) | set(contrast.reference)
+    return [str(c) for c in range(1, k + 1) if str(c) not in used]
 
 
 class Cytokines(_Section):

@@ -50,10 +50,13 @@ def _section(model: type[BaseModel], name: str) -> list[str]:
             continue
         desc = (field.description or "").replace("|", "\\|")
         lines.append(f"| `{key}` | {_type_name(ann)} | {_default(field)} | {desc} |")
-        args = typing.get_args(ann)
-        for arg in args:
+        args = list(typing.get_args(ann))
+        while args:  # list[Contrast] | None: look inside the union and the list
+            arg = args.pop(0)
             if isinstance(arg, type) and issubclass(arg, BaseModel):
                 nested.append((arg, f"{name}.{key}[]"))
+            else:
+                args += typing.get_args(arg)
     lines.append("")
     for sub, sub_name in nested:
         lines += _section(sub, sub_name)

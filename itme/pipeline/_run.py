@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import shutil
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -85,8 +86,11 @@ def run(
         A stage could not write its outputs (e.g. the folder became read-only); the message
         names the stage and the file, ``run.json`` records the failure.
     """
-    # everything validate() checks is checked before the first stage, not after FlowSOM
-    cfg, found = check(config, out=out)
+    # everything validate() checks is checked before the first stage, not after FlowSOM;
+    # the warnings of reading the inputs come once, from the stage that reads them for use
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg, found = check(config, out=out)
     if found or cfg is None:
         raise ItmeInputError(
             f"{len(found)} problem(s) in the config or its inputs (itme validate lists the "

@@ -195,6 +195,12 @@ STAGES = [
         outputs=(
             table("subset_tests", "stats", "Kruskal–Wallis + BH per subset"),
             table("compartment_tests", "stats", "Kruskal–Wallis + BH per derived feature"),
+            table(
+                "subsets_not_tested",
+                "stats",
+                "features left out of the tests and why: unassigned events (with their count), "
+                "subsets never found, constant or missing features",
+            ),
             table("subset_posthoc", "stats", "Dunn's pairwise tests of significant subsets"),
             table("clinical_table", "clinical", "patient characteristics by group"),
             table("survival", "survival", "Kaplan–Meier medians per group"),

@@ -10,6 +10,7 @@ written twice.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pandas as pd
 from itme import io, pl, pp, tl
 from itme._files import safe_name
 from itme.core.clean.steps import GATING_COFACTOR
-from itme.errors import ItmeStateError
+from itme.errors import ItmeExclusionWarning, ItmeStateError
 from itme.pipeline._config import Clean as CleanSection
 from itme.pipeline._runner import Context
 from itme.pipeline._stages_batch import events_path, label_diagnostics
@@ -58,7 +59,9 @@ def apply_additions(cells: ad.AnnData, path: Path) -> None:
     if not additions.obs_names.equals(cells.obs_names):
         raise ItmeStateError(f"{path} does not hold the events of this run: rerun its stage")
     for col in additions.obs.columns:
-        cells.obs[col] = additions.obs[col].to_numpy()
+        # .values keeps a categorical's categories and their order (metaclusters 1, 2, ...,
+        # 10, empty ones included), where an object array would be re-sorted as text
+        cells.obs[col] = additions.obs[col].values
     for key, value in additions.obsm.items():
         cells.obsm[key] = value
     cells.uns.update(additions.uns)
@@ -171,7 +174,13 @@ def clean(ctx: Context) -> dict[str, Any]:
         index=False,
     )
     events_in = int(cells.n_obs)
-    kept = pp.exclude_samples(pp.apply_qc(cells))
+    with warnings.catch_warnings():
+        # the events removed by each step are the qc_events table and this stage's summary:
+        # the normal work of cleaning, not a warning (excluded samples still warn)
+        warnings.simplefilter("ignore", ItmeExclusionWarning)
+        applied = pp.apply_qc(cells)
+    kept = pp.exclude_samples(applied)
+    del applied
     del cells
     d = c.downsample
     if d.n is not None or d.min_events is not None:
@@ -215,7 +224,30 @@ def cluster(ctx: Context) -> dict[str, Any]:
         rng=ctx.seed,
     )
     write_additions(ctx, cells, before, "work", "cluster.h5ad")
-    return {"metaclusters": int(cells.obs["metacluster"].nunique())}
+    return metacluster_summary(cells.uns["flowsom"], cells.obs["metacluster"])
+
+
+def metacluster_summary(info: dict[str, Any], labels: pd.Series) -> dict[str, Any]:
+    """How many metaclusters were asked for, made and hold events, and why any are missing.
+
+    FlowSOM's metaclustering groups SOM nodes; a metacluster whose nodes received no event
+    is empty (it has a code but no cells), and ``merge_floor`` merges small ones: either way
+    the report shows fewer metaclusters than ``cluster.n_metaclusters``, and says why.
+    """
+    asked = int(info["n_metaclusters"])
+    made = int(info["n_metaclusters_final"])
+    sizes = labels.value_counts()
+    empty = [str(c) for c in labels.cat.categories if sizes.get(c, 0) == 0]
+    out: dict[str, Any] = {
+        "metaclusters asked": asked,
+        "metaclusters with events": made - len(empty),
+    }
+    merges = info.get("merges")
+    if merges is not None and len(merges):
+        out["merged (cluster.merge_floor)"] = int(asked - made)
+    if empty:
+        out["empty (their SOM nodes received no events)"] = empty
+    return out
 
 
 def annotate(ctx: Context) -> dict[str, Any]:
@@ -223,8 +255,16 @@ def annotate(ctx: Context) -> dict[str, Any]:
     c = ctx.config
     cells = ad.read_h5ad(events_path(ctx))
     apply_additions(cells, ctx.path("work", "cluster.h5ad"))
-    tl.annotate(cells, phenotypes=c.inputs.phenotypes, mapping=c.annotate.mapping)
-    ctx.table("cluster_phenotypes", tl.cluster_phenotypes(cells, groupby="metacluster"))
+    tl.annotate(
+        cells,
+        phenotypes=c.inputs.phenotypes,
+        mapping=c.annotate.mapping,
+        min_events=c.annotate.min_events,
+    )
+    # empty metaclusters (no event) have no medians: listed in cluster_annotation and the
+    # summary (cluster stage), not as rows of NA here
+    phenotypes = tl.cluster_phenotypes(cells, groupby="metacluster").dropna(how="all")
+    ctx.table("cluster_phenotypes", phenotypes)
     ctx.table("cluster_annotation", cells.uns["subset"]["clusters"])
     ctx.figure("clusters_heatmap", pl.cluster_heatmap(cells, groupby="subset"))
     if c.embed.enabled:
@@ -233,11 +273,17 @@ def annotate(ctx: Context) -> dict[str, Any]:
     batch_summary = label_diagnostics(ctx, cells)
     ctx.h5ad(cells, "cells.h5ad")
     unassigned = float((cells.obs["subset"] == "unassigned").mean() * 100)
-    return {
+    table = cells.uns["subset"]["clusters"]
+    small = table[table["method"] == "too small"]
+    summary: dict[str, Any] = {
         "subsets": int(cells.obs["subset"].nunique()),
         "pct_unassigned": round(unassigned, 2),
-        **batch_summary,
     }
+    if len(small):
+        summary[f"metaclusters of fewer than {c.annotate.min_events} events (unassigned)"] = (
+            f"{len(small)} ({int(small['n_events'].sum())} events)"
+        )
+    return {**summary, **batch_summary}
 
 
 def abundance(ctx: Context) -> dict[str, Any]:

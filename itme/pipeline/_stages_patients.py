@@ -7,6 +7,7 @@ table is read once, by the patients stage, and joined into ``patients.obs``.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import anndata as ad
@@ -14,8 +15,14 @@ import numpy as np
 import pandas as pd
 
 from itme import io, pl, rna, stats, tl
-from itme.errors import ItmeInputError, ItmeStateError
-from itme.pipeline._config import Config
+from itme.core.annotate.naming import UNASSIGNED
+from itme.errors import (
+    ItmeExclusionWarning,
+    ItmeInputError,
+    ItmeStateError,
+)
+from itme.pipeline._config import Config, clusters_left_out, rnaseq_contrasts
+from itme.pipeline._left_out import caveats, not_tested, small_groups, subsets_found
 from itme.pipeline._runner import Context
 
 logger = logging.getLogger(__name__)
@@ -80,6 +87,16 @@ def _timepoint_changes(adata: ad.AnnData) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["patient_id", "timepoints", "itme_clusters", "changed"])
 
 
+def _patient_ids(adata: ad.AnnData) -> list[str]:
+    return [str(p) for p in adata.obs["patient_id"].astype(str).unique()]
+
+
+def _sizes(labels: pd.Series) -> dict[str, int]:
+    """Members of each cluster, in numeric order (1, 2, ..., 10, not as text)."""
+    counts = labels.value_counts()
+    return {str(c): int(counts.get(c, 0)) for c in labels.cat.categories}
+
+
 def _one_per_patient(config: Config, adata: ad.AnnData) -> tuple[ad.AnnData, dict[str, Any]]:
     """One unit per patient for the between-patient tests, and a summary of the choice.
 
@@ -127,23 +144,36 @@ def patients(ctx: Context) -> dict[str, Any]:
 
     Writes ``patients.h5ad``, with the clinical table joined into ``obs``.
     """
+    notes: dict[str, Any] = {}
+    with caveats(notes, "patients"):
+        summary = _patients(ctx)
+    return {**summary, **notes}
+
+
+def _patients(ctx: Context) -> dict[str, Any]:
     c = ctx.config
     adata = ad.read_h5ad(ctx.path("work", "abundance.h5ad"))
     clinical = _clinical(c)
     if clinical is not None:
         io.add_clinical(adata, clinical)
     transform = None if c.patients.transform == "none" else c.patients.transform
+    # default: every subset found in some sample (never-found subsets and "unassigned" are
+    # not clustered on; the stats stage lists them in subsets_not_tested)
+    found, absent = subsets_found(adata)
     tl.patient_clusters(
         adata,
         k=c.patients.k,
         transform=transform,
-        features=c.patients.features,
+        features=c.patients.features or found,
         rng=ctx.seed,
     )
     summary: dict[str, Any] = {
         "k": c.patients.k,
-        "sizes": adata.obs["itme_cluster"].value_counts().sort_index().to_dict(),
+        "sizes": _sizes(adata.obs["itme_cluster"]),
+        "features clustered on": len(adata.uns["itme_cluster"]["features"]),
     }
+    if absent and not c.patients.features:
+        summary["subsets never found (not clustered on)"] = absent
     exclude = _exclusions(c, adata)
     if exclude:
         tl.cluster_sensitivity(adata, exclude=exclude)
@@ -179,15 +209,29 @@ def statistics(ctx: Context) -> dict[str, Any]:
     Reads ``patients.h5ad``, whose ``obs`` carries the clinical columns (joined once by the
     patients stage) and whose ``uns["clinical"]["table"]`` the whole clinical table.
     """
+    notes: dict[str, Any] = {}
+    with caveats(notes, "stats"):
+        summary = _statistics(ctx)
+    return {**summary, **notes}
+
+
+def _statistics(ctx: Context) -> dict[str, Any]:
     c = ctx.config
     s = c.stats
     adata = ad.read_h5ad(ctx.path("patients.h5ad"))
     joined = _joined_clinical(c, adata)
     adata, unit_note = _one_per_patient(c, adata)
-    tests = stats.compare_groups(adata, groupby=s.groupby)
+    found, absent = subsets_found(adata)
+    tests = stats.compare_groups(adata, groupby=s.groupby, features=found)
     derived = stats.compare_groups(adata, groupby=s.groupby, source="derived")
+    # features that could not be tested (constant, all missing) and the subsets never found
+    # are listed in subsets_not_tested, not as rows of NA in the test tables
+    left_out = not_tested(adata, absent, {"subset_tests": tests, "compartment_tests": derived})
+    tests = tests[tests["note"] == ""].reset_index(drop=True)
+    derived = derived[derived["note"] == ""].reset_index(drop=True)
     ctx.table("subset_tests", tests, index=False)
     ctx.table("compartment_tests", derived, index=False)
+    ctx.table("subsets_not_tested", left_out, index=False)
     significant = tests.loc[tests["padj"] < s.fdr, "feature"].tolist()
     if significant:
         post = stats.posthoc_dunn(adata, groupby=s.groupby, features=significant)
@@ -200,7 +244,13 @@ def statistics(ctx: Context) -> dict[str, Any]:
         **unit_note,
         "subsets_tested": len(tests),
         "subsets_significant": len(significant),
+        "features not tested (subsets_not_tested)": len(left_out),
     }
+    un = left_out[left_out["feature"] == UNASSIGNED]
+    if len(un):
+        summary["unassigned events (not tested)"] = (
+            f"{int(un['events'].iloc[0]):,} ({float(un['pct_events'].iloc[0]):.2f} % of events)"
+        )
     if joined is not None:
         table = stats.clinical_table(adata, groupby=s.groupby, variables=s.clinical_variables)
         ctx.table("clinical_table", table, index=False)
@@ -232,17 +282,34 @@ def statistics(ctx: Context) -> dict[str, Any]:
         cyt = io.read_cytokines(c.inputs.cytokines)
         if joined is not None:  # every clinical patient, also those without a CyTOF sample
             io.add_clinical(cyt, joined["table"])
+        # patients without a CyTOF sample have no iTME cluster: the patients stage reported
+        # them (add_clinical); a grouping by a column of the patients leaves them out
+        no_cluster = sorted(set(cyt.obs["patient_id"].astype(str)) - set(_patient_ids(adata)))
         frames = []
         for g in c.cytokines.groupby:
-            frames.append(stats.compare_cytokines(cyt, groupby=g, patients=adata).assign(groupby=g))
+            data = cyt
+            if g not in cyt.obs.columns and no_cluster:
+                data = cyt[~cyt.obs["patient_id"].astype(str).isin(no_cluster)].copy()
+            frames.append(
+                stats.compare_cytokines(data, groupby=g, patients=adata).assign(groupby=g)
+            )
         table = pd.concat(frames)
         ctx.table("cytokine_tests", table, index=False)
         summary["cytokines"] = {f"analytes at q < {s.fdr:g}": int((table["padj"] < s.fdr).sum())}
+        if no_cluster:
+            summary["cytokines"]["patients without an iTME cluster (no CyTOF sample)"] = no_cluster
     return summary
 
 
 def rnaseq(ctx: Context) -> dict[str, Any]:
     """rna.differential_expression, rna.gsea, rna.pathway_scores per contrast → tables."""
+    notes: dict[str, Any] = {}
+    with caveats(notes, "rnaseq"):
+        summary = _rnaseq(ctx)
+    return {**summary, **notes}
+
+
+def _rnaseq(ctx: Context) -> dict[str, Any]:
     c = ctx.config
     if c.inputs.counts is None:
         return {"status": "no input"}
@@ -250,15 +317,57 @@ def rnaseq(ctx: Context) -> dict[str, Any]:
     joined = _joined_clinical(c, patients_)  # the whole table, read by the patients stage
     patients_, _ = _one_per_patient(c, patients_)  # one tumour sample per patient
     counts = rna.read_counts(c.inputs.counts, clinical=None if joined is None else joined["table"])
-    io.add_clinical(counts, patients_.obs[["patient_id", "itme_cluster"]], key_added="patients")
+    # every RNA-seq patient gets a row, with no iTME cluster when it has no CyTOF sample
+    # (a fact the patients stage reported): samples are left out only of the contrasts
+    # between iTME clusters, and said so in the summary
+    clusters = patients_.obs[["patient_id", "itme_cluster"]].astype({"patient_id": str})
+    rna_patients = counts.obs["patient_id"].dropna().astype(str).unique()
+    no_cluster = sorted(set(rna_patients) - set(clusters["patient_id"]))
+    rows = pd.DataFrame({"patient_id": no_cluster})
+    rows["itme_cluster"] = pd.Categorical(
+        [None] * len(no_cluster), categories=clusters["itme_cluster"].cat.categories
+    )
+    io.add_clinical(counts, pd.concat([clusters, rows], ignore_index=True), key_added="patients")
     summary: dict[str, Any] = {}
+    if no_cluster:
+        summary["samples without an iTME cluster (patient without CyTOF sample)"] = list(
+            counts.obs_names[counts.obs["patient_id"].astype(str).isin(no_cluster)]
+        )
     # one independent GSEA seed per contrast (docs/architecture.md, "Randomness")
-    seeds = np.random.SeedSequence(ctx.seed).spawn(len(c.rnaseq.contrasts))
-    for k, (contrast, seed) in enumerate(zip(c.rnaseq.contrasts, seeds, strict=True)):
-        variant = None if k == 0 else contrast.name
+    contrasts = rnaseq_contrasts(c)
+    derived = c.rnaseq.contrasts is None
+    seeds = np.random.SeedSequence(ctx.seed).spawn(len(contrasts))
+    done = 0
+    for contrast, seed in zip(contrasts, seeds, strict=True):
+        data = counts
+        if contrast.groupby == "itme_cluster" and no_cluster:
+            data = counts[counts.obs["itme_cluster"].notna().to_numpy()].copy()
+        small = small_groups(data, contrast) if derived else []
+        if small:  # a default contrast DESeq2 cannot fit: said, not dropped silently
+            warnings.warn(
+                f"rnaseq: contrast {contrast.name} skipped: {'; '.join(small)} (DESeq2 needs "
+                "at least 2 samples per group)",
+                ItmeExclusionWarning,
+                stacklevel=2,
+            )
+            summary[contrast.name] = {"status": "skipped: " + "; ".join(small)}
+            continue
+        variant = None if done == 0 else contrast.name
+        done += 1
+        left_out = clusters_left_out(contrast, c.patients.k)
+        if left_out:  # never silently: a cluster in neither group is not in this DE
+            warnings.warn(
+                f"rnaseq.contrasts[{contrast.name}]: iTME cluster(s) {', '.join(left_out)} "
+                f"of patients.k = {c.patients.k} are in neither test ({', '.join(contrast.test)}) "
+                f"nor reference ({', '.join(contrast.reference)}); their samples are not in "
+                "this comparison. Add them to a group, or remove rnaseq.contrasts to test the "
+                "default contrasts (each cluster vs the rest when k is not 3)",
+                ItmeExclusionWarning,
+                stacklevel=2,
+            )
         design = "~ " + " + ".join([*c.rnaseq.covariates, contrast.groupby])
         de = rna.differential_expression(
-            counts,
+            data,
             contrast=(contrast.groupby, contrast.test, contrast.reference),
             design=design,
             prefilter=c.rnaseq.prefilter,
@@ -278,8 +387,15 @@ def rnaseq(ctx: Context) -> dict[str, Any]:
         gsea_variant = "_".join(v for v in (collection, variant) if v) or None
         ctx.table("gsea", gs, variant=gsea_variant, index=False)
         ctx.figure("rna_volcano", pl.volcano(de, title=contrast.name), variant=contrast.name)
-        ctx.figure("rna_gsea", pl.gsea_nes(gs, title=contrast.name), variant=contrast.name)
+        ctx.figure(
+            "rna_gsea",
+            pl.gsea_nes(gs, title=contrast.name, permutations=c.rnaseq.permutations),
+            variant=contrast.name,
+        )
         summary[contrast.name] = {
+            "test": " + ".join(contrast.test),
+            "reference": " + ".join(contrast.reference),
+            **({"clusters left out": left_out} if left_out else {}),
             "genes_tested": int(de["padj"].notna().sum()),
             "genes_padj_0.1": int((de["padj"] < 0.1).sum()),
             "pathways_fdr_0.05": int((gs["FDR"] < 0.05).sum()),
@@ -288,8 +404,11 @@ def rnaseq(ctx: Context) -> dict[str, Any]:
     scores = counts.obsm["pathway_scores"]
     ctx.table("pathway_scores", scores)
     # tumour pathways against immune subsets across patients (Pearson, as the paper; BH)
+    found, _ = subsets_found(patients_)  # never-found subsets and "unassigned" left out
     immune = (
-        patients_.to_df().join(patients_.obsm["derived"]).set_index(patients_.obs["patient_id"])
+        patients_.to_df()[found]
+        .join(patients_.obsm["derived"])
+        .set_index(patients_.obs["patient_id"])
     )
     per_patient = scores.set_index(counts.obs["patient_id"]).join(immune, how="inner")
     corr = stats.correlate(

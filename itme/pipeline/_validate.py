@@ -11,7 +11,7 @@ from typing import Any
 from itme import io, rna
 from itme.errors import ItmeError
 from itme.io import read_phenotypes
-from itme.pipeline._config import Config
+from itme.pipeline._config import Config, rnaseq_contrasts
 from itme.pipeline._config_check import check_config
 from itme.pipeline._lock import holder_problem
 from itme.pipeline._validate_cohort import cohort_problems
@@ -82,7 +82,7 @@ def problems(config: Config) -> list[str]:
     need_column("stats.groupby", config.stats.groupby, groupings)
     for name in config.cytokines.groupby:
         need_column("cytokines.groupby", name, groupings)
-    for contrast in config.rnaseq.contrasts:
+    for contrast in rnaseq_contrasts(config):
         need_column(f"rnaseq.contrasts[{contrast.name}].groupby", contrast.groupby, groupings)
         if clinical is not None and contrast.groupby in columns:
             levels = set(clinical[contrast.groupby].dropna().astype(str))

@@ -10,6 +10,7 @@ import pandas as pd
 from anndata import AnnData
 
 from itme._adata import check_markers, markers_of_class, matrix
+from itme._colors import category_colors
 from itme.core.cluster.codebook import group_medians
 from itme.errors import ItmeParameterError, ItmeStateError
 
@@ -145,8 +146,11 @@ def embedding(
     )
     fig, ax = plt.subplots(figsize=figsize, layout="constrained")
     if color in adata.obs:
-        labels = pd.Categorical(adata.obs[color].to_numpy()[shown])
-        cmap = plt.get_cmap("tab20" if len(labels.categories) > 10 else "tab10")
+        column = adata.obs[color]
+        cats = column.cat.categories if hasattr(column, "cat") else None
+        labels = pd.Categorical(column.to_numpy()[shown], categories=cats)
+        # the colours of uns["<color>_colors"] (scanpy's layout), as in every itme figure
+        colors = category_colors(adata, color, [str(c) for c in labels.categories])
         for i, cat in enumerate(labels.categories):
             sel = labels.codes == i
             if sel.any():
@@ -154,7 +158,7 @@ def embedding(
                     xy[sel, 0],
                     xy[sel, 1],
                     s=size,
-                    color=cmap(i % cmap.N),
+                    color=colors[str(cat)],
                     label=str(cat),
                     linewidths=0,
                 )

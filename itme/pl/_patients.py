@@ -11,12 +11,13 @@ status columns, clinical ones joined by :func:`itme.io.add_clinical`), the DataF
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from itme._adata import feature_table, group_labels, is_anndata, obs_columns
+from itme._colors import category_colors, palette
 from itme.core.patients.composition import transform as apply_transform
 from itme.core.stats.survival import check_times, n_at_risk_from_curve
 from itme.errors import ItmeParameterError, ItmeStateError
@@ -49,6 +50,44 @@ def _palette(n: int, name: str = "tab10") -> list:
 
     cmap = mpl.colormaps[name]
     return [cmap(i % cmap.N) for i in range(n)]
+
+
+#: steps (months) of the Kaplan–Meier time axis, the first giving at most 7 ticks is used
+_MONTH_STEPS = (1, 2, 3, 6, 12, 24, 36, 60, 120, 240)
+
+
+def month_ticks(tmax: float, max_ticks: int = 7) -> np.ndarray:
+    """Ticks at round months from 0 to the follow-up: multiples of 1, 3, 6, 12, 24, ... months.
+
+    Parameters
+    ----------
+    tmax
+        Longest follow-up (months).
+    max_ticks
+        At most this many ticks.
+
+    Returns
+    -------
+    The ticks (months), starting at 0, the last at or below ``tmax``.
+    """
+    tmax = max(float(tmax), 0.0)
+    step = next((s for s in _MONTH_STEPS if tmax / s < max_ticks), _MONTH_STEPS[-1])
+    return np.arange(0.0, tmax + 1e-9, step) if tmax > 0 else np.array([0.0])
+
+
+def _link_colors(z: np.ndarray, labels: np.ndarray, colors: Mapping[str, Any]) -> Any:
+    """``link_color_func`` of scipy's dendrogram: a link inside one cluster in its colour."""
+    members: list[set[str]] = [{str(lab)} for lab in labels]
+    for a, b, *_ in z:
+        members.append(members[int(a)] | members[int(b)])
+
+    def color(node: int) -> str:
+        inside = members[node]
+        if len(inside) == 1:
+            return str(colors[next(iter(inside))])
+        return "#808080"
+
+    return color
 
 
 def _clustering(adata: AnnData, key: str) -> dict:
@@ -96,6 +135,7 @@ def patient_heatmap(
     The matplotlib Figure.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
     from matplotlib.patches import Patch
     from scipy.cluster import hierarchy
 
@@ -122,18 +162,22 @@ def patient_heatmap(
         len(ratios), 2, height_ratios=ratios, width_ratios=[1, 0.03], hspace=0.05, wspace=0.02
     )
     ax_d = fig.add_subplot(gs[0, 0])
-    threshold = (z[-k, 2] + z[-k + 1, 2]) / 2 if k > 1 else 0
+    cats = [str(c) for c in adata.obs[key].cat.categories]
+    colors = category_colors(adata, key, cats)
     hierarchy.dendrogram(
-        z, ax=ax_d, color_threshold=threshold, above_threshold_color="0.5", no_labels=True
+        z,
+        ax=ax_d,
+        link_color_func=_link_colors(z, adata.obs[key].astype(str).to_numpy(), colors),
+        no_labels=True,
     )
     ax_d.set_axis_off()
     ax_d.set_xlim(0, 10 * n)
     labels = adata.obs[key].astype(str).to_numpy()[order]
-    cats = list(adata.obs[key].cat.categories)
-    colors = dict(zip(cats, _palette(len(cats), "Set2"), strict=True))
     ax_c = fig.add_subplot(gs[1, 0], sharex=ax_d)
     ax_c.imshow(
-        np.array([[colors[lab] for lab in labels]]), aspect="auto", extent=(0, 10 * n, 0, 1)
+        np.array([[to_rgba(colors[lab]) for lab in labels]]),
+        aspect="auto",
+        extent=(0, 10 * n, 0, 1),
     )
     ax_c.set_yticks([0.5], [key])
     ax_c.tick_params(bottom=False, labelbottom=False)
@@ -152,7 +196,16 @@ def patient_heatmap(
                 else sorted(status.dropna().astype(str).unique())
             )
         ]
-        scol = dict(zip(levels, _palette(len(levels), "Dark2"), strict=True))
+        # the status's own stored colours; otherwise palette colours after the clusters'
+        # ones, so that the status bar never reuses a cluster's colour for another meaning
+        scol = (
+            {lv: to_rgba(c) for lv, c in category_colors(adata, status_key, levels).items()}
+            if f"{status_key}_colors" in adata.uns
+            else {
+                lv: to_rgba(c)
+                for lv, c in zip(levels, palette(len(cats) + len(levels))[len(cats) :], strict=True)
+            }
+        )
         bar = [
             scol.get(str(s), (0.85, 0.85, 0.85, 1.0)) if pd.notna(s) else (0.85, 0.85, 0.85, 1.0)
             for s in status.to_numpy()[order]
@@ -248,7 +301,7 @@ def subset_boxplots(
     frame = obs_columns(adata, [groupby], param="groupby")
     labels = group_labels(frame, groupby, min_size=1, what="subset_boxplots")
     cats = list(labels.cat.categories)
-    colors = _palette(len(cats), "Set2")
+    colors = list(category_colors(adata, groupby, cats).values())
     nrows = int(np.ceil(len(sig) / ncols))
     fig, axes = plt.subplots(
         nrows,
@@ -260,7 +313,14 @@ def subset_boxplots(
         data = [
             table.loc[labels.index[labels == g], r["feature"]].dropna().to_numpy() for g in cats
         ]
-        bp = ax.boxplot(data, tick_labels=cats, patch_artist=True, widths=0.6, showfliers=False)
+        bp = ax.boxplot(
+            data,
+            tick_labels=cats,
+            patch_artist=True,
+            widths=0.6,
+            showfliers=False,
+            medianprops={"color": "black"},  # visible on every group colour
+        )
         for patch, color in zip(bp["boxes"], colors, strict=True):
             patch.set_facecolor(color)
         for i, d in enumerate(data):
@@ -377,7 +437,8 @@ def kaplan_meier(
         ``uns`` entry of the fit (default ``"kaplan_meier_<endpoint>"``, the ``key_added``
         default of :func:`itme.stats.kaplan_meier`).
     times
-        Times (months) of the risk table columns (default: 6 ticks over the follow-up).
+        Times (months) of the ticks and of the risk table columns (default: round months,
+        multiples of 12 for a follow-up of a few years, see :func:`month_ticks`).
     conf_int
         Shade the pointwise confidence band (of the type and level stored with the fit).
     show_logrank
@@ -409,11 +470,15 @@ def kaplan_meier(
     endpoint = str(fit.get("endpoint", endpoint))
     parts = [(name, curves[curves["group"].astype(str) == name]) for name in names]
     tmax = float(curves["time"].max())
-    times = np.unique(np.round(np.linspace(0, tmax, 6), 1)) if times is None else check_times(times)
+    times = month_ticks(tmax) if times is None else check_times(times)
     fig = plt.figure(figsize=(6.5, 4.8 + 0.25 * len(parts)))
     gs = fig.add_gridspec(2, 1, height_ratios=[4, 0.5 + 0.3 * len(parts)], hspace=0.35)
     ax = fig.add_subplot(gs[0])
-    colors = _palette(len(parts), "tab10")
+    colors = (
+        list(category_colors(adata, str(groupby), names).values())
+        if groupby is not None
+        else ["black"] * len(parts)
+    )
     for (name, curve), color in zip(parts, colors, strict=True):
         t = np.concatenate([[0.0], curve["time"].to_numpy()])
         s = np.concatenate([[1.0], curve["surv"].to_numpy()])

@@ -39,6 +39,7 @@ def gsea_nes(
     up_label: str = "up",
     down_label: str = "down",
     title: str | None = None,
+    permutations: int | None = None,
 ) -> Figure:
     """Horizontal bar chart of the NES of gene sets at ``FDR < fdr``, coloured by direction.
 
@@ -60,6 +61,9 @@ def gsea_nes(
         Legend text of negative NES.
     title
         Axes title; default names the FDR threshold.
+    permutations
+        Permutations of the GSEA (default ``gsea.attrs["permutations"]``, set by
+        :func:`itme.rna.gsea`): a q-value of 0 is printed as ``q<1/permutations``.
 
     Returns
     -------
@@ -98,11 +102,14 @@ def gsea_nes(
         ax.set_yticks(pos, [_pretty(str(t)) for t in sig["Term"]], fontsize=8)
         ax.axvline(0, color="black", linewidth=0.8)
         span = float(np.abs(nes).max())
+        n_perm = permutations if permutations is not None else gsea.attrs.get("permutations")
         for y, v, q in zip(pos, nes, sig["FDR"].to_numpy(dtype=float), strict=True):
+            # a permutation q of 0 means "below 1 / permutations", not zero
+            text = f"q={q:.2g}" if q > 0 or not n_perm else f"q<{1 / float(n_perm):.2g}"
             ax.text(
                 v + (0.03 * span if v > 0 else -0.03 * span),
                 y,
-                f"q={q:.2g}",
+                text,
                 va="center",
                 ha="left" if v > 0 else "right",
                 fontsize=7,

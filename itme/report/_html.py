@@ -140,7 +140,24 @@ class _Page:
                 f'<p class="status failed"><code>{html.escape(name)}.csv</code> could not be '
                 f"read: {html.escape(problem or '')}</p>"
             )
-        return render_table(frame, name=name, csv_href=f"tables/{name}.csv", max_rows=self.max_rows)
+        return render_table(
+            frame,
+            name=name,
+            csv_href=f"tables/{name}.csv",
+            max_rows=self.max_rows,
+            p_floor=self._p_floor(name),
+        )
+
+    def _p_floor(self, name: str) -> float | None:
+        """``1 / permutations`` for the GSEA tables (permutation p- and q-values), else None."""
+        if not name.startswith("gsea"):
+            return None
+        config = self.folder.run.get("config")
+        rnaseq = config.get("rnaseq") if isinstance(config, dict) else None
+        n = rnaseq.get("permutations") if isinstance(rnaseq, dict) else None
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            return 1.0 / n
+        return None
 
     def results_section(self, section: Section, tables: list[str]) -> str:
         present = [t for t in tables if t in self.folder.tables]

@@ -14,7 +14,10 @@ from typing import Any
 
 from itme._outputs import Output, find_output
 from itme.errors import ItmeInputWarning
-from itme.pipeline import OUTPUTS
+from itme.pipeline import OUTPUTS, STAGE_NAMES
+
+#: the stage that writes the report runs last: while it writes, run.json says it is running
+_REPORT_STAGE = STAGE_NAMES[-1]
 
 __all__ = [
     "SECTIONS",
@@ -190,6 +193,7 @@ def load_run(run_dir: Path) -> RunFolder:
     """
     folder = RunFolder(root=run_dir)
     folder.run, folder.run_problem = _read_json(run_dir / "run.json", "run.json")
+    _report_stage_done(folder.run)
     if folder.run_problem == "not found":
         warnings.warn(
             f"report: {run_dir / 'run.json'} not found; the provenance section will be empty",
@@ -207,6 +211,21 @@ def load_run(run_dir: Path) -> RunFolder:
             else:
                 folder.other_files.append(path.name)
     return folder
+
+
+def _report_stage_done(run: dict[str, Any]) -> None:
+    """run.json as the report stage sees it, with that stage done: it is writing this page.
+
+    The runner records a stage as running before calling it, so the page written by the
+    report stage would otherwise show the report stage (and the run) as still running.
+    """
+    stages = run.get("stages")
+    if run.get("status") != "running" or not isinstance(stages, list):
+        return
+    running = [s for s in stages if isinstance(s, dict) and s.get("status") == "running"]
+    if len(running) == 1 and running[0].get("name") == _REPORT_STAGE:
+        running[0]["status"] = "done"
+        run["status"] = "done"
 
 
 def _record(folder: RunFolder, stage: str | None) -> dict[str, Any] | None:

@@ -34,7 +34,7 @@ pre { background: #f6f8fb; border: 1px solid var(--line); padding: 10px; overflo
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 8px 0; }
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; }
-.scroll { overflow-x: auto; max-width: 100%; }
+.scroll { overflow: auto; max-width: 100%; max-height: 70vh; border-bottom: 1px solid var(--line); }
 table { border-collapse: collapse; margin: 4px 0 12px; font-size: 12.5px; }
 th, td { border: 1px solid var(--line); padding: 3px 7px; vertical-align: top; }
 th { background: #eef1f6; position: sticky; top: 0; text-align: left; white-space: nowrap; }
@@ -52,5 +52,5 @@ figcaption .file { font-size: 12px; }
 .badge.failed { background: #fdecea; color: var(--bad); }
 .badge.not-run { background: #f1f3f7; color: var(--muted); }
 footer { padding: 12px 32px 30px; color: var(--muted); font-size: 12px; }
-@media print { nav { display: none; } th { position: static; } pre { max-height: none; } }
+@media print { nav { display: none; } th { position: static; } pre, .scroll { max-height: none; } }
 """

@@ -87,13 +87,16 @@ def p_columns(columns: pd.Index | list) -> list:
     return [c for c in columns if c in qs or _key(c) in _P_NAMES or _key(c).endswith(_P_SUFFIXES)]
 
 
-def fmt_p(value: float | None) -> str:
+def fmt_p(value: float | None, floor: float | None = None) -> str:
     """Format a p- or q-value.
 
     Parameters
     ----------
     value
         The value (``None`` or NaN: missing).
+    floor
+        The smallest non-zero value the test can give (``1 / permutations`` of a
+        permutation test): a 0 is shown as ``"< floor"``, what the test can say.
 
     Returns
     -------
@@ -105,7 +108,7 @@ def fmt_p(value: float | None) -> str:
     if math.isnan(v):
         return "NA"
     if v == 0:
-        return "0"
+        return f"< {floor:.3g}" if floor else "0"
     if abs(v) < 1e-3:
         return f"{v:.2e}"
     return f"{v:.3g}"
@@ -179,7 +182,9 @@ def _cell(text: str, classes: list[str]) -> str:
     return f"<td{cls}>{html.escape(text)}</td>"
 
 
-def _column_cells(series: pd.Series, is_p: bool, is_q: bool) -> list[str]:
+def _column_cells(
+    series: pd.Series, is_p: bool, is_q: bool, p_floor: float | None = None
+) -> list[str]:
     num = _numeric(series)
     if num is None:
         return [
@@ -193,7 +198,7 @@ def _column_cells(series: pd.Series, is_p: bool, is_q: bool) -> list[str]:
             cls = ["num"]
             if is_q and not math.isnan(v) and v < Q_THRESHOLD:
                 cls.append("q-sig")
-            out.append(_cell(fmt_p(v), cls))
+            out.append(_cell(fmt_p(v, p_floor), cls))
         return out
     finite = values[np.isfinite(values)]
     integral = (
@@ -224,6 +229,7 @@ def render_table(
     csv_href: str | None,
     max_rows: int = 50,
     max_cols: int = 60,
+    p_floor: float | None = None,
 ) -> str:
     """HTML for one table, with its caption, truncation note and significance legend.
 
@@ -238,6 +244,9 @@ def render_table(
     max_rows, max_cols
         Larger tables show their top rows (by q-value, else p-value, else file order) and
         their first columns, with a note.
+    p_floor
+        Smallest non-zero p-value of a permutation test (``1 / permutations``): zeros are
+        shown as ``< p_floor``.
 
     Returns
     -------
@@ -273,9 +282,14 @@ def render_table(
         )
     if n_rows == 0:
         notes.append("The table has no rows.")
+    if p_floor:
+        notes.append(
+            f"p- and q-values come from {round(1 / p_floor):,} permutations: 0 is shown as "
+            f"&lt; {p_floor:.3g}, the smallest value they can resolve."
+        )
 
     columns = [
-        _column_cells(shown.iloc[:, j], shown.columns[j] in ps, shown.columns[j] in qs)
+        _column_cells(shown.iloc[:, j], shown.columns[j] in ps, shown.columns[j] in qs, p_floor)
         for j in range(shown.shape[1])
     ]
     head = [html.escape(str(c)) for c in shown.columns]

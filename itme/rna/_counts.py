@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from itme._adata import join_table
+from itme._adata import RNASEQ_ID, join_table
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
 
 if TYPE_CHECKING:
@@ -301,8 +301,8 @@ def _match_clinical(
             expected="one row per patient",
             found=f"repeated patient id(s) {', '.join(dup)}",
         )
-    if "rnaseq_id" in table.columns:
-        ids = table["rnaseq_id"]
+    if RNASEQ_ID in table.columns:
+        ids = table[RNASEQ_ID]
         has = ids.notna() & (ids.astype(str).str.strip() != "")
         rna = ids[has].astype(str).str.strip()
         dup = rna[rna.duplicated()].unique().tolist()
@@ -313,7 +313,7 @@ def _match_clinical(
                 found=f"repeated rnaseq_id(s) {', '.join(dup)}",
             )
         mapping = dict(zip(rna, table.loc[has, "patient_id"], strict=True))
-        matched_by = "rnaseq_id"
+        matched_by = RNASEQ_ID
     else:
         mapping = {p: p for p in table["patient_id"]}
         matched_by = "patient_id"

@@ -6,10 +6,13 @@ collection v7.0 shipped as package data, CC BY 4.0), a GMT path or a dict.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import time
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -146,7 +149,8 @@ def gsea(
         ``permutations``, ``gene_sets``, ``rank_by``, ``identifiers`` (``gene_name`` or
         ``index``), ``n_genes_in``, ``n_unmapped``,
         ``unmapped_share``, ``n_missing_rank``, ``n_duplicate_symbols``,
-        ``n_genes_ranked``, ``n_sets``, ``n_sets_skipped``, ``min_size``, ``max_size``,
+        ``n_genes_ranked``, ``n_tied_ranks`` (genes sharing a ranking value), ``n_sets``,
+        ``n_sets_skipped``, ``min_size``, ``max_size``,
         ``weight``, ``gseapy_version`` and ``elapsed_seconds``.
     """
     t0 = time.perf_counter()
@@ -212,19 +216,30 @@ def gsea(
     )
     import gseapy
 
-    pre = gseapy.prerank(
-        rnk=ranking,
-        gene_sets={n: sets[n] for n in testable},
-        outdir=None,
-        no_plot=True,
-        min_size=min_size,
-        max_size=max_size,
-        permutation_num=permutations,
-        weight=weight,
-        threads=n_threads,
-        seed=seed,
-        verbose=False,
-    )
+    n_tied = int(ranking.duplicated().sum())
+    if n_tied:
+        logger.info(
+            "gsea: %d of %d ranked genes (%.2f%%) repeat another gene's %s; gseapy orders "
+            "ties arbitrarily (n_tied_ranks in the attrs)",
+            n_tied,
+            ranking.size,
+            100 * n_tied / ranking.size,
+            rank_by,
+        )
+    with _gseapy_log():
+        pre = gseapy.prerank(
+            rnk=ranking,
+            gene_sets={n: sets[n] for n in testable},
+            outdir=None,
+            no_plot=True,
+            min_size=min_size,
+            max_size=max_size,
+            permutation_num=permutations,
+            weight=weight,
+            threads=n_threads,
+            seed=seed,
+            verbose=False,
+        )
     raw = pre.res2d
     lead = raw["Lead_genes"].fillna("").astype(str)
     out = pd.DataFrame(
@@ -250,6 +265,7 @@ def gsea(
         "rank_by": rank_by,
         "identifiers": "index" if by_index else "gene_name",
         **acct,
+        "n_tied_ranks": n_tied,
         "n_sets": len(testable),
         "n_sets_skipped": len(sets) - len(testable),
         "min_size": int(min_size),
@@ -260,6 +276,24 @@ def gsea(
     }
     logger.info("gsea: %d sets at FDR < 0.05 (%.1f s)", int((out["FDR"] < 0.05).sum()), elapsed)
     return out
+
+
+@contextlib.contextmanager
+def _gseapy_log() -> Iterator[None]:
+    """Route gseapy's console log (its own stderr handler) to itme's logger at DEBUG.
+
+    gseapy attaches a ``StreamHandler`` to a fresh logger on every call, printing warnings
+    such as tied ranking values straight to the terminal; itme reports what matters itself
+    (``n_tied_ranks``), so the text is kept for ``-vv`` only.
+    """
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer):
+            yield
+    finally:
+        for line in buffer.getvalue().splitlines():
+            if line.strip():
+                logger.debug("gseapy: %s", line.strip())
 
 
 def ssgsea_scores(
@@ -277,18 +311,19 @@ def ssgsea_scores(
     """
     import gseapy
 
-    res = gseapy.ssgsea(
-        data=expression,
-        gene_sets=gene_sets,
-        outdir=None,
-        sample_norm_method="rank",
-        min_size=min_size,
-        max_size=max_size,
-        permutation_num=0,
-        threads=_threads(threads),
-        no_plot=True,
-        verbose=False,
-    )
+    with _gseapy_log():
+        res = gseapy.ssgsea(
+            data=expression,
+            gene_sets=gene_sets,
+            outdir=None,
+            sample_norm_method="rank",
+            min_size=min_size,
+            max_size=max_size,
+            permutation_num=0,
+            threads=_threads(threads),
+            no_plot=True,
+            verbose=False,
+        )
     table = res.res2d
     wide = table.pivot(index="Name", columns="Term", values="NES").astype(float)
     wide.index = pd.Index(wide.index.astype(str), name=None)

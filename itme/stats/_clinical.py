@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from itme._adata import fmt_ids, group_labels, is_anndata, obs_columns, one_row_per_patient
+from itme._adata import (
+    RNASEQ_ID,
+    fmt_ids,
+    group_labels,
+    is_anndata,
+    obs_columns,
+    one_row_per_patient,
+)
 from itme.core.stats.fisher import independence_test
 from itme.core.stats.groups import rank_test, summary
 from itme.errors import (
@@ -135,8 +142,9 @@ def clinical_table(
     variables
         Variables (rows) in this order. Default: the clinical columns (for an AnnData, those
         :func:`itme.io.add_clinical` recorded in ``uns["clinical"]["columns"]``; for a
-        DataFrame, every column but ``patient_id``), without ``groupby`` and the survival
-        columns ``<endpoint>_months`` / ``<endpoint>_event``.
+        DataFrame, every column but ``patient_id``), without ``groupby``, the survival
+        columns ``<endpoint>_months`` / ``<endpoint>_event`` and the identifier column
+        ``rnaseq_id``.
     categorical
         Variables to treat as categorical even if numeric.
     groups
@@ -176,7 +184,7 @@ def clinical_table(
             variables = [
                 str(c)
                 for c in record["columns"]
-                if str(c) != groupby and not _SURVIVAL.match(str(c))
+                if str(c) not in (groupby, RNASEQ_ID) and not _SURVIVAL.match(str(c))
             ]
         variables = list(variables)
         if groupby not in data.obs.columns:
@@ -195,7 +203,11 @@ def clinical_table(
     else:
         clin = clinical_frame(data)
         if variables is None:
-            variables = [c for c in clin.columns if c != groupby and not _SURVIVAL.match(str(c))]
+            variables = [
+                c
+                for c in clin.columns
+                if c not in (groupby, RNASEQ_ID) and not _SURVIVAL.match(str(c))
+            ]
         variables = list(variables)
         unknown = [v for v in variables if v not in clin.columns]
         if unknown:

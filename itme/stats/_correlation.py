@@ -142,17 +142,27 @@ def correlate(
     untested = out[out["note"] != ""]
     if len(untested):
         warnings.warn(
-            f"correlate: {len(untested)} pair(s) not tested: "
-            + fmt_ids(
-                [
-                    f"{a}~{b} ({r})"
-                    for a, b, r in untested[["x", "y", "note"]].itertuples(index=False)
-                ]
-            ),
+            f"correlate: {len(untested)} pair(s) not tested ({_untested_summary(frame, untested)}"
+            "); they are the rows with a note",
             ItmeExclusionWarning,
             stacklevel=2,
         )
     return out
+
+
+def _untested_summary(frame: pd.DataFrame, untested: pd.DataFrame) -> str:
+    """Why pairs were not tested, by variable rather than by pair (a short message)."""
+    parts = []
+    constant = [v for v in frame.columns if frame[v].dropna().nunique() < 2]
+    involved = set(untested["x"]) | set(untested["y"])
+    constant = [v for v in constant if v in involved]
+    if constant:
+        parts.append(f"{len(constant)} constant variable(s): {fmt_ids(constant, limit=8)}")
+    rest = untested[~(untested["x"].isin(constant) | untested["y"].isin(constant))]
+    if len(rest):
+        pairs = [f"{a}~{b} ({r})" for a, b, r in rest[["x", "y", "note"]].itertuples(index=False)]
+        parts.append(f"{len(rest)} other pair(s): {fmt_ids(pairs, limit=5)}")
+    return "; ".join(parts)
 
 
 def marker_medians(

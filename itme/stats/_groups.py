@@ -80,7 +80,8 @@ def compare_groups(
         Column of ``obs`` (or of the DataFrame) holding the groups, e.g. ``"itme_cluster"``,
         or ``"disease_status"`` once the clinical table is joined (:func:`itme.io.add_clinical`).
     features
-        Features to test (default: all ``var_names``, or all numeric columns).
+        Features to test (default: all ``var_names`` but ``"unassigned"``, which is not a
+        subset; or all numeric columns).
     source
         ``"X"`` or the name of an ``obsm`` DataFrame, e.g. ``"derived"`` for total T cells,
         CD4, CD8 and the CD4:CD8 ratio.

@@ -14,6 +14,7 @@ import pandas as pd
 from anndata import AnnData
 
 from itme._adata import check_markers, markers_of_class, matrix
+from itme._colors import store_colors
 from itme._dask import lazy_group_medians, lazy_matrix
 from itme.core.annotate.naming import UNASSIGNED, assign_clusters, auto_thresholds
 from itme.core.annotate.phenotypes import PhenotypeTable
@@ -24,6 +25,9 @@ from itme.io import read_phenotypes
 __all__ = ["annotate", "cluster_phenotypes"]
 
 logger = logging.getLogger(__name__)
+
+#: clusters with fewer events are not named (see ``min_events`` of :func:`annotate`)
+MIN_EVENTS = 20
 
 
 def _groups(adata: AnnData, groupby: str) -> pd.Categorical:
@@ -108,6 +112,7 @@ def annotate(
     min_score: float = 0.8,
     min_lineage_score: float = 1.0,
     tolerance: float = 0.25,
+    min_events: int = MIN_EVENTS,
     layer: str | None = None,
     key_added: str = "subset",
     copy: bool = False,
@@ -141,6 +146,11 @@ def annotate(
     tolerance
         Dim band around each threshold (arcsinh units): a median closer than this to the
         threshold satisfies both ``hi`` and ``lo``.
+    min_events
+        Clusters with fewer events (but at least one) are not named: they become
+        ``"unassigned"`` with method ``"too small"`` (a median of a handful of events says
+        little about a phenotype; FlowSOM leaves such slivers between populations). Their
+        events are counted in the log and in ``clusters``. A ``mapping`` still names them.
     layer
         Layer used for the medians; ``None`` uses ``X``.
     key_added
@@ -155,10 +165,15 @@ def annotate(
         subset name, ``"unassigned"`` when nothing fits; categories are every name of the
         table, so absent subsets count as 0 in ``tl.abundance``) and ``uns[key_added]``:
         ``clusters`` (DataFrame per cluster: ``subset, lineage, score, lineage_score,
-        subset_score, margin, failed, method, n_events``), ``medians`` (clusters × markers,
+        subset_score, margin, failed, method, n_events``; ``method`` is ``phenotypes``,
+        ``manual``, ``too small`` (fewer than ``min_events``), ``empty`` (no event) or
+        ``none``), ``medians`` (clusters × markers,
         the cluster phenotype table), ``thresholds`` (DataFrame ``marker, threshold, method``),
         ``phenotypes`` (the YAML text, when a table was used), ``table``, ``groupby``,
-        ``min_score``, ``min_lineage_score``, ``tolerance``.
+        ``min_score``, ``min_lineage_score``, ``tolerance``, ``min_events``; and
+        ``uns[f"{key_added}_colors"]`` (one colour per category, in category order, as
+        scanpy stores them; ``"unassigned"`` grey; colours already stored for the same
+        categories are kept).
     """
     t0 = time.perf_counter()
     if phenotypes is None and not mapping:
@@ -167,6 +182,14 @@ def annotate(
         )
     if not isinstance(tolerance, int | float) or tolerance < 0:
         raise ItmeParameterError("tolerance", "a number >= 0 (arcsinh units)", tolerance)
+    if (
+        isinstance(min_events, bool)
+        or not isinstance(min_events, int | np.integer)
+        or min_events < 0
+    ):
+        raise ItmeParameterError(
+            "min_events", "an integer >= 0 (0: name every cluster)", min_events
+        )
     for name, value in (("min_score", min_score), ("min_lineage_score", min_lineage_score)):
         if not isinstance(value, int | float) or not 0 <= value <= 1:
             raise ItmeParameterError(name, "a fraction in [0, 1]", value)
@@ -219,6 +242,22 @@ def annotate(
             )
             result.loc[auto.index, auto.columns] = auto
             result.loc[auto.index, "method"] = "phenotypes"
+    empty = n_events == 0
+    result.loc[empty, ["failed", "method"]] = ["no events", "empty"]
+    small = (n_events > 0) & (n_events < min_events)
+    if small.any():
+        result.loc[small, ["subset", "lineage", "failed", "method"]] = [
+            UNASSIGNED,
+            "",
+            f"fewer than {min_events} events",
+            "too small",
+        ]
+        logger.info(
+            "annotate: %d cluster(s) of fewer than %d events (%d events in all) left unassigned",
+            int(small.sum()),
+            min_events,
+            int(n_events[small].sum()),
+        )
     for cluster, name in (mapping or {}).items():
         if str(cluster) not in result.index:
             raise ItmeParameterError("mapping", f"cluster names of obs[{groupby!r}]", cluster)
@@ -239,6 +278,7 @@ def annotate(
         groups.codes >= 0, codes[np.maximum(groups.codes, 0)], names.index(UNASSIGNED)
     )
     adata.obs[key_added] = pd.Categorical.from_codes(cell_codes.astype(np.int32), categories=names)
+    store_colors(adata, key_added, unassigned=UNASSIGNED)
 
     info: dict[str, Any] = {
         "clusters": result,
@@ -248,6 +288,7 @@ def annotate(
         "min_score": float(min_score),
         "min_lineage_score": float(min_lineage_score),
         "tolerance": float(tolerance),
+        "min_events": int(min_events),
     }
     if table is not None:
         info["phenotypes"] = table.text

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from itme._adata import feature_table, fmt_ids, group_labels, obs_columns
+from itme._colors import store_colors
 from itme._random import RngLike, as_generator, draw_seed
 from itme.core.patients import ward
 from itme.core.patients.composition import TRANSFORMS
@@ -159,8 +160,9 @@ def patient_clusters(
         Linkage: ``"ward"`` (default), ``"average"``, ``"complete"`` or ``"single"``
         (Euclidean distance).
     features
-        Subsets to cluster on (default: all ``var_names``). All-missing and constant ones are
-        dropped with an ItmeExclusionWarning; other missing values are an error.
+        Subsets to cluster on (default: all ``var_names`` but ``"unassigned"``, which is
+        not a subset). All-missing and constant ones are dropped with an
+        ItmeExclusionWarning; other missing values are an error.
     transform
         ``"zscore"`` (default, JMP's standardisation), ``"clr"`` (centred log-ratio with
         half the smallest positive value as pseudocount), ``"arcsine_sqrt"`` or ``None``
@@ -187,6 +189,9 @@ def patient_clusters(
 
     ``obs[key_added]``
         Categorical cluster ``"1"``..``"k"``.
+    ``uns[f"{key_added}_colors"]``
+        One colour per cluster, in cluster order (scanpy's layout; kept when already stored
+        for k clusters), used by every :mod:`itme.pl` figure and by scanpy's plots.
     ``uns[key_added]``
         ``linkage`` (canonical scipy linkage matrix over the rows of ``adata``), ``leaf_order``
         (row indices left to right), ``method``, ``k``, ``transform`` (``"none"`` for raw),
@@ -263,6 +268,7 @@ def patient_clusters(
             stacklevel=2,
         )
     adata.obs[key_added] = labels
+    store_colors(adata, key_added)
     uns = {
         "linkage": z,
         "leaf_order": ward.leaf_order(z).astype(np.int64),

@@ -9,7 +9,10 @@ identical tables; a run killed mid-way and restarted gives the same result.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -18,19 +21,46 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from itme.pipeline import run, run_demo
+from itme.pipeline import run
 
 pytestmark = pytest.mark.slow
 
 
+#: the small demo, as a user runs it (`itme demo`), in its own process: what it prints is
+#: what a user sees (Python's default warning filters, the CLI's log format)
+DEMO_ARGS = ["--patients", "30", "--cells", "3000", "--genes", "6000", "--seed", "11"]
+
+
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
+def demo_run(tmp_path_factory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("demo")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = run_demo(out, n_patients=30, cells_per_sample=3000, n_genes=6000, seed=11)
-    assert [s.status for s in result.stages] == ["done"] * 10  # with the batch stage
-    return out
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONWARNINGS")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from itme.cli import entry_point; entry_point()",
+            "demo",
+            "--out",
+            str(out),
+            *DEMO_ARGS,
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parents[2],
+        timeout=1800,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stages = json.loads((out / "run.json").read_text())["stages"]
+    assert [s["status"] for s in stages] == ["done"] * 10  # with the batch stage
+    return out, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def demo(demo_run) -> Path:
+    return demo_run[0]
 
 
 def _truth(out: Path) -> dict:
@@ -122,3 +152,88 @@ def test_rerun_is_identical_and_a_killed_run_resumes(demo, tmp_path):
     assert statuses["cluster"] == "skipped (unchanged)"
     assert statuses["stats"] == "done"
     assert _tables(copy) == _tables(demo)
+
+
+def test_a_clean_demo_prints_at_most_three_warnings_one_line_each(demo_run):
+    _, stderr = demo_run
+    lines = stderr.splitlines()
+    warned = [ln for ln in lines if " WARNING " in ln or "[WARNING]" in ln]
+    assert len(warned) <= 3, "\n".join(warned)
+    # one line per fact: no Python source line echoed under a warning, no repeats, short
+    assert not [ln for ln in lines if ln.startswith("  ") and not ln.strip().startswith("-")]
+    facts = [ln.split(" WARNING ", 1)[-1] for ln in warned]
+    assert len(set(facts)) == len(facts)
+    assert max(map(len, warned), default=0) < 600
+    # the patient without an FCS file is one warning, not one per downstream step
+    assert sum("MM" in ln and "no sample" in ln for ln in warned) <= 1
+    assert "no row in" not in stderr
+
+
+def test_unassigned_and_never_found_subsets_are_listed_not_tested(demo):
+    tests = pd.read_csv(demo / "tables" / "subset_tests.csv")
+    assert "unassigned" not in set(tests["feature"])
+    assert tests["pvalue"].notna().all()  # no rows of NA for always-zero subsets
+    left = pd.read_csv(demo / "tables" / "subsets_not_tested.csv").set_index("feature")
+    cells = ad.read_h5ad(demo / "cells.h5ad", backed="r")
+    n_unassigned = int((cells.obs["subset"] == "unassigned").sum())
+    cells.file.close()
+    assert left.loc["unassigned", "events"] == n_unassigned
+    frequencies = pd.read_csv(demo / "tables" / "subset_frequencies.csv", index_col=0)
+    never = [c for c in frequencies.columns if (frequencies[c] == 0).all()]
+    assert set(never) <= set(left.index)
+    clustered = ad.read_h5ad(demo / "patients.h5ad").uns["itme_cluster"]["features"]
+    assert "unassigned" not in set(clustered) and not set(never) & set(clustered)
+
+
+def test_report_and_tables_of_a_finished_run(demo):
+    html = (demo / "report.html").read_text()
+    assert "running" not in html
+    annotation = pd.read_csv(demo / "tables" / "cluster_annotation.csv", dtype={0: str})
+    ids = annotation.iloc[:, 0].astype(int).tolist()
+    assert ids == sorted(ids)  # 1, 2, ..., 10, not as text
+    named = annotation[annotation["subset"] != "unassigned"]
+    assert (named["n_events"] >= 20).all()  # slivers of a few events get no subset name
+    summary = json.loads((demo / "summary.json").read_text())["clusters"]
+    asked = summary["metaclusters asked"]
+    assert asked == 40 and summary["metaclusters with events"] == int(
+        (annotation["n_events"] > 0).sum()
+    )
+    cells = ad.read_h5ad(demo / "cells.h5ad", backed="r")
+    assert len(cells.uns["subset_colors"]) == len(cells.obs["subset"].cat.categories)
+    cells.file.close()
+    patients = ad.read_h5ad(demo / "patients.h5ad")
+    assert len(set(patients.uns["itme_cluster_colors"])) == 3
+
+
+def test_k4_gives_every_cluster_a_contrast(demo, tmp_path):
+    """patients.k: 4 without rnaseq.contrasts: each cluster vs the rest, none left out."""
+    copy = tmp_path / "k4"
+    shutil.copytree(demo, copy)
+    import yaml
+
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["patients"]["k"] = 4
+    config["patients"]["bootstrap"] = 10
+    config["rnaseq"]["contrasts"] = None
+    config["rnaseq"]["permutations"] = 100
+    (copy / "config.yaml").write_text(yaml.safe_dump(config))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(copy / "config.yaml", out=copy, from_stage="patients")
+    clusters = pd.read_csv(copy / "tables" / "itme_clusters.csv", index_col=0)
+    sizes = clusters["itme_cluster"].astype(str).value_counts()
+    assert sorted(sizes.index) == ["1", "2", "3", "4"]
+    rna = json.loads((copy / "summary.json").read_text())["rna"]
+    skipped = [str(w.message) for w in caught if "skipped" in str(w.message)]
+    stages = json.loads((copy / "run.json").read_text())["stages"]
+    written = next(s["outputs"] for s in stages if s["name"] == "rnaseq")
+    tables = {Path(p).name for p in written if Path(p).name.startswith("de_results")}
+    for c in "1234":
+        entry = rna[f"itme {c} vs rest"]
+        if sizes[c] < 2:  # a cluster of one patient cannot be tested: said, not dropped
+            assert entry.startswith("status: skipped"), entry
+            assert any(f"itme_{c}_vs_rest skipped" in m for m in skipped)
+        else:
+            assert entry.startswith(f"test: {c}; reference: "), entry
+    assert len(tables) == sum(sizes >= 2) and "de_results.csv" in tables
+    assert "clusters left out" not in json.dumps(rna)

@@ -111,3 +111,18 @@ def test_figures_read_groups_from_obs_only(clustered):
     res = itme.stats.compare_groups(clustered, groupby="itme_cluster")
     with pytest.raises(ItmeParameterError, match=r"parameter 'groupby'.*add_clinical"):
         itme.pl.subset_boxplots(clustered, results=res, groupby="risk")
+
+
+def test_kaplan_meier_ticks_at_round_months(clustered):
+    from itme.pl._patients import month_ticks
+
+    np.testing.assert_array_equal(month_ticks(62.3), [0, 12, 24, 36, 48, 60])
+    np.testing.assert_array_equal(month_ticks(17.0), [0, 3, 6, 9, 12, 15])
+    np.testing.assert_array_equal(month_ticks(130.0), [0, 24, 48, 72, 96, 120])
+    clinical = simulate_clinical(clustered, 0)
+    itme.io.add_clinical(clustered, clinical, columns=["os_months", "os_event"])
+    itme.stats.kaplan_meier(clustered, groupby="itme_cluster")
+    ticks = itme.pl.kaplan_meier(clustered).axes[0].get_xticks()
+    step = ticks[1] - ticks[0]
+    assert step in (1, 2, 3, 6, 12, 24, 36, 60, 120, 240)
+    assert np.all(np.mod(ticks, step) == 0)

@@ -413,3 +413,45 @@ def test_provenance_lists_inputs_versions_config_and_timings(report):
     assert f"<b>{1.5 * len(STAGES):.1f}</b>" in prov
     over = text.split('<section id="overview">')[1].split("</section>")[0]
     assert "4 min 30 s" in over
+
+
+def test_page_written_by_the_report_stage_does_not_say_it_is_running(tmp_path):
+    # the runner records the report stage as running while that stage writes the page
+    root = make_run(tmp_path / "run")
+    record = json.loads((root / "run.json").read_text())
+    record["status"] = "running"
+    record["stages"].append({"name": "report", "status": "running", "seconds": None})
+    (root / "run.json").write_text(json.dumps(record))
+    text = write_report(root).read_text(encoding="utf-8")
+    assert "running" not in text
+    assert '<span class="mono">report</span> <span class="badge done">done</span>' in text
+
+
+def test_a_stage_really_running_is_still_shown(tmp_path):
+    root = make_run(tmp_path / "run", statuses={"rnaseq": "running"})
+    record = json.loads((root / "run.json").read_text())
+    record["status"] = "running"
+    (root / "run.json").write_text(json.dumps(record))
+    assert "running" in write_report(root).read_text(encoding="utf-8")
+
+
+def test_gsea_zero_is_shown_as_below_one_over_permutations(tmp_path):
+    root = make_run(tmp_path / "run")
+    record = json.loads((root / "run.json").read_text())
+    record["config"]["rnaseq"] = {"permutations": 1000}
+    (root / "run.json").write_text(json.dumps(record))
+    pd.DataFrame(
+        {
+            "Term": ["HALLMARK_E2F_TARGETS", "HALLMARK_MYC_TARGETS_V1"],
+            "NES": [2.4, 2.0],
+            "pvalue": [0.0, 0.004],
+            "FDR": [0.0, 0.012],
+        }  # fmt: skip
+    ).to_csv(root / "tables" / "gsea_hallmark.csv", index=False)
+    text = write_report(root).read_text(encoding="utf-8")
+    table = text.split('id="table-gsea_hallmark"')[1].split("</table>")[0]
+    body = table.split("<tbody>")[1]
+    assert body.count("&lt; 0.001") == 2  # pvalue and FDR of the first set
+    assert ">0<" not in body
+    assert "1,000 permutations" in table
+    assert fmt_p(0.0) == "0"  # other tables: a zero is a zero

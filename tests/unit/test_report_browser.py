@@ -35,7 +35,7 @@ def test_example_report_renders_in_chromium(tmp_path, capsys):
     ok = checker.check(report, shot)
     out = capsys.readouterr().out
     assert ok, out
-    assert out.count("ok  ") == 5
+    assert out.count("ok  ") == 6
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

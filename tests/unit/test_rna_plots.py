@@ -55,6 +55,15 @@ def test_nes_top_and_empty():
         gsea_nes(pd.DataFrame({"Term": ["x"]}))
 
 
+def test_nes_zero_q_printed_as_below_one_over_permutations():
+    table = _gsea_table()
+    table.loc[0, "FDR"] = 0.0
+    texts = [t.get_text() for t in gsea_nes(table, permutations=1000).axes[0].texts]
+    assert "q<0.001" in texts and "q=0" not in texts
+    table.attrs["permutations"] = 100  # as itme.rna.gsea leaves it
+    assert "q<0.01" in [t.get_text() for t in gsea_nes(table).axes[0].texts]
+
+
 def test_volcano_colours_and_labels():
     gen = np.random.default_rng(0)
     n = 300

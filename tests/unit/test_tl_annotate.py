@@ -181,6 +181,38 @@ def test_annotate_writes_documented_keys(small_adata, tmp_path):
     pd.testing.assert_series_equal(back.obs["subset"], adata.obs["subset"])
 
 
+def test_annotate_stores_subset_colours_scanpy_way(small_adata, tmp_path):
+    from itme._colors import UNASSIGNED_COLOR
+
+    adata = small_adata.copy()
+    itme.tl.annotate(adata, phenotypes=SMALL)
+    cats = list(adata.obs["subset"].cat.categories)
+    colours = list(adata.uns["subset_colors"])
+    assert len(colours) == len(cats) and len(set(colours)) == len(cats)
+    assert colours[cats.index("unassigned")] == UNASSIGNED_COLOR
+    adata.write_h5ad(tmp_path / "c.h5ad")
+    assert list(ad.read_h5ad(tmp_path / "c.h5ad").uns["subset_colors"]) == colours
+
+
+def test_tiny_metaclusters_are_not_named(small_adata):
+    adata = small_adata.copy()
+    labels = adata.obs["metacluster"].astype(str).to_numpy()
+    sliver = np.flatnonzero(labels == "1")[:5]  # 5 CD4 T events in a metacluster of their own
+    labels[sliver] = "4"
+    adata.obs["metacluster"] = pd.Categorical(labels, categories=["1", "2", "3", "4"])
+    itme.tl.annotate(adata, phenotypes=SMALL)
+    clusters = adata.uns["subset"]["clusters"]
+    assert clusters.loc["4", "subset"] == "unassigned"
+    assert clusters.loc["4", "method"] == "too small" and clusters.loc["4", "n_events"] == 5
+    assert (adata.obs["subset"].to_numpy()[sliver] == "unassigned").all()
+    assert clusters.loc["1", "subset"] == "CD4 T"  # the big clusters keep their names
+    assert adata.uns["subset"]["min_events"] == 20
+    named = itme.tl.annotate(adata, phenotypes=SMALL, min_events=0, copy=True)
+    assert named.uns["subset"]["clusters"].loc["4", "subset"] == "CD4 T"
+    with pytest.raises(ItmeParameterError, match="min_events"):
+        itme.tl.annotate(adata, phenotypes=SMALL, min_events=-1)
+
+
 def test_cluster_phenotypes_equal_pandas_median(small_adata):
     table = itme.tl.cluster_phenotypes(small_adata, groupby="metacluster")
     ref = small_adata.to_df().groupby(small_adata.obs["metacluster"].to_numpy()).median()
