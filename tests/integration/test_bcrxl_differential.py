@@ -14,7 +14,7 @@ import warnings
 
 import pandas as pd
 import pytest
-from integration.test_tl_real_data import BODENMILLER
+from helpers.phenotypes import BODENMILLER
 
 import itme
 from itme.errors import ItmeExclusionWarning
