@@ -11,6 +11,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.h5ad import roundtrip
 
 import itme
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
@@ -158,3 +159,22 @@ def test_ds_too_few_cells_and_bad_formula():
     adata.obs["bad"] = np.arange(adata.n_obs) % 2
     with pytest.raises(ItmeInputError, match="one value per sample_id"):
         itme.stats.differential_state(adata, formula="~ condition + bad", contrast=CONTRAST)
+
+
+def test_differential_records_survive_h5ad(tmp_path):
+    """uns["differential_abundance"] and uns["differential_state"] (exclusions included)."""
+    adata = paired_counts(1, fc=1.5)
+    itme.stats.differential_abundance(adata, formula="~ condition + patient_id", contrast=CONTRAST)
+    back = roundtrip(adata, tmp_path / "da.h5ad")
+    table = back.uns["differential_abundance"]["table"]
+    assert table["subset"].iloc[0] in {"s0", "s1"} and table["padj"].iloc[0] < 0.05
+    cells = ds_cells(0)
+    cell = (cells.obs["sample_id"] == "p0A") & (cells.obs["subset"] == "T")
+    cells = cells[~cell.to_numpy() | (np.cumsum(cell.to_numpy()) <= 3)].copy()
+    with pytest.warns(ItmeExclusionWarning, match="p0A/T"):
+        itme.stats.differential_state(cells, formula="~ condition", contrast=CONTRAST)
+    back = roundtrip(cells, tmp_path / "ds.h5ad")
+    rec = back.uns["differential_state"]
+    assert list(rec["excluded"]) == ["p0A/T (3)"] and rec["min_cells"] == 10
+    med = rec["medians"].set_index(["sample_id", "subset"])
+    assert np.isnan(med.loc[("p0A", "T"), "pX"]) and med.loc[("p0A", "T"), "n_cells"] == 3
