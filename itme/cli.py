@@ -76,6 +76,7 @@ _STAGES = click.Choice(
         "patients",
         "stats",
         "rnaseq",
+        "differential",
         "report",
     ]
 )

@@ -24,6 +24,7 @@ from itme.stats._data import padjust
 from itme.stats._design import (
     coefficient_name,
     design_columns,
+    formula_columns,
     resolve_contrast,
     sample_table,
 )
@@ -31,7 +32,7 @@ from itme.stats._design import (
 if TYPE_CHECKING:
     from anndata import AnnData
 
-__all__ = ["differential_abundance", "differential_state"]
+__all__ = ["differential_abundance", "differential_state", "formula_columns"]
 
 logger = logging.getLogger(__name__)
 
