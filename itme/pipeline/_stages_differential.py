@@ -117,6 +117,7 @@ def _one_contrast(
         contrast=con,
         method=d.abundance_method,
         random=d.random if glmm else None,
+        min_count=d.min_cells,  # a subset with fewer events in all is not tested
         fdr="bh",
         key_added=None,
     )

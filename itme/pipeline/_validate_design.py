@@ -31,7 +31,7 @@ def _values(
         return "samples.csv", set(sheet[column].dropna().astype(str))
     if clinical is not None and column in clinical.columns:
         patients = set(sheet["patient_id"].astype(str))
-        rows = clinical[clinical["patient_id"].astype(str).isin(patients)]
+        rows = clinical[clinical.index.astype(str).isin(patients)]  # indexed by patient_id
         return "clinical.csv", set(rows[column].dropna().astype(str))
     if column == "itme_cluster":
         return "itme_cluster", {str(c) for c in range(1, k + 1)}
@@ -43,9 +43,7 @@ def _units(sheet: pd.DataFrame) -> pd.DataFrame:
     return io.analysis_units(sheet)
 
 
-def _events_problems(
-    config: Config, design: Design, sheet: pd.DataFrame, folder: Path
-) -> list[str]:
+def _events_problems(config: Config, design: Design, sheet: pd.DataFrame) -> list[str]:
     """Units whose events (``$TOT``, or ``downsample.n``) cannot reach ``min_cells``."""
     found = []
     n = config.downsample.n
