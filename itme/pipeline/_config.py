@@ -381,11 +381,7 @@ class DesignContrast(_Section):
 
 
 class Design(_Section):
-    """Differential abundance and state between conditions (stats.differential_abundance, stats.differential_state; docs/catalyst.md).
-
-    Columns may come from samples.csv (condition, patient_id, ...), clinical.csv or be
-    itme_cluster. Absent: nothing runs and nothing changes.
-    """
+    """Differential abundance and state between conditions (docs/catalyst.md): stats.differential_abundance, stats.differential_state; columns from samples.csv, clinical.csv or itme_cluster; absent: nothing runs."""
 
     formula: str = Field(
         description='R-style right-hand side, e.g. "~ condition" or "~ condition + age"'

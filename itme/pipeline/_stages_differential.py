@@ -149,12 +149,12 @@ def _one_contrast(
         f"subsets at padj < {fdr:g}": int((da["padj"] < fdr).sum()),
         "state tests": len(tested),
         f"state calls at padj < {fdr:g}": int((ds["padj"] < fdr).sum()),
-        "top state calls": [
+        "top state calls": "; ".join(
             f"{s} {m} {lfc:+.2f} (padj {p:.2g})"
             for s, m, lfc, p in zip(
                 top["subset"], top["marker"], top["logFC"], top["padj"], strict=True
             )
-        ],
+        ),
         "sample × subset cells below min_cells": int(rec["n_excluded"]),
     }
 

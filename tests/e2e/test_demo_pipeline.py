@@ -29,7 +29,7 @@ def demo(tmp_path_factory) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = run_demo(out, n_patients=30, cells_per_sample=3000, n_genes=6000, seed=11)
-    assert [s.status for s in result.stages] == ["done"] * 10  # with the batch stage
+    assert [s.status for s in result.stages] == ["done"] * 11  # with batch and differential
     return out
 
 
