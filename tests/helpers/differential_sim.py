@@ -121,3 +121,75 @@ def abundance(cells: ad.AnnData) -> ad.AnnData:
     for col in ("patient_id", "condition"):
         patients.obs[col] = design.loc[patients.obs_names, col].astype(str).to_numpy()
     return patients
+
+
+def score(called: set, planted: set, tested: set) -> dict[str, float]:
+    """True and false calls of a run: power over ``planted``, false-discovery proportion.
+
+    ``tested`` are the nulls and planted tests that were evaluated (others, such as the
+    filler group, are neither).
+    """
+    tp = len(called & planted)
+    fp = len((called - planted) & tested)
+    return {
+        "tp": tp,
+        "fp": fp,
+        "power": tp / len(planted) if planted else float("nan"),
+        "fdp": fp / max(tp + fp, 1),
+    }
+
+
+#: the designs compared: name -> (function, keyword arguments)
+DA_DESIGNS = {
+    "DA nb paired (~ condition + patient_id)": {"formula": "~ condition + patient_id"},
+    "DA nb unpaired (~ condition)": {"formula": "~ condition"},
+}
+DS_DESIGNS = {
+    "DS lmm paired (random patient_id)": {"formula": "~ condition", "method": "lmm"},
+    "DS lm paired (~ condition + patient_id)": {
+        "formula": "~ condition + patient_id",
+        "method": "lm",
+        "random": None,
+    },
+    "DS lm unpaired (~ condition)": {"formula": "~ condition", "method": "lm", "random": None},
+}
+
+
+def evaluate(
+    seed: int, *, n_patients: int = 8, cells: int = 3000, null: bool = False, designs=None
+) -> list[dict]:
+    """Every design of :data:`DA_DESIGNS` and :data:`DS_DESIGNS` on one simulated cohort.
+
+    ``null=True``: nothing planted (every test is a null). Returns one row per design with
+    :func:`score`'s fields and the seed.
+    """
+    da_planted = set() if null else set(PLANTED_DA)
+    ds_planted = set() if null else set(PLANTED_DS)
+    cells_ = paired_cohort(
+        seed, n_patients=n_patients, cells=cells, da={} if null else None, ds={} if null else None
+    )
+    patients = abundance(cells_)
+    rows = []
+    for name, kw in DA_DESIGNS.items():
+        if designs is not None and name not in designs:
+            continue
+        res = itme.stats.differential_abundance(
+            patients, contrast=CONTRAST, min_count=10, key_added=None, **kw
+        )
+        tested = set(res.loc[res["padj"].notna(), "subset"]) - {FILLER}
+        called = set(res.loc[res["padj"] < 0.05, "subset"])
+        rows.append({"design": name, "seed": seed, **score(called, da_planted, tested)})
+    for name, kw in DS_DESIGNS.items():
+        if designs is not None and name not in designs:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sample × subset cells below min_cells
+            res = itme.stats.differential_state(
+                cells_, contrast=CONTRAST, markers=STATE, key_added=None, **kw
+            )
+        ok = res["padj"].notna().to_numpy()
+        tested = set(zip(res.loc[ok, "subset"], res.loc[ok, "marker"], strict=True))
+        sig = res["padj"] < 0.05
+        called = set(zip(res.loc[sig, "subset"], res.loc[sig, "marker"], strict=True))
+        rows.append({"design": name, "seed": seed, **score(called, ds_planted, tested)})
+    return rows
