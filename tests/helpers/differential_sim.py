@@ -159,15 +159,22 @@ DS_DESIGNS = {
 
 
 def evaluate(
-    seed: int, *, n_patients: int = 8, cells: int = 3000, null: bool = False, designs=None
+    seed: int,
+    *,
+    n_patients: int = 8,
+    cells: int = 3000,
+    null: bool = False,
+    designs: list[str] | None = None,
+    markers: list[str] = STATE,
 ) -> list[dict]:
-    """Every design of :data:`DA_DESIGNS` and :data:`DS_DESIGNS` on one simulated cohort.
+    """The designs of :data:`DA_DESIGNS` and :data:`DS_DESIGNS` on one simulated cohort.
 
-    ``null=True``: nothing planted (every test is a null). Returns one row per design with
+    ``null=True``: nothing planted (every test is a null); ``designs``: the names to run
+    (default all); ``markers``: the state markers tested. Returns one row per design with
     :func:`score`'s fields and the seed.
     """
     da_planted = set() if null else set(PLANTED_DA)
-    ds_planted = set() if null else set(PLANTED_DS)
+    ds_planted = set() if null else {k for k in PLANTED_DS if k[1] in markers}
     cells_ = paired_cohort(
         seed, n_patients=n_patients, cells=cells, da={} if null else None, ds={} if null else None
     )
@@ -188,7 +195,7 @@ def evaluate(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # sample × subset cells below min_cells
             res = itme.stats.differential_state(
-                cells_, contrast=CONTRAST, markers=STATE, key_added=None, **kw
+                cells_, contrast=CONTRAST, markers=markers, key_added=None, **kw
             )
         ok = res["padj"].notna().to_numpy()
         tested = set(zip(res.loc[ok, "subset"], res.loc[ok, "marker"], strict=True))
