@@ -29,8 +29,9 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's itme, not an installed one
 
+import itme  # noqa: E402
 from helpers.differential_sim import evaluate  # noqa: E402
 
 
@@ -64,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         null += evaluate(1000 + seed, n_patients=args.patients, cells=args.cells, null=True)
         print(f"seed {seed} done ({time.perf_counter() - t0:.0f} s)", flush=True)
     pd.set_option("display.width", 200)
-    print(f"\n{args.patients} donors × 2 conditions, {args.cells} events per sample, "
-          f"{args.seeds} seeds; load {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(f"\nitme {itme.__file__}\n{args.patients} donors × 2 conditions, {args.cells} events "
+          f"per sample, {args.seeds} seeds; load {os.getloadavg()[0]:.2f}")  # fmt: skip
     print("\nPlanted effects (power over the 4 planted; FDP among the calls):")
     print(summarise(pd.DataFrame(planted)).to_string())
     print("\nNothing planted (every call is false):")
