@@ -31,8 +31,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's itme, not an installed one
 
-import itme  # noqa: E402
 from helpers.differential_sim import evaluate  # noqa: E402
+
+import itme  # noqa: E402
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
