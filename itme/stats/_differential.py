@@ -81,7 +81,7 @@ def differential_state(
     the formula). The contrast's coefficient is tested with its Wald statistic: for the
     mixed model against a t distribution with between-within degrees of freedom (SAS's
     DDFM=BW; diffcyt's ``glht`` uses the normal tail, which with 8 donors called nulls in
-    3 of 6 simulated cohorts, scripts/bench_differential.py), for OLS its t test; then
+    8 of 10 simulated cohorts, scripts/bench_differential.py), for OLS its t test; then
     Benjamini–Hochberg over all subset × marker tests.
 
     Parameters
