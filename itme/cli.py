@@ -109,6 +109,7 @@ _STAGES = click.Choice(
         "patients",
         "stats",
         "rnaseq",
+        "differential",
         "report",
     ]
 )

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from itme.core.clean.steps import GATING_COFACTOR, STEPS, canonical_step
-from itme.errors import ItmeInputError
+from itme.errors import ItmeError, ItmeInputError
 from itme.pp import MIN_CELLS, MIN_FRACTION_KEPT
 
 #: step names the config accepts: every step of the table and its aliases
@@ -457,6 +457,90 @@ def clusters_left_out(contrast: Contrast, k: int) -> list[str]:
     return [str(c) for c in range(1, k + 1) if str(c) not in used]
 
 
+class DesignContrast(_Section):
+    """One contrast of the design: ``level`` against ``reference`` of one column."""
+
+    column: str = Field(description="a column of the formula (condition, disease_status, ...)")
+    level: str = Field(description="the level tested")
+    reference: str = Field(description="the reference level (logFC = level - reference)")
+    name: str | None = Field(
+        None,
+        description="name used in file names (default <column>_<level>_vs_<reference>)",
+    )
+
+    @model_validator(mode="after")
+    def _two_levels(self) -> DesignContrast:
+        if self.level == self.reference:
+            raise ValueError(f"level and reference are both {self.level!r}")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The name of the contrast in file names and the report."""
+        return self.name or f"{self.column}_{self.level}_vs_{self.reference}"
+
+
+class Design(_Section):
+    """Differential abundance and state between conditions (docs/catalyst.md): stats.differential_abundance, stats.differential_state; columns from samples.csv, clinical.csv or itme_cluster; absent: nothing runs."""
+
+    formula: str = Field(
+        description='R-style right-hand side, e.g. "~ condition" or "~ condition + age"'
+    )
+    contrasts: list[DesignContrast] = Field(
+        min_length=1, description="contrasts tested (the first writes the plain table names)"
+    )
+    random: str | None = Field(
+        None,
+        description="pairing / blocking column (patient_id for paired samples): a random "
+        "intercept per level in the mixed models (state lmm, abundance glmm), a fixed block "
+        "term in the others (abundance nb, state lm)",
+    )
+    markers: list[str] | None = Field(
+        None, description="state markers tested (default: panel marker_class state)"
+    )
+    min_cells: int = Field(
+        10, ge=1, description="events a sample × subset needs for its median to be tested"
+    )
+    abundance_method: Literal["nb", "glmm"] = Field(
+        "nb",
+        description="nb: negative-binomial GLM with sample totals as offset (diffcyt-DA-edgeR's "
+        "model); glmm: binomial GLMM, random intercept per sample (diffcyt-DA-GLMM; slow)",
+    )
+    state_method: Literal["auto", "lmm", "lm"] = Field(
+        "auto",
+        description="lmm: linear mixed model with a random intercept per random level "
+        "(diffcyt-DS-LMM); lm: least squares; auto: lmm with random, else lm",
+    )
+
+    @model_validator(mode="after")
+    def _formula_names_the_contrasts(self) -> Design:
+        from itme.stats import formula_columns
+
+        try:
+            columns = formula_columns(self.formula, param="design.formula")
+        except ItmeError as exc:
+            raise ValueError(str(exc)) from exc
+        absent = sorted({c.column for c in self.contrasts} - set(columns))
+        if absent:
+            raise ValueError(
+                f"contrast column(s) {absent} are not terms of the formula {self.formula!r}; "
+                f"add them, e.g. '~ {' + '.join([*absent, *columns])}'"
+            )
+        if self.state_method == "lmm" and self.random is None:
+            raise ValueError("state_method lmm needs random (the pairing column), or use lm")
+        names = [c.label for c in self.contrasts]
+        if len(set(names)) < len(names):
+            raise ValueError(f"contrast names repeat: {names}")
+        return self
+
+    @property
+    def state(self) -> str:
+        """The differential-state method: ``lmm`` or ``lm`` (``auto`` resolved)."""
+        if self.state_method == "auto":
+            return "lmm" if self.random else "lm"
+        return self.state_method
+
+
 class Cytokines(_Section):
     """Options of stats.compare_cytokines."""
 
@@ -541,6 +625,11 @@ class Config(_Section):
     stats: Stats = Stats()
     rnaseq: RnaSeq = RnaSeq()
     cytokines: Cytokines = Cytokines()
+    design: Design | None = Field(
+        None,
+        description="differential abundance and state between conditions (formula, contrasts, "
+        "pairing); none: not run",
+    )
     report: Report = Report()
     compute: Compute | None = Field(
         None, description="run the lazy cell-level work on Dask (docs/cluster.md); none: in memory"

@@ -19,6 +19,7 @@ from itme.pipeline._config import Config
 from itme.pipeline._runner import Context, Stage
 from itme.pipeline._stages_batch import batch
 from itme.pipeline._stages_cells import abundance, annotate, clean, cluster, ingest
+from itme.pipeline._stages_differential import differential
 from itme.pipeline._stages_patients import patients, rnaseq, statistics
 
 logger = logging.getLogger(__name__)
@@ -228,6 +229,34 @@ STAGES = [
         ),
     ),
     Stage(
+        "differential",
+        differential,
+        params=lambda c: {
+            "design": None if c.design is None else c.design.model_dump(mode="json"),
+            "fdr": c.stats.fdr,
+        },
+        inputs=lambda c: [] if c.design is None else [c.inputs.samples],
+        requires=("annotate", "patients"),
+        section="differential",
+        outputs=(
+            table(
+                "differential_abundance",
+                "differential",
+                "subset abundance between conditions (NB GLM or binomial GLMM; R-style columns)",
+                variants=True,
+            ),
+            table(
+                "differential_state",
+                "differential",
+                "state-marker medians within subsets between conditions (LMM / least squares)",
+                variants=True,
+            ),
+            figure("ds_heatmap", "differential", "top differential-state calls", variants=True),
+            figure("ds_density", "differential", "densities of the top state calls", variants=True),
+            figure("pbmds", "differential", "pseudobulk MDS of the samples by condition"),
+        ),
+    ),
+    Stage(
         "report",
         report,
         params=lambda c: _params(c, "report"),
@@ -241,6 +270,7 @@ STAGES = [
             "patients",
             "stats",
             "rnaseq",
+            "differential",
         ),
     ),
 ]

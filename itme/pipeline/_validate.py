@@ -15,6 +15,7 @@ from itme.pipeline._config import Config, rnaseq_contrasts
 from itme.pipeline._config_check import check_config
 from itme.pipeline._lock import holder_problem
 from itme.pipeline._validate_cohort import cohort_problems
+from itme.pipeline._validate_design import design_problems
 
 
 def _attempt(problems: list[str], what: str, func: Callable[[], Any]) -> Any:
@@ -116,6 +117,8 @@ def problems(config: Config) -> list[str]:
         )
     elif isinstance(spec, str) and clinical is not None and spec not in columns:
         found.append(f"patients.sensitivity_exclude: {spec!r} is not a column of clinical.csv")
+    if config.design is not None:
+        found += design_problems(config, clinical)
     found += output_problems(config.output)
     return found
 

@@ -77,6 +77,14 @@ SECTIONS: tuple[Section, ...] = (
         "Benjamini&ndash;Hochberg FDR).",
     ),
     Section(
+        "differential",
+        "Differential abundance and state",
+        "Subset abundance (negative-binomial GLM with the sample totals as offset, or binomial "
+        "GLMM) and state-marker medians within subsets (linear mixed model with a random "
+        "intercept per pairing level, or least squares) between the conditions of the "
+        "config's design, as diffcyt/CATALYST; Benjamini&ndash;Hochberg FDR.",
+    ),
+    Section(
         "clinical",
         "Clinical table",
         "Patient characteristics by iTME cluster.",

@@ -40,7 +40,25 @@ class Contrast:
 
 
 def formula_columns(formula: str, *, param: str = "formula") -> list[str]:
-    """The column names an R-style right-hand side formula refers to, in order."""
+    """The column names an R-style right-hand side formula refers to, in order.
+
+    Parameters
+    ----------
+    formula
+        R-style right-hand side without a response, e.g. ``"~ condition + age"``; patsy
+        helpers (``C(x)``, ``np.log(x)``) are allowed.
+    param
+        Name of the parameter in error messages.
+
+    Returns
+    -------
+    The distinct column names, in the order they first appear.
+
+    Raises
+    ------
+    ItmeParameterError
+        Not a string starting with ``~``, no term, or a formula patsy cannot parse.
+    """
     if not isinstance(formula, str) or not formula.strip().startswith("~"):
         raise ItmeParameterError(
             param, 'an R-style formula without a response, e.g. "~ condition"', formula

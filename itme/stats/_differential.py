@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as t_dist
 
 from itme._adata import check_markers, fmt_ids, markers_of_class, matrix
 from itme.core.stats.pseudobulk import group_medians
@@ -24,6 +25,7 @@ from itme.stats._data import padjust
 from itme.stats._design import (
     coefficient_name,
     design_columns,
+    formula_columns,
     resolve_contrast,
     sample_table,
 )
@@ -31,7 +33,7 @@ from itme.stats._design import (
 if TYPE_CHECKING:
     from anndata import AnnData
 
-__all__ = ["differential_abundance", "differential_state"]
+__all__ = ["differential_abundance", "differential_state", "formula_columns"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +78,11 @@ def differential_state(
     marker is then fitted with ``median ~ formula`` and, with ``method="lmm"``, a random
     intercept per ``random`` (patient/donor: paired and repeated designs) by statsmodels
     ``MixedLM`` (REML); ``method="lm"`` fits ordinary least squares (put pairing columns in
-    the formula). The contrast's coefficient is tested with its Wald test (normal reference
-    for the mixed model, as diffcyt's ``glht``; t for OLS), then Benjamini–Hochberg over all
-    subset × marker tests.
+    the formula). The contrast's coefficient is tested with its Wald statistic: for the
+    mixed model against a t distribution with between-within degrees of freedom (SAS's
+    DDFM=BW; diffcyt's ``glht`` uses the normal tail, which with 8 donors called nulls in
+    8 of 10 simulated cohorts, scripts/bench_differential.py), for OLS its t test; then
+    Benjamini–Hochberg over all subset × marker tests.
 
     Parameters
     ----------
@@ -207,10 +211,16 @@ def differential_state(
             try:
                 result, note = _fit_linear(data, rhs, method, random)
                 name = coefficient_name(con, list(result.params.index), formula)
+                stat = float(result.tvalues[name])
+                if method == "lmm":  # t with between-within df, not the normal tail
+                    pvalue = 2 * float(
+                        t_dist.sf(abs(stat), _between_within_df(result, name, data[random]))
+                    )
+                else:
+                    pvalue = float(result.pvalues[name])
                 row.update(
                     logFC=float(result.params[name]), se=float(result.bse[name]),
-                    statistic=float(result.tvalues[name]), pvalue=float(result.pvalues[name]),
-                    note=note,
+                    statistic=stat, pvalue=pvalue, note=note,
                 )  # fmt: skip
             except (np.linalg.LinAlgError, ValueError) as err:
                 if isinstance(err, ItmeParameterError):
@@ -239,6 +249,31 @@ def differential_state(
             "n_excluded": len(excluded), "excluded": excluded,
         }  # fmt: skip
     return out
+
+
+def _between_within_df(result, name: str, groups: pd.Series) -> int:
+    """Denominator df of a mixed-model coefficient by the between-within rule (SAS DDFM=BW).
+
+    A coefficient whose column varies within some level of the random factor (a paired or
+    repeated-measures contrast) gets the residual df of the model with the factor as fixed
+    effects, ``n - rank([X, groups])``; one constant within every level (a between-patient
+    contrast) gets ``n_levels - rank`` of the between-level columns. At least 1.
+    """
+    X = np.asarray(result.model.exog, dtype=float)
+    names = list(result.model.exog_names)
+    codes = pd.factorize(groups.astype(str))[0]
+    n_levels = int(codes.max()) + 1
+    G = np.eye(n_levels)[codes]
+    varies = [
+        bool((pd.Series(X[:, j]).groupby(codes).nunique() > 1).any()) for j in range(X.shape[1])
+    ]
+    if varies[names.index(name)]:
+        df = X.shape[0] - np.linalg.matrix_rank(np.hstack([X, G]))
+    else:
+        between = X[:, [j for j, v in enumerate(varies) if not v]]
+        first = np.unique(codes, return_index=True)[1]
+        df = n_levels - np.linalg.matrix_rank(between[first])
+    return max(int(df), 1)
 
 
 def _untestable(data: pd.DataFrame, con, randoms: Sequence[str]) -> str:

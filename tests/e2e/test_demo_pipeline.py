@@ -54,7 +54,7 @@ def demo_run(tmp_path_factory) -> tuple[Path, str]:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     stages = json.loads((out / "run.json").read_text())["stages"]
-    assert [s["status"] for s in stages] == ["done"] * 10  # with the batch stage
+    assert [s["status"] for s in stages] == ["done"] * 11  # with batch and differential
     return out, proc.stderr
 
 

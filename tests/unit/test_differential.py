@@ -11,6 +11,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.h5ad import roundtrip
 
 import itme
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
@@ -122,11 +123,13 @@ def ds_cells(seed, shift=0.8, n_patients=6, cells=60):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ds_finds_planted_shift_only(seed):
+    """The LMM's p-value is a t with between-within df: the pX shift only (was z: too small)."""
     adata = ds_cells(seed)
     lmm = itme.stats.differential_state(adata, formula="~ condition", contrast=CONTRAST)
     lmm = lmm.set_index(["subset", "marker"])
-    assert lmm.loc[("T", "pX"), "padj"] < 1e-3
+    assert lmm.loc[("T", "pX"), "padj"] < 0.01  # 6 donors: t with 5 between-within df
     assert lmm.loc[("T", "pX"), "logFC"] == pytest.approx(0.8, abs=0.2)
+    assert (lmm.drop(("T", "pX"))["padj"] > 0.05).all()
     assert lmm.loc[("T", "pX"), "pvalue"] == lmm["pvalue"].min()
     # the paired t-test (donor as a fixed effect, exact with 5 df) calls nothing else
     lm = itme.stats.differential_state(
@@ -158,3 +161,38 @@ def test_ds_too_few_cells_and_bad_formula():
     adata.obs["bad"] = np.arange(adata.n_obs) % 2
     with pytest.raises(ItmeInputError, match="one value per sample_id"):
         itme.stats.differential_state(adata, formula="~ condition + bad", contrast=CONTRAST)
+
+
+def test_differential_records_survive_h5ad(tmp_path):
+    """uns["differential_abundance"] and uns["differential_state"] (exclusions included)."""
+    adata = paired_counts(1, fc=1.5)
+    itme.stats.differential_abundance(adata, formula="~ condition + patient_id", contrast=CONTRAST)
+    back = roundtrip(adata, tmp_path / "da.h5ad")
+    table = back.uns["differential_abundance"]["table"]
+    assert table["subset"].iloc[0] in {"s0", "s1"} and table["padj"].iloc[0] < 0.05
+    cells = ds_cells(0)
+    cell = (cells.obs["sample_id"] == "p0A") & (cells.obs["subset"] == "T")
+    cells = cells[~cell.to_numpy() | (np.cumsum(cell.to_numpy()) <= 3)].copy()
+    with pytest.warns(ItmeExclusionWarning, match="p0A/T"):
+        itme.stats.differential_state(cells, formula="~ condition", contrast=CONTRAST)
+    back = roundtrip(cells, tmp_path / "ds.h5ad")
+    rec = back.uns["differential_state"]
+    assert list(rec["excluded"]) == ["p0A/T (3)"] and rec["min_cells"] == 10
+    med = rec["medians"].set_index(["sample_id", "subset"])
+    assert np.isnan(med.loc[("p0A", "T"), "pX"]) and med.loc[("p0A", "T"), "n_cells"] == 3
+
+
+def test_ds_lmm_on_balanced_pairs_is_the_paired_t_test():
+    """Balanced pairs: REML's Wald statistic is the paired t, and with between-within df
+    (n - rank([X, donors]) = 5) the p-value is the paired t-test's."""
+    adata = ds_cells(3)
+    kw = {"contrast": CONTRAST, "key_added": None}
+    lmm = itme.stats.differential_state(adata, formula="~ condition", **kw)
+    lm = itme.stats.differential_state(
+        adata, formula="~ condition + patient_id", method="lm", random=None, **kw
+    )
+    lmm, lm = lmm.set_index(["subset", "marker"]), lm.set_index(["subset", "marker"])
+    # the shifted cell (donor variance large against the residual): same statistic, same p
+    row = ("T", "pX")
+    assert lmm.loc[row, "statistic"] == pytest.approx(lm.loc[row, "statistic"], rel=1e-3)
+    assert lmm.loc[row, "pvalue"] == pytest.approx(lm.loc[row, "pvalue"], rel=1e-2)

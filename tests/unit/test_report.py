@@ -24,6 +24,7 @@ HEADINGS = [
     "Cluster phenotypes",
     "iTME clusters and robustness",
     "Subset statistics",
+    "Differential abundance and state",
     "Clinical table",
     "Survival",
     "Differential expression and GSEA",
