@@ -135,7 +135,7 @@ def map_and_moments(
     n_groups = n_nodes * n_batches
     codes = np.asarray(codes, dtype=np.float64)
     shifted = codes[None, :, :] - intercept[:, None, :]  # batch × node × marker
-    weights = (slope[:, None, :] * shifted).transpose(0, 2, 1).astype(np.float32)
+    weights = (-2.0 * slope[:, None, :] * shifted).transpose(0, 2, 1).astype(np.float32)
     offsets = (shifted**2).sum(axis=2).astype(np.float32)  # batch × node
     nodes = np.empty(n, dtype=np.int32)
     for start in range(0, n, chunk):
@@ -146,7 +146,6 @@ def map_and_moments(
         for k in present:
             sel = slice(None) if present.size == 1 else b == k
             d2 = x[sel] @ weights[k]
-            d2 *= -2.0
             d2 += offsets[k]
             nodes[start:stop][sel] = np.argmin(d2, axis=1)
     cols_all = np.arange(X.shape[1]) if cols is None else np.asarray(cols)
