@@ -310,8 +310,8 @@ def correct_batch(
             if residual > AFFINE_TOL:
                 raise ItmeStateError(
                     f"scanpy {scanpy_version()}'s ComBat is not a linear map per batch and "
-                    f"marker here (residual {residual:.2g}): correct_batch needs that to "
-                    "apply a fit to all events; pass fit_cells=None"
+                    f"marker here (residual {residual:.2g}); correct_batch applies ComBat as "
+                    "that line: install the scanpy of requirements/constraints.txt"
                 )
             slope[node * n_batches + b, varies] = a
             intercept[node * n_batches + b, varies] = c
