@@ -149,12 +149,20 @@ def ward_ari(cells: ad.AnnData, label: str, truth: dict, seed: int) -> tuple[flo
     return ari, float(np.mean(q < 0.05))
 
 
-def run_one(seed: int, level: str, cells: int, correct: bool, confounded: bool, **kw) -> dict:
+def run_one(
+    seed: int,
+    level: str,
+    cells: int,
+    correct: bool,
+    confounded: bool,
+    correct_kw: dict | None = None,
+    **kw,
+) -> dict:
     adata, truth = simulate(seed, level, cells, confounded, **kw)
     pp.arcsinh(adata, cofactor=5.0)
     t0 = time.perf_counter()
     if correct:
-        pp.correct_batch(adata, batch_key="batch", rng=seed)
+        pp.correct_batch(adata, batch_key="batch", rng=seed, **(correct_kw or {}))
     t_corr = time.perf_counter() - t0
     tl.flowsom(adata, grid=(10, 10), n_metaclusters=40, rng=seed)
     tl.annotate(adata, phenotypes=PANEL)
@@ -190,6 +198,11 @@ def main() -> None:
     ap.add_argument(
         "--sd", type=float, nargs=2, default=[0.45, 0.35], help="hi and lo marker SD (arcsinh)"
     )
+    ap.add_argument(
+        "--correct-kw",
+        default="{}",
+        help="JSON keyword arguments of pp.correct_batch, e.g. '{\"fit_cells\": null}'",
+    )
     ap.add_argument("--out", default=None, help="write the per-seed rows as CSV")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -203,6 +216,7 @@ def main() -> None:
                     args.cells,
                     mode == "corrected",
                     args.confounded,
+                    correct_kw=json.loads(args.correct_kw),
                     noise=args.noise,
                     sd=tuple(args.sd),
                 )

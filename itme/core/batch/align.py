@@ -13,7 +13,17 @@ import numpy as np
 
 from itme.core.otsu import otsu_threshold
 
-__all__ = ["align_landmarks", "cap_to_range", "landmarks", "scale_by_batch"]
+__all__ = [
+    "affine_fit",
+    "align_landmarks",
+    "block_moments",
+    "cap_to_range",
+    "fit_sizes",
+    "landmark_maps",
+    "landmarks",
+    "match_moments",
+    "scale_by_batch",
+]
 
 
 def scale_by_batch(X: np.ndarray, batch: np.ndarray) -> np.ndarray:
@@ -99,6 +109,57 @@ def landmarks(x: np.ndarray, *, min_share: float = 0.005) -> tuple[float, float]
     return float(np.median(x[~above])), float(np.median(x[above]))
 
 
+def landmark_maps(
+    X: np.ndarray, batch: np.ndarray, n_batches: int, *, max_scale: float = 2.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per batch and marker, the linear map of :func:`align_landmarks` (slope and intercept).
+
+    Parameters
+    ----------
+    X
+        Events × markers (arcsinh scale); may be a subsample of each batch's events.
+    batch
+        Integer batch code of each event (``0 … n_batches - 1``).
+    n_batches
+        Number of batches (a batch without events gets the identity).
+    max_scale
+        Largest slope (and smallest ``1 / max_scale``) of a batch's map.
+
+    Returns
+    -------
+    slope, intercept : numpy.ndarray
+        ``(n_batches, n_markers)``: batch ``b``'s aligned value is ``slope[b] * x + intercept[b]``.
+    peaks : numpy.ndarray
+        ``(n_batches, n_markers, 2)`` negative and positive peak of each batch (NaN: none).
+    """
+    n_markers = X.shape[1]
+    peaks = np.full((n_batches, n_markers, 2), np.nan)
+    present = np.zeros(n_batches, dtype=bool)
+    for b in range(n_batches):
+        rows = batch == b
+        if not rows.any():
+            continue
+        present[b] = True
+        for j in range(n_markers):
+            peaks[b, j] = landmarks(X[rows, j])
+    slope = np.ones((n_batches, n_markers))
+    intercept = np.zeros((n_batches, n_markers))
+    if not present.any():
+        return slope, intercept, peaks
+    target = np.nanmean(peaks[present], axis=0)
+    for b in np.flatnonzero(present):
+        for j in range(n_markers):
+            (n0, p0), (n1, p1) = peaks[b, j], target[j]
+            if np.isfinite([n0, p0, n1, p1]).all() and p0 > n0:
+                s = float(np.clip((p1 - n1) / (p0 - n0), 1 / max_scale, max_scale))
+                slope[b, j], intercept[b, j] = s, n1 - s * n0
+            elif np.isfinite([n0, n1]).all():
+                intercept[b, j] = n1 - n0
+            elif np.isfinite([p0, p1]).all():
+                intercept[b, j] = p1 - p0
+    return slope, intercept, peaks
+
+
 def align_landmarks(
     X: np.ndarray, batch: np.ndarray, *, max_scale: float = 2.0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +170,7 @@ def align_landmarks(
     (cyCombine's per-batch scaling) moves with its composition, so a batch holding mostly
     one cell type would be shifted as if it were a batch effect. Per batch and marker the
     map is linear through both peaks (slope clipped to ``[1 / max_scale, max_scale]``), or
-    a shift when a batch shows one peak only.
+    a shift when a batch shows one peak only (:func:`landmark_maps`).
 
     Parameters
     ----------
@@ -125,25 +186,139 @@ def align_landmarks(
     aligned : numpy.ndarray
         float32 array of ``X``'s shape.
     peaks : numpy.ndarray
-        ``(n_batches, n_markers, 2)`` negative and positive peak of each batch (NaN: none).
+        ``(n_batches, n_markers, 2)`` negative and positive peak of each batch (NaN: none),
+        for the batch codes present, in order.
     """
-    codes = np.unique(batch)
-    peaks = np.full((codes.size, X.shape[1], 2), np.nan)
-    for i, b in enumerate(codes):
-        rows = batch == b
-        for j in range(X.shape[1]):
-            peaks[i, j] = landmarks(X[rows, j])
-    target = np.nanmean(peaks, axis=0) if codes.size else peaks
+    batch = np.asarray(batch)
+    codes, inverse = np.unique(batch, return_inverse=True)
+    slope, intercept, peaks = landmark_maps(X, inverse, codes.size, max_scale=max_scale)
     out = np.asarray(X, dtype=np.float32).copy()
-    for i, b in enumerate(codes):
-        rows = np.flatnonzero(batch == b)
-        for j in range(X.shape[1]):
-            (n0, p0), (n1, p1) = peaks[i, j], target[j]
-            if np.isfinite([n0, p0, n1, p1]).all() and p0 > n0:
-                slope = float(np.clip((p1 - n1) / (p0 - n0), 1 / max_scale, max_scale))
-                out[rows, j] = n1 + slope * (out[rows, j] - n0)
-            elif np.isfinite([n0, n1]).all():
-                out[rows, j] += n1 - n0
-            elif np.isfinite([p0, p1]).all():
-                out[rows, j] += p1 - p0
+    for i in range(codes.size):
+        rows = np.flatnonzero(inverse == i)
+        out[rows] = (slope[i] * out[rows] + intercept[i]).astype(np.float32)
     return out, peaks
+
+
+def block_moments(
+    X: np.ndarray, rows: np.ndarray, cols: np.ndarray | None, *, chunk: int = 262_144
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, variance (``ddof=0``), minimum and maximum of every column over some rows.
+
+    Read ``chunk`` rows at a time (float64 sums, Chan's pairwise update), so no copy of the
+    rows is made.
+
+    Parameters
+    ----------
+    X
+        Events × channels.
+    rows
+        Row indices (at least one).
+    cols
+        Columns (all when ``None``).
+    chunk
+        Rows read at a time.
+
+    Returns
+    -------
+    mean, var, lo, hi : numpy.ndarray
+        One value per column (float64).
+    """
+    n = 0
+    mean = var_sum = lo = hi = None
+    for start in range(0, rows.size, chunk):
+        idx = rows[start : start + chunk]
+        block = X[idx] if cols is None else X[np.ix_(idx, cols)]
+        block = np.asarray(block, dtype=np.float64)
+        m = block.shape[0]
+        bmean = block.mean(axis=0)
+        bss = ((block - bmean) ** 2).sum(axis=0)
+        if mean is None:
+            n, mean, var_sum = m, bmean, bss
+            lo, hi = block.min(axis=0), block.max(axis=0)
+            continue
+        delta = bmean - mean
+        total = n + m
+        mean = mean + delta * (m / total)
+        var_sum = var_sum + bss + delta**2 * (n * m / total)
+        n = total
+        lo = np.minimum(lo, block.min(axis=0))
+        hi = np.maximum(hi, block.max(axis=0))
+    return mean, var_sum / n, lo, hi
+
+
+def fit_sizes(counts: np.ndarray, fit_cells: int | None, floor: int) -> np.ndarray:
+    """Events of each batch to fit on: a share of the group, proportional to the batches.
+
+    Every batch keeps ``fit_cells / counts.sum()`` of its events (rounded up), but at least
+    ``floor`` (or all it has); ``fit_cells=None`` keeps all events.
+
+    Parameters
+    ----------
+    counts
+        Events of each batch in the group.
+    fit_cells
+        Events of the group to fit on (``None``: all).
+    floor
+        Fewest events a batch keeps (when it has them).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 events per batch, ``<= counts``.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    if fit_cells is None or total <= fit_cells:
+        return counts.copy()
+    share = np.ceil(counts * (int(fit_cells) / total)).astype(np.int64)
+    return np.minimum(counts, np.maximum(share, int(floor)))
+
+
+def match_moments(x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Shift and scale every column of ``x`` to the given mean and standard deviation.
+
+    A subsample so matched has exactly the first two moments of the events it was drawn
+    from, which is all ComBat estimates from them (its per-batch location and scale).
+
+    Parameters
+    ----------
+    x
+        Subsample, events × markers (at least two events).
+    mean, sd
+        Target mean and standard deviation (``ddof=0``) of each column.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 array of ``x``'s shape; a constant column gets the target mean.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    m = x.mean(axis=0)
+    s = x.std(axis=0)
+    scale = np.divide(sd, s, out=np.zeros_like(s), where=s > 0)
+    return (x - m) * scale + mean
+
+
+def affine_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Least-squares line ``y ≈ a * x + c`` of every column, and the largest residual.
+
+    Parameters
+    ----------
+    x, y
+        Events × markers, the same shape (a column of ``x`` must vary).
+
+    Returns
+    -------
+    a, c : numpy.ndarray
+        Slope and intercept per column (float64).
+    residual : float
+        Largest absolute residual over all values (0 for an exactly affine map).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    mx, my = x.mean(axis=0), y.mean(axis=0)
+    dx = x - mx
+    a = (dx * (y - my)).sum(axis=0) / (dx**2).sum(axis=0)
+    c = my - a * mx
+    residual = float(np.abs(y - (a * x + c)).max()) if x.size else 0.0
+    return a, c, residual
