@@ -81,6 +81,15 @@ def check_markers(adata: AnnData, markers: Sequence[str], name: str = "markers")
     return markers
 
 
+def given_or_class(
+    adata: AnnData, markers: Sequence[str] | None, classes: Sequence[str]
+) -> list[str]:
+    """``markers`` checked by :func:`check_markers`, or :func:`markers_of_class` when ``None``."""
+    return (
+        check_markers(adata, markers) if markers is not None else markers_of_class(adata, classes)
+    )
+
+
 def type_markers(adata: AnnData) -> list[str]:
     """The ``type`` markers of ``var["marker_class"]``; an error when there are none."""
     if "marker_class" not in adata.var:

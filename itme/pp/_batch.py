@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from itme._adata import check_markers, markers_of_class
+from itme._adata import given_or_class
 from itme._random import RngLike, as_generator, draw_seed
 from itme.core.batch.align import (
     affine_fit,
@@ -230,11 +230,7 @@ def correct_batch(
             found=f"{len(batches.categories)} batch ({', '.join(batches.categories)})",
             fix="nothing to correct; skip correct_batch",
         )
-    markers = (
-        check_markers(adata, markers)
-        if markers is not None
-        else markers_of_class(adata, ("type", "state"))
-    )
+    markers = given_or_class(adata, markers, ("type", "state"))
     if fit_cells is not None and int(fit_cells) < 2 * int(min_cells):
         raise ItmeParameterError(
             "fit_cells", f"None or an integer >= {2 * int(min_cells)}", fit_cells

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from itme._adata import check_markers, markers_of_class
+from itme._adata import given_or_class
 from itme.core.batch.drift import apply_drift, drift_curve
 from itme.errors import ItmeInputError, ItmeParameterError, ItmeStateError
 
@@ -100,11 +100,7 @@ def correct_drift(
             fix="pass sample_key=",
         )
     times = _times(adata, time_key)
-    markers = (
-        check_markers(adata, markers)
-        if markers is not None
-        else markers_of_class(adata, ("type", "state"))
-    )
+    markers = given_or_class(adata, markers, ("type", "state"))
     adata = adata.copy() if copy else adata
     cols = [adata.var_names.get_loc(m) for m in markers]
     X = np.asarray(adata.X)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as t_dist
 
-from itme._adata import check_markers, fmt_ids, markers_of_class, matrix
+from itme._adata import fmt_ids, given_or_class, matrix
 from itme.core.stats.pseudobulk import group_medians
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
 from itme.stats._data import padjust
@@ -151,11 +151,7 @@ def differential_state(
             found=f"obs columns {fmt_ids(cells.obs.columns)}",
             fix="Run itme.tl.annotate first, or pass groupby='metacluster'.",
         )
-    markers = (
-        check_markers(cells, markers)
-        if markers is not None
-        else markers_of_class(cells, ("state",))
-    )
+    markers = given_or_class(cells, markers, ("state",))
     randoms = [random] if method == "lmm" else []
     columns = design_columns(formula, contrast, randoms)
     table = sample_table(cells.obs, sample_key, columns, what="differential_state")

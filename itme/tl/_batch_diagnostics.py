@@ -18,7 +18,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy.stats import chi2_contingency
 
-from itme._adata import check_markers, markers_of_class
+from itme._adata import given_or_class
 from itme._random import RngLike, as_generator, draw_seed
 from itme.core.batch.diagnostics import batch_r2, label_share, pca, permutation_pvalue
 from itme.errors import ItmeInputError, ItmeParameterError, ItmeStatisticsWarning
@@ -105,11 +105,7 @@ def batch_diagnostics(
         raise ItmeParameterError("max_events", "an integer >= 10", max_events)
     batches = _column(adata.obs, batch_key, "the acquisition batch of each event")
     samples = _column(adata.obs, sample_key, "the sample of each event")
-    markers = (
-        check_markers(adata, markers)
-        if markers is not None
-        else markers_of_class(adata, ("type", "state"))
-    )
+    markers = given_or_class(adata, markers, ("type", "state"))
     seed = draw_seed(rng)
     gen = as_generator(seed)
     cols = [adata.var_names.get_loc(m) for m in markers]
