@@ -1,8 +1,9 @@
 """Preprocessing of events: arcsinh transformation, cleaning, downsampling, batch normalisation."""
 
-from itme.pp import _arcsinh, _batch, _clean, _cytonorm, _downsample, _drift, _sample_qc
+from itme.pp import _arcsinh, _batch, _channels, _clean, _cytonorm, _downsample, _drift, _sample_qc
 from itme.pp._arcsinh import *  # noqa: F403
 from itme.pp._batch import *  # noqa: F403
+from itme.pp._channels import *  # noqa: F403
 from itme.pp._clean import *  # noqa: F403
 from itme.pp._cytonorm import *  # noqa: F403
 from itme.pp._downsample import *  # noqa: F403
@@ -12,6 +13,7 @@ from itme.pp._sample_qc import *  # noqa: F403
 __all__ = [
     *_arcsinh.__all__,
     *_batch.__all__,
+    *_channels.__all__,
     *_clean.__all__,
     *_cytonorm.__all__,
     *_downsample.__all__,

@@ -6,6 +6,11 @@ A cohort holds millions of events; an embedding of all of them is slow and unrea
 boolean ``obs["<key>_subsample"]`` marks the embedded ones. Plots (``itme.pl.embedding``)
 draw only the marked events. Keeping one AnnData avoids a second object whose rows must be
 kept in step with the first.
+
+The key is ``itme_umap`` (``itme_tsne``) by default, not scanpy's ``umap``: ``sc.tl.umap``
+writes ``obsm["X_umap"]`` and ``uns["umap"]`` over whatever is there, so with scanpy's keys
+its embedding of every event would erase this one and its provenance (seed, markers,
+subsample). Both coexist; ``sc.pl.embedding(adata, basis="itme_umap")`` draws this one.
 """
 
 from __future__ import annotations
@@ -66,7 +71,8 @@ def embed(
     rng
         Seed or generator for the subsample and the embedding; the seed is stored.
     key_added
-        Name of the result (default ``method``).
+        Name of the result (default ``"itme_" + method``: ``itme_umap``, ``itme_tsne``; kept
+        apart from scanpy's ``umap`` so that ``sc.tl.umap`` does not overwrite it).
     copy
         Return a modified copy instead of modifying ``adata``.
 
@@ -85,7 +91,7 @@ def embed(
         raise ItmeParameterError("n_cells", "an integer >= 3", n_cells)
     if layer is not None and layer not in adata.layers:
         raise ItmeParameterError("layer", f"None or one of {list(adata.layers)}", layer)
-    key = key_added or method
+    key = key_added or f"itme_{method}"
     t0 = time.perf_counter()
     adata = adata.copy() if copy else adata
     marker_list = (
@@ -108,7 +114,10 @@ def embed(
 
     params: dict[str, Any] = {"method": method, "markers": np.array(marker_list, dtype=object)}
     if method == "umap":
-        import umap
+        with warnings.catch_warnings():
+            # umap-learn warns at import that ParametricUMAP needs TensorFlow (not used here)
+            warnings.filterwarnings("ignore", message=".*ParametricUMAP.*", category=ImportWarning)
+            import umap
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
