@@ -83,7 +83,8 @@ def embed(
         n_obs × 2, NaN for events not embedded), ``obs["<key>_subsample"]`` (bool, True for
         embedded events) and ``uns[<key>]``: ``method``, ``n_cells`` (embedded), ``markers``,
         ``seed``, ``version`` (of umap-learn or scikit-learn), and ``n_neighbors``,
-        ``min_dist`` (UMAP) or ``perplexity`` (t-SNE).
+        ``min_dist``, ``knn`` (``"exact"``: the neighbours are found by scikit-learn, not
+        approximated) (UMAP) or ``perplexity`` (t-SNE).
     """
     if method not in METHODS:
         raise ItmeParameterError("method", METHODS, method)
@@ -119,17 +120,25 @@ def embed(
             warnings.filterwarnings("ignore", message=".*ParametricUMAP.*", category=ImportWarning)
             import umap
 
+        k = min(int(n_neighbors), idx.size - 1)
+        knn = _exact_knn(data, k)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
+            # no search index: only `transform` of new data needs one, and it is not used
+            warnings.filterwarnings("ignore", message=".*knn_search_index.*")
             reducer = umap.UMAP(
-                n_neighbors=min(int(n_neighbors), idx.size - 1),
+                n_neighbors=k,
                 min_dist=float(min_dist),
                 n_components=2,
                 random_state=seed,
+                precomputed_knn=knn,
             )
             coords = reducer.fit_transform(data)
         params.update(
-            n_neighbors=int(n_neighbors), min_dist=float(min_dist), version=version("umap-learn")
+            n_neighbors=int(n_neighbors),
+            min_dist=float(min_dist),
+            knn="exact",
+            version=version("umap-learn"),
         )
     else:
         from sklearn.manifold import TSNE
@@ -149,3 +158,17 @@ def embed(
     adata.uns[key] = params
     logger.info("embed: %s of %d events in %.1f s", method, idx.size, time.perf_counter() - t0)
     return adata if copy else None
+
+
+def _exact_knn(data: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact ``k`` nearest neighbours of every row (itself first), for umap-learn.
+
+    umap-learn finds neighbours with pynndescent above 4,096 rows, whose numba code takes
+    ~15 s to compile in every new process, longer than the search itself takes with
+    scikit-learn on an embedding subsample (tens of thousands of events, a few dozen
+    markers). Exact neighbours are what umap-learn computes itself on small inputs.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    dist, ind = NearestNeighbors(n_neighbors=k).fit(data).kneighbors(data)
+    return ind.astype(np.int32), dist.astype(np.float32)
