@@ -55,9 +55,7 @@ def main() -> None:
         sc.pp.neighbors(cells, random_state=args.seed)
         times["pp.neighbors"] = time.perf_counter() - t
         t = time.perf_counter()
-        sc.tl.leiden(
-            cells, flavor="igraph", n_iterations=2, directed=False, random_state=args.seed
-        )
+        sc.tl.leiden(cells, flavor="igraph", n_iterations=2, directed=False, random_state=args.seed)
         times["tl.leiden"] = time.perf_counter() - t
         t = time.perf_counter()
         sc.tl.umap(cells, random_state=args.seed)
