@@ -26,6 +26,7 @@ import numpy as np
 from anndata import AnnData
 
 from itme._adata import check_markers, markers_of_class
+from itme._numba import cache_compiled
 from itme._random import RngLike, as_generator, draw_seed
 from itme.errors import ItmeParameterError
 
@@ -119,6 +120,10 @@ def embed(
             # umap-learn warns at import that ParametricUMAP needs TensorFlow (not used here)
             warnings.filterwarnings("ignore", message=".*ParametricUMAP.*", category=ImportWarning)
             import umap
+            import umap.layouts
+            import umap.umap_
+
+        cache_compiled(umap.umap_, umap.layouts)  # compiled once per machine, not per process
 
         k = min(int(n_neighbors), idx.size - 1)
         knn = _exact_knn(data, k)
