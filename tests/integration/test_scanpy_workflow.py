@@ -65,6 +65,10 @@ def test_x_holds_the_markers_and_the_rest_is_kept(cells):
 # scanpy 1.11.5's scatter plots call Colormap.set_bad, deprecated in matplotlib 3.11 (scanpy's
 # code, not itme's)
 @pytest.mark.filterwarnings("ignore:The set_bad function:PendingDeprecationWarning")
+# rank_genes_groups inserts 3-4 columns per group one by one: pandas warns from ~26 groups
+@pytest.mark.filterwarnings(
+    "ignore:DataFrame is highly fragmented:pandas.errors.PerformanceWarning"
+)
 def test_scanpy_default_workflow_finds_itme_subsets(cells):
     import scanpy as sc
 
