@@ -47,7 +47,11 @@ def cache_compiled(*modules: ModuleType) -> int:
         _done.add(module.__name__)
         for value in vars(module).values():
             if isinstance(value, Dispatcher) and isinstance(value._cache, NullCache):
-                value.enable_caching()
+                try:
+                    value.enable_caching()
+                except RuntimeError:  # no writable cache location: compile as before
+                    logger.debug("numba cache unavailable for %s", module.__name__)
+                    return n
                 n += 1
     logger.debug("numba cache switched on for %d functions", n)
     return n
