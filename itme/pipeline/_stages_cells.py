@@ -251,7 +251,13 @@ def metacluster_summary(info: dict[str, Any], labels: pd.Series) -> dict[str, An
 
 
 def annotate(ctx: Context) -> dict[str, Any]:
-    """tl.annotate, tl.embed → ``cells.h5ad``, cluster tables and figures."""
+    """tl.annotate, pp.split_channels, tl.embed → ``cells.h5ad``, cluster tables and figures.
+
+    ``cells.h5ad`` is written in scanpy's layout (:func:`itme.pp.split_channels`): ``X``
+    holds the ``type`` and ``state`` markers only, the QC and technical channels (Time,
+    DNA, Event_length, beads, ...) are in ``obsm["other_channels"]``, so scanpy's default
+    workflow on the file clusters by the markers.
+    """
     c = ctx.config
     cells = ad.read_h5ad(events_path(ctx))
     apply_additions(cells, ctx.path("work", "cluster.h5ad"))
@@ -267,6 +273,7 @@ def annotate(ctx: Context) -> dict[str, Any]:
     ctx.table("cluster_phenotypes", phenotypes)
     ctx.table("cluster_annotation", cells.uns["subset"]["clusters"])
     ctx.figure("clusters_heatmap", pl.cluster_heatmap(cells, groupby="subset"))
+    cells = pp.split_channels(cells)
     if c.embed.enabled:
         tl.embed(cells, n_cells=min(c.embed.n_cells, cells.n_obs), rng=ctx.seed)
         ctx.figure("clusters_umap", pl.embedding(cells, color="subset"))

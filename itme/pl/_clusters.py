@@ -101,7 +101,7 @@ def cluster_heatmap(
 def embedding(
     adata: AnnData,
     *,
-    basis: str = "umap",
+    basis: str = "itme_umap",
     color: str = "subset",
     point_size: float | None = None,
     figsize: tuple[float, float] = (7.0, 5.5),
@@ -116,7 +116,8 @@ def embedding(
     adata
         Events with ``obsm["X_<basis>"]`` from ``itme.tl.embed``.
     basis
-        Embedding name (``"umap"``, ``"tsne"``).
+        Embedding name: ``"itme_umap"``, ``"itme_tsne"`` (:func:`itme.tl.embed`), or scanpy's
+        ``"umap"`` (``sc.tl.umap``).
     color
         An ``obs`` column (categorical: one colour per label, with a legend) or a marker in
         ``var_names`` (continuous colour from ``X``).
@@ -135,7 +136,8 @@ def embedding(
     key = f"X_{basis}"
     if key not in adata.obsm:
         raise ItmeStateError(
-            f'obsm["{key}"] does not exist: run itme.tl.embed(method="{basis}") first.'
+            f'obsm["{key}"] does not exist: run itme.tl.embed(method='
+            f'"{basis.removeprefix("itme_")}") first.'
         )
     coords = np.asarray(adata.obsm[key])
     flag = f"{basis}_subsample"
@@ -179,8 +181,9 @@ def embedding(
         fig.colorbar(sc, ax=ax, label=f"{color} (arcsinh)")
     else:
         raise ItmeParameterError("color", "an obs column or a marker in var_names", color)
-    ax.set_xlabel(f"{basis.upper()} 1")
-    ax.set_ylabel(f"{basis.upper()} 2")
+    name = basis.removeprefix("itme_").upper()
+    ax.set_xlabel(f"{name} 1")
+    ax.set_ylabel(f"{name} 2")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(color)

@@ -4,6 +4,7 @@ from itme.pp import (
     _arcsinh,
     _batch,
     _beads,
+    _channels,
     _clean,
     _compensate,
     _cytonorm,
@@ -14,6 +15,7 @@ from itme.pp import (
 from itme.pp._arcsinh import *  # noqa: F403
 from itme.pp._batch import *  # noqa: F403
 from itme.pp._beads import *  # noqa: F403
+from itme.pp._channels import *  # noqa: F403
 from itme.pp._clean import *  # noqa: F403
 from itme.pp._compensate import *  # noqa: F403
 from itme.pp._cytonorm import *  # noqa: F403
@@ -25,6 +27,7 @@ __all__ = [
     *_arcsinh.__all__,
     *_batch.__all__,
     *_beads.__all__,
+    *_channels.__all__,
     *_clean.__all__,
     *_compensate.__all__,
     *_cytonorm.__all__,

@@ -6,6 +6,11 @@ A cohort holds millions of events; an embedding of all of them is slow and unrea
 boolean ``obs["<key>_subsample"]`` marks the embedded ones. Plots (``itme.pl.embedding``)
 draw only the marked events. Keeping one AnnData avoids a second object whose rows must be
 kept in step with the first.
+
+The key is ``itme_umap`` (``itme_tsne``) by default, not scanpy's ``umap``: ``sc.tl.umap``
+writes ``obsm["X_umap"]`` and ``uns["umap"]`` over whatever is there, so with scanpy's keys
+its embedding of every event would erase this one and its provenance (seed, markers,
+subsample). Both coexist; ``sc.pl.embedding(adata, basis="itme_umap")`` draws this one.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 from anndata import AnnData
 
 from itme._adata import check_markers, markers_of_class
+from itme._numba import cache_compiled
 from itme._random import RngLike, as_generator, draw_seed
 from itme.errors import ItmeParameterError
 
@@ -66,7 +72,8 @@ def embed(
     rng
         Seed or generator for the subsample and the embedding; the seed is stored.
     key_added
-        Name of the result (default ``method``).
+        Name of the result (default ``"itme_" + method``: ``itme_umap``, ``itme_tsne``; kept
+        apart from scanpy's ``umap`` so that ``sc.tl.umap`` does not overwrite it).
     copy
         Return a modified copy instead of modifying ``adata``.
 
@@ -77,7 +84,8 @@ def embed(
         n_obs × 2, NaN for events not embedded), ``obs["<key>_subsample"]`` (bool, True for
         embedded events) and ``uns[<key>]``: ``method``, ``n_cells`` (embedded), ``markers``,
         ``seed``, ``version`` (of umap-learn or scikit-learn), and ``n_neighbors``,
-        ``min_dist`` (UMAP) or ``perplexity`` (t-SNE).
+        ``min_dist``, ``knn`` (``"exact"``: the neighbours are found by scikit-learn, not
+        approximated) (UMAP) or ``perplexity`` (t-SNE).
     """
     if method not in METHODS:
         raise ItmeParameterError("method", METHODS, method)
@@ -85,7 +93,7 @@ def embed(
         raise ItmeParameterError("n_cells", "an integer >= 3", n_cells)
     if layer is not None and layer not in adata.layers:
         raise ItmeParameterError("layer", f"None or one of {list(adata.layers)}", layer)
-    key = key_added or method
+    key = key_added or f"itme_{method}"
     t0 = time.perf_counter()
     adata = adata.copy() if copy else adata
     marker_list = (
@@ -108,19 +116,34 @@ def embed(
 
     params: dict[str, Any] = {"method": method, "markers": np.array(marker_list, dtype=object)}
     if method == "umap":
-        import umap
+        with warnings.catch_warnings():
+            # umap-learn warns at import that ParametricUMAP needs TensorFlow (not used here)
+            warnings.filterwarnings("ignore", message=".*ParametricUMAP.*", category=ImportWarning)
+            import umap
+            import umap.layouts
+            import umap.umap_
 
+        cache_compiled(umap.umap_, umap.layouts)  # compiled once per machine, not per process
+
+        k = min(int(n_neighbors), idx.size - 1)
+        knn = _exact_knn(data, k)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
+            # no search index: only `transform` of new data needs one, and it is not used
+            warnings.filterwarnings("ignore", message=".*knn_search_index.*")
             reducer = umap.UMAP(
-                n_neighbors=min(int(n_neighbors), idx.size - 1),
+                n_neighbors=k,
                 min_dist=float(min_dist),
                 n_components=2,
                 random_state=seed,
+                precomputed_knn=knn,
             )
             coords = reducer.fit_transform(data)
         params.update(
-            n_neighbors=int(n_neighbors), min_dist=float(min_dist), version=version("umap-learn")
+            n_neighbors=int(n_neighbors),
+            min_dist=float(min_dist),
+            knn="exact",
+            version=version("umap-learn"),
         )
     else:
         from sklearn.manifold import TSNE
@@ -140,3 +163,17 @@ def embed(
     adata.uns[key] = params
     logger.info("embed: %s of %d events in %.1f s", method, idx.size, time.perf_counter() - t0)
     return adata if copy else None
+
+
+def _exact_knn(data: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact ``k`` nearest neighbours of every row (itself first), for umap-learn.
+
+    umap-learn finds neighbours with pynndescent above 4,096 rows, whose numba code takes
+    ~15 s to compile in every new process, longer than the search itself takes with
+    scikit-learn on an embedding subsample (tens of thousands of events, a few dozen
+    markers). Exact neighbours are what umap-learn computes itself on small inputs.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    dist, ind = NearestNeighbors(n_neighbors=k).fit(data).kneighbors(data)
+    return ind.astype(np.int32), dist.astype(np.float32)

@@ -42,6 +42,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from itme._dask import is_lazy, map_rows, take_rows
+from itme._numba import cache_compiled
 from itme._random import RngLike, as_generator, draw_seed
 from itme.core.cluster.codebook import nearest_code
 from itme.core.cluster.merge import MERGE_COLUMNS, merge_metaclusters
@@ -77,7 +78,10 @@ def _nearest(X: Any, codes: np.ndarray, cols: np.ndarray | None, chunk_size: int
 def _flowsom_models() -> Any:
     """``flowsom.models``, imported on first use (it pulls in numba: slow to import)."""
     import flowsom.models as models
+    import flowsom.models._som as som_code
+    import flowsom.models.batch._som as batch_som_code
 
+    cache_compiled(som_code, batch_som_code)  # compiled once per machine, not per process
     return models
 
 

@@ -103,7 +103,10 @@ def test_outputs_follow_the_data_model(demo):
     for key in ("sample_id", "patient_id", "itme_qc", "som_node", "metacluster", "subset"):
         assert key in cells.obs, key
     assert {"io", "arcsinh", "qc", "flowsom", "subset"} <= set(cells.uns)
-    assert "raw" in cells.layers and "X_umap" in cells.obsm
+    assert "raw" in cells.layers and "X_itme_umap" in cells.obsm
+    # scanpy's layout: the markers in X, QC and technical channels beside it (issue 14)
+    assert set(cells.var["marker_class"].astype(str)) == {"type", "state"}
+    assert {"Time", "DNA1", "Event_length"} <= set(cells.obsm["other_channels"].columns)
     cells.file.close()
     patients = ad.read_h5ad(demo / "patients.h5ad")
     assert "itme_cluster" in patients.obs and "derived" in patients.obsm

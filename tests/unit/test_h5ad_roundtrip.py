@@ -1,7 +1,7 @@
 """Everything itme stores survives write_h5ad → read_h5ad (docs/data-model.md, STYLE.md §2).
 
 The whole chain runs on a tiny synthetic cohort: read_cohort → arcsinh → clean → apply_qc →
-flowsom → annotate → embed → abundance → add_clinical → patient_clusters → sensitivity →
+flowsom → annotate → split_channels → embed → abundance → add_clinical → patient_clusters → sensitivity →
 stability → kaplan_meier → read_counts + add_clinical → pathway_scores, cytokines +
 add_clinical; each object is written and read back and compared key by key.
 """
@@ -32,6 +32,7 @@ def test_every_key_of_the_chain_survives_h5ad(tmp_path):
         cells = itme.pp.downsample(cells, n=800, rng=1)
         itme.tl.flowsom(cells, n_metaclusters=12, train_cells=5000, rng=1)
         itme.tl.annotate(cells, phenotypes="lymphoid_visram2021")
+        cells = itme.pp.split_channels(cells)
         itme.tl.embed(cells, n_cells=1000, rng=1)
         roundtrip(cells, tmp_path / "cells.h5ad")
         patients = itme.tl.abundance(cells, phenotypes="lymphoid_visram2021")

@@ -35,18 +35,18 @@ def embedded():
 
 
 def test_subsample_is_marked_and_others_are_nan(embedded):
-    emb, mask = embedded.obsm["X_umap"], embedded.obs["umap_subsample"].to_numpy()
+    emb, mask = embedded.obsm["X_itme_umap"], embedded.obs["itme_umap_subsample"].to_numpy()
     assert emb.shape == (embedded.n_obs, 2) and emb.dtype == np.float32
     assert mask.sum() == 400
     assert np.isfinite(emb[mask]).all() and np.isnan(emb[~mask]).all()
-    info = embedded.uns["umap"]
+    info = embedded.uns["itme_umap"]
     assert info["n_cells"] == 400 and info["seed"] == 3
     assert list(info["markers"]) == ["CD3", "CD19", "CD14"]
 
 
 def test_embedding_separates_populations(embedded):
-    emb = embedded.obsm["X_umap"][embedded.obs["umap_subsample"].to_numpy()]
-    labels = embedded.obs["subset"].to_numpy()[embedded.obs["umap_subsample"].to_numpy()]
+    emb = embedded.obsm["X_itme_umap"][embedded.obs["itme_umap_subsample"].to_numpy()]
+    labels = embedded.obs["subset"].to_numpy()[embedded.obs["itme_umap_subsample"].to_numpy()]
     centroids = {c: emb[labels == c].mean(axis=0) for c in np.unique(labels)}
     nearest = np.array(
         [min(centroids, key=lambda c: np.linalg.norm(p - centroids[c])) for p in emb]
@@ -57,7 +57,7 @@ def test_embedding_separates_populations(embedded):
 @pytest.mark.slow
 def test_same_rng_same_embedding(embedded):
     again = itme.tl.embed(make_cells(), n_cells=400, rng=3, copy=True)
-    np.testing.assert_array_equal(again.obsm["X_umap"], embedded.obsm["X_umap"])
+    np.testing.assert_array_equal(again.obsm["X_itme_umap"], embedded.obsm["X_itme_umap"])
 
 
 def test_tsne_and_h5ad_roundtrip(tmp_path):
@@ -66,11 +66,32 @@ def test_tsne_and_h5ad_roundtrip(tmp_path):
     adata = make_cells(n=300)
     with threadpool_limits(limits=1):  # OpenMP spin-waits badly on a loaded 2-core machine
         itme.tl.embed(adata, method="tsne", n_cells=1000, rng=1)
-    assert adata.obs["tsne_subsample"].all()
+    assert adata.obs["itme_tsne_subsample"].all()
     adata.write_h5ad(tmp_path / "e.h5ad")
     back = ad.read_h5ad(tmp_path / "e.h5ad")
-    np.testing.assert_array_equal(back.obsm["X_tsne"], adata.obsm["X_tsne"])
-    assert back.uns["tsne"]["seed"] == 1
+    np.testing.assert_array_equal(back.obsm["X_itme_tsne"], adata.obsm["X_itme_tsne"])
+    assert back.uns["itme_tsne"]["seed"] == 1
+
+
+def test_scanpy_umap_leaves_itme_embedding_and_provenance(embedded):
+    """sc.tl.umap writes obsm["X_umap"] and uns["umap"]; itme's keys are apart (issue 14)."""
+    import scanpy as sc
+
+    adata = embedded.copy()
+    before = adata.obsm["X_itme_umap"].copy()
+    sc.pp.neighbors(adata, n_neighbors=10, random_state=0)
+    sc.tl.umap(adata, random_state=0)
+    np.testing.assert_array_equal(adata.obsm["X_itme_umap"], before)
+    info = adata.uns["itme_umap"]
+    assert info["seed"] == 3 and info["n_cells"] == 400 and info["method"] == "umap"
+    assert adata.obs["itme_umap_subsample"].sum() == 400
+    # scanpy's embedding covers every event, itme's only the subsample: both are there
+    assert np.isfinite(adata.obsm["X_umap"]).all() and "umap" in adata.uns
+    import matplotlib.pyplot as plt
+
+    fig = itme.pl.embedding(adata, basis="umap", color="subset")  # scanpy's, all events
+    assert sum(len(c.get_offsets()) for c in fig.axes[0].collections) == adata.n_obs
+    plt.close(fig)
 
 
 def test_embed_errors():
@@ -114,6 +135,6 @@ def test_embedding_figure(embedded):
     assert len(fig.axes[0].collections[0].get_offsets()) == 400
     plt.close(fig)
     with pytest.raises(ItmeStateError, match="tl.embed"):
-        itme.pl.embedding(embedded, basis="tsne")
+        itme.pl.embedding(embedded, basis="itme_tsne")
     with pytest.raises(ItmeParameterError, match="color"):
         itme.pl.embedding(embedded, color="nothing")
