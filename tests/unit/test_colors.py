@@ -102,7 +102,7 @@ def test_embedding_uses_the_stored_subset_colours():
     labels = pd.Categorical(rng.choice(names, 600), categories=names)
     obs = pd.DataFrame({"subset": labels}, index=[f"c{i}" for i in range(600)])
     a = ad.AnnData(X=np.zeros((600, 1), dtype=np.float32), obs=obs)
-    a.obsm["X_umap"] = rng.normal(size=(600, 2))
+    a.obsm["X_itme_umap"] = rng.normal(size=(600, 2))
     a.uns["subset_colors"] = np.array(palette(29) + [UNASSIGNED_COLOR], dtype=object)
     fig = itme.pl.embedding(a, color="subset")
     want = dict(zip(names, a.uns["subset_colors"], strict=True))
