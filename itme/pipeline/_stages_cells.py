@@ -23,6 +23,13 @@ from itme.errors import ItmeStateError
 from itme.pipeline._config import Clean as CleanSection
 from itme.pipeline._runner import Context
 from itme.pipeline._stages_batch import events_path, label_diagnostics
+from itme.pipeline._stages_store import (
+    ingest_store,
+    keys_before,
+    on_store,
+    open_events,
+    save_events,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +59,12 @@ def write_additions(
     return ctx.h5ad(additions, *parts)
 
 
+def keys_before_of(keys: tuple[frozenset[str], ...]) -> dict[str, list[str]]:
+    """:func:`keys_of` in the form of :func:`itme.pipeline._stages_store.keys_before`."""
+    obs, obsm, uns = keys
+    return {"obs": sorted(obs), "obsm": sorted(obsm), "uns": sorted(uns)}
+
+
 def apply_additions(cells: ad.AnnData, path: Path) -> None:
     """Add the obs columns, obsm entries and uns keys of :func:`write_additions` to ``cells``."""
     additions = ad.read_h5ad(path)
@@ -65,16 +78,18 @@ def apply_additions(cells: ad.AnnData, path: Path) -> None:
 
 
 def ingest(ctx: Context) -> dict[str, Any]:
-    """io.read_cohort → ``work/ingest.h5ad``."""
+    """io.read_cohort → ``work/ingest.h5ad`` (with ``compute:``, the cohort store ``cells.zarr``)."""
     c = ctx.config
-    cells = io.read_cohort(
-        c.inputs.samples,
-        c.inputs.panel,
-        unpanelled=c.ingest.unpanelled,
-        antigen_aliases=c.ingest.antigen_aliases,
-        missing_markers=c.ingest.missing_markers,
-    )
-    ctx.h5ad(cells, "work", "ingest.h5ad")
+    options = {
+        "unpanelled": c.ingest.unpanelled,
+        "antigen_aliases": c.ingest.antigen_aliases,
+        "missing_markers": c.ingest.missing_markers,
+    }
+    if on_store(c):
+        cells = ingest_store(ctx, **options)
+    else:
+        cells = io.read_cohort(c.inputs.samples, c.inputs.panel, **options)
+        ctx.h5ad(cells, "work", "ingest.h5ad")
     files = cells.uns["io"]["files"]
     return {"files": len(files), "events": int(cells.n_obs), "channels": int(cells.n_vars)}
 
@@ -99,13 +114,18 @@ def clean_kwargs(section: CleanSection) -> dict[str, Any]:
 def clean(ctx: Context) -> dict[str, Any]:
     """pp.arcsinh, pp.clean, pp.sample_qc, pp.apply_qc, pp.exclude_samples, pp.downsample.
 
-    Writes ``work/clean.h5ad``, the QC tables (``qc_samples``: the status of every sample)
+    Writes ``work/clean.h5ad`` (with ``compute:``, ``obs["itme_qc"]`` and the kept events
+    ``obs["itme_clean"]`` into the store), the QC tables (``qc_samples``: the status of every sample)
     and the gate figures of every sample that failed sample-level QC (of the first three of
     the sheet when none failed). The summary lists ``samples_excluded`` and
     ``samples_flagged``, each with its reason.
     """
     c = ctx.config
-    cells = ad.read_h5ad(ctx.path("work", "ingest.h5ad"))
+    if on_store(c):
+        full, cells = open_events(ctx, "clean")
+        before = keys_before(cells)
+    else:
+        cells = ad.read_h5ad(ctx.path("work", "ingest.h5ad"))
     pp.arcsinh(cells, cofactor=c.transform.cofactor)
     pp.clean(cells, **clean_kwargs(c.clean))
     ctx.table("qc_events", cells.uns["qc"]["accounting"], index=False)
@@ -140,7 +160,11 @@ def clean(ctx: Context) -> dict[str, Any]:
         kept = pp.downsample(
             kept, n=d.n, min_events=d.min_events, on_small=d.on_small, rng=ctx.seed
         )
-    ctx.h5ad(kept, "work", "clean.h5ad")
+    if on_store(c):
+        chosen = full.obs_names.isin(kept.obs_names)
+        save_events(ctx, "clean", full, kept, before=before, subset=chosen)
+    else:
+        ctx.h5ad(kept, "work", "clean.h5ad")
 
     def listed(state: str) -> list[str]:
         rows = status[status["status"] == state]
@@ -160,9 +184,15 @@ def clean(ctx: Context) -> dict[str, Any]:
 
 
 def cluster(ctx: Context) -> dict[str, Any]:
-    """tl.flowsom → ``work/cluster.h5ad`` (what it added to the cells: labels, codebook)."""
+    """tl.flowsom → ``work/cluster.h5ad`` (what it added to the cells: labels, codebook).
+
+    With ``compute:``, the labels and codebook are added to the store instead.
+    """
     c = ctx.config.cluster
-    cells = ad.read_h5ad(events_path(ctx))
+    if on_store(ctx.config):
+        full, cells = open_events(ctx, "cluster")
+    else:
+        cells = ad.read_h5ad(events_path(ctx))
     before = keys_of(cells)
     tl.flowsom(
         cells,
@@ -175,15 +205,25 @@ def cluster(ctx: Context) -> dict[str, Any]:
         merge_floor=c.merge_floor,
         rng=ctx.seed,
     )
-    write_additions(ctx, cells, before, "work", "cluster.h5ad")
+    if on_store(ctx.config):
+        save_events(ctx, "cluster", full, cells, before=keys_before_of(before))
+    else:
+        write_additions(ctx, cells, before, "work", "cluster.h5ad")
     return {"metaclusters": int(cells.obs["metacluster"].nunique())}
 
 
 def annotate(ctx: Context) -> dict[str, Any]:
-    """tl.annotate, tl.embed → ``cells.h5ad``, cluster tables and figures."""
+    """tl.annotate, tl.embed → ``cells.h5ad``, cluster tables and figures.
+
+    With ``compute:``, the labels and the embedding are added to the store instead.
+    """
     c = ctx.config
-    cells = ad.read_h5ad(events_path(ctx))
-    apply_additions(cells, ctx.path("work", "cluster.h5ad"))
+    if on_store(c):
+        full, cells = open_events(ctx, "annotate")
+    else:
+        cells = ad.read_h5ad(events_path(ctx))
+        apply_additions(cells, ctx.path("work", "cluster.h5ad"))
+    before = keys_of(cells)
     tl.annotate(cells, phenotypes=c.inputs.phenotypes, mapping=c.annotate.mapping)
     ctx.table("cluster_phenotypes", tl.cluster_phenotypes(cells, groupby="metacluster"))
     ctx.table("cluster_annotation", cells.uns["subset"]["clusters"])
@@ -192,7 +232,10 @@ def annotate(ctx: Context) -> dict[str, Any]:
         tl.embed(cells, n_cells=min(c.embed.n_cells, cells.n_obs), rng=ctx.seed)
         ctx.figure("clusters_umap", pl.embedding(cells, color="subset"))
     batch_summary = label_diagnostics(ctx, cells)
-    ctx.h5ad(cells, "cells.h5ad")
+    if on_store(c):
+        save_events(ctx, "annotate", full, cells, before=keys_before_of(before))
+    else:
+        ctx.h5ad(cells, "cells.h5ad")
     unassigned = float((cells.obs["subset"] == "unassigned").mean() * 100)
     return {
         "subsets": int(cells.obs["subset"].nunique()),
@@ -208,7 +251,11 @@ def abundance(ctx: Context) -> dict[str, Any]:
     io.analysis_units); the units and their files are listed in ``sample_units.csv`` when the
     sheet pools files or has a time-point column.
     """
-    cells = ad.read_h5ad(ctx.path("cells.h5ad"), backed="r")
+    store = on_store(ctx.config)
+    if store:
+        _, cells = open_events(ctx, "abundance")
+    else:
+        cells = ad.read_h5ad(ctx.path("cells.h5ad"), backed="r")
     sheet, _ = io.read_samples(ctx.config.inputs.samples)
     present = set(cells.obs["sample_id"].astype(str))
     units = io.analysis_units(sheet[sheet["sample_id"].isin(present)])
@@ -223,7 +270,8 @@ def abundance(ctx: Context) -> dict[str, Any]:
         )
         key = "unit_id"
     patients = tl.abundance(cells, phenotypes=ctx.config.inputs.phenotypes, sample_key=key)
-    cells.file.close()
+    if not store:
+        cells.file.close()
     summary: dict[str, Any] = {}
     if pooled or io.timepoint_column(sheet.columns) is not None:
         per_unit = units.drop_duplicates("unit_id").set_index("unit_id")
