@@ -10,10 +10,11 @@ The store keeps every event. The events the clean stage keeps (after QC, sample 
 and downsampling) are marked by ``obs["itme_clean"]``; later stages work on that subset
 (:func:`open_events`, a lazy selection), and what they add is written back with missing
 values (NaN, False) on the other events. Each stage that writes the store records what it
-added in ``cells.zarr/itme/<stage>.json`` (its declared output, written last): a stage
-opening the store keeps only what the stages before it added, so a rerun never sees the
-columns of a later stage, and it removes the records of the stages after it, which therefore
-rerun. Removing the store reruns everything.
+added in ``work/store/<stage>.json`` (its output, written last): a stage opening the store
+keeps only what the stages before it added, so a rerun never sees the columns of a later
+stage, and it removes the records of the stages after it, which therefore rerun. The ingest
+stage's output includes the matrix's metadata (``cells.zarr/layers/raw/zarr.json``):
+removing the store reruns everything.
 
 What the in-memory path does between stages through ``h5ad`` files (strings become
 categoricals on writing, :func:`itme.pipeline._stages_cells.apply_additions` turns the
@@ -52,8 +53,8 @@ logger = logging.getLogger(__name__)
 
 #: the run's cohort store, in the output folder
 STORE = "cells.zarr"
-#: folder inside the store holding what each stage added (its declared output)
-RECORDS = "itme"
+#: folder of the run holding what each stage added to the store (its output)
+RECORDS = ("work", "store")
 #: obs column of the store: the events of the clean stage's output
 SUBSET = "itme_clean"
 #: the stages that write the store, in run order
@@ -70,7 +71,7 @@ def _store(ctx: Context) -> Path:
 
 
 def _record_path(ctx: Context, stage: str) -> Path:
-    return _store(ctx) / RECORDS / f"{stage}.json"
+    return ctx.out.joinpath(*RECORDS, f"{stage}.json")
 
 
 def _read_record(ctx: Context, stage: str) -> dict[str, Any]:
@@ -84,7 +85,7 @@ def _read_record(ctx: Context, stage: str) -> dict[str, Any]:
 
 
 def _write_record(ctx: Context, stage: str, record: dict[str, Any]) -> None:
-    ctx.json(record, STORE, RECORDS, f"{stage}.json")
+    ctx.json(record, *RECORDS, f"{stage}.json")
 
 
 def check_batch(config: Config, *, n_batches: int, has_time: bool) -> None:
@@ -139,8 +140,9 @@ def ingest_store(ctx: Context, **read_kwargs: Any) -> AnnData:
     """
     c = ctx.config
     store = _store(ctx)
-    if store.exists():
-        shutil.rmtree(store)
+    for folder in (store, ctx.out.joinpath(*RECORDS)):  # the later stages rerun too
+        if folder.exists():
+            shutil.rmtree(folder)
     cells = io.read_cohort(
         c.inputs.samples,
         c.inputs.panel,
@@ -148,6 +150,8 @@ def ingest_store(ctx: Context, **read_kwargs: Any) -> AnnData:
         chunk_rows=c.compute.chunk_rows,
         **read_kwargs,
     )
+    # the matrix's metadata, written once: a store removed or replaced reruns ingest
+    ctx.record(store / "layers" / "raw" / "zarr.json")
     _write_record(ctx, "ingest", {**_keys(cells), "events": int(cells.n_obs)})
     return cells
 
@@ -266,7 +270,7 @@ def save_events(
 
     Returns
     -------
-    None. The store's obs, obsm and uns are updated; ``cells.zarr/itme/<stage>.json`` lists
+    None. The store's obs, obsm and uns are updated; ``work/store/<stage>.json`` lists
     the obs columns, obsm entries and uns keys the stage added.
     """
     events.strings_to_categoricals()  # as writing the in-memory path's h5ad does
