@@ -130,6 +130,7 @@ class _KillDuringCluster(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.killed: list[int] = []
+        self.busy = False  # the victim had tasks of the stage in flight
         self.thread: threading.Thread | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -147,6 +148,7 @@ class _KillDuringCluster(logging.Handler):
         while not busy and time.monotonic() < deadline:
             busy = [w for w, tasks in client.processing().items() if tasks and w in pids]
             time.sleep(0.005)
+        self.busy = bool(busy)
         victim = busy[0] if busy else sorted(pids)[0]
         os.kill(pids[victim], signal.SIGKILL)
         self.killed.append(pids[victim])
@@ -174,5 +176,6 @@ def test_a_worker_killed_during_the_cluster_stage_does_not_change_the_tables(
         runner_log.removeHandler(killer)
         runner_log.setLevel(level)
     assert len(killer.killed) == 1 and killer.killed[0] not in alive
+    assert killer.busy
     assert [s.status for s in result.stages[:6]] == ["done"] * 6
     assert_same(in_memory, tables(out))

@@ -228,3 +228,20 @@ def test_compute_section_is_validated_with_the_config(tmp_path):
     config.write_text(text.replace("workers: 4", "workers: 4\n  memory: 4GB"))
     with pytest.raises(ItmeInputError, match="compute.memory"):
         load_config(config)
+
+
+@pytest.mark.parametrize("batch_bytes", [10**9, 4 * 10007 * 2, 4 * 10007, 1000])
+def test_lazy_medians_spill_gives_the_exact_medians(batch_bytes, monkeypatch):
+    # all columns at once, and spilled in row batches (the last one shorter) of 1..2 columns
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10007, 9)).astype(np.float32)
+    labels = rng.integers(-1, 5, size=X.shape[0])
+    cols = np.array([0, 3, 4, 8, 2])
+    from itme.core.cluster.codebook import group_medians
+
+    expected = group_medians(X[:, cols], labels, 5)
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", batch_bytes)
+    found = itme_dask.lazy_group_medians(da.from_array(X, chunks=(999, 9)), labels, 5, cols)
+    np.testing.assert_array_equal(found, expected)
+    # a median of the standard normal within each group: near 0
+    assert np.all(np.abs(found) < 0.1)
