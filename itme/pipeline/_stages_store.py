@@ -127,6 +127,9 @@ def check_batch(config: Config, *, n_batches: int, has_time: bool) -> None:
 def ingest_store(ctx: Context, **read_kwargs: Any) -> AnnData:
     """io.read_cohort into a new ``cells.zarr`` of the run (an existing one is replaced).
 
+    The batch settings are checked first (:func:`check_batch`, from the sample sheet and
+    the panel), so a run the batch stage would refuse stops before converting anything.
+
     Parameters
     ----------
     ctx
@@ -139,6 +142,17 @@ def ingest_store(ctx: Context, **read_kwargs: Any) -> AnnData:
     The cohort, opened lazily from the store.
     """
     c = ctx.config
+    sheet, _ = io.read_samples(c.inputs.samples)
+    panel = io.read_panel(c.inputs.panel)
+    time_channel = c.batch.time_channel
+    check_batch(  # before any work: the batch stage could not run on the store
+        c,
+        n_batches=int(sheet[c.batch.column].nunique()) if c.batch.column in sheet else 0,
+        has_time=bool(
+            (panel["fcs_colname"].astype(str) == time_channel).any()
+            or (panel["antigen"].astype(str) == time_channel).any()
+        ),
+    )
     store = _store(ctx)
     for folder in (store, ctx.out.joinpath(*RECORDS)):  # the later stages rerun too
         if folder.exists():

@@ -245,3 +245,29 @@ def test_lazy_medians_spill_gives_the_exact_medians(batch_bytes, monkeypatch):
     np.testing.assert_array_equal(found, expected)
     # a median of the standard normal within each group: near 0
     assert np.all(np.abs(found) < 0.1)
+
+
+def test_local_cluster_logs_its_dashboard_and_reports_tasks(caplog, monkeypatch):
+    from itme._progress import settings as progress
+
+    monkeypatch.setattr(progress, "progress", True)  # as the CLI on a terminal
+    settings = ComputeSettings(scheduler="local", workers=1, memory_per_worker="1GB")
+    with caplog.at_level("INFO", logger="itme._dask"), start_compute(settings) as client:
+        assert da.arange(1000, chunks=100).sum().compute() == 499_500
+        counts = client.run_on_scheduler(itme_dask._task_counts)
+    assert counts["workers"] == 1
+    assert "dashboard http://127.0.0.1:" in caplog.text
+
+
+def test_store_path_refuses_corrections_naming_the_setting(tmp_path):
+    from itme.pipeline import load_config
+    from itme.pipeline._stages_store import check_batch
+
+    config = _demo_folder(tmp_path)
+    config.write_text(config.read_text() + "\ncompute:\n  workers: 1\n")
+    cfg = load_config(config)  # the demo: drift and batch correction on
+    with pytest.raises(ItmeParameterError, match=r"'batch.drift'.*Set batch.drift: false"):
+        check_batch(cfg, n_batches=3, has_time=True)
+    with pytest.raises(ItmeParameterError, match=r"'batch.method'.*3 batches"):
+        check_batch(cfg, n_batches=3, has_time=False)
+    check_batch(cfg, n_batches=1, has_time=False)  # nothing to correct: fine
