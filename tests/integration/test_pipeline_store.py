@@ -4,15 +4,19 @@ The same config and seed run the cell-level stages (ingest → clean → batch �
 annotate → abundance) in memory and, with a ``compute:`` section, on the run's cohort store
 ``cells.zarr``: on a LocalCluster of 1 and of 2 workers with two chunk sizes, and on a real
 ``dask scheduler`` with two ``dask worker`` processes on loopback, one of which is SIGKILLed
-while the cluster stage runs (its nanny restarts it; Dask reschedules its tasks). Every table
-(and ``work/abundance.h5ad``, the patients stage's input) must be byte-identical.
+while the cluster stage runs (its nanny restarts it; Dask reschedules its tasks); and a
+client SIGKILLed (with its local workers) during the cluster stage resumes. Every table (and
+``work/abundance.h5ad``, the patients stage's input) must be byte-identical.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -178,4 +182,44 @@ def test_a_worker_killed_during_the_cluster_stage_does_not_change_the_tables(
     assert len(killer.killed) == 1 and killer.killed[0] not in alive
     assert killer.busy
     assert [s.status for s in result.stages[:6]] == ["done"] * 6
+    assert_same(in_memory, tables(out))
+
+
+def test_a_client_killed_during_the_cluster_stage_resumes_to_the_same_tables(
+    cohort, in_memory, tmp_path
+):
+    out = tmp_path / "run"
+    compute = {"scheduler": "local", "workers": 1, "chunk_rows": 500, "memory_per_worker": "1GB"}
+    path = config(cohort, out, compute)
+    code = (
+        "import sys; from itme.cli import main; "
+        "sys.exit(main(['-q', 'run', sys.argv[1], '--until', 'abundance']))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: client and its local workers
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                stages = json.loads((out / "run.json").read_text())["stages"]
+            except (OSError, ValueError):
+                stages = []
+            if any(s["name"] == "cluster" and s["status"] == "running" for s in stages):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before its cluster stage"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert not (out / "work" / "store" / "cluster.json").exists()
+    result = run(path, until_stage="abundance")
+    # the finished stages are kept; the killed one and those after it run
+    statuses = [s.status for s in result.stages[:6]]
+    assert statuses == ["skipped (unchanged)"] * 3 + ["done"] * 3
     assert_same(in_memory, tables(out))
