@@ -271,3 +271,17 @@ def test_store_path_refuses_corrections_naming_the_setting(tmp_path):
     with pytest.raises(ItmeParameterError, match=r"'batch.method'.*3 batches"):
         check_batch(cfg, n_batches=3, has_time=False)
     check_batch(cfg, n_batches=1, has_time=False)  # nothing to correct: fine
+
+
+def test_embed_of_a_lazy_matrix_gathers_the_same_subsample():
+    mem = _cells(3000, 4)
+    itme.pp.arcsinh(mem)
+    lazy = mem.copy()
+    lazy.X = da.from_array(mem.X, chunks=(700, -1))
+    for adata in (mem, lazy):
+        itme.tl.embed(adata, method="tsne", n_cells=300, rng=4)
+    assert lazy.obs["tsne_subsample"].sum() == 300
+    np.testing.assert_array_equal(lazy.obsm["X_tsne"], mem.obsm["X_tsne"])
+    # every subsampled event placed, spread over both axes
+    xy = mem.obsm["X_tsne"][mem.obs["tsne_subsample"].to_numpy()]
+    assert np.isfinite(xy).all() and xy.std(axis=0).min() > 1
