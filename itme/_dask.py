@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from itme._progress import cluster_status
 from itme.errors import ItmeDependencyError, ItmeInputError, ItmeParameterError
 
 __all__ = [
@@ -359,65 +360,12 @@ def start_compute(settings: ComputeSettings, *, n_channels: int | None = None) -
         client.dashboard_link,
     )
     try:
-        with _task_progress(client):
+        with cluster_status(client):
             yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-
-
-def _task_counts(dask_scheduler: Any) -> dict[str, int]:
-    """Tasks on the scheduler by state (run on the scheduler by :func:`_task_progress`)."""
-    counts: dict[str, int] = {}
-    for ts in dask_scheduler.tasks.values():
-        counts[ts.state] = counts.get(ts.state, 0) + 1
-    counts["workers"] = len(dask_scheduler.workers)
-    return counts
-
-
-@contextlib.contextmanager
-def _task_progress(client: Any, interval: float = 0.5) -> Iterator[None]:
-    """Show the cluster's tasks on the terminal while the block runs (when progress is on).
-
-    Progress is off in library calls and switched on by the CLI on a terminal
-    (:data:`itme._progress.settings`): a status line polled from the scheduler every
-    ``interval`` seconds (tasks processing, waiting, held in memory; workers), beside the
-    dashboard link logged by :func:`start_compute`.
-    """
-    from itme._progress import settings
-
-    if not settings.progress:
-        yield
-        return
-    import threading
-
-    from rich.console import Console
-
-    stop = threading.Event()
-    status = Console(stderr=True).status("dask: starting")
-
-    def poll() -> None:
-        while not stop.wait(interval):
-            try:
-                c = client.run_on_scheduler(_task_counts)
-            except Exception:  # noqa: BLE001 - the display must never fail the run
-                continue
-            status.update(
-                f"dask: {c.get('processing', 0)} tasks running, {c.get('waiting', 0)} waiting, "
-                f"{c.get('memory', 0)} results held; {c['workers']} workers; "
-                f"{client.dashboard_link}"
-            )
-
-    thread = threading.Thread(target=poll, name="itme-dask-progress", daemon=True)
-    status.start()
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        status.stop()
 
 
 def lazy_matrix(adata: Any, layer: str | None) -> Any:

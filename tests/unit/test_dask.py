@@ -254,7 +254,9 @@ def test_local_cluster_logs_its_dashboard_and_reports_tasks(caplog, monkeypatch)
     settings = ComputeSettings(scheduler="local", workers=1, memory_per_worker="1GB")
     with caplog.at_level("INFO", logger="itme._dask"), start_compute(settings) as client:
         assert da.arange(1000, chunks=100).sum().compute() == 499_500
-        counts = client.run_on_scheduler(itme_dask._task_counts)
+        from itme._progress import task_counts
+
+        counts = client.run_on_scheduler(task_counts)
     assert counts["workers"] == 1
     assert "dashboard http://127.0.0.1:" in caplog.text
 
