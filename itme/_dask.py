@@ -405,7 +405,11 @@ def take_rows(X: Any, rows: np.ndarray, columns: np.ndarray | None = None) -> np
     The gathered numpy array.
     """
     if is_lazy(X):
-        part = X[np.asarray(rows, dtype=np.intp)]
+        rows = np.asarray(rows, dtype=np.intp)
+        if rows.size and rows[-1] - rows[0] + 1 == rows.size:  # one run (a sample): a slice
+            part = X[int(rows[0]) : int(rows[-1]) + 1]
+        else:
+            part = X[rows]
         if columns is not None:
             part = part[:, np.asarray(columns, dtype=np.intp)]
         return np.asarray(part.compute())
