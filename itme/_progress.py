@@ -44,8 +44,8 @@ def cluster_status(client: Any, interval: float = 0.5) -> Iterator[None]:
 
     Progress is off in library calls and switched on by the CLI on a terminal
     (:data:`settings`): a status line polled from the scheduler every
-    ``interval`` seconds (tasks processing, waiting, held in memory; workers), beside the
-    dashboard link logged by :func:`itme._dask.start_compute`.
+    ``interval`` seconds (tasks processing, waiting, held in memory; workers); the dashboard
+    link is in the log (:func:`itme._dask.start_compute`).
     """
     if not settings.progress:
         yield
@@ -65,8 +65,7 @@ def cluster_status(client: Any, interval: float = 0.5) -> Iterator[None]:
                 continue
             status.update(
                 f"dask: {c.get('processing', 0)} tasks running, {c.get('waiting', 0)} waiting, "
-                f"{c.get('memory', 0)} results held; {c['workers']} workers; "
-                f"{client.dashboard_link}"
+                f"{c.get('memory', 0)} results held; {c['workers']} workers"
             )
 
     thread = threading.Thread(target=poll, name="itme-dask-progress", daemon=True)
