@@ -21,10 +21,12 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from itme._progress import cluster_status
 from itme.errors import ItmeDependencyError, ItmeInputError, ItmeParameterError
 
 __all__ = [
@@ -358,7 +360,8 @@ def start_compute(settings: ComputeSettings, *, n_channels: int | None = None) -
         client.dashboard_link,
     )
     try:
-        yield client
+        with cluster_status(client):
+            yield client
     finally:
         client.close()
         if cluster is not None:
@@ -402,7 +405,11 @@ def take_rows(X: Any, rows: np.ndarray, columns: np.ndarray | None = None) -> np
     The gathered numpy array.
     """
     if is_lazy(X):
-        part = X[np.asarray(rows, dtype=np.intp)]
+        rows = np.asarray(rows, dtype=np.intp)
+        if rows.size and rows[-1] - rows[0] + 1 == rows.size:  # one run (a sample): a slice
+            part = X[int(rows[0]) : int(rows[-1]) + 1]
+        else:
+            part = X[rows]
         if columns is not None:
             part = part[:, np.asarray(columns, dtype=np.intp)]
         return np.asarray(part.compute())
@@ -416,13 +423,17 @@ MEDIAN_BATCH_BYTES = 512 * 2**20
 def lazy_group_medians(
     X: Any, labels: np.ndarray, n_groups: int, columns: np.ndarray
 ) -> np.ndarray:
-    """Exact per-group medians of ``columns`` of a dask array, a batch of columns at a time.
+    """Exact per-group medians of ``columns`` of a dask array, in one pass over the matrix.
 
-    The medians need every value of a group, so this is not blockwise: the columns are
-    computed (in parallel on the cluster) in batches of at most :data:`MEDIAN_BATCH_BYTES`
-    (n_events x 4 bytes per column, at least one column) and the numpy kernel
-    :func:`itme.core.cluster.codebook.group_medians` runs on each batch: the result is the
-    in-memory one, bit for bit.
+    The medians need every value of a group, so this is not blockwise. When the columns fit
+    in :data:`MEDIAN_BATCH_BYTES` (n_events × 4 bytes per column) they are computed at once
+    (in parallel on the cluster). Otherwise the matrix is read once, in batches of rows of
+    at most that size, each batch spilled column-major to a temporary file (``TMPDIR``;
+    n_events × len(columns) × 4 bytes in all), and the columns are then read back a batch
+    at a time: one pass over the store instead of one per batch of columns (each pass
+    re-reads and re-transforms every block). Either way the numpy kernel
+    :func:`itme.core.cluster.codebook.group_medians` runs on the same values: the result is
+    the in-memory one, bit for bit.
 
     Parameters
     ----------
@@ -439,12 +450,33 @@ def lazy_group_medians(
     -------
     float64 ``(n_groups, len(columns))``.
     """
+    import tempfile
+
     from itme.core.cluster.codebook import group_medians
 
     columns = np.asarray(columns, dtype=np.intp)
-    per_batch = max(1, MEDIAN_BATCH_BYTES // max(1, 4 * int(X.shape[0])))
-    out = np.empty((n_groups, columns.size))
-    for a in range(0, columns.size, per_batch):
-        part = np.asarray(X[:, columns[a : a + per_batch]].compute())
-        out[:, a : a + per_batch] = group_medians(part, labels, n_groups)
+    n, k = int(X.shape[0]), int(columns.size)
+    out = np.empty((n_groups, k))
+    per_batch = max(1, MEDIAN_BATCH_BYTES // max(1, 4 * n))  # columns of n events
+    if per_batch >= k or n == 0:
+        part = np.asarray(X[:, columns].compute())
+        return group_medians(part, labels, n_groups)
+    rows_per = max(1, MEDIAN_BATCH_BYTES // max(1, 4 * k))  # rows of k columns
+    with tempfile.TemporaryDirectory(prefix="itme-medians-") as tmp:
+        spills = []
+        for r in range(0, n, rows_per):
+            block = np.asarray(X[r : r + rows_per][:, columns].compute(), dtype=np.float32)
+            path = Path(tmp) / f"{r}.f32"
+            np.ascontiguousarray(block.T).tofile(path)  # column-major: a column is contiguous
+            spills.append((r, block.shape[0], path))
+            del block
+        for a in range(0, k, per_batch):
+            b = min(k, a + per_batch)
+            part = np.empty((n, b - a), dtype=np.float32)
+            for r, m, path in spills:
+                with path.open("rb") as fh:
+                    fh.seek(a * m * 4)
+                    chunk = np.fromfile(fh, dtype=np.float32, count=(b - a) * m)
+                part[r : r + m] = chunk.reshape(b - a, m).T
+            out[:, a:b] = group_medians(part, labels, n_groups)
     return out

@@ -20,10 +20,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import shutil
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -211,14 +213,97 @@ def _uns_from_store(uns: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_elem(group: Any, key: str, value: Any) -> None:
+    """Write ``group[key]`` whole, replacing it by a rename so a kill never leaves it half-written.
+
+    The element is written beside the old one (``<key>.new``), then the old one is renamed
+    away (``<key>.old``), the new one into place, and the old one removed; :func:`_recover`
+    puts ``<key>.old`` back when a process was killed between the two renames.
+    """
     import zarr
     from anndata.io import write_elem
 
-    if key in group:
-        del group[key]
+    root = Path(group.store.root)
+    new, old = root / f"{key}.new", root / f"{key}.old"
+    shutil.rmtree(new, ignore_errors=True)
     with _zarr_settings():
-        write_elem(group, key, value)
-        zarr.consolidate_metadata(group.store)  # anndata.read_zarr reads the consolidated view
+        write_elem(group, f"{key}.new", value)
+    if (root / key).exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(root / key, old)
+    os.rename(new, root / key)
+    shutil.rmtree(old, ignore_errors=True)
+    _consolidate(zarr.open_group(str(root), mode="r+", use_consolidated=False))
+
+
+def _consolidate(group: Any) -> None:
+    """Rewrite the consolidated metadata that ``anndata.read_zarr`` reads."""
+    import zarr
+
+    with _zarr_settings():
+        zarr.consolidate_metadata(group.store)
+
+
+def _recover(path: Path) -> None:
+    """Undo an element replacement interrupted between its two renames (see :func:`_write_elem`)."""
+    for old in path.glob("*.old"):
+        target = old.with_suffix("")
+        if not target.exists():
+            os.rename(old, target)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    for new in path.glob("*.new"):
+        shutil.rmtree(new, ignore_errors=True)
+
+
+def _write_obs(group: Any, obs: pd.DataFrame, columns: Sequence[str] | None) -> None:
+    """Write the columns ``columns`` of ``obs`` (all when ``None``) into the store's ``obs``.
+
+    The index (one string per event) and the columns not listed are not rewritten; columns
+    of the store that ``obs`` no longer has are removed. The column order is written last,
+    so a kill in between leaves at most an unlisted array, overwritten by the next write.
+    """
+    from anndata.io import write_elem
+
+    if columns is None or "obs" not in group:
+        _write_elem(group, "obs", obs)
+        return
+    frame = group["obs"]
+    stored = list(frame.attrs.get("column-order", []))
+    wanted = [str(c) for c in obs.columns]
+    missing = [c for c in wanted if c not in stored and c not in columns]
+    if missing:
+        raise ItmeInputError(
+            where="update_store(obs=...)",
+            expected="every obs column either stored already or listed in obs",
+            found=f"{missing} neither",
+        )
+    with _zarr_settings():
+        for col in columns:
+            if col in frame:
+                del frame[col]
+            write_elem(frame, col, obs[col]._values)
+        for col in stored:
+            if col not in wanted and col in frame:
+                del frame[col]
+        frame.attrs["column-order"] = wanted
+    _consolidate(group)
+
+
+def _write_obsm(group: Any, obsm: Mapping[str, Any], keys: Sequence[str] | None) -> None:
+    """Write the entries ``keys`` of ``obsm`` (all when ``None``); remove those no longer there."""
+    from anndata.io import write_elem
+
+    if "obsm" not in group:
+        _write_elem(group, "obsm", dict(obsm))
+        return
+    folder = group["obsm"]
+    with _zarr_settings():
+        for key in list(folder):
+            if key not in obsm or keys is None or key in keys:
+                del folder[key]
+        for key in obsm if keys is None else keys:
+            write_elem(folder, key, obsm[key])
+    _consolidate(group)
 
 
 def open_store(store: str | PathLike[str]) -> AnnData:
@@ -246,6 +331,8 @@ def open_store(store: str | PathLike[str]) -> AnnData:
     from anndata.io import read_elem
 
     path = Path(store)
+    if path.is_dir():
+        _recover(path)
     try:
         group = zarr.open_group(str(path), mode="r", use_consolidated=False)
         raw_array = group[_RAW]
@@ -274,7 +361,13 @@ def open_store(store: str | PathLike[str]) -> AnnData:
     return adata
 
 
-def update_store(adata: AnnData, *, store: str | PathLike[str] | None = None) -> None:
+def update_store(
+    adata: AnnData,
+    *,
+    store: str | PathLike[str] | None = None,
+    obs: Sequence[str] | None = None,
+    obsm: Sequence[str] | None = None,
+) -> None:
     """Write ``obs``, ``obsm`` and ``uns`` of a lazily opened cohort into its store.
 
     The matrix is not written: ``X`` is recomputed from ``layers/raw`` and ``uns["arcsinh"]``
@@ -286,15 +379,25 @@ def update_store(adata: AnnData, *, store: str | PathLike[str] | None = None) ->
         An AnnData opened with :func:`open_store` (same events, in the same order).
     store
         The store; default ``adata.uns["store"]``.
+    obs
+        The obs columns to write (the others are in the store already and are not rewritten:
+        at 10^7 events the index alone is ~10^8 bytes); ``None``: all of obs, index included.
+        Either way, columns of the store that ``adata.obs`` lacks are removed and the column
+        order becomes ``adata.obs``'s.
+    obsm
+        The obsm entries to write; ``None``: all. Entries ``adata.obsm`` lacks are removed.
 
     Returns
     -------
     None. Writes the store's ``obs``, ``obsm`` and ``uns`` (``uns["store"]`` left out).
+    ``uns`` is replaced as a whole, by a rename: a process killed while writing leaves the
+    previous ``uns`` (restored by :func:`open_store`).
 
     Raises
     ------
     ItmeInputError
-        No store is given or known, or its number of events differs from ``adata``.
+        No store is given or known, its number of events differs from ``adata``, or an obs
+        column is neither stored nor listed in ``obs``.
     """
     where = store if store is not None else adata.uns.get("store")
     if where is None:
@@ -303,6 +406,7 @@ def update_store(adata: AnnData, *, store: str | PathLike[str] | None = None) ->
             expected="a store path or uns['store'] (set by itme.io.open_store)",
             found="neither",
         )
+    _recover(Path(where))
     group = _group(where)
     n = int(group[_RAW].shape[0])
     if adata.n_obs != n:
@@ -312,8 +416,8 @@ def update_store(adata: AnnData, *, store: str | PathLike[str] | None = None) ->
             found=f"{adata.n_obs} events in adata",
             fix="Keep every event in the AnnData written to a store (label, do not subset)",
         )
-    _write_elem(group, "obs", adata.obs)
-    _write_elem(group, "obsm", dict(adata.obsm))
+    _write_obs(group, adata.obs, obs)
+    _write_obsm(group, adata.obsm, obsm)
     uns = {k: v for k, v in adata.uns.items() if k != "store"}
     _write_elem(group, "uns", _uns_to_store(uns))
 

@@ -29,6 +29,16 @@ def _params(config: Config, *sections: str) -> dict[str, Any]:
     return {s: getattr(config, s).model_dump(mode="json") for s in sections}
 
 
+def _cells(config: Config, *sections: str) -> dict[str, Any]:
+    """Parameters of a cell-level stage: on the cohort store (``compute:``) it says so.
+
+    The in-memory fingerprints are unchanged; switching between the paths reruns the stages.
+    Nothing else of ``compute:`` (scheduler, workers, chunks) changes a result.
+    """
+    params = _params(config, *sections)
+    return {**params, "backing": "store"} if config.compute is not None else params
+
+
 def _fcs_files(config: Config) -> list[Path]:
     samples, folder = read_samples(config.inputs.samples)
     return [
@@ -83,13 +93,13 @@ STAGES = [
     Stage(
         "ingest",
         ingest,
-        params=lambda c: _params(c, "ingest"),
+        params=lambda c: _cells(c, "ingest"),
         inputs=lambda c: [*_fcs_files(c), *_optional(c.inputs.spillover)],
     ),
     Stage(
         "clean",
         clean,
-        params=lambda c: _params(c, "transform", "clean", "downsample"),
+        params=lambda c: _cells(c, "transform", "clean", "downsample"),
         requires=("ingest",),
         section="qc",
         outputs=(
@@ -108,7 +118,7 @@ STAGES = [
     Stage(
         "batch",
         batch,
-        params=lambda c: _params(c, "batch"),
+        params=lambda c: _cells(c, "batch"),
         requires=("clean",),
         section="batch",
         outputs=(
@@ -128,14 +138,14 @@ STAGES = [
     Stage(
         "cluster",
         cluster,
-        params=lambda c: _params(c, "cluster"),
+        params=lambda c: _cells(c, "cluster"),
         requires=("clean", "batch"),
         section="clusters",
     ),
     Stage(
         "annotate",
         annotate,
-        params=lambda c: {**_params(c, "annotate", "embed"), "phenotypes": c.inputs.phenotypes},
+        params=lambda c: {**_cells(c, "annotate", "embed"), "phenotypes": c.inputs.phenotypes},
         inputs=_phenotype_files,
         requires=("clean", "batch", "cluster"),
         section="clusters",
@@ -151,7 +161,7 @@ STAGES = [
     Stage(
         "abundance",
         abundance,
-        params=lambda c: {"phenotypes": c.inputs.phenotypes},
+        params=lambda c: {**_cells(c), "phenotypes": c.inputs.phenotypes},
         inputs=lambda c: [*_phenotype_files(c), c.inputs.samples],
         requires=("annotate",),
         section="patients",

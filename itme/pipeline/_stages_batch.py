@@ -21,6 +21,7 @@ import anndata as ad
 from itme import pl, pp, tl
 from itme.errors import ItmeStatisticsWarning
 from itme.pipeline._runner import Context
+from itme.pipeline._stages_store import check_batch, on_store, open_events
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +78,24 @@ def batch(ctx: Context) -> dict[str, Any]:
     """pp.correct_drift, tl.batch_diagnostics, pp.correct_batch → ``work/batch.h5ad``.
 
     The file is written when the drift or the batch correction changed the events, and
-    removed otherwise (``cluster`` then reads ``work/clean.h5ad``).
+    removed otherwise (``cluster`` then reads ``work/clean.h5ad``). On the cohort store
+    (``compute:``) only the diagnostics run: a drift or batch correction there is an
+    :class:`~itme.errors.ItmeParameterError` (:func:`~itme.pipeline._stages_store.check_batch`).
     """
     c = ctx.config.batch
     target = ctx.out.joinpath(*BATCH_FILE)
-    cells = ad.read_h5ad(ctx.path("work", "clean.h5ad"))
+    column = c.column
+    if on_store(ctx.config):  # diagnostics only: the store cannot hold corrected events
+        _, cells = open_events(ctx, "batch")
+        check_batch(
+            ctx.config,
+            n_batches=int(cells.obs[column].nunique()) if column in cells.obs else 0,
+            has_time=c.time_channel in cells.var_names or c.time_channel in cells.obs,
+        )
+    else:
+        cells = ad.read_h5ad(ctx.path("work", "clean.h5ad"))
     summary = _drift(ctx, cells)
     changed = "drift" in cells.uns and bool(cells.uns["drift"]["samples"]["corrected"].any())
-    column = c.column
     n_batches = int(cells.obs[column].nunique()) if column in cells.obs else 0
     summary["batch column"] = column if column in cells.obs else f"{column} (not in the sheet)"
     summary["batches"] = n_batches

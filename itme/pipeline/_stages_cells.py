@@ -4,7 +4,8 @@ Stages exchange data through files in the run folder only (``work/*.h5ad``, ``ce
 so any stage can be rerun or resumed on its own. A stage that adds to the cells without
 changing them (cluster) writes only what it added (:func:`write_additions`); the next stage
 applies it (:func:`apply_additions`), so nothing it added is lost and the events matrix is not
-written twice.
+written twice. With a ``compute:`` section the same stages run on the run's cohort store
+``cells.zarr`` instead, each adding its columns to it (:mod:`itme.pipeline._stages_store`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ from itme.errors import ItmeExclusionWarning, ItmeStateError
 from itme.pipeline._config import Clean as CleanSection
 from itme.pipeline._runner import Context
 from itme.pipeline._stages_batch import events_path, label_diagnostics
+from itme.pipeline._stages_store import (
+    check_ingest,
+    ingest_store,
+    keys_before,
+    on_store,
+    open_events,
+    save_events,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +62,12 @@ def write_additions(
     return ctx.h5ad(additions, *parts)
 
 
+def keys_before_of(keys: tuple[frozenset[str], ...]) -> dict[str, list[str]]:
+    """:func:`keys_of` in the form of :func:`itme.pipeline._stages_store.keys_before`."""
+    obs, obsm, uns = keys
+    return {"obs": sorted(obs), "obsm": sorted(obsm), "uns": sorted(uns)}
+
+
 def apply_additions(cells: ad.AnnData, path: Path) -> None:
     """Add the obs columns, obsm entries and uns keys of :func:`write_additions` to ``cells``."""
     additions = ad.read_h5ad(path)
@@ -68,20 +83,23 @@ def apply_additions(cells: ad.AnnData, path: Path) -> None:
 
 
 def ingest(ctx: Context) -> dict[str, Any]:
-    """io.read_cohort → ``work/ingest.h5ad``."""
+    """io.read_cohort → ``work/ingest.h5ad`` (with ``compute:``, the cohort store ``cells.zarr``)."""
     c = ctx.config
-    cells = io.read_cohort(
-        c.inputs.samples,
-        c.inputs.panel,
-        unpanelled=c.ingest.unpanelled,
-        antigen_aliases=c.ingest.antigen_aliases,
-        missing_markers=c.ingest.missing_markers,
-    )
-    if c.ingest.beads != "none":
-        pp.normalize_beads(cells, baseline=c.ingest.beads)
-    if c.inputs.spillover is not None and c.ingest.compensation != "none":
-        pp.compensate(cells, spillover=c.inputs.spillover, method=c.ingest.compensation)
-    ctx.h5ad(cells, "work", "ingest.h5ad")
+    options = {
+        "unpanelled": c.ingest.unpanelled,
+        "antigen_aliases": c.ingest.antigen_aliases,
+        "missing_markers": c.ingest.missing_markers,
+    }
+    if on_store(c):
+        check_ingest(c)
+        cells = ingest_store(ctx, **options)
+    else:
+        cells = io.read_cohort(c.inputs.samples, c.inputs.panel, **options)
+        if c.ingest.beads != "none":
+            pp.normalize_beads(cells, baseline=c.ingest.beads)
+        if c.inputs.spillover is not None and c.ingest.compensation != "none":
+            pp.compensate(cells, spillover=c.inputs.spillover, method=c.ingest.compensation)
+        ctx.h5ad(cells, "work", "ingest.h5ad")
     files = cells.uns["io"]["files"]
     return {"files": len(files), "events": int(cells.n_obs), "channels": int(cells.n_vars)}
 
@@ -139,13 +157,18 @@ def clean_kwargs(section: CleanSection) -> dict[str, Any]:
 def clean(ctx: Context) -> dict[str, Any]:
     """pp.arcsinh, pp.clean, pp.sample_qc, pp.apply_qc, pp.exclude_samples, pp.downsample.
 
-    Writes ``work/clean.h5ad``, the QC tables (``qc_samples``: the status of every sample)
+    Writes ``work/clean.h5ad`` (with ``compute:``, ``obs["itme_qc"]`` and the kept events
+    ``obs["itme_clean"]`` into the store), the QC tables (``qc_samples``: the status of every sample)
     and the gate figures of every sample that failed sample-level QC (of the first three of
     the sheet when none failed). The summary lists ``samples_excluded`` and
     ``samples_flagged``, each with its reason.
     """
     c = ctx.config
-    cells = ad.read_h5ad(ctx.path("work", "ingest.h5ad"))
+    if on_store(c):
+        full, cells = open_events(ctx, "clean")
+        before = keys_before(cells)
+    else:
+        cells = ad.read_h5ad(ctx.path("work", "ingest.h5ad"))
     preprocessing = preprocessing_lines(cells)
     pp.arcsinh(cells, cofactor=c.transform.cofactor)
     pp.clean(cells, **clean_kwargs(c.clean))
@@ -187,7 +210,11 @@ def clean(ctx: Context) -> dict[str, Any]:
         kept = pp.downsample(
             kept, n=d.n, min_events=d.min_events, on_small=d.on_small, rng=ctx.seed
         )
-    ctx.h5ad(kept, "work", "clean.h5ad")
+    if on_store(c):
+        chosen = full.obs_names.isin(kept.obs_names)
+        save_events(ctx, "clean", full, kept, before=before, subset=chosen)
+    else:
+        ctx.h5ad(kept, "work", "clean.h5ad")
 
     def listed(state: str) -> list[str]:
         rows = status[status["status"] == state]
@@ -208,9 +235,15 @@ def clean(ctx: Context) -> dict[str, Any]:
 
 
 def cluster(ctx: Context) -> dict[str, Any]:
-    """tl.flowsom → ``work/cluster.h5ad`` (what it added to the cells: labels, codebook)."""
+    """tl.flowsom → ``work/cluster.h5ad`` (what it added to the cells: labels, codebook).
+
+    With ``compute:``, the labels and codebook are added to the store instead.
+    """
     c = ctx.config.cluster
-    cells = ad.read_h5ad(events_path(ctx))
+    if on_store(ctx.config):
+        full, cells = open_events(ctx, "cluster")
+    else:
+        cells = ad.read_h5ad(events_path(ctx))
     before = keys_of(cells)
     tl.flowsom(
         cells,
@@ -223,7 +256,10 @@ def cluster(ctx: Context) -> dict[str, Any]:
         merge_floor=c.merge_floor,
         rng=ctx.seed,
     )
-    write_additions(ctx, cells, before, "work", "cluster.h5ad")
+    if on_store(ctx.config):
+        save_events(ctx, "cluster", full, cells, before=keys_before_of(before))
+    else:
+        write_additions(ctx, cells, before, "work", "cluster.h5ad")
     return metacluster_summary(cells.uns["flowsom"], cells.obs["metacluster"])
 
 
@@ -256,11 +292,16 @@ def annotate(ctx: Context) -> dict[str, Any]:
     ``cells.h5ad`` is written in scanpy's layout (:func:`itme.pp.split_channels`): ``X``
     holds the ``type`` and ``state`` markers only, the QC and technical channels (Time,
     DNA, Event_length, beads, ...) are in ``obsm["other_channels"]``, so scanpy's default
-    workflow on the file clusters by the markers.
+    workflow on the file clusters by the markers. With ``compute:``, the labels and the
+    embedding are added to the cohort store instead (which keeps every channel).
     """
     c = ctx.config
-    cells = ad.read_h5ad(events_path(ctx))
-    apply_additions(cells, ctx.path("work", "cluster.h5ad"))
+    if on_store(c):
+        full, cells = open_events(ctx, "annotate")
+    else:
+        cells = ad.read_h5ad(events_path(ctx))
+        apply_additions(cells, ctx.path("work", "cluster.h5ad"))
+    before = keys_of(cells)
     tl.annotate(
         cells,
         phenotypes=c.inputs.phenotypes,
@@ -273,12 +314,16 @@ def annotate(ctx: Context) -> dict[str, Any]:
     ctx.table("cluster_phenotypes", phenotypes)
     ctx.table("cluster_annotation", cells.uns["subset"]["clusters"])
     ctx.figure("clusters_heatmap", pl.cluster_heatmap(cells, groupby="subset"))
-    cells = pp.split_channels(cells)
+    if not on_store(c):  # the store keeps every channel; cells.h5ad is scanpy's layout
+        cells = pp.split_channels(cells)
     if c.embed.enabled:
         tl.embed(cells, n_cells=min(c.embed.n_cells, cells.n_obs), rng=ctx.seed)
         ctx.figure("clusters_umap", pl.embedding(cells, color="subset"))
     batch_summary = label_diagnostics(ctx, cells)
-    ctx.h5ad(cells, "cells.h5ad")
+    if on_store(c):
+        save_events(ctx, "annotate", full, cells, before=keys_before_of(before))
+    else:
+        ctx.h5ad(cells, "cells.h5ad")
     unassigned = float((cells.obs["subset"] == "unassigned").mean() * 100)
     table = cells.uns["subset"]["clusters"]
     small = table[table["method"] == "too small"]
@@ -300,7 +345,11 @@ def abundance(ctx: Context) -> dict[str, Any]:
     io.analysis_units); the units and their files are listed in ``sample_units.csv`` when the
     sheet pools files or has a time-point column.
     """
-    cells = ad.read_h5ad(ctx.path("cells.h5ad"), backed="r")
+    store = on_store(ctx.config)
+    if store:
+        _, cells = open_events(ctx, "abundance")
+    else:
+        cells = ad.read_h5ad(ctx.path("cells.h5ad"), backed="r")
     sheet, _ = io.read_samples(ctx.config.inputs.samples)
     present = set(cells.obs["sample_id"].astype(str))
     units = io.analysis_units(sheet[sheet["sample_id"].isin(present)])
@@ -315,7 +364,8 @@ def abundance(ctx: Context) -> dict[str, Any]:
         )
         key = "unit_id"
     patients = tl.abundance(cells, phenotypes=ctx.config.inputs.phenotypes, sample_key=key)
-    cells.file.close()
+    if not store:
+        cells.file.close()
     summary: dict[str, Any] = {}
     if pooled or io.timepoint_column(sheet.columns) is not None:
         per_unit = units.drop_duplicates("unit_id").set_index("unit_id")

@@ -11,6 +11,7 @@ from anndata import AnnData
 
 from itme._adata import check_markers, markers_of_class, matrix
 from itme._colors import category_colors
+from itme._dask import lazy_group_medians, lazy_matrix
 from itme.core.cluster.codebook import group_medians
 from itme.errors import ItmeParameterError, ItmeStateError
 
@@ -72,12 +73,14 @@ def cluster_heatmap(
     )
     groups = pd.Categorical(adata.obs[groupby])
     n = np.bincount(groups.codes[groups.codes >= 0], minlength=len(groups.categories))
-    med = group_medians(
-        matrix(adata, None),
-        groups.codes,
-        len(groups.categories),
-        columns=adata.var_names.get_indexer(marker_list),
-    )
+    columns = adata.var_names.get_indexer(marker_list)
+    lazy = lazy_matrix(adata, None)
+    if lazy is not None:  # a cohort store: exact medians, a batch of columns at a time
+        med = lazy_group_medians(lazy, groups.codes, len(groups.categories), columns)
+    else:
+        med = group_medians(
+            matrix(adata, None), groups.codes, len(groups.categories), columns=columns
+        )
     rows = np.flatnonzero(n > 0)
     values = med[rows]
     label = "median (arcsinh)"

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from itme._dask import is_lazy, take_rows
 from itme.core.clean.steps import KEPT, QC_LABELS, STEP_NAMES, STEPS
 from itme.errors import ItmeParameterError, ItmeStateError
 
@@ -83,6 +84,8 @@ def qc_gates(adata: AnnData, *, sample: str | None = None, max_points: int = 40_
     sample = str(sample)
     rows = _rows(adata, params, sample)
     labels = adata.obs["itme_qc"].astype(str).to_numpy()[rows]
+    if is_lazy(raw):  # a cohort store: gather this sample's events once
+        raw, rows = take_rows(raw, rows), np.arange(rows.size)
     cofactor = float(params["cofactor"])
     roles = {r: list(v) for r, v in params["channels"].items()}
     thr = qc["thresholds"]

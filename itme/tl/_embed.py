@@ -26,6 +26,7 @@ import numpy as np
 from anndata import AnnData
 
 from itme._adata import check_markers, markers_of_class
+from itme._dask import is_lazy, take_rows
 from itme._numba import cache_compiled
 from itme._random import RngLike, as_generator, draw_seed
 from itme.errors import ItmeParameterError
@@ -111,8 +112,11 @@ def embed(
     )
     X = adata.X if layer is None else adata.layers[layer]
     cols = adata.var_names.get_indexer(marker_list)
-    data = X[np.ix_(idx, cols)]
-    data = np.asarray(data.toarray() if hasattr(data, "toarray") else data, dtype=np.float32)
+    if is_lazy(X):  # a cohort store: gather the subsample only
+        data = np.asarray(take_rows(X, idx, cols), dtype=np.float32)
+    else:
+        data = X[np.ix_(idx, cols)]
+        data = np.asarray(data.toarray() if hasattr(data, "toarray") else data, dtype=np.float32)
 
     params: dict[str, Any] = {"method": method, "markers": np.array(marker_list, dtype=object)}
     if method == "umap":

@@ -8,16 +8,10 @@ compared with the in-memory run of the same functions on the same files and seed
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.dask_cluster import dask_cluster
 
 import itme
 from itme import pp, tl
@@ -29,7 +23,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::itme.errors.ItmeExclusionWarning"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 PHENOTYPES = "lymphoid_visram2021"
 
 
@@ -77,61 +70,8 @@ def in_memory(cohort):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """``dask scheduler`` + two ``dask worker`` processes on loopback; their address."""
-    folder = tmp_path_factory.mktemp("dask")
-    info = folder / "scheduler.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    common = {"env": env, "cwd": folder, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    dask_cli = [sys.executable, "-m", "dask"]
-    procs = [
-        subprocess.Popen(
-            [
-                *dask_cli,
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-dashboard",
-                "--scheduler-file",
-                str(info),
-            ],
-            **common,
-        )
-    ]
-    try:
-        deadline = time.monotonic() + 30
-        while not info.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        address = json.loads(info.read_text())["address"]
-        for _ in range(2):
-            procs.append(
-                subprocess.Popen(
-                    [
-                        *dask_cli,
-                        "worker",
-                        address,
-                        "--interface",  # binds the loopback address, 127.0.0.1
-                        "lo",
-                        "--nthreads",
-                        "1",
-                        "--nworkers",
-                        "1",
-                        "--memory-limit",
-                        "1GB",
-                        "--no-dashboard",
-                    ],
-                    **common,
-                )
-            )
+    with dask_cluster(tmp_path_factory.mktemp("dask"), workers=2) as address:
         yield address
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 def test_two_workers_give_the_in_memory_tables(cohort, in_memory, cluster, tmp_path):

@@ -228,3 +228,62 @@ def test_compute_section_is_validated_with_the_config(tmp_path):
     config.write_text(text.replace("workers: 4", "workers: 4\n  memory: 4GB"))
     with pytest.raises(ItmeInputError, match="compute.memory"):
         load_config(config)
+
+
+@pytest.mark.parametrize("batch_bytes", [10**9, 4 * 10007 * 2, 4 * 10007, 1000])
+def test_lazy_medians_spill_gives_the_exact_medians(batch_bytes, monkeypatch):
+    # all columns at once, and spilled in row batches (the last one shorter) of 1..2 columns
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10007, 9)).astype(np.float32)
+    labels = rng.integers(-1, 5, size=X.shape[0])
+    cols = np.array([0, 3, 4, 8, 2])
+    from itme.core.cluster.codebook import group_medians
+
+    expected = group_medians(X[:, cols], labels, 5)
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", batch_bytes)
+    found = itme_dask.lazy_group_medians(da.from_array(X, chunks=(999, 9)), labels, 5, cols)
+    np.testing.assert_array_equal(found, expected)
+    # a median of the standard normal within each group: near 0
+    assert np.all(np.abs(found) < 0.1)
+
+
+def test_local_cluster_logs_its_dashboard_and_reports_tasks(caplog, monkeypatch):
+    from itme._progress import settings as progress
+
+    monkeypatch.setattr(progress, "progress", True)  # as the CLI on a terminal
+    settings = ComputeSettings(scheduler="local", workers=1, memory_per_worker="1GB")
+    with caplog.at_level("INFO", logger="itme._dask"), start_compute(settings) as client:
+        assert da.arange(1000, chunks=100).sum().compute() == 499_500
+        from itme._progress import task_counts
+
+        counts = client.run_on_scheduler(task_counts)
+    assert counts["workers"] == 1
+    assert "dashboard http://127.0.0.1:" in caplog.text
+
+
+def test_store_path_refuses_corrections_naming_the_setting(tmp_path):
+    from itme.pipeline import load_config
+    from itme.pipeline._stages_store import check_batch
+
+    config = _demo_folder(tmp_path)
+    config.write_text(config.read_text() + "\ncompute:\n  workers: 1\n")
+    cfg = load_config(config)  # the demo: drift and batch correction on
+    with pytest.raises(ItmeParameterError, match=r"'batch.drift'.*Set batch.drift: false"):
+        check_batch(cfg, n_batches=3, has_time=True)
+    with pytest.raises(ItmeParameterError, match=r"'batch.method'.*3 batches"):
+        check_batch(cfg, n_batches=3, has_time=False)
+    check_batch(cfg, n_batches=1, has_time=False)  # nothing to correct: fine
+
+
+def test_embed_of_a_lazy_matrix_gathers_the_same_subsample():
+    mem = _cells(3000, 4)
+    itme.pp.arcsinh(mem)
+    lazy = mem.copy()
+    lazy.X = da.from_array(mem.X, chunks=(700, -1))
+    for adata in (mem, lazy):
+        itme.tl.embed(adata, method="tsne", n_cells=300, rng=4)
+    assert lazy.obs["tsne_subsample"].sum() == 300
+    np.testing.assert_array_equal(lazy.obsm["X_tsne"], mem.obsm["X_tsne"])
+    # every subsampled event placed, spread over both axes
+    xy = mem.obsm["X_tsne"][mem.obs["tsne_subsample"].to_numpy()]
+    assert np.isfinite(xy).all() and xy.std(axis=0).min() > 1

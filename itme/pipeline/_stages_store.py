@@ -1,0 +1,375 @@
+"""The cell-level stages on the cohort store (``compute:`` set): one copy of the matrix.
+
+With a ``compute:`` section the ingest stage converts the FCS files once into the run's
+cohort store ``cells.zarr`` (:func:`itme.io.read_cohort` with ``store=``; raw counts only,
+chunked by events), and every later cell-level stage opens it lazily, runs the same library
+functions on dask arrays, and adds its ``obs``/``obsm`` columns and ``uns`` entries to the
+store (:func:`itme.io.update_store`) instead of writing a new copy of the events.
+
+The store keeps every event. The events the clean stage keeps (after QC, sample exclusion
+and downsampling) are marked by ``obs["itme_clean"]``; later stages work on that subset
+(:func:`open_events`, a lazy selection), and what they add is written back with missing
+values (NaN, False) on the other events. Each stage that writes the store records what it
+added in ``work/store/<stage>.json`` (its output, written last): a stage opening the store
+keeps only what the stages before it added, so a rerun never sees the columns of a later
+stage, and it removes the records of the stages after it, which therefore rerun. The ingest
+stage's output includes the matrix's metadata (``cells.zarr/layers/raw/zarr.json``):
+removing the store reruns everything.
+
+What the in-memory path does between stages through ``h5ad`` files (strings become
+categoricals on writing, :func:`itme.pipeline._stages_cells.apply_additions` turns the
+cluster labels into strings) is done the same way here, so both paths give identical tables
+(tests/integration/test_pipeline_store.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from itme import io
+from itme.errors import ItmeParameterError, ItmeStateError
+from itme.pipeline._config import Config
+from itme.pipeline._runner import Context
+
+__all__ = [
+    "STORE",
+    "SUBSET",
+    "check_batch",
+    "ingest_store",
+    "on_store",
+    "open_events",
+    "save_events",
+]
+
+logger = logging.getLogger(__name__)
+
+#: the run's cohort store, in the output folder
+STORE = "cells.zarr"
+#: folder of the run holding what each stage added to the store (its output)
+RECORDS = ("work", "store")
+#: obs column of the store: the events of the clean stage's output
+SUBSET = "itme_clean"
+#: the stages that write the store, in run order
+WRITERS = ("ingest", "clean", "cluster", "annotate")
+
+
+def on_store(config: Config) -> bool:
+    """Whether the cell-level stages run on the cohort store (a ``compute:`` section is set)."""
+    return config.compute is not None
+
+
+def _store(ctx: Context) -> Path:
+    return ctx.out / STORE
+
+
+def _record_path(ctx: Context, stage: str) -> Path:
+    return ctx.out.joinpath(*RECORDS, f"{stage}.json")
+
+
+def _read_record(ctx: Context, stage: str) -> dict[str, Any]:
+    path = _record_path(ctx, stage)
+    if not path.is_file():
+        raise ItmeStateError(
+            f"{path} is missing: the {stage} stage has not written the cohort store of this "
+            f"run; rerun it (itme run --from {stage})"
+        )
+    return json.loads(path.read_text())
+
+
+def _write_record(ctx: Context, stage: str, record: dict[str, Any]) -> None:
+    ctx.json(record, *RECORDS, f"{stage}.json")
+
+
+def check_batch(config: Config, *, n_batches: int, has_time: bool) -> None:
+    """Refuse a batch or drift correction on the store path, before any work of the stage.
+
+    ``pp.correct_drift`` and ``pp.correct_batch`` change the events matrix, which the store
+    keeps once, as raw counts (the transformed matrix is recomputed from them): they do not
+    run lazily.
+
+    Raises
+    ------
+    ItmeParameterError
+        ``batch.drift`` is on and the time channel exists, or the sheet has two or more
+        batches and ``batch.method`` is not ``none``.
+    """
+    c = config.batch
+    fix = (
+        "The cohort store (compute:) keeps the raw counts only and cannot hold corrected "
+        "events. Set {key}: {value} (the diagnostics still run), or run in memory (remove "
+        "the compute: section and --scheduler)"
+    )
+    if c.drift and has_time:
+        raise ItmeParameterError(
+            "batch.drift",
+            "false on the store path (compute:): pp.correct_drift changes the events",
+            True,
+            fix=fix.format(key="batch.drift", value="false"),
+        )
+    if n_batches >= 2 and c.method != "none":
+        raise ItmeParameterError(
+            "batch.method",
+            f"none on the store path (compute:) with {n_batches} batches in "
+            f"{c.column!r}: pp.correct_batch changes the events",
+            c.method,
+            fix=fix.format(key="batch.method", value="none"),
+        )
+
+
+def check_ingest(config: Config) -> None:
+    """Refuse bead normalisation or compensation on the store path, before converting files.
+
+    Both rewrite the raw counts, which the store keeps as read from the FCS files.
+
+    Raises
+    ------
+    ItmeParameterError
+        ``ingest.beads`` is not ``none``, or ``inputs.spillover`` is given with
+        ``ingest.compensation`` not ``none``.
+    """
+    fix = (
+        "Normalise or compensate the FCS files first, or run in memory (remove the compute: "
+        "section and --scheduler)"
+    )
+    if config.ingest.beads != "none":
+        raise ItmeParameterError(
+            "ingest.beads",
+            "none on the store path (compute:): pp.normalize_beads rewrites the raw counts",
+            config.ingest.beads,
+            fix=fix,
+        )
+    if config.inputs.spillover is not None and config.ingest.compensation != "none":
+        raise ItmeParameterError(
+            "ingest.compensation",
+            "none on the store path (compute:): pp.compensate rewrites the raw counts",
+            config.ingest.compensation,
+            fix=fix,
+        )
+
+
+def ingest_store(ctx: Context, **read_kwargs: Any) -> AnnData:
+    """io.read_cohort into a new ``cells.zarr`` of the run (an existing one is replaced).
+
+    The batch settings are checked first (:func:`check_batch`, from the sample sheet and
+    the panel), so a run the batch stage would refuse stops before converting anything.
+
+    Parameters
+    ----------
+    ctx
+        The ingest stage's context.
+    **read_kwargs
+        Keyword arguments of :func:`itme.io.read_cohort` (besides the sheet and panel).
+
+    Returns
+    -------
+    The cohort, opened lazily from the store.
+    """
+    c = ctx.config
+    sheet, _ = io.read_samples(c.inputs.samples)
+    panel = io.read_panel(c.inputs.panel)
+    time_channel = c.batch.time_channel
+    check_batch(  # before any work: the batch stage could not run on the store
+        c,
+        n_batches=int(sheet[c.batch.column].nunique()) if c.batch.column in sheet else 0,
+        has_time=bool(
+            (panel["fcs_colname"].astype(str) == time_channel).any()
+            or (panel["antigen"].astype(str) == time_channel).any()
+        ),
+    )
+    store = _store(ctx)
+    for folder in (store, ctx.out.joinpath(*RECORDS)):  # the later stages rerun too
+        if folder.exists():
+            shutil.rmtree(folder)
+    cells = io.read_cohort(
+        c.inputs.samples,
+        c.inputs.panel,
+        store=store,
+        chunk_rows=c.compute.chunk_rows,
+        **read_kwargs,
+    )
+    # the matrix's metadata, written once: a store removed or replaced reruns ingest
+    ctx.record(store / "layers" / "raw" / "zarr.json")
+    _write_record(ctx, "ingest", {**_keys(cells), "events": int(cells.n_obs)})
+    return cells
+
+
+def _keys(cells: AnnData) -> dict[str, list[str]]:
+    return {
+        "obs": [str(c) for c in cells.obs.columns],
+        "obsm": [str(k) for k in cells.obsm],
+        "uns": [str(k) for k in cells.uns if k != "store"],
+    }
+
+
+def open_events(ctx: Context, stage: str) -> tuple[AnnData, AnnData]:
+    """Open the store for ``stage``: every event, and the events the stage works on.
+
+    What the store holds from ``stage`` itself or a later stage (a previous run) is dropped,
+    and the records of ``stage`` and later writers are removed (those stages rerun).
+
+    Parameters
+    ----------
+    ctx
+        The stage's context.
+    stage
+        The stage name.
+
+    Returns
+    -------
+    ``(full, events)``: the lazily opened store (every event), and, after the clean stage,
+    the clean stage's events (a lazy selection with the categories the clean stage's output
+    had, ``obs["itme_clean"]`` left out); before it, ``full`` itself.
+    """
+    earlier = [w for w in WRITERS if _order(w) < _order(stage)]
+    records = {w: _read_record(ctx, w) for w in earlier}
+    if stage in WRITERS:
+        for later in WRITERS[WRITERS.index(stage) :]:
+            _record_path(ctx, later).unlink(missing_ok=True)
+    full = io.open_store(_store(ctx))
+    n = records["ingest"]["events"]
+    if full.n_obs != n:
+        raise ItmeStateError(f"{_store(ctx)} holds {full.n_obs} events, its record {n}")
+    keep = {part: [k for r in records.values() for k in r[part]] for part in ("obs", "obsm", "uns")}
+    full.obs = full.obs[[c for c in full.obs.columns if c in keep["obs"]]]
+    for key in [k for k in full.obsm if k not in keep["obsm"]]:
+        del full.obsm[key]
+    for key in [k for k in full.uns if k not in keep["uns"] and k != "store"]:
+        del full.uns[key]
+    if "arcsinh" not in full.uns:  # opened after a later clean stage: back to raw counts
+        full.X = full.layers["raw"]
+    if "clean" not in records:
+        return full, full
+    from itme.pp._subset import subset_events
+
+    mask = full.obs[SUBSET].to_numpy(dtype=bool)
+    events = subset_events(full, np.flatnonzero(mask))
+    events.obs = events.obs.drop(columns=[SUBSET])
+    for col, (cats, ordered) in records["clean"]["categories"].items():
+        values = events.obs[col]
+        events.obs[col] = values.cat.set_categories(
+            pd.Index(cats, dtype=values.cat.categories.dtype), ordered=ordered
+        )
+    if "cluster" in records and stage == "annotate":
+        # as apply_additions does in memory: the cluster labels as strings
+        for col in records["cluster"]["obs"]:
+            events.obs[col] = events.obs[col].to_numpy()
+    return full, events
+
+
+def _order(stage: str) -> int:
+    order = ("ingest", "clean", "batch", "cluster", "annotate", "abundance")
+    return order.index(stage)
+
+
+def _expand(values: pd.Series, mask: np.ndarray) -> Any:
+    """A column of the selected events as a column of every event (missing elsewhere)."""
+    n = mask.size
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = np.full(n, -1, dtype=values.cat.codes.dtype)
+        codes[mask] = values.cat.codes.to_numpy()
+        return pd.Categorical.from_codes(codes, dtype=values.dtype)
+    arr = values.to_numpy()
+    if arr.dtype == bool:
+        out = np.zeros(n, dtype=bool)
+    elif arr.dtype.kind in "iuf":
+        out = np.full(n, np.nan, dtype=np.float64 if arr.dtype.kind != "f" else arr.dtype)
+    else:
+        raise ItmeStateError(f"obs column {values.name!r} of dtype {arr.dtype} cannot be stored")
+    out[mask] = arr
+    return out
+
+
+def save_events(
+    ctx: Context,
+    stage: str,
+    full: AnnData,
+    events: AnnData,
+    *,
+    before: dict[str, list[str]],
+    subset: np.ndarray | None = None,
+) -> None:
+    """Add what ``stage`` added to ``events`` to the store; record it (the stage's output).
+
+    Parameters
+    ----------
+    ctx
+        The stage's context.
+    stage
+        The stage name.
+    full
+        The store's events, as :func:`open_events` returned them.
+    events
+        The stage's result: ``full`` itself, or a selection of its events in store order.
+    before
+        :func:`_keys` of ``events`` when the stage started.
+    subset
+        The clean stage only: whether each event of ``full`` is in ``events``.
+
+    Returns
+    -------
+    None. The store's obs, obsm and uns are updated; ``work/store/<stage>.json`` lists
+    the obs columns, obsm entries and uns keys the stage added.
+    """
+    events.strings_to_categoricals()  # as writing the in-memory path's h5ad does
+    if subset is not None:
+        mask = np.asarray(subset, dtype=bool)
+    elif SUBSET in full.obs:
+        mask = full.obs[SUBSET].to_numpy(dtype=bool)
+    else:
+        mask = np.ones(full.n_obs, dtype=bool)
+    if int(mask.sum()) != events.n_obs:
+        raise ItmeStateError(f"{stage}: {events.n_obs} events but {int(mask.sum())} selected")
+    added = {
+        "obs": [c for c in events.obs.columns if c not in before["obs"]],
+        "obsm": [k for k in events.obsm if k not in before["obsm"]],
+        "uns": [k for k in events.uns if k not in before["uns"] and k != "store"],
+    }
+    written = list(added["obs"])
+    for col in added["obs"]:
+        if col not in full.obs:  # added to the selection (else to every event, e.g. itme_qc)
+            full.obs[col] = _expand(events.obs[col], mask)
+    for key in added["obsm"]:
+        if key not in full.obsm:
+            value = np.asarray(events.obsm[key])
+            out = np.full((full.n_obs, *value.shape[1:]), np.nan, dtype=value.dtype)
+            out[mask] = value
+            full.obsm[key] = out
+    record: dict[str, Any] = dict(added)
+    if subset is not None:
+        full.obs[SUBSET] = mask
+        written.append(SUBSET)
+        record["obs"] = [*added["obs"], SUBSET]
+        # categories of the selection that differ from the store's (samples excluded)
+        record["categories"] = {
+            str(col): [events.obs[col].cat.categories.tolist(), bool(events.obs[col].cat.ordered)]
+            for col in events.obs.columns
+            if isinstance(events.obs[col].dtype, pd.CategoricalDtype)
+            and col in full.obs
+            and not events.obs[col].cat.categories.equals(full.obs[col].cat.categories)
+        }
+    full.uns.clear()
+    full.uns.update({k: v for k, v in events.uns.items() if k != "store"})
+    io.update_store(full, store=_store(ctx), obs=written, obsm=added["obsm"])
+    full.uns["store"] = str(_store(ctx))
+    _write_record(ctx, stage, record)
+    logger.info(
+        "%s: added %s to %s (%d of %d events)",
+        stage,
+        ", ".join([*record["obs"], *added["obsm"], *added["uns"]]) or "nothing",
+        STORE,
+        events.n_obs,
+        full.n_obs,
+    )
+
+
+def keys_before(cells: AnnData) -> dict[str, list[str]]:
+    """What ``cells`` holds when a stage starts (for :func:`save_events`)."""
+    return _keys(cells)

@@ -1,0 +1,227 @@
+"""``itme run`` on the cohort store gives the in-memory run's tables, whatever the layout.
+
+The same config and seed run the cell-level stages (ingest → clean → batch → cluster →
+annotate → abundance) in memory and, with a ``compute:`` section, on the run's cohort store
+``cells.zarr``: on a LocalCluster of 1 and of 2 workers with two chunk sizes, and on a real
+``dask scheduler`` with two ``dask worker`` processes on loopback, one of which is SIGKILLed
+while the cluster stage runs (its nanny restarts it; Dask reschedules its tasks); and a
+client SIGKILLed (with its local workers) during the cluster stage resumes. Every table (and
+``work/abundance.h5ad``, the patients stage's input) must be byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+import yaml
+from helpers.dask_cluster import dask_cluster
+
+from itme.pipeline import run
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(600),
+    # the cohort's planted artefacts are removed (and said so) on both paths alike
+    pytest.mark.filterwarnings("ignore::itme.errors.ItmeExclusionWarning"),
+]
+
+CELL_STAGES = ["ingest", "clean", "batch", "cluster", "annotate", "abundance"]
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> dict[str, Path]:
+    from itme.datasets import simulate_cohort
+
+    out = tmp_path_factory.mktemp("cohort")
+    return simulate_cohort(out, n_patients=8, cells_per_sample=1200, n_genes=4400, rng=5)
+
+
+def config(cohort: dict[str, Path], out: Path, compute: dict | None = None) -> Path:
+    """A small run of the cell-level stages; ``compute`` switches to the store path."""
+    cfg = {
+        "seed": 7,
+        "output": str(out),
+        "inputs": {
+            "samples": str(cohort["samples"]),
+            "panel": str(cohort["panel"]),
+            "clinical": str(cohort["clinical"]),
+            "phenotypes": "lymphoid_visram2021",
+        },
+        "downsample": {"min_events": 300},
+        "cluster": {"grid": [5, 5], "n_metaclusters": 10, "train_cells": 4000},
+        "embed": {"enabled": False},  # UMAP's first call compiles for ~40 s; not a table
+        # drift and batch correction change the events, which the store does not hold
+        "batch": {"drift": False, "method": "none"},
+    }
+    if compute is not None:
+        cfg["compute"] = compute
+    path = out.with_suffix(".yaml")
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def tables(out: Path) -> dict[str, bytes]:
+    files = {p.name: p.read_bytes() for p in sorted((out / "tables").glob("*.csv"))}
+    patients = ad.read_h5ad(out / "work" / "abundance.h5ad")
+    files["abundance.X"] = np.asarray(patients.X).tobytes()
+    files["abundance.obs"] = patients.obs.to_csv().encode()
+    return files
+
+
+def assert_same(expected: dict[str, bytes], found: dict[str, bytes]) -> None:
+    assert sorted(found) == sorted(expected)
+    for name, data in expected.items():
+        assert found[name] == data, name
+
+
+@pytest.fixture(scope="module")
+def in_memory(cohort, tmp_path_factory) -> dict[str, bytes]:
+    out = tmp_path_factory.mktemp("mem") / "run"
+    result = run(config(cohort, out), until_stage="abundance")
+    assert [s.status for s in result.stages[:6]] == ["done"] * 6
+    found = tables(out)
+    # what every store run is compared with: QC, cluster and subset tables are there
+    assert {"qc_events.csv", "cluster_phenotypes.csv", "subset_frequencies.csv"} <= set(found)
+    return found
+
+
+def fcs_bytes(cohort: dict[str, Path]) -> int:
+    return sum(p.stat().st_size for p in cohort["fcs_dir"].glob("*.fcs"))
+
+
+@pytest.mark.parametrize(("workers", "chunk_rows"), [(1, 700), (2, 4096)])
+def test_store_path_gives_the_in_memory_tables(cohort, in_memory, tmp_path, workers, chunk_rows):
+    out = tmp_path / "run"
+    compute = {
+        "scheduler": "local",
+        "workers": workers,
+        "chunk_rows": chunk_rows,
+        "memory_per_worker": "1GB",
+    }
+    result = run(config(cohort, out, compute), until_stage="abundance")
+    assert [s.status for s in result.stages[:6]] == ["done"] * 6
+    assert_same(in_memory, tables(out))
+    # one copy of the events: the store's raw counts; no h5ad of events in the run folder
+    assert sorted(p.name for p in (out / "work").glob("*.h5ad")) == ["abundance.h5ad"]
+    assert not (out / "cells.h5ad").exists()
+    raw = out / "cells.zarr" / "layers" / "raw"
+    assert sum(p.stat().st_size for p in raw.rglob("*") if p.is_file()) < fcs_bytes(cohort)
+    stored = ad.read_zarr(out / "cells.zarr")  # an ordinary AnnData zarr store
+    assert {"itme_qc", "itme_clean", "metacluster", "subset"} <= set(stored.obs)
+    assert stored.obs["subset"].isna().sum() == (~stored.obs["itme_clean"]).sum()
+    if workers == 1:  # resume: --from clean rewrites the store's obs; the same tables again
+        again = run(config(cohort, out, compute), from_stage="clean", until_stage="abundance")
+        # the stages writing the store after clean lost their records and reran; batch and
+        # abundance do not write it: unchanged, skipped
+        statuses = [s.status for s in again.stages[:6]]
+        skipped = "skipped (unchanged)"
+        assert statuses == ["kept (before --from)", "done", skipped, "done", "done", skipped]
+        assert_same(in_memory, tables(out))
+
+
+class _KillDuringCluster(logging.Handler):
+    """SIGKILL one worker process once the cluster stage's tasks run on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.killed: list[int] = []
+        self.busy = False  # the victim had tasks of the stage in flight
+        self.thread: threading.Thread | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "stage cluster: started" and self.thread is None:
+            self.thread = threading.Thread(target=self._kill, daemon=True)
+            self.thread.start()
+
+    def _kill(self) -> None:
+        from distributed import default_client
+
+        client = default_client()
+        pids = client.run(os.getpid)  # worker address -> pid of the worker process
+        deadline = time.monotonic() + 20
+        busy: list[str] = []
+        while not busy and time.monotonic() < deadline:
+            busy = [w for w, tasks in client.processing().items() if tasks and w in pids]
+            time.sleep(0.005)
+        self.busy = bool(busy)
+        victim = busy[0] if busy else sorted(pids)[0]
+        os.kill(pids[victim], signal.SIGKILL)
+        self.killed.append(pids[victim])
+
+
+def test_a_worker_killed_during_the_cluster_stage_does_not_change_the_tables(
+    cohort, in_memory, tmp_path
+):
+    out = tmp_path / "run"
+    killer = _KillDuringCluster()
+    runner_log = logging.getLogger("itme.pipeline._runner")
+    runner_log.addHandler(killer)
+    level = runner_log.level
+    runner_log.setLevel(logging.INFO)
+    try:
+        with dask_cluster(tmp_path, workers=2) as address:
+            compute = {"scheduler": address, "chunk_rows": 250}
+            result = run(config(cohort, out, compute), until_stage="abundance")
+            from distributed import Client
+
+            with Client(address, timeout="10s") as client:
+                client.wait_for_workers(2, timeout=30)  # the nanny restarted the killed worker
+                alive = set(client.run(os.getpid).values())
+    finally:
+        runner_log.removeHandler(killer)
+        runner_log.setLevel(level)
+    assert len(killer.killed) == 1 and killer.killed[0] not in alive
+    assert killer.busy
+    assert [s.status for s in result.stages[:6]] == ["done"] * 6
+    assert_same(in_memory, tables(out))
+
+
+def test_a_client_killed_during_the_cluster_stage_resumes_to_the_same_tables(
+    cohort, in_memory, tmp_path
+):
+    out = tmp_path / "run"
+    compute = {"scheduler": "local", "workers": 1, "chunk_rows": 500, "memory_per_worker": "1GB"}
+    path = config(cohort, out, compute)
+    code = (
+        "import sys; from itme.cli import main; "
+        "sys.exit(main(['-q', 'run', sys.argv[1], '--until', 'abundance']))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: client and its local workers
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                stages = json.loads((out / "run.json").read_text())["stages"]
+            except (OSError, ValueError):
+                stages = []
+            if any(s["name"] == "cluster" and s["status"] == "running" for s in stages):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before its cluster stage"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert not (out / "work" / "store" / "cluster.json").exists()
+    result = run(path, until_stage="abundance")
+    # the finished stages are kept; the killed one and those after it run
+    statuses = [s.status for s in result.stages[:6]]
+    assert statuses == ["skipped (unchanged)"] * 3 + ["done"] * 3
+    assert_same(in_memory, tables(out))
