@@ -36,7 +36,14 @@ def _groups(adata: AnnData, groupby: str) -> pd.Categorical:
             f'obs["{groupby}"] does not exist: run itme.tl.flowsom first (it writes '
             'obs["metacluster"] and obs["som_node"]), or pass groupby= an existing obs column.'
         )
-    return pd.Categorical(adata.obs[groupby])
+    values = adata.obs[groupby]
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return pd.Categorical(values)
+    # plain labels (e.g. read back from a store as strings): numeric ones in numeric order
+    # (1, 2, ..., 10), as flowsom's categories are, not as text (1, 10, 2, ...)
+    labels = pd.unique(values.dropna())
+    order = sorted(labels, key=lambda v: (0, int(v), "") if str(v).isdigit() else (1, 0, str(v)))
+    return pd.Categorical(values, categories=order)
 
 
 def cluster_phenotypes(

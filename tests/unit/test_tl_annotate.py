@@ -269,3 +269,16 @@ def test_simulated_lymphoid_sample_is_named_correctly(seed):
     itme.tl.annotate(adata, phenotypes="lymphoid_visram2021")
     correct = np.mean(adata.obs["subset"].astype(str).to_numpy() == adata.obs["truth"].to_numpy())
     assert correct >= 0.95
+
+
+def test_plain_string_clusters_are_ordered_as_numbers():
+    """Labels read back as strings (the cohort store) keep flowsom's order 1, 2, ..., 10."""
+    labels = np.array(["10", "2", "1", "2", "10", "1"], dtype=object)
+    a = ad.AnnData(
+        X=np.arange(12, dtype=np.float32).reshape(6, 2),
+        obs=pd.DataFrame({"metacluster": labels}, index=[f"e{i}" for i in range(6)]),
+        var=pd.DataFrame(index=["CD3", "CD19"]),
+    )
+    table = itme.tl.cluster_phenotypes(a, groupby="metacluster")
+    assert list(table.index) == ["1", "2", "10"]
+    assert table.loc["10", "CD3"] == np.median([0, 8])
