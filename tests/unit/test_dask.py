@@ -282,8 +282,8 @@ def test_embed_of_a_lazy_matrix_gathers_the_same_subsample():
     lazy.X = da.from_array(mem.X, chunks=(700, -1))
     for adata in (mem, lazy):
         itme.tl.embed(adata, method="tsne", n_cells=300, rng=4)
-    assert lazy.obs["tsne_subsample"].sum() == 300
-    np.testing.assert_array_equal(lazy.obsm["X_tsne"], mem.obsm["X_tsne"])
+    assert lazy.obs["itme_tsne_subsample"].sum() == 300
+    np.testing.assert_array_equal(lazy.obsm["X_itme_tsne"], mem.obsm["X_itme_tsne"])
     # every subsampled event placed, spread over both axes
-    xy = mem.obsm["X_tsne"][mem.obs["tsne_subsample"].to_numpy()]
+    xy = mem.obsm["X_itme_tsne"][mem.obs["itme_tsne_subsample"].to_numpy()]
     assert np.isfinite(xy).all() and xy.std(axis=0).min() > 1
