@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from itme._adata import check_markers, markers_of_class, matrix
+from itme._adata import check_markers, markers_of_class, matrix, natural_key
 from itme._colors import store_colors
 from itme._dask import lazy_group_medians, lazy_matrix
 from itme.core.annotate.naming import UNASSIGNED, assign_clusters, auto_thresholds
@@ -41,9 +41,7 @@ def _groups(adata: AnnData, groupby: str) -> pd.Categorical:
         return pd.Categorical(values)
     # plain labels (e.g. read back from a store as strings): numeric ones in numeric order
     # (1, 2, ..., 10), as flowsom's categories are, not as text (1, 10, 2, ...)
-    labels = pd.unique(values.dropna())
-    order = sorted(labels, key=lambda v: (0, int(v), "") if str(v).isdigit() else (1, 0, str(v)))
-    return pd.Categorical(values, categories=order)
+    return pd.Categorical(values, categories=sorted(pd.unique(values.dropna()), key=natural_key))
 
 
 def cluster_phenotypes(

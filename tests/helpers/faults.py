@@ -20,6 +20,11 @@ def tiny_cohort(folder: Path) -> dict:
     (folder / "panel.csv").write_text(
         "fcs_colname,antigen,marker_class\nY89Di,CD45,type\nNd142Di,CD19,type\nIr191Di,DNA1,none\n"
     )
+    return tiny_config()
+
+
+def tiny_config() -> dict:
+    """The config of :func:`tiny_cohort` (2 iTME clusters, one RNA-seq contrast)."""
     return {
         "seed": 1,
         "output": "out",

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from helpers import fcs_factory
 from helpers.differential_sim import PLANTED_DA, PLANTED_DS, STATE, abundance, paired_cohort
+from helpers.faults import tiny_config
 
 from itme.cli import main
 from itme.errors import ItmeInputError
@@ -41,19 +42,7 @@ def paired_files(folder) -> dict:
     (folder / "panel.csv").write_text(
         "fcs_colname,antigen,marker_class\nY89Di,CD45,type\nNd142Di,pS6,state\nIr191Di,DNA1,none\n"
     )
-    return {
-        "seed": 1,
-        "output": "out",
-        "inputs": {"samples": "samples.csv", "panel": "panel.csv"},
-        "cytokines": {"groupby": ["itme_cluster"]},
-        "patients": {"k": 2},
-        "rnaseq": {
-            "contrasts": [
-                {"name": "c21", "groupby": "itme_cluster", "test": ["2"], "reference": ["1"]}
-            ]
-        },
-        "design": DESIGN,
-    }
+    return {**tiny_config(), "design": DESIGN}
 
 
 BROKEN = [
