@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from itme._adata import check_markers, markers_of_class, matrix, natural_key
+from itme._adata import check_markers, markers_of_class, matrix, obs_dtype
 from itme._colors import store_colors
 from itme._dask import lazy_group_medians, lazy_matrix
 from itme.core.annotate.naming import UNASSIGNED, assign_clusters, auto_thresholds
@@ -36,12 +36,9 @@ def _groups(adata: AnnData, groupby: str) -> pd.Categorical:
             f'obs["{groupby}"] does not exist: run itme.tl.flowsom first (it writes '
             'obs["metacluster"] and obs["som_node"]), or pass groupby= an existing obs column.'
         )
-    values = adata.obs[groupby]
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        return pd.Categorical(values)
-    # plain labels (e.g. read back from a store as strings): numeric ones in numeric order
-    # (1, 2, ..., 10), as flowsom's categories are, not as text (1, 10, 2, ...)
-    return pd.Categorical(values, categories=sorted(pd.unique(values.dropna()), key=natural_key))
+    # plain labels (e.g. read back from a store as strings) in natural order (1, 2, ..., 10),
+    # as flowsom's categories are, not as text (1, 10, 2, ...)
+    return pd.Categorical(obs_dtype(adata.obs[groupby]))
 
 
 def cluster_phenotypes(
