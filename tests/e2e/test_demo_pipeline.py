@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from itme.errors import ItmeWarning
 from itme.pipeline import run
 
 pytestmark = pytest.mark.slow
@@ -138,11 +139,16 @@ def _tables(out: Path) -> dict[str, bytes]:
 
 def test_rerun_is_identical_and_a_killed_run_resumes(demo, tmp_path):
     """Rerun every random stage (SOM, UMAP, bootstrap, GSEA) from scratch in a copy: same
-    tables. Then remove what a kill during `stats` leaves behind and rerun: same tables."""
+    tables. Then remove what a kill during `stats` leaves behind and rerun: same tables.
+
+    The warnings table too: the reruns let itme's warnings through as the CLI does (every
+    time), so the stages run again show what the demo's showed, and the stages kept or
+    skipped bring theirs from their records."""
     copy = tmp_path / "copy"
     shutil.copytree(demo, copy)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True):
         warnings.simplefilter("ignore")
+        warnings.filterwarnings("always", category=ItmeWarning)
         result = run(copy / "config.yaml", out=copy, from_stage="cluster")
         statuses = {s.name: s.status for s in result.stages}
         assert statuses["cluster"] == "done" and statuses["ingest"].startswith("kept")
@@ -170,6 +176,22 @@ def test_a_clean_demo_prints_at_most_three_warnings_one_line_each(demo_run):
     # the patient without an FCS file is one warning, not one per downstream step
     assert sum("MM" in ln and "no sample" in ln for ln in warned) <= 1
     assert "no row in" not in stderr
+
+
+def test_every_warning_printed_is_in_the_runs_warnings_table(demo_run):
+    out, stderr = demo_run
+    table = pd.read_csv(out / "tables" / "warnings.csv", keep_default_na=False)
+    rows = {(w, m): (stage, n) for stage, w, m, n in table.itertuples(index=False, name=None)}
+    printed = [
+        ln.split(" py.warnings: ", 1)[1].split(": ", 1)
+        for ln in stderr.splitlines()
+        if " WARNING " in ln and " py.warnings: " in ln
+    ]
+    assert printed and all((w, m) in rows for w, m in printed), (printed, table)
+    assert len(table) == len(table.drop_duplicates(["stage", "warning", "message"]))
+    # the patient without an FCS file (the demo plants one): once, by the patients stage
+    (missing,) = [key for key in rows if "no sample" in key[1]]
+    assert rows[missing] == ("patients", 1)
 
 
 def test_unassigned_and_never_found_subsets_are_listed_not_tested(demo):
