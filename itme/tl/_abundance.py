@@ -157,9 +157,9 @@ def abundance(
     Returns
     -------
     AnnData
-        New AnnData, samples × labels: one per name of ``uns[groupby]["names"]`` (written
-        by ``tl.annotate``: every subset of the table, 0 % where it has no events) in that
-        order, else one per category of ``obs[groupby]``. ``X`` (float64 % of the sample's events),
+        New AnnData, samples × labels (one per name of ``uns[groupby]["names"]``, written by
+        ``tl.annotate``: every subset of the table in its order, 0 % where it has no events;
+        without it one per category of ``obs[groupby]``): ``X`` (float64 % of the sample's events),
         ``layers["counts"]`` (int64 events), ``obs_names`` = sample ids, ``obs`` = the
         sample-sheet columns (constant within each sample) and ``n_events``,
         ``var["lineage"]`` (from the table; ``""`` when unknown), ``obsm["derived"]``

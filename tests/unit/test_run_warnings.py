@@ -117,9 +117,7 @@ def test_warning_filters_still_decide():
 
 def test_the_table_is_declared_for_the_provenance_section():
     declared = [(stage, o) for stage, o in OUTPUTS if o.name == "warnings"]
-    assert [(stage, o.kind, o.section) for stage, o in declared] == [
-        ("run", "table", "provenance")
-    ]
+    assert [(stage, o.kind, o.section) for stage, o in declared] == [("run", "table", "provenance")]
 
 
 @pytest.mark.filterwarnings("ignore:report.*summary.json:itme.errors.ItmeInputWarning")
