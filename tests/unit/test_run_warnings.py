@@ -7,11 +7,11 @@ import warnings
 
 import pandas as pd
 import pytest
+from helpers.faults import toy_config
 
 from itme._outputs import Output
 from itme.errors import ItmeExclusionWarning, ItmeInputWarning
 from itme.pipeline import OUTPUTS
-from itme.pipeline._config import load_config
 from itme.pipeline._runner import Stage, run_stages
 from itme.pipeline._warnings import record_warnings
 
@@ -20,11 +20,7 @@ MISSING = "1 of 4 patient(s) of the clinical table have no sample: P9"
 
 @pytest.fixture
 def config(tmp_path):
-    (tmp_path / "samples.csv").write_text("file_name,sample_id,patient_id\n")
-    (tmp_path / "panel.csv").write_text("fcs_colname,antigen,marker_class\n")
-    return load_config(
-        {"seed": 3, "inputs": {"samples": "samples.csv", "panel": "panel.csv"}}, base_dir=tmp_path
-    )
+    return toy_config(tmp_path)
 
 
 def warning_stages(calls: list[str], fail: bool = False) -> list[Stage]:
