@@ -48,27 +48,33 @@ def record_warnings() -> Iterator[list[dict[str, Any]]]:
     """
     rows: list[dict[str, Any]] = []
     index: dict[tuple[str, str], int] = {}
-    with warnings.catch_warnings():  # restores showwarning and the filters on exit
-        previous = warnings.showwarning
+    previous = warnings.showwarning
 
-        def show(
-            message: Warning | str,
-            category: type[Warning],
-            filename: str,
-            lineno: int,
-            file: Any = None,
-            line: str | None = None,
-        ) -> None:
-            key = (category.__name__, str(message).strip())
-            if key in index:
-                rows[index[key]]["count"] += 1
-            else:
-                index[key] = len(rows)
-                rows.append({"warning": key[0], "message": key[1], "count": 1})
-            previous(message, category, filename, lineno, file, line)
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        key = (category.__name__, str(message).strip())
+        if key in index:
+            rows[index[key]]["count"] += 1
+        else:
+            index[key] = len(rows)
+            rows.append({"warning": key[0], "message": key[1], "count": 1})
+        previous(message, category, filename, lineno, file, line)
 
-        warnings.showwarning = show
+    # entering and leaving catch_warnings resets the filters' memory of what was shown, and
+    # nothing else: filters a stage adds (e.g. a library on its first import) stay
+    with warnings.catch_warnings():
+        pass
+    warnings.showwarning = show
+    try:
         yield rows
+    finally:
+        warnings.showwarning = previous
 
 
 def warnings_table(stages: Iterable[tuple[str, list[dict[str, Any]]]]) -> pd.DataFrame:

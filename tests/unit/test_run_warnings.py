@@ -127,3 +127,19 @@ def test_report_lists_the_warnings_under_provenance_not_other_results(config, tm
     assert MISSING in provenance and 'href="tables/warnings.csv"' in provenance
     # the toy tables a and b are in "Other results"; warnings.csv is declared: not there
     assert 'id="table-a"' in page and 'id="table-warnings"' not in page
+
+
+def test_each_stage_records_what_it_shows_whatever_ran_before():
+    def warn():
+        warnings.warn("same fact", ItmeInputWarning, stacklevel=1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # Python's: once per line of code
+        warnings.showwarning = lambda *args, **kwargs: None
+        with record_warnings() as first:
+            warn()
+            warn()
+        with record_warnings() as second:  # the next stage, in the same process
+            warn()
+    assert first == [{"warning": "ItmeInputWarning", "message": "same fact", "count": 1}]
+    assert second == first
