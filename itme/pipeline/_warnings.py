@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterable, Iterator
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from itme._outputs import table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["COLUMNS", "OUTPUT", "record_warnings", "warnings_table"]
 
@@ -91,6 +92,8 @@ def warnings_table(stages: Iterable[tuple[str, list[dict[str, Any]]]]) -> pd.Dat
         Columns ``stage, warning, message, count``, stages in run order and each stage's
         warnings in the order first shown.
     """
+    import pandas as pd
+
     rows = [
         (name, str(w["warning"]), str(w["message"]), int(w["count"]))
         for name, recorded in stages
