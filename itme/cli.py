@@ -15,7 +15,7 @@ import click
 
 from itme import __version__
 from itme._progress import settings
-from itme.errors import ItmeError, ItmeRunError
+from itme.errors import ItmeError, ItmeRunError, ItmeWarning
 
 logger = logging.getLogger("itme")
 
@@ -37,6 +37,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     warnings_logger.handlers[:] = [handler]
     warnings_logger.setLevel(logging.WARNING)
     warnings.showwarning = _WarningLog(warnings_logger)
+    # every itme warning reaches it (not once per line of code), so tables/warnings.csv counts
+    # each time a fact was raised
+    warnings.filterwarnings("always", category=ItmeWarning)
     settings.progress = not quiet and sys.stderr.isatty()
 
 
@@ -148,6 +151,18 @@ def run(
         cfg = load_config(config)
         source = cfg.model_copy(update={"compute": with_scheduler(cfg.compute, scheduler)})
     result = run_pipeline(source, out=out, from_stage=from_stage, until_stage=until_stage)
+    _done(result)
+
+
+def _done(result: Any) -> None:
+    """The report's path, and where the run's warnings are listed (when it had any)."""
+    shown = sum(int(w["count"]) for s in result.stages for w in s.warnings)
+    if shown:
+        facts = sum(len(s.warnings) for s in result.stages)
+        click.echo(
+            f"{facts} distinct warning(s), shown {shown} time(s) in all; each with its stage "
+            f"and count in {result.out / 'tables' / 'warnings.csv'}"
+        )
     click.echo(f"done: {result.out / 'report.html'}")
 
 
@@ -196,7 +211,7 @@ def demo(out: str, n_patients: int, cells_per_sample: int, n_genes: int, seed: i
     result = run_demo(
         out, n_patients=n_patients, cells_per_sample=cells_per_sample, n_genes=n_genes, seed=seed
     )
-    click.echo(f"done: {result.out / 'report.html'}")
+    _done(result)
 
 
 @cli.command("config-reference")

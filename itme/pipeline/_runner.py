@@ -45,6 +45,8 @@ from itme.pipeline._files import (
     write_table,
 )
 from itme.pipeline._lock import output_lock
+from itme.pipeline._warnings import OUTPUT as WARNINGS
+from itme.pipeline._warnings import record_warnings, warnings_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -158,6 +160,9 @@ class StageRecord:
     fingerprint: str = ""
     outputs: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    #: the warnings it showed (``warning, message, count``); a skipped stage's come from the
+    #: run that made its outputs
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _Checksums:
@@ -400,6 +405,7 @@ def _run_locked(
                 rec.status, rec.fingerprint = "kept (before --from)", state["fingerprint"]
                 rec.outputs = [o["path"] for o in state["outputs"]]
                 rec.summary = summaries[stage.name]
+                rec.warnings = state.get("warnings", [])
                 continue
             upstream = {name: fingerprints.get(name, "") for name in stage.requires}
             # inputs by content (file name + checksum), so a moved or copied run folder still resumes
@@ -411,6 +417,7 @@ def _run_locked(
                     rec.status = "skipped (unchanged)"
                     rec.outputs = [o["path"] for o in state["outputs"]]
                     rec.summary = summaries[stage.name] = state.get("summary", {})
+                    rec.warnings = state.get("warnings", [])
                     fingerprints[stage.name] = fp
                     logger.info("stage %s: unchanged, skipped", stage.name)
                     continue
@@ -421,7 +428,8 @@ def _run_locked(
             t = time.perf_counter()
             ctx = Context(config, out, seeds[stage.name], summaries, stage)
             try:
-                summary = stage.run(ctx)
+                with record_warnings() as rec.warnings:
+                    summary = stage.run(ctx)
                 outputs = ctx.written
             except OSError as exc:
                 rec.status, rec.seconds = "failed", round(time.perf_counter() - t, 2)
@@ -444,6 +452,7 @@ def _run_locked(
                         for p in outputs
                     ],
                     "summary": summary,
+                    "warnings": rec.warnings,
                 },
             )
             logger.info("stage %s: done in %.1f s", stage.name, rec.seconds)
@@ -466,6 +475,7 @@ def _run_locked(
                 "run.json",
                 lambda: _write_run_json(out, config, records, inputs_used, started, error),
             ),
+            ("the warnings table", lambda: _write_warnings(out, records)),
         ):
             try:
                 save()
@@ -507,6 +517,7 @@ def _write_run_json(
                 "fingerprint": r.fingerprint,
                 "outputs": r.outputs,
                 "summary": r.summary,
+                "warnings": r.warnings,
             }
             for r in records.values()
         ],
@@ -519,6 +530,13 @@ def _write_run_json(
         },
     }
     write_json(out / "run.json", record)
+
+
+def _write_warnings(out: Path, records: dict[str, StageRecord]) -> None:
+    """``tables/warnings.csv``: every warning of the run's stages (run, skipped or kept)."""
+    table = warnings_table((r.name, r.warnings) for r in records.values())
+    (out / "tables").mkdir(exist_ok=True)
+    write_table(out / "tables" / f"{WARNINGS.name}.csv", table, index=False)
 
 
 def _size(path: str) -> int | None:

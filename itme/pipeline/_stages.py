@@ -21,6 +21,7 @@ from itme.pipeline._stages_batch import batch
 from itme.pipeline._stages_cells import abundance, annotate, clean, cluster, ingest
 from itme.pipeline._stages_differential import differential
 from itme.pipeline._stages_patients import patients, rnaseq, statistics
+from itme.pipeline._warnings import OUTPUT as WARNINGS
 
 logger = logging.getLogger(__name__)
 
@@ -285,5 +286,9 @@ STAGES = [
     ),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
-#: every declared table and figure, as (stage name, output) pairs, in run order
-OUTPUTS: tuple[tuple[str, Output], ...] = tuple((s.name, o) for s in STAGES for o in s.outputs)
+#: every declared table and figure, as (stage name, output) pairs, in run order; last the
+#: table the runner writes at the end of every run (``tables/warnings.csv``), as stage "run"
+OUTPUTS: tuple[tuple[str, Output], ...] = (
+    *((s.name, o) for s in STAGES for o in s.outputs),
+    ("run", WARNINGS),
+)

@@ -290,7 +290,10 @@ def _page(folder: RunFolder, figures: FigureIndex, title: str, max_rows: int) ->
 
     results = [s for s in SECTIONS if s.id not in ("overview", "provenance")]
     tables = {s.id: section_tables(s) for s in results}
-    known = {t for names in tables.values() for t in names}
+    # the provenance section's own tables (the run's warnings) are shown there
+    known = {t for names in tables.values() for t in names} | {
+        o.name for o in section_outputs("provenance", "table")
+    }
     bodies: dict[str, str] = {s.id: page.results_section(s, tables[s.id]) for s in results}
     other = page.other_section(known)
     if other is not None:

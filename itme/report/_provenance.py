@@ -123,6 +123,22 @@ def _stages_table(stages: list[dict[str, Any]]) -> str:
     return scroll_table(("stage", "status", "seconds", "outputs"), rows)
 
 
+def _warnings_rows(stages: list[dict[str, Any]]) -> list[str]:
+    """Rows of the warnings of run.json's stages (``tables/warnings.csv`` of the run)."""
+    rows = []
+    for s in stages:
+        recorded = s.get("warnings")
+        for w in recorded if isinstance(recorded, list) else []:
+            if isinstance(w, dict):
+                rows.append(
+                    f"<tr><td>{_e(s.get('name'))}</td>"
+                    f'<td class="mono">{_e(w.get("warning"))}</td>'
+                    f"<td>{_e(w.get('message'))}</td>"
+                    f'<td class="num">{_e(w.get("count"))}</td></tr>'
+                )
+    return rows
+
+
 def _inputs_table(inputs: list[Any]) -> str:
     rows = []
     for i in inputs:
@@ -157,8 +173,8 @@ def render_provenance(folder: RunFolder) -> str:
 
     Returns
     -------
-    The HTML: stages and timings, input files, package versions, platform, configuration
-    and any other run.json fields.
+    The HTML: stages and timings, the stages' warnings, input files, package versions,
+    platform, configuration and any other run.json fields.
     """
     run = folder.run
     if folder.run_problem:
@@ -176,6 +192,17 @@ def render_provenance(folder: RunFolder) -> str:
     parts.append(
         _stages_table(stages) if stages else '<p class="note">run.json lists no stages.</p>'
     )
+
+    parts.append("<h3>Warnings</h3>")
+    warned = _warnings_rows(stages)
+    if warned:
+        parts.append(
+            '<p class="note">Every warning the stages showed (the terminal shows each once), '
+            'also in <a href="tables/warnings.csv">tables/warnings.csv</a>.</p>'
+        )
+        parts.append(scroll_table(("stage", "warning", "message", "times"), warned))
+    else:
+        parts.append('<p class="note">No stage showed a warning.</p>')
 
     parts.append("<h3>Input files</h3>")
     inputs = run.get("inputs")

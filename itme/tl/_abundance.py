@@ -39,6 +39,24 @@ def _table(
     return None
 
 
+def _labels(adata: AnnData, groupby: str) -> pd.Categorical:
+    """``obs[groupby]`` with every name of ``uns[groupby]["names"]`` as a category, in its order.
+
+    ``tl.annotate`` keeps only the subsets with events as categories of ``obs["subset"]``
+    and lists every subset of the table in ``uns["subset"]["names"]``: those without events
+    get a column of zeros here. Without the list, the categories of ``obs[groupby]``.
+    """
+    labels = pd.Categorical(adata.obs[groupby])
+    labels = labels.rename_categories([str(c) for c in labels.categories])
+    info = adata.uns.get(groupby)
+    names = info.get("names") if isinstance(info, dict) else None
+    if names is None:
+        return labels
+    order = [str(n) for n in np.asarray(names, dtype=object).ravel()]
+    order += [c for c in labels.categories if c not in order]
+    return labels.set_categories(order)
+
+
 def _sample_sheet(
     obs: pd.DataFrame, sample_key: str, groupby: str, samples: pd.Index
 ) -> pd.DataFrame:
@@ -139,7 +157,9 @@ def abundance(
     Returns
     -------
     AnnData
-        New AnnData, samples × labels: ``X`` (float64 % of the sample's events),
+        New AnnData, samples × labels (one per name of ``uns[groupby]["names"]``, written by
+        ``tl.annotate``: every subset of the table in its order, 0 % where it has no events;
+        without it one per category of ``obs[groupby]``): ``X`` (float64 % of the sample's events),
         ``layers["counts"]`` (int64 events), ``obs_names`` = sample ids, ``obs`` = the
         sample-sheet columns (constant within each sample) and ``n_events``,
         ``var["lineage"]`` (from the table; ``""`` when unknown), ``obsm["derived"]``
@@ -168,7 +188,7 @@ def abundance(
                 ItmeExclusionWarning,
                 stacklevel=2,
             )
-    labels = pd.Categorical(obs[groupby])
+    labels = _labels(adata, groupby)
     samples = pd.Categorical(obs[sample_key])
     if (samples.codes[keep] < 0).any():
         raise ItmeStateError(f'obs["{sample_key}"] has missing values; every event needs a sample.')

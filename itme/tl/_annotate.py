@@ -164,15 +164,18 @@ def annotate(
     -------
     AnnData or None
         The copy when ``copy=True``, else ``None``. Writes ``obs[key_added]`` (categorical
-        subset name, ``"unassigned"`` when nothing fits; categories are every name of the
-        table, so absent subsets count as 0 in ``tl.abundance``) and ``uns[key_added]``:
-        ``clusters`` (DataFrame per cluster: ``subset, lineage, score, lineage_score,
-        subset_score, margin, failed, method, n_events``; ``method`` is ``phenotypes``,
-        ``manual``, ``too small`` (fewer than ``min_events``), ``empty`` (no event) or
-        ``none``), ``medians`` (clusters × markers,
-        the cluster phenotype table), ``thresholds`` (DataFrame ``marker, threshold, method``),
-        ``phenotypes`` (the YAML text, when a table was used), ``table``, ``groupby``,
-        ``min_score``, ``min_lineage_score``, ``tolerance``, ``min_events``; and
+        subset name, ``"unassigned"`` when nothing fits; the categories are the names that
+        have events, in the order of ``names``, so scanpy's group-wise tools work on it) and
+        ``uns[key_added]``: ``clusters`` (DataFrame per cluster: ``subset, lineage, score,
+        lineage_score, subset_score, margin, failed, method, n_events``; ``method`` is
+        ``phenotypes``, ``manual``, ``too small`` (fewer than ``min_events``), ``empty`` (no
+        event) or ``none``), ``medians`` (clusters × markers, the cluster phenotype table),
+        ``thresholds`` (DataFrame ``marker, threshold, method``), ``phenotypes`` (the YAML
+        text, when a table was used), ``table``, ``groupby``, ``names`` (every name a
+        cluster can get, events or not: the table's subsets in its order, then names of
+        ``mapping`` not in it, then ``"unassigned"``; :func:`itme.tl.abundance` reports each,
+        0 % when it has no events), ``min_score``, ``min_lineage_score``, ``tolerance``,
+        ``min_events``; and
         ``uns[f"{key_added}_colors"]`` (one colour per category, in category order, as
         scanpy stores them; ``"unassigned"`` grey; colours already stored for the same
         categories are kept).
@@ -271,6 +274,8 @@ def annotate(
     for col in ("score", "lineage_score", "subset_score", "margin"):
         result[col] = result[col].astype(float)
 
+    # every name a cluster can get, in the table's order; obs keeps those with events (scanpy's
+    # group-wise tools need every category to have events), tl.abundance reports them all
     names = list(table.subset_names) if table is not None else []
     names += [n for n in result["subset"] if n not in names and n != UNASSIGNED]
     names.append(UNASSIGNED)
@@ -279,7 +284,8 @@ def annotate(
     cell_codes = np.where(
         groups.codes >= 0, codes[np.maximum(groups.codes, 0)], names.index(UNASSIGNED)
     )
-    adata.obs[key_added] = pd.Categorical.from_codes(cell_codes.astype(np.int32), categories=names)
+    labels = pd.Categorical.from_codes(cell_codes.astype(np.int32), categories=names)
+    adata.obs[key_added] = labels.remove_unused_categories()
     store_colors(adata, key_added, unassigned=UNASSIGNED)
 
     info: dict[str, Any] = {
@@ -287,6 +293,7 @@ def annotate(
         "medians": medians,
         "thresholds": thr.reset_index().rename(columns={"index": "marker"}),
         "groupby": groupby,
+        "names": names,
         "min_score": float(min_score),
         "min_lineage_score": float(min_lineage_score),
         "tolerance": float(tolerance),

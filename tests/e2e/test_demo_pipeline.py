@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from itme.errors import ItmeWarning
 from itme.pipeline import run
 
 pytestmark = pytest.mark.slow
@@ -132,21 +133,33 @@ def test_report_and_provenance(demo):
     assert run_json["versions"]["flowsom"] and run_json["versions"]["pydeseq2"]
 
 
-def _tables(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((out / "tables").glob("*.csv"))}
+def _tables(out: Path, *, copy_of: Path | None = None) -> dict[str, bytes]:
+    """The tables' bytes; ``copy_of``: ``out`` is a copy of that run folder, and the paths
+    of its inputs named in warnings are read as the original's."""
+    files = {p.name: p.read_bytes() for p in sorted((out / "tables").glob("*.csv"))}
+    if copy_of is not None:
+        files["warnings.csv"] = files["warnings.csv"].replace(
+            str(out).encode(), str(copy_of).encode()
+        )
+    return files
 
 
 def test_rerun_is_identical_and_a_killed_run_resumes(demo, tmp_path):
     """Rerun every random stage (SOM, UMAP, bootstrap, GSEA) from scratch in a copy: same
-    tables. Then remove what a kill during `stats` leaves behind and rerun: same tables."""
+    tables. Then remove what a kill during `stats` leaves behind and rerun: same tables.
+
+    The warnings table too: the reruns let itme's warnings through as the CLI does (every
+    time), so the stages run again show what the demo's showed, and the stages kept or
+    skipped bring theirs from their records."""
     copy = tmp_path / "copy"
     shutil.copytree(demo, copy)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True):
         warnings.simplefilter("ignore")
+        warnings.filterwarnings("always", category=ItmeWarning)
         result = run(copy / "config.yaml", out=copy, from_stage="cluster")
         statuses = {s.name: s.status for s in result.stages}
         assert statuses["cluster"] == "done" and statuses["ingest"].startswith("kept")
-        assert _tables(copy) == _tables(demo)
+        assert _tables(copy, copy_of=demo) == _tables(demo)
         # a kill inside `stats`: its record and one of its tables never got written
         (copy / ".itme" / "stats.json").unlink()
         (copy / "tables" / "subset_tests.csv").unlink()
@@ -154,7 +167,7 @@ def test_rerun_is_identical_and_a_killed_run_resumes(demo, tmp_path):
     statuses = {s.name: s.status for s in result.stages}
     assert statuses["cluster"] == "skipped (unchanged)"
     assert statuses["stats"] == "done"
-    assert _tables(copy) == _tables(demo)
+    assert _tables(copy, copy_of=demo) == _tables(demo)
 
 
 def test_a_clean_demo_prints_at_most_three_warnings_one_line_each(demo_run):
@@ -170,6 +183,22 @@ def test_a_clean_demo_prints_at_most_three_warnings_one_line_each(demo_run):
     # the patient without an FCS file is one warning, not one per downstream step
     assert sum("MM" in ln and "no sample" in ln for ln in warned) <= 1
     assert "no row in" not in stderr
+
+
+def test_every_warning_printed_is_in_the_runs_warnings_table(demo_run):
+    out, stderr = demo_run
+    table = pd.read_csv(out / "tables" / "warnings.csv", keep_default_na=False)
+    rows = {(w, m): (stage, n) for stage, w, m, n in table.itertuples(index=False, name=None)}
+    printed = [
+        ln.split(" py.warnings: ", 1)[1].split(": ", 1)
+        for ln in stderr.splitlines()
+        if " WARNING " in ln and " py.warnings: " in ln
+    ]
+    assert printed and all((w, m) in rows for w, m in printed), (printed, table)
+    assert len(table) == len(table.drop_duplicates(["stage", "warning", "message"]))
+    # the patient without an FCS file (the demo plants one): once, by the patients stage
+    (missing,) = [key for key in rows if "no sample" in key[1]]
+    assert rows[missing] == ("patients", 1)
 
 
 def test_unassigned_and_never_found_subsets_are_listed_not_tested(demo):

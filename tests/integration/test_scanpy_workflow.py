@@ -85,9 +85,9 @@ def test_scanpy_default_workflow_finds_itme_subsets(cells):
     np.testing.assert_array_equal(cells.obsm["X_itme_umap"], itme_coords)
     assert cells.uns["itme_umap"]["seed"] == provenance["seed"]
 
-    # obs["subset"] keeps every subset of the phenotype table as a category, events or not;
-    # scanpy's group-wise tools need the empty ones dropped (docs/scanpy.md)
-    cells.obs["subset"] = cells.obs["subset"].cat.remove_unused_categories()
+    # obs["subset"] has only subsets with events as categories, so scanpy's group-wise tools
+    # run on it as written (no remove_unused_categories first), and its colours are itme's
+    colours = list(cells.uns["subset_colors"])
     sc.tl.rank_genes_groups(cells, groupby="subset", method="wilcoxon")
     top = sc.get.rank_genes_groups_df(cells, group="B").head(3)["names"]
     assert {"CD19", "CD20"} & set(top), list(top)
@@ -100,6 +100,10 @@ def test_scanpy_default_workflow_finds_itme_subsets(cells):
     assert len(ax.collections[0].get_offsets()) == cells.n_obs
     grid = sc.pl.matrixplot(cells, ["CD3", "CD19", "CD14"], groupby="subset", show=False)
     assert "mainplot_ax" in grid
+    # one row per subset with events (an empty category would be a row of NaN)
+    rows = grid["mainplot_ax"].get_yticklabels()
+    assert [t.get_text() for t in rows] == list(cells.obs["subset"].cat.categories)
+    assert list(cells.uns["subset_colors"]) == colours  # scanpy kept itme's colours
     import matplotlib.pyplot as plt
 
     plt.close("all")

@@ -144,4 +144,7 @@ def test_no_design_runs_nothing(tmp_path):
     )
     records = run_stages(config, [stage], out=tmp_path / "out")
     assert records[0].summary["status"] == "not run"
-    assert not (tmp_path / "out" / "tables").exists()
+    # no table of the stage; the runner's list of the run's warnings (none) is always written
+    tables = tmp_path / "out" / "tables"
+    assert [p.name for p in tables.iterdir()] == ["warnings.csv"]
+    assert len((tables / "warnings.csv").read_text().splitlines()) == 1  # the header

@@ -158,14 +158,11 @@ def test_annotate_writes_documented_keys(small_adata, tmp_path):
     adata = small_adata.copy()
     itme.tl.annotate(adata, phenotypes=SMALL)
     assert (adata.obs["subset"].astype(str) == adata.obs["truth"]).all()
-    assert list(adata.obs["subset"].cat.categories) == [
-        "CD4 T",
-        "CD8 T",
-        "B cells",
-        "T other",
-        "unassigned",
-    ]
+    # categories: the names with events, in the table's order (scanpy's group-wise tools need
+    # every category to have events); every name the table gives is in uns["subset"]["names"]
+    assert list(adata.obs["subset"].cat.categories) == ["CD4 T", "CD8 T", "B cells"]
     info = adata.uns["subset"]
+    assert list(info["names"]) == ["CD4 T", "CD8 T", "B cells", "T other", "unassigned"]
     assert list(info["clusters"].columns) == [
         "subset", "lineage", "score", "lineage_score", "subset_score", "margin", "failed", "method", "n_events",
     ]  # fmt: skip
@@ -179,15 +176,32 @@ def test_annotate_writes_documented_keys(small_adata, tmp_path):
         back.uns["subset"]["clusters"], info["clusters"], check_dtype=False
     )
     pd.testing.assert_series_equal(back.obs["subset"], adata.obs["subset"])
+    assert list(back.uns["subset"]["names"]) == list(info["names"])
+
+
+def test_subsets_without_events_are_zero_columns_of_abundance(small_adata):
+    adata = small_adata.copy()
+    adata.obs["sample_id"] = pd.Categorical(np.where(np.arange(adata.n_obs) % 2, "s1", "s0"))
+    itme.tl.annotate(adata, phenotypes=SMALL)
+    assert "T other" not in adata.obs["subset"].cat.categories
+    out = itme.tl.abundance(adata)
+    assert list(out.var_names) == list(adata.uns["subset"]["names"])
+    counts = pd.DataFrame(out.layers["counts"], index=out.obs_names, columns=out.var_names)
+    assert (counts[["T other", "unassigned"]] == 0).all().all()
+    assert counts.sum().sum() == adata.n_obs
 
 
 def test_annotate_stores_subset_colours_scanpy_way(small_adata, tmp_path):
     from itme._colors import UNASSIGNED_COLOR
 
     adata = small_adata.copy()
+    labels = adata.obs["metacluster"].astype(str).to_numpy()
+    labels[:5] = "4"  # a sliver: unassigned (too small), so "unassigned" has events
+    adata.obs["metacluster"] = pd.Categorical(labels)
     itme.tl.annotate(adata, phenotypes=SMALL)
     cats = list(adata.obs["subset"].cat.categories)
     colours = list(adata.uns["subset_colors"])
+    assert cats == ["CD4 T", "CD8 T", "B cells", "unassigned"]  # T other: no events
     assert len(colours) == len(cats) and len(set(colours)) == len(cats)
     assert colours[cats.index("unassigned")] == UNASSIGNED_COLOR
     adata.write_h5ad(tmp_path / "c.h5ad")
