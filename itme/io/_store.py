@@ -18,6 +18,7 @@ its events cover; a chunk shared by two files is written under a lock named afte
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -36,7 +37,6 @@ import pandas as pd
 from anndata import AnnData
 
 from itme._dask import map_rows
-from itme._files import sha256
 from itme.core.transform import arcsinh_block
 from itme.errors import ItmeInputError
 
@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 #: most two chunks with its neighbours, rewritten under a lock
 CHUNK_ROWS = 65_536
 _RAW = "layers/raw"
+_NAMES = "obs/_index"  # obs_names, written by the conversion tasks
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
@@ -64,29 +65,52 @@ def _lock(name: str) -> Any:
             return _LOCKS.setdefault(name, threading.Lock())
 
 
+def _write_rows(array: Any, values: Any, start: int, chunk_rows: int, lock: str) -> None:
+    """Write ``values`` to rows ``start:`` of ``array``: whole chunks at once, shared ones locked.
+
+    A chunk that the rows cover only in part is shared with a neighbouring file: it is read,
+    completed and written back under a lock named after it (at most two such chunks).
+    """
+    stop = start + len(values)
+    lo = min(stop, -(-start // chunk_rows) * chunk_rows)
+    hi = stop if stop == array.shape[0] else max(lo, stop // chunk_rows * chunk_rows)
+    if lo < hi:
+        array[lo:hi] = values[lo - start : hi - start]
+    for a, b in ((start, lo), (hi, stop)):
+        if a < b:
+            with _lock(f"{lock}-{a // chunk_rows}"):
+                array[a:b] = values[a - start : b - start]
+
+
 def _convert_one(
     plan: Any, path: str, start: int, stop: int, chunk_rows: int, checksum: bool
 ) -> dict[str, Any]:
-    """Read one file and write its events to rows ``start:stop`` of ``layers/raw``."""
+    """Read one file; write its events to rows ``start:stop`` of ``layers/raw`` and its names.
+
+    The file is read once: its SHA-256 is computed from the same bytes (``checksum``).
+    """
     import zarr
 
+    from itme.io._cohort import event_names
     from itme.io._fcs_events import read_events
 
     fcs = plan.text
     values = np.zeros((stop - start, plan.columns.size), dtype=np.float32)
-    read_events(fcs, values, plan.columns, None)
-    array = zarr.open_array(f"{path}/{_RAW}", mode="r+")
-    first, last = start // chunk_rows, (stop - 1) // chunk_rows if stop > start else -1
-    for k in range(first, last + 1):
-        a, b = max(start, k * chunk_rows), min(stop, (k + 1) * chunk_rows)
-        own = a == k * chunk_rows and (b == (k + 1) * chunk_rows or b == array.shape[0])
-        if own:
-            array[a:b] = values[a - start : b - start]
-        else:
-            with _lock(f"itme-store-{path}-{k}"):
-                array[a:b] = values[a - start : b - start]
+    digest = hashlib.sha256() if checksum else None
+    read_events(fcs, values, plan.columns, None, digest=digest)
+    raw = zarr.open_array(f"{path}/{_RAW}", mode="r+")
+    _write_rows(raw, values, start, chunk_rows, f"itme-store-{path}-raw")
+    del values
+    names = zarr.open_array(f"{path}/{_NAMES}", mode="r+")
+    _write_rows(
+        names,
+        np.array(event_names(plan.sample_id, stop - start), dtype=object),
+        start,
+        chunk_rows,
+        f"itme-store-{path}-names",
+    )
     return {
-        "sha256": sha256(plan.path) if checksum else "",
+        "sha256": digest.hexdigest() if digest is not None else "",
         "notes": list(fcs.notes),
         "warned": getattr(fcs, "warned", None),
     }
@@ -140,15 +164,9 @@ def write_store(
         )
     t0 = time.perf_counter()
     n, m = int(counts.sum()), int(var.shape[0])
-    with _zarr_settings():
-        AnnData(obs=obs, var=var).write_zarr(path)
-    group = _group(path)
-    raw = group.require_group("layers").create_array(
-        "raw", shape=(n, m), chunks=(max(1, min(int(chunk_rows), max(n, 1))), m), dtype="float32"
-    )
-    raw.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+    step = max(1, min(int(chunk_rows), max(n, 1)))
+    _write_skeleton(path, obs, var, step)
     rows = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    step = int(raw.chunks[0])
     tasks = [
         dask.delayed(_convert_one, pure=False)(
             plan, str(path), int(rows[k]), int(rows[k + 1]), step, checksums
@@ -165,6 +183,35 @@ def write_store(
         time.perf_counter() - t0,
     )
     return results
+
+
+def _write_skeleton(path: Path, obs: pd.DataFrame, var: pd.DataFrame, step: int) -> None:
+    """Everything but the events' values and names, which the conversion tasks write.
+
+    ``layers/raw`` is stored uncompressed: the FCS values (noise-randomised counts) gain
+    little from a codec (zstd: 0.80x at 90 MB/s of one core; blosc-lz4 with shuffle:
+    0.92-0.98x at ~600 MB/s; measured by scripts/bench_ingest.py) while ingest and every
+    later pass over the store would pay for it. ``obs/_index`` (one string per event) is
+    created empty, chunked like ``layers/raw``.
+    """
+    from anndata.io import write_elem
+
+    n, m = len(obs), var.shape[0]
+    with _zarr_settings():
+        AnnData(var=var).write_zarr(path)  # no events yet: groups, var, attributes
+        frame = _group(path)["obs"]
+        del frame["_index"]
+        names = frame.create_array("_index", shape=(n,), chunks=(step,), dtype=str)
+        names.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
+        for col in obs.columns:
+            write_elem(frame, str(col), obs[col]._values)
+        frame.attrs["column-order"] = [str(c) for c in obs.columns]
+        raw = (
+            _group(path)
+            .require_group("layers")
+            .create_array("raw", shape=(n, m), chunks=(step, m), dtype="float32", compressors=None)
+        )
+        raw.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
 
 
 @contextlib.contextmanager
@@ -326,7 +373,6 @@ def open_store(store: str | PathLike[str]) -> AnnData:
     ItmeInputError
         The folder is not a cohort store.
     """
-    import dask.array as da
     import zarr
     from anndata.io import read_elem
 
@@ -343,12 +389,20 @@ def open_store(store: str | PathLike[str]) -> AnnData:
             found="no such store",
             fix="Convert the FCS files first",
         ) from exc
+    return _lazy(path, group, raw_array, read_elem(group["obs"]))
+
+
+def _lazy(path: Path, group: Any, raw_array: Any, obs: pd.DataFrame) -> AnnData:
+    """The store as an AnnData: ``obs`` as given, the rest read, the matrix lazy."""
+    import dask.array as da
+    from anndata.io import read_elem
+
     raw = da.from_zarr(raw_array)
-    obs = read_elem(group["obs"])
     var = read_elem(group["var"])
     uns = _uns_from_store(read_elem(group["uns"])) if "uns" in group else {}
     obsm = {k: read_elem(group["obsm"][k]) for k in group["obsm"]} if "obsm" in group else {}
-    adata = AnnData(obs=obs, var=var, uns=uns, obsm=obsm)
+    with anndata.settings.override(check_uniqueness=False):  # unique when they were written
+        adata = AnnData(obs=obs, var=var, uns=uns, obsm=obsm)
     adata.layers["raw"] = raw
     adata.X = raw
     if "arcsinh" in uns:  # transformed before it was stored: transform again, lazily
@@ -494,8 +548,10 @@ def read_into_store(
             "excluded_markers": extra["excluded"],
         }
     }
-    _write_elem(_group(store), "uns", _uns_to_store(uns))
-    adata = open_store(store)
+    group = _group(store)
+    _write_elem(group, "uns", _uns_to_store(uns))
+    # open the store with the obs just written, not read back (one string per event)
+    adata = _lazy(Path(store), group, group[_RAW], obs)
     logger.info(
         "read %d events from %d files into %s in %.2f s",
         adata.n_obs,
