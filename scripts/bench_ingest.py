@@ -35,7 +35,7 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scale import folder_bytes, make_cohort  # noqa: E402
+from bench_scale import folder_bytes, make_cohort
 
 
 def warm(files: list[Path]) -> None:

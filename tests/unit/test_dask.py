@@ -18,8 +18,8 @@ from helpers import fcs_factory
 
 import itme
 import itme._dask as itme_dask
-from itme._files import sha256
 from itme._dask import ComputeSettings, start_compute
+from itme._files import sha256
 from itme.errors import ItmeDependencyError, ItmeInputError, ItmeParameterError
 
 CHANNELS = ["Time", "Y89Di", "Nd142Di", "Nd145Di", "Ir191Di"]
