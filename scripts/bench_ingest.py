@@ -110,7 +110,6 @@ def end_to_end(cohort: Path, work: Path, setup: str, chunk_rows: int) -> dict:
 def breakdown(cohort: Path, work: Path, chunk_rows: int, compressors: object = None) -> dict:
     """The conversion's parts, one after the other, on one thread."""
     import anndata
-    from anndata import AnnData
 
     from itme._files import sha256
     from itme.io import _cohort, _store
@@ -127,9 +126,9 @@ def breakdown(cohort: Path, work: Path, chunk_rows: int, compressors: object = N
 
     cpu: dict[str, float] = {}
 
-    def timed(name, func):
+    def timed(name, func, *args, **kwargs):
         t0, c0 = time.perf_counter(), time.process_time()
-        out = func()
+        out = func(*args, **kwargs)
         parts[name] = parts.get(name, 0.0) + time.perf_counter() - t0
         cpu[name] = cpu.get(name, 0.0) + time.process_time() - c0
         return out
@@ -146,29 +145,44 @@ def breakdown(cohort: Path, work: Path, chunk_rows: int, compressors: object = N
     var = _cohort._var(panel, extra)
     counts = np.array([p.text.n_events for p in plans], dtype=np.int64)
     with anndata.settings.override(check_uniqueness=False):
-        obs = timed("obs built (one name per event)", lambda: _cohort._obs(table, counts))
+        obs = timed("obs built in the client (names)", _cohort._obs, table, counts)
     n, m = int(counts.sum()), var.shape[0]
-    with _store._zarr_settings():
-        timed("obs + var written", lambda: AnnData(obs=obs, var=var).write_zarr(store))
-    group = _store._group(store)
-    raw = group.require_group("layers").create_array(
-        "raw", shape=(n, m), chunks=(chunk_rows, m), dtype="float32", compressors=compressors
+    timed(
+        "skeleton: obs columns, var, empty arrays",
+        _store._write_skeleton,
+        store,
+        obs,
+        var,
+        chunk_rows,
     )
+    group = _store._group(store)
+    if compressors is not None:  # the zarr default instead, for comparison
+        del group["layers"]["raw"]
+        group["layers"].create_array(
+            "raw", shape=(n, m), chunks=(chunk_rows, m), dtype="float32", compressors=compressors
+        )
     rows = np.concatenate([[0], np.cumsum(counts)])
+    sharing: dict[int, list] = {}
     for k, plan in enumerate(plans):
         values = np.zeros((counts[k], m), dtype=np.float32)
-        timed("DATA read into float32", lambda: read_events(plan.text, values, plan.columns))
-        timed("sha256 (alone, a 2nd read)", lambda: sha256(plan.path))
-        timed(
-            "DATA read + sha256 (one read)",
-            lambda: read_events(plan.text, values, plan.columns, digest=hashlib.sha256()),
-        )
+        # the task's parts, each alone (not summed: the task below does them again)
+        timed("(part) DATA read into float32", read_events, plan.text, values, plan.columns)
+        timed("(part) sha256 alone, a 2nd read", sha256, plan.path)
+        digest = hashlib.sha256()
+        args = (plan.text, values, plan.columns, None)
+        timed("(part) DATA read + sha256, one read", read_events, *args, digest=digest)
+        timed("(part) names built", _cohort.event_names, plan.sample_id, int(counts[k]))
         a, b = int(rows[k]), int(rows[k + 1])
-        timed("zarr chunk writes (codec + files)", lambda: raw.__setitem__(slice(a, b), values))
-    timed("uns written + consolidated", lambda: _store._write_elem(group, "uns", {"io": {}}))
-    timed("open_store", lambda: _store.open_store(store))
-    skip = ("DATA read into float32", "sha256 (alone, a 2nd read)")  # in the one-read part
-    total = sum(v for k, v in parts.items() if k not in skip)
+        args = (plan, str(store), a, b, chunk_rows, True)
+        _, edges = timed("conversion tasks (_convert_one)", _store._convert_one, *args)
+        for chunk in edges:
+            sharing.setdefault(chunk, []).append(edges)
+    for chunk, edges in sharing.items():
+        timed("shared chunks (_write_shared)", _store._write_shared, str(store), chunk, *edges)
+    timed("uns written + consolidated", _store._write_elem, group, "uns", {"io": {}})
+    timed("open_store (reads obs back)", _store.open_store, store)
+    # not on the path of read_cohort(store=): the parts alone, reopening the store
+    total = sum(v for k, v in parts.items() if not k.startswith("(part)") and "open" not in k)
     stored = folder_bytes(store)
     shutil.rmtree(store, ignore_errors=True)
     return {

@@ -2,17 +2,19 @@
 
 Layout (an ordinary AnnData zarr store, readable by ``anndata.read_zarr``): ``obs``, ``var``,
 ``uns`` and ``obsm`` as anndata writes them, no ``X``, and the raw ion counts once, in
-``layers/raw`` (float32, chunked by ``chunk_rows`` events × all channels, compressed with
-zarr's default codec). :func:`open_store` opens it lazily: ``layers["raw"]`` (and ``X``, the
+``layers/raw`` (float32, chunked by ``chunk_rows`` events × all channels, uncompressed: see
+:func:`_write_skeleton`). :func:`open_store` opens it lazily: ``layers["raw"]`` (and ``X``, the
 same object, as after :func:`itme.io.read_cohort`) is a dask array; ``pp.arcsinh`` then makes
 ``X`` a lazy blockwise transform of it, so the transformed matrix is never written. Later
 stages add their columns with :func:`update_store` (``obs``, ``obsm``, ``uns``), never a new
-copy of the matrix, so the store stays below the size of the FCS files.
+copy of the matrix, so the store stays about the size of the FCS files.
 
 Conversion is one dask task per file (in parallel on whatever scheduler is active: a
-``distributed.Client`` or dask's threads). A task reads its file and writes the zarr chunks
-its events cover; a chunk shared by two files is written under a lock named after the chunk
-(read-modify-write), so the result does not depend on the order the tasks run in.
+``distributed.Client`` or dask's threads). A task reads its file (once: the SHA-256 comes
+from the same bytes) and writes the zarr chunks that lie wholly in it, values and event
+names; a chunk shared by neighbouring files is written once, by a task that depends on those
+files' tasks and gets their edge rows from them. Every chunk is written exactly once, whole:
+no lock, no read-modify-write, and the result does not depend on the order tasks run in.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -44,50 +45,33 @@ __all__ = ["open_store", "update_store"]
 
 logger = logging.getLogger(__name__)
 
-#: events per chunk of the store (47 channels: 12 MB per chunk of float32); a file shares at
-#: most two chunks with its neighbours, rewritten under a lock
+#: events per chunk of the store (47 channels: 12 MB per chunk of float32)
 CHUNK_ROWS = 65_536
 _RAW = "layers/raw"
 _NAMES = "obs/_index"  # obs_names, written by the conversion tasks
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
 
 
-def _lock(name: str) -> Any:
-    """A lock shared by every task writing chunk ``name``: distributed on a cluster."""
-    try:
-        from distributed import Lock, get_worker
+def _split(start: int, stop: int, chunk_rows: int, n: int) -> tuple[int, int, list[int]]:
+    """Rows ``start:stop`` of ``n``: the whole chunks ``lo:hi`` and the edge rows' chunks.
 
-        get_worker()
-        return Lock(name)
-    except (ImportError, ValueError):
-        with _LOCKS_GUARD:
-            return _LOCKS.setdefault(name, threading.Lock())
-
-
-def _write_rows(array: Any, values: Any, start: int, chunk_rows: int, lock: str) -> None:
-    """Write ``values`` to rows ``start:`` of ``array``: whole chunks at once, shared ones locked.
-
-    A chunk that the rows cover only in part is shared with a neighbouring file: it is read,
-    completed and written back under a lock named after it (at most two such chunks).
+    Rows ``start:lo`` and ``hi:stop`` (each empty or inside one chunk) share their chunk
+    with a neighbouring file; the chunks are listed by index.
     """
-    stop = start + len(values)
     lo = min(stop, -(-start // chunk_rows) * chunk_rows)
-    hi = stop if stop == array.shape[0] else max(lo, stop // chunk_rows * chunk_rows)
-    if lo < hi:
-        array[lo:hi] = values[lo - start : hi - start]
-    for a, b in ((start, lo), (hi, stop)):
-        if a < b:
-            with _lock(f"{lock}-{a // chunk_rows}"):
-                array[a:b] = values[a - start : b - start]
+    hi = stop if stop == n else max(lo, stop // chunk_rows * chunk_rows)
+    shared = [a // chunk_rows for a, b in ((start, lo), (hi, stop)) if a < b]
+    return lo, hi, shared
 
 
 def _convert_one(
     plan: Any, path: str, start: int, stop: int, chunk_rows: int, checksum: bool
-) -> dict[str, Any]:
-    """Read one file; write its events to rows ``start:stop`` of ``layers/raw`` and its names.
+) -> tuple[dict[str, Any], dict[int, tuple[int, np.ndarray, np.ndarray]]]:
+    """Read one file; write the whole chunks of its rows ``start:stop``, return the others.
 
-    The file is read once: its SHA-256 is computed from the same bytes (``checksum``).
+    The file is read once: its SHA-256 is computed from the same bytes (``checksum``). The
+    events (``layers/raw``) and their names (``obs/_index``) of the chunks that lie wholly in
+    this file are written; those of the (at most two) chunks shared with a neighbouring file
+    are returned as ``{chunk: (first row, values, names)}``, for :func:`_write_shared`.
     """
     import zarr
 
@@ -98,22 +82,33 @@ def _convert_one(
     values = np.zeros((stop - start, plan.columns.size), dtype=np.float32)
     digest = hashlib.sha256() if checksum else None
     read_events(fcs, values, plan.columns, None, digest=digest)
+    names = np.array(event_names(plan.sample_id, stop - start), dtype=object)
     raw = zarr.open_array(f"{path}/{_RAW}", mode="r+")
-    _write_rows(raw, values, start, chunk_rows, f"itme-store-{path}-raw")
-    del values
-    names = zarr.open_array(f"{path}/{_NAMES}", mode="r+")
-    _write_rows(
-        names,
-        np.array(event_names(plan.sample_id, stop - start), dtype=object),
-        start,
-        chunk_rows,
-        f"itme-store-{path}-names",
-    )
-    return {
+    lo, hi, shared = _split(start, stop, chunk_rows, raw.shape[0])
+    if lo < hi:
+        raw[lo:hi] = values[lo - start : hi - start]
+        zarr.open_array(f"{path}/{_NAMES}", mode="r+")[lo:hi] = names[lo - start : hi - start]
+    edges = {}
+    for k in shared:
+        a, b = max(start, k * chunk_rows), min(stop, (k + 1) * chunk_rows)
+        edges[k] = (a, values[a - start : b - start].copy(), names[a - start : b - start].copy())
+    info = {
         "sha256": digest.hexdigest() if digest is not None else "",
         "notes": list(fcs.notes),
         "warned": getattr(fcs, "warned", None),
     }
+    return info, edges
+
+
+def _write_shared(path: str, k: int, *edges: dict[int, tuple[int, Any, Any]]) -> None:
+    """Write chunk ``k``, shared by several files, at once from their edge rows."""
+    import zarr
+
+    pieces = sorted(e[k] for e in edges if k in e)
+    a = pieces[0][0]
+    b = pieces[-1][0] + len(pieces[-1][1])
+    zarr.open_array(f"{path}/{_RAW}", mode="r+")[a:b] = np.concatenate([p[1] for p in pieces])
+    zarr.open_array(f"{path}/{_NAMES}", mode="r+")[a:b] = np.concatenate([p[2] for p in pieces])
 
 
 def write_store(
@@ -167,13 +162,20 @@ def write_store(
     step = max(1, min(int(chunk_rows), max(n, 1)))
     _write_skeleton(path, obs, var, step)
     rows = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    tasks = [
-        dask.delayed(_convert_one, pure=False)(
-            plan, str(path), int(rows[k]), int(rows[k + 1]), step, checksums
+    infos, sharing = [], {}  # sharing: chunk -> the edges of the files that share it
+    for k, plan in enumerate(plans):
+        start, stop = int(rows[k]), int(rows[k + 1])
+        info, edges = dask.delayed(_convert_one, pure=False, nout=2)(
+            plan, str(path), start, stop, step, checksums
         )
-        for k, plan in enumerate(plans)
+        infos.append(info)
+        for chunk in _split(start, stop, step, n)[2]:
+            sharing.setdefault(chunk, []).append(edges)
+    shared = [
+        dask.delayed(_write_shared, pure=False)(str(path), chunk, *edges)
+        for chunk, edges in sharing.items()
     ]
-    results = list(dask.compute(*tasks))
+    results = list(dask.compute(*infos, *shared)[: len(infos)])
     logger.info(
         "store %s: %d files, %d events x %d channels converted in %.2f s",
         path,
