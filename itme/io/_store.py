@@ -104,7 +104,7 @@ def _write_shared(path: str, k: int, *edges: dict[int, tuple[int, Any, Any]]) ->
     """Write chunk ``k``, shared by several files, at once from their edge rows."""
     import zarr
 
-    pieces = sorted(e[k] for e in edges if k in e)
+    pieces = sorted((e[k] for e in edges if k in e), key=lambda piece: piece[0])
     a = pieces[0][0]
     b = pieces[-1][0] + len(pieces[-1][1])
     zarr.open_array(f"{path}/{_RAW}", mode="r+")[a:b] = np.concatenate([p[1] for p in pieces])
@@ -383,7 +383,7 @@ def open_store(store: str | PathLike[str]) -> AnnData:
         _recover(path)
     try:
         group = zarr.open_group(str(path), mode="r", use_consolidated=False)
-        raw_array = group[_RAW]
+        group[_RAW]  # KeyError: not a cohort store
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise ItmeInputError(
             where=str(path),
@@ -391,15 +391,15 @@ def open_store(store: str | PathLike[str]) -> AnnData:
             found="no such store",
             fix="Convert the FCS files first",
         ) from exc
-    return _lazy(path, group, raw_array, read_elem(group["obs"]))
+    return _lazy(path, group, read_elem(group["obs"]))
 
 
-def _lazy(path: Path, group: Any, raw_array: Any, obs: pd.DataFrame) -> AnnData:
+def _lazy(path: Path, group: Any, obs: pd.DataFrame) -> AnnData:
     """The store as an AnnData: ``obs`` as given, the rest read, the matrix lazy."""
     import dask.array as da
     from anndata.io import read_elem
 
-    raw = da.from_zarr(raw_array)
+    raw = da.from_zarr(group[_RAW])
     var = read_elem(group["var"])
     uns = _uns_from_store(read_elem(group["uns"])) if "uns" in group else {}
     obsm = {k: read_elem(group["obsm"][k]) for k in group["obsm"]} if "obsm" in group else {}
@@ -511,6 +511,8 @@ def read_into_store(
     -------
     The store opened with :func:`open_store`, with ``uns["io"]`` as read_cohort writes it.
     """
+    import zarr
+
     from itme.io._cohort import _obs, _warn_files
 
     table = extra["table"]
@@ -550,10 +552,9 @@ def read_into_store(
             "excluded_markers": extra["excluded"],
         }
     }
-    group = _group(store)
-    _write_elem(group, "uns", _uns_to_store(uns))
+    _write_elem(_group(store), "uns", _uns_to_store(uns))
     # open the store with the obs just written, not read back (one string per event)
-    adata = _lazy(Path(store), group, group[_RAW], obs)
+    adata = _lazy(Path(store), zarr.open_group(str(store), mode="r", use_consolidated=False), obs)
     logger.info(
         "read %d events from %d files into %s in %.2f s",
         adata.n_obs,
