@@ -8,6 +8,8 @@ into one preallocated float32 matrix.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import itertools
 import logging
 import time
 import warnings
@@ -22,7 +24,6 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from itme._files import sha256
 from itme._progress import track
 from itme.errors import (
     ItmeExclusionWarning,
@@ -280,10 +281,17 @@ def _obs(table: pd.DataFrame, counts: np.ndarray) -> pd.DataFrame:
         categories = list(dict.fromkeys(values))
         codes = pd.Categorical(values, categories=categories).codes
         obs[col] = pd.Categorical.from_codes(np.repeat(codes, counts), categories=categories)
-    names = [
-        f"{sid}_{i}" for sid, n in zip(table["sample_id"], counts, strict=True) for i in range(n)
-    ]
+    names = list(
+        itertools.chain.from_iterable(
+            event_names(sid, n) for sid, n in zip(table["sample_id"], counts, strict=True)
+        )
+    )
     return pd.DataFrame(obs, index=pd.Index(names))
+
+
+def event_names(sample_id: str, n: int) -> list[str]:
+    """``obs_names`` of a file's events: ``<sample_id>_<event index>``."""
+    return [f"{sample_id}_{i}" for i in range(n)]
 
 
 def _warn_files(plans: list[_Plan], records: list[dict]) -> None:
@@ -443,14 +451,17 @@ def read_cohort(
     buffer = None
     for k, plan in enumerate(track(plans, description="reading FCS files")):
         fcs = plan.text  # TEXT and DATA layout from the first pass; events go straight into place
-        buffer = read_events(fcs, matrix[rows[k] : rows[k + 1]], plan.columns, buffer)
+        digest = hashlib.sha256() if checksums else None  # fed by the one read of the file
+        buffer = read_events(
+            fcs, matrix[rows[k] : rows[k + 1]], plan.columns, buffer, digest=digest
+        )
         keywords[plan.sample_id.replace("/", "_")] = fcs.keywords
         records.append(
             {
                 "sample_id": plan.sample_id,
                 "file_name": table["file_name"].iloc[k],
                 "path": str(plan.path),
-                "sha256": sha256(plan.path) if checksums else "",
+                "sha256": digest.hexdigest() if digest is not None else "",
                 "n_events": int(fcs.n_events),
                 "n_channels": int(fcs.channels.shape[0]),
                 "fcs_version": fcs.version,

@@ -9,7 +9,8 @@ file's notes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,7 +28,12 @@ def _next_power_of_two(x: int) -> int:
 
 
 def read_events(
-    fcs: FcsFile, out: np.ndarray, columns: np.ndarray, buffer: np.ndarray | None = None
+    fcs: FcsFile,
+    out: np.ndarray,
+    columns: np.ndarray,
+    buffer: np.ndarray | None = None,
+    *,
+    digest: Any = None,
 ) -> np.ndarray:
     """Read the events of ``fcs`` into ``out``.
 
@@ -45,6 +51,9 @@ def read_events(
         ``columns[j]`` is the file's column that lands in ``out[:, j]``.
     buffer
         uint8 array reused across files to hold the raw DATA bytes (``None``: allocate).
+    digest
+        A ``hashlib`` object: the whole file is read (one read, not the DATA segment only)
+        and every byte of it is fed to ``digest``, so the checksum costs no second read.
 
     Returns
     -------
@@ -60,15 +69,21 @@ def read_events(
     if lay.error is not None:
         raise lay.error
     nbytes = n * lay.row_bytes
-    if buffer is None or buffer.size < nbytes:
-        buffer = np.empty(nbytes, dtype=np.uint8)
-    raw = buffer[:nbytes]
     try:
         with open(fcs.path, "rb") as fh:
-            fh.seek(lay.start)
-            got = fh.readinto(memoryview(raw))
+            first, size = (
+                (0, os.fstat(fh.fileno()).st_size) if digest is not None else (lay.start, nbytes)
+            )
+            if buffer is None or buffer.size < size:
+                buffer = np.empty(size, dtype=np.uint8)
+            fh.seek(first)
+            got = fh.readinto(memoryview(buffer[:size]))
     except OSError as exc:
         raise fail(fcs.path, f"the DATA segment cannot be read ({exc.strerror or exc})") from exc
+    if digest is not None:
+        digest.update(memoryview(buffer[:got]))  # hashlib releases the GIL on large buffers
+        got = max(0, min(got - lay.start, nbytes))
+    raw = buffer[lay.start - first : lay.start - first + nbytes]
     if got != nbytes:
         raise fail(
             fcs.path,

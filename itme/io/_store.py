@@ -2,27 +2,29 @@
 
 Layout (an ordinary AnnData zarr store, readable by ``anndata.read_zarr``): ``obs``, ``var``,
 ``uns`` and ``obsm`` as anndata writes them, no ``X``, and the raw ion counts once, in
-``layers/raw`` (float32, chunked by ``chunk_rows`` events × all channels, compressed with
-zarr's default codec). :func:`open_store` opens it lazily: ``layers["raw"]`` (and ``X``, the
+``layers/raw`` (float32, chunked by ``chunk_rows`` events × all channels, uncompressed: see
+:func:`_write_skeleton`). :func:`open_store` opens it lazily: ``layers["raw"]`` (and ``X``, the
 same object, as after :func:`itme.io.read_cohort`) is a dask array; ``pp.arcsinh`` then makes
 ``X`` a lazy blockwise transform of it, so the transformed matrix is never written. Later
 stages add their columns with :func:`update_store` (``obs``, ``obsm``, ``uns``), never a new
-copy of the matrix, so the store stays below the size of the FCS files.
+copy of the matrix, so the store stays about the size of the FCS files.
 
 Conversion is one dask task per file (in parallel on whatever scheduler is active: a
-``distributed.Client`` or dask's threads). A task reads its file and writes the zarr chunks
-its events cover; a chunk shared by two files is written under a lock named after the chunk
-(read-modify-write), so the result does not depend on the order the tasks run in.
+``distributed.Client`` or dask's threads). A task reads its file (once: the SHA-256 comes
+from the same bytes) and writes the zarr chunks that lie wholly in it, values and event
+names; a chunk shared by neighbouring files is written once, by a task that depends on those
+files' tasks and gets their edge rows from them. Every chunk is written exactly once, whole:
+no lock, no read-modify-write, and the result does not depend on the order tasks run in.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import shutil
-import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,7 +38,6 @@ import pandas as pd
 from anndata import AnnData
 
 from itme._dask import map_rows
-from itme._files import sha256
 from itme.core.transform import arcsinh_block
 from itme.errors import ItmeInputError
 
@@ -44,52 +45,70 @@ __all__ = ["open_store", "update_store"]
 
 logger = logging.getLogger(__name__)
 
-#: events per chunk of the store (47 channels: 12 MB per chunk of float32); a file shares at
-#: most two chunks with its neighbours, rewritten under a lock
+#: events per chunk of the store (47 channels: 12 MB per chunk of float32)
 CHUNK_ROWS = 65_536
 _RAW = "layers/raw"
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
+_NAMES = "obs/_index"  # obs_names, written by the conversion tasks
 
 
-def _lock(name: str) -> Any:
-    """A lock shared by every task writing chunk ``name``: distributed on a cluster."""
-    try:
-        from distributed import Lock, get_worker
+def _split(start: int, stop: int, chunk_rows: int, n: int) -> tuple[int, int, list[int]]:
+    """Rows ``start:stop`` of ``n``: the whole chunks ``lo:hi`` and the edge rows' chunks.
 
-        get_worker()
-        return Lock(name)
-    except (ImportError, ValueError):
-        with _LOCKS_GUARD:
-            return _LOCKS.setdefault(name, threading.Lock())
+    Rows ``start:lo`` and ``hi:stop`` (each empty or inside one chunk) share their chunk
+    with a neighbouring file; the chunks are listed by index.
+    """
+    lo = min(stop, -(-start // chunk_rows) * chunk_rows)
+    hi = stop if stop == n else max(lo, stop // chunk_rows * chunk_rows)
+    shared = [a // chunk_rows for a, b in ((start, lo), (hi, stop)) if a < b]
+    return lo, hi, shared
 
 
 def _convert_one(
     plan: Any, path: str, start: int, stop: int, chunk_rows: int, checksum: bool
-) -> dict[str, Any]:
-    """Read one file and write its events to rows ``start:stop`` of ``layers/raw``."""
+) -> tuple[dict[str, Any], dict[int, tuple[int, np.ndarray, np.ndarray]]]:
+    """Read one file; write the whole chunks of its rows ``start:stop``, return the others.
+
+    The file is read once: its SHA-256 is computed from the same bytes (``checksum``). The
+    events (``layers/raw``) and their names (``obs/_index``) of the chunks that lie wholly in
+    this file are written; those of the (at most two) chunks shared with a neighbouring file
+    are returned as ``{chunk: (first row, values, names)}``, for :func:`_write_shared`.
+    """
     import zarr
 
+    from itme.io._cohort import event_names
     from itme.io._fcs_events import read_events
 
     fcs = plan.text
     values = np.zeros((stop - start, plan.columns.size), dtype=np.float32)
-    read_events(fcs, values, plan.columns, None)
-    array = zarr.open_array(f"{path}/{_RAW}", mode="r+")
-    first, last = start // chunk_rows, (stop - 1) // chunk_rows if stop > start else -1
-    for k in range(first, last + 1):
+    digest = hashlib.sha256() if checksum else None
+    read_events(fcs, values, plan.columns, None, digest=digest)
+    names = np.array(event_names(plan.sample_id, stop - start), dtype=object)
+    raw = zarr.open_array(f"{path}/{_RAW}", mode="r+")
+    lo, hi, shared = _split(start, stop, chunk_rows, raw.shape[0])
+    if lo < hi:
+        raw[lo:hi] = values[lo - start : hi - start]
+        zarr.open_array(f"{path}/{_NAMES}", mode="r+")[lo:hi] = names[lo - start : hi - start]
+    edges = {}
+    for k in shared:
         a, b = max(start, k * chunk_rows), min(stop, (k + 1) * chunk_rows)
-        own = a == k * chunk_rows and (b == (k + 1) * chunk_rows or b == array.shape[0])
-        if own:
-            array[a:b] = values[a - start : b - start]
-        else:
-            with _lock(f"itme-store-{path}-{k}"):
-                array[a:b] = values[a - start : b - start]
-    return {
-        "sha256": sha256(plan.path) if checksum else "",
+        edges[k] = (a, values[a - start : b - start].copy(), names[a - start : b - start].copy())
+    info = {
+        "sha256": digest.hexdigest() if digest is not None else "",
         "notes": list(fcs.notes),
         "warned": getattr(fcs, "warned", None),
     }
+    return info, edges
+
+
+def _write_shared(path: str, k: int, *edges: dict[int, tuple[int, Any, Any]]) -> None:
+    """Write chunk ``k``, shared by several files, at once from their edge rows."""
+    import zarr
+
+    pieces = sorted((e[k] for e in edges if k in e), key=lambda piece: piece[0])
+    a = pieces[0][0]
+    b = pieces[-1][0] + len(pieces[-1][1])
+    zarr.open_array(f"{path}/{_RAW}", mode="r+")[a:b] = np.concatenate([p[1] for p in pieces])
+    zarr.open_array(f"{path}/{_NAMES}", mode="r+")[a:b] = np.concatenate([p[2] for p in pieces])
 
 
 def write_store(
@@ -140,22 +159,23 @@ def write_store(
         )
     t0 = time.perf_counter()
     n, m = int(counts.sum()), int(var.shape[0])
-    with _zarr_settings():
-        AnnData(obs=obs, var=var).write_zarr(path)
-    group = _group(path)
-    raw = group.require_group("layers").create_array(
-        "raw", shape=(n, m), chunks=(max(1, min(int(chunk_rows), max(n, 1))), m), dtype="float32"
-    )
-    raw.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+    step = max(1, min(int(chunk_rows), max(n, 1)))
+    _write_skeleton(path, obs, var, step)
     rows = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    step = int(raw.chunks[0])
-    tasks = [
-        dask.delayed(_convert_one, pure=False)(
-            plan, str(path), int(rows[k]), int(rows[k + 1]), step, checksums
+    infos, sharing = [], {}  # sharing: chunk -> the edges of the files that share it
+    for k, plan in enumerate(plans):
+        start, stop = int(rows[k]), int(rows[k + 1])
+        info, edges = dask.delayed(_convert_one, pure=False, nout=2)(
+            plan, str(path), start, stop, step, checksums
         )
-        for k, plan in enumerate(plans)
+        infos.append(info)
+        for chunk in _split(start, stop, step, n)[2]:
+            sharing.setdefault(chunk, []).append(edges)
+    shared = [
+        dask.delayed(_write_shared, pure=False)(str(path), chunk, *edges)
+        for chunk, edges in sharing.items()
     ]
-    results = list(dask.compute(*tasks))
+    results = list(dask.compute(*infos, *shared)[: len(infos)])
     logger.info(
         "store %s: %d files, %d events x %d channels converted in %.2f s",
         path,
@@ -165,6 +185,35 @@ def write_store(
         time.perf_counter() - t0,
     )
     return results
+
+
+def _write_skeleton(path: Path, obs: pd.DataFrame, var: pd.DataFrame, step: int) -> None:
+    """Everything but the events' values and names, which the conversion tasks write.
+
+    ``layers/raw`` is stored uncompressed: the FCS values (noise-randomised counts) gain
+    little from a codec (zstd: 0.80x at 90 MB/s of one core; blosc-lz4 with shuffle:
+    0.92-0.98x at ~600 MB/s; measured by scripts/bench_ingest.py) while ingest and every
+    later pass over the store would pay for it. ``obs/_index`` (one string per event) is
+    created empty, chunked like ``layers/raw``.
+    """
+    from anndata.io import write_elem
+
+    n, m = len(obs), var.shape[0]
+    with _zarr_settings():
+        AnnData(var=var).write_zarr(path)  # no events yet: groups, var, attributes
+        frame = _group(path)["obs"]
+        del frame["_index"]
+        names = frame.create_array("_index", shape=(n,), chunks=(step,), dtype=str)
+        names.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
+        for col in obs.columns:
+            write_elem(frame, str(col), obs[col]._values)
+        frame.attrs["column-order"] = [str(c) for c in obs.columns]
+        raw = (
+            _group(path)
+            .require_group("layers")
+            .create_array("raw", shape=(n, m), chunks=(step, m), dtype="float32", compressors=None)
+        )
+        raw.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
 
 
 @contextlib.contextmanager
@@ -326,7 +375,6 @@ def open_store(store: str | PathLike[str]) -> AnnData:
     ItmeInputError
         The folder is not a cohort store.
     """
-    import dask.array as da
     import zarr
     from anndata.io import read_elem
 
@@ -335,7 +383,7 @@ def open_store(store: str | PathLike[str]) -> AnnData:
         _recover(path)
     try:
         group = zarr.open_group(str(path), mode="r", use_consolidated=False)
-        raw_array = group[_RAW]
+        group[_RAW]  # KeyError: not a cohort store
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise ItmeInputError(
             where=str(path),
@@ -343,12 +391,20 @@ def open_store(store: str | PathLike[str]) -> AnnData:
             found="no such store",
             fix="Convert the FCS files first",
         ) from exc
-    raw = da.from_zarr(raw_array)
-    obs = read_elem(group["obs"])
+    return _lazy(path, group, read_elem(group["obs"]))
+
+
+def _lazy(path: Path, group: Any, obs: pd.DataFrame) -> AnnData:
+    """The store as an AnnData: ``obs`` as given, the rest read, the matrix lazy."""
+    import dask.array as da
+    from anndata.io import read_elem
+
+    raw = da.from_zarr(group[_RAW])
     var = read_elem(group["var"])
     uns = _uns_from_store(read_elem(group["uns"])) if "uns" in group else {}
     obsm = {k: read_elem(group["obsm"][k]) for k in group["obsm"]} if "obsm" in group else {}
-    adata = AnnData(obs=obs, var=var, uns=uns, obsm=obsm)
+    with anndata.settings.override(check_uniqueness=False):  # unique when they were written
+        adata = AnnData(obs=obs, var=var, uns=uns, obsm=obsm)
     adata.layers["raw"] = raw
     adata.X = raw
     if "arcsinh" in uns:  # transformed before it was stored: transform again, lazily
@@ -455,6 +511,8 @@ def read_into_store(
     -------
     The store opened with :func:`open_store`, with ``uns["io"]`` as read_cohort writes it.
     """
+    import zarr
+
     from itme.io._cohort import _obs, _warn_files
 
     table = extra["table"]
@@ -495,7 +553,8 @@ def read_into_store(
         }
     }
     _write_elem(_group(store), "uns", _uns_to_store(uns))
-    adata = open_store(store)
+    # open the store with the obs just written, not read back (one string per event)
+    adata = _lazy(Path(store), zarr.open_group(str(store), mode="r", use_consolidated=False), obs)
     logger.info(
         "read %d events from %d files into %s in %.2f s",
         adata.n_obs,
