@@ -95,7 +95,7 @@ def batch(ctx: Context) -> dict[str, Any]:
     store = on_store(ctx.config)
     if store:
         full, cells = open_events(ctx, "batch")
-        before = keys_before(cells)
+        keys = keys_before(cells)
     else:
         cells = ad.read_h5ad(ctx.path("work", "clean.h5ad"))
     summary = _drift(ctx, cells)
@@ -142,7 +142,7 @@ def batch(ctx: Context) -> dict[str, Any]:
             summary["warnings after"] = "; ".join(after["flags"]) or "none"
             del cells.uns["batch_after"]
     if store and changed:
-        save_events(ctx, "batch", full, cells, before=before)
+        save_events(ctx, "batch", full, cells, before=keys)
     elif store:  # as in memory, the later stages read the clean stage's events
         record_unchanged(ctx, "batch")
     elif changed:
