@@ -52,17 +52,19 @@ def expand(starts: np.ndarray, values: np.ndarray, a: int, b: int) -> np.ndarray
 
 def _codes(obs: pd.DataFrame, key: str, names: list[str]) -> np.ndarray:
     """Each event's position of ``obs[key]`` in ``names`` (-1: not listed)."""
-    cat = pd.Categorical(obs[key].astype(str)) if key in obs else None
-    if cat is None:
+    if key not in obs:
         raise ItmeInputError(
             where=f"obs[{key!r}]",
             expected="the column the correction in uns was fitted by",
             found=f"obs columns {list(obs.columns)}",
             fix="Keep the obs column, or start again from uncorrected events",
         )
-    lookup = np.array([names.index(c) if c in names else -1 for c in cat.categories], dtype=int)
-    codes = np.asarray(cat.codes)
-    return np.where(codes >= 0, lookup[codes], -1)
+    col = obs[key]
+    # a categorical's codes as they are (no string per event: a store has millions)
+    cat = col.array if isinstance(col.dtype, pd.CategoricalDtype) else pd.Categorical(col)
+    position = {name: i for i, name in enumerate(names)}
+    lookup = np.array([position.get(str(c), -1) for c in cat.categories], dtype=np.int64)
+    return np.append(lookup, -1)[np.asarray(cat.codes)]  # code -1 (missing): -1
 
 
 def drift_params(adata: AnnData) -> dict[str, Any]:

@@ -16,6 +16,12 @@ stage, and it removes the records of the stages after it, which therefore rerun.
 stage's output includes the matrix's metadata (``cells.zarr/layers/raw/zarr.json``):
 removing the store reruns everything.
 
+The batch stage adds no events either: its drift and batch corrections store their fitted
+parameters in ``uns``, and :func:`open_events` recomputes the corrected ``X`` of the later
+stages from the raw counts (:func:`itme._chain.rebuild`). When nothing was corrected it
+records that it added nothing, and the later stages read the clean stage's events, as in
+memory.
+
 What the in-memory path does between stages through ``h5ad`` files (strings become
 categoricals on writing, :func:`itme.pipeline._stages_cells.apply_additions` turns the
 cluster labels into strings) is done the same way here, so both paths give identical tables
