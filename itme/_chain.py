@@ -32,7 +32,15 @@ from itme.core.batch.passes import aligned_weights, correct_block
 from itme.core.transform import arcsinh_block
 from itme.errors import ItmeInputError
 
-__all__ = ["batch_params", "drift_params", "lazy_batch", "lazy_drift", "rebuild", "runs"]
+__all__ = [
+    "batch_params",
+    "drift_params",
+    "expand",
+    "lazy_batch",
+    "lazy_drift",
+    "rebuild",
+    "runs",
+]
 
 
 def runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ import pandas as pd
 from anndata import AnnData
 
 from itme._adata import given_or_class
-from itme._chain import lazy_batch, runs
+from itme._chain import expand, lazy_batch, runs
 from itme._dask import is_lazy, per_sample, take_rows
 from itme._random import RngLike, as_generator, draw_seed
 from itme.core.batch.align import (
@@ -130,11 +130,6 @@ def _landmark_maps(
     return slope, intercept
 
 
-def _batch_of(block: np.ndarray, batch_runs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    starts, values = batch_runs
-    return np.repeat(values, np.diff(np.append(starts, block.shape[0])))
-
-
 def _part_pass(
     block: np.ndarray,
     cols: np.ndarray,
@@ -146,7 +141,7 @@ def _part_pass(
     batch_runs: tuple[np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """:func:`part_moments` of one part's rows (all channels), its batches run-length coded."""
-    batch = _batch_of(block, batch_runs)
+    batch = expand(*batch_runs, 0, block.shape[0])
     return part_moments(block[:, cols], batch, weights, offsets, n_batches, center)
 
 
@@ -163,7 +158,8 @@ def _part_change(
     """:func:`correct_block` of one part's rows (in place unless ``copy``); change per batch."""
     if copy:  # a lazy block may be a view of a chunk other tasks read
         block = np.array(block, dtype=np.float32)
-    return correct_block(block, cols, _batch_of(block, batch_runs), weights, offsets, **line)
+    batch = expand(*batch_runs, 0, block.shape[0])
+    return correct_block(block, cols, batch, weights, offsets, **line)
 
 
 def _passes(X: Any, parts: list, codes: np.ndarray, cols: np.ndarray, *args: Any) -> list[Any]:

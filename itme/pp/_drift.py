@@ -15,6 +15,7 @@ from itme._chain import drift_params, lazy_drift
 from itme._dask import is_lazy, per_sample
 from itme.core.batch.drift import drift_block, drift_curve
 from itme.errors import ItmeInputError, ItmeParameterError, ItmeStateError
+from itme.pp._clean_inputs import n_rows
 
 __all__ = ["correct_drift"]
 
@@ -194,10 +195,8 @@ def _lazy_curves(
     # a sample's rows are one run in a cohort (files concatenated): a slice, not positions
     parts = [slice(int(r[0]), int(r[-1]) + 1) if r.size and r[-1] - r[0] + 1 == r.size else r
              for r in rows_of]  # fmt: skip
-    todo = [i for i, r in enumerate(rows_of) if r.size]
-    found = per_sample(_curve_of_block, both, [parts[i] for i in todo], cols, n_windows)
-    empty = np.empty((0, adata.n_vars + 1), dtype=np.float32)
-    out = [_curve_of_block(empty, cols, n_windows) for _ in rows_of]
-    for i, res in zip(todo, found, strict=True):
-        out[i] = res
-    return out
+    found = iter(
+        per_sample(_curve_of_block, both, [p for p in parts if n_rows(p)], cols, n_windows)
+    )
+    empty = np.empty((0, adata.n_vars + 1), dtype=np.float32)  # a sample without events
+    return [next(found) if n_rows(p) else _curve_of_block(empty, cols, n_windows) for p in parts]
