@@ -13,7 +13,8 @@ scheduler + workers, sampled every 0.1 s); for the dask path the disk footprint 
 store against the FCS files. Prints one JSON line per run and a markdown table at the end.
 
 ``--pipeline`` runs ``itme run`` instead (ingest → clean → batch → cluster → annotate →
-abundance, ``--until abundance``), once in memory (with ``--mem``) and once per worker count
+abundance, ``--until abundance``; drift and batch correction off unless ``--corrections``),
+once in memory (with ``--mem``) and once per worker count
 with a ``compute:`` section (the store path): per-stage seconds from ``run.json``, the peak
 RSS of the whole process tree, and the bytes of the run's output folder against the FCS.
 Run it under ``nice -n 10`` on a shared machine::
@@ -196,8 +197,8 @@ def pipeline_config(cohort: Path, out: Path, workers: int, args: argparse.Namesp
         },
         "cluster": {"grid": [10, 10], "n_metaclusters": 40, "train_cells": 200_000},
         "embed": {"enabled": False},
-        # corrections change the events, which the store does not hold (docs/cluster.md)
-        "batch": {"drift": False, "method": "none"},
+        # --corrections: the default batch section (drift, cycombine with >= 2 batches)
+        "batch": {} if args.corrections else {"drift": False, "method": "none"},
     }
     if workers:
         cfg["compute"] = {
@@ -309,6 +310,12 @@ def main() -> None:
     parser.add_argument("--keep-cohort", action="store_true")
     parser.add_argument("--pipeline", action="store_true", help="run `itme run` (see above)")
     parser.add_argument("--keep-runs", action="store_true", help="keep the run folders")
+    parser.add_argument(
+        "--corrections",
+        action="store_true",
+        help="--pipeline with the default batch section (drift and batch correction on); "
+        "without it both are off",
+    )
     parser.add_argument("--mode", choices=["mem", "dask"], help=argparse.SUPPRESS)
     parser.add_argument("--cohort", help=argparse.SUPPRESS)
     args = parser.parse_args()

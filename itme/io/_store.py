@@ -37,8 +37,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from itme._dask import map_rows
-from itme.core.transform import arcsinh_block
+from itme._chain import rebuild
 from itme.errors import ItmeInputError
 
 __all__ = ["open_store", "update_store"]
@@ -367,7 +366,9 @@ def open_store(store: str | PathLike[str]) -> AnnData:
     -------
     AnnData with ``obs``, ``var``, ``obsm`` and ``uns`` read from the store and ``X`` =
     ``layers["raw"]`` = a dask array over ``layers/raw`` (one dask block per zarr chunk).
-    When ``uns["arcsinh"]`` was stored, ``X`` is the lazy transform of ``layers["raw"]``.
+    When ``uns["arcsinh"]`` was stored, ``X`` is the lazy transform of ``layers["raw"]``,
+    followed by the drift and batch corrections of ``uns["drift"]`` and
+    ``uns["batch_correction"]`` when they were stored (:func:`itme._chain.rebuild`).
     ``uns["store"]`` holds the store's path.
 
     Raises
@@ -406,13 +407,8 @@ def _lazy(path: Path, group: Any, obs: pd.DataFrame) -> AnnData:
     with anndata.settings.override(check_uniqueness=False):  # unique when they were written
         adata = AnnData(obs=obs, var=var, uns=uns, obsm=obsm)
     adata.layers["raw"] = raw
-    adata.X = raw
-    if "arcsinh" in uns:  # transformed before it was stored: transform again, lazily
-        cols = adata.var_names.get_indexer(list(uns["arcsinh"]["channels"]))
-        cof = np.asarray(uns["arcsinh"]["cofactor"], dtype=np.float64)
-        adata.X = map_rows(
-            arcsinh_block, raw, cols, cof, dtype=np.float32, columns_out=raw.shape[1]
-        )
+    # transformed (and drift- or batch-corrected) before it was stored: again, lazily
+    adata.X = rebuild(adata)
     adata.uns["store"] = str(path)
     return adata
 
@@ -426,8 +422,8 @@ def update_store(
 ) -> None:
     """Write ``obs``, ``obsm`` and ``uns`` of a lazily opened cohort into its store.
 
-    The matrix is not written: ``X`` is recomputed from ``layers/raw`` and ``uns["arcsinh"]``
-    when the store is opened and transformed again.
+    The matrix is not written: ``X`` is recomputed from ``layers/raw`` and ``uns``
+    (``arcsinh``, ``drift``, ``batch_correction``) when the store is opened.
 
     Parameters
     ----------

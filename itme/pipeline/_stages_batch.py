@@ -21,7 +21,13 @@ import anndata as ad
 from itme import pl, pp, tl
 from itme.errors import ItmeStatisticsWarning
 from itme.pipeline._runner import Context
-from itme.pipeline._stages_store import check_batch, on_store, open_events
+from itme.pipeline._stages_store import (
+    keys_before,
+    on_store,
+    open_events,
+    record_unchanged,
+    save_events,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,19 +85,17 @@ def batch(ctx: Context) -> dict[str, Any]:
 
     The file is written when the drift or the batch correction changed the events, and
     removed otherwise (``cluster`` then reads ``work/clean.h5ad``). On the cohort store
-    (``compute:``) only the diagnostics run: a drift or batch correction there is an
-    :class:`~itme.errors.ItmeParameterError` (:func:`~itme.pipeline._stages_store.check_batch`).
+    (``compute:``) the same functions run lazily and what they fitted (``uns["drift"]``,
+    ``uns["batch_correction"]``, the diagnostics) is added to the store instead, from
+    which later stages recompute the corrected events block by block (:mod:`itme._chain`).
     """
     c = ctx.config.batch
     target = ctx.out.joinpath(*BATCH_FILE)
     column = c.column
-    if on_store(ctx.config):  # diagnostics only: the store cannot hold corrected events
-        _, cells = open_events(ctx, "batch")
-        check_batch(
-            ctx.config,
-            n_batches=int(cells.obs[column].nunique()) if column in cells.obs else 0,
-            has_time=c.time_channel in cells.var_names or c.time_channel in cells.obs,
-        )
+    store = on_store(ctx.config)
+    if store:
+        full, cells = open_events(ctx, "batch")
+        keys = keys_before(cells)
     else:
         cells = ad.read_h5ad(ctx.path("work", "clean.h5ad"))
     summary = _drift(ctx, cells)
@@ -137,7 +141,11 @@ def batch(ctx: Context) -> dict[str, Any]:
             summary["R2 of sample medians after"] = round(after["r2"], 3)
             summary["warnings after"] = "; ".join(after["flags"]) or "none"
             del cells.uns["batch_after"]
-    if changed:
+    if store and changed:
+        save_events(ctx, "batch", full, cells, before=keys)
+    elif store:  # as in memory, the later stages read the clean stage's events
+        record_unchanged(ctx, "batch")
+    elif changed:
         ctx.h5ad(cells, *BATCH_FILE)
     else:
         target.unlink(missing_ok=True)

@@ -16,6 +16,12 @@ stage, and it removes the records of the stages after it, which therefore rerun.
 stage's output includes the matrix's metadata (``cells.zarr/layers/raw/zarr.json``):
 removing the store reruns everything.
 
+The batch stage adds no events either: its drift and batch corrections store their fitted
+parameters in ``uns``, and :func:`open_events` recomputes the corrected ``X`` of the later
+stages from the raw counts (:func:`itme._chain.rebuild`). When nothing was corrected it
+records that it added nothing, and the later stages read the clean stage's events, as in
+memory.
+
 What the in-memory path does between stages through ``h5ad`` files (strings become
 categoricals on writing, :func:`itme.pipeline._stages_cells.apply_additions` turns the
 cluster labels into strings) is done the same way here, so both paths give identical tables
@@ -35,6 +41,7 @@ import pandas as pd
 from anndata import AnnData
 
 from itme import io
+from itme._chain import rebuild
 from itme.errors import ItmeParameterError, ItmeStateError
 from itme.pipeline._config import Config
 from itme.pipeline._runner import Context
@@ -42,7 +49,6 @@ from itme.pipeline._runner import Context
 __all__ = [
     "STORE",
     "SUBSET",
-    "check_batch",
     "ingest_store",
     "on_store",
     "open_events",
@@ -58,7 +64,7 @@ RECORDS = ("work", "store")
 #: obs column of the store: the events of the clean stage's output
 SUBSET = "itme_clean"
 #: the stages that write the store, in run order
-WRITERS = ("ingest", "clean", "cluster", "annotate")
+WRITERS = ("ingest", "clean", "batch", "cluster", "annotate")
 
 
 def on_store(config: Config) -> bool:
@@ -86,42 +92,6 @@ def _read_record(ctx: Context, stage: str) -> dict[str, Any]:
 
 def _write_record(ctx: Context, stage: str, record: dict[str, Any]) -> None:
     ctx.json(record, *RECORDS, f"{stage}.json")
-
-
-def check_batch(config: Config, *, n_batches: int, has_time: bool) -> None:
-    """Refuse a batch or drift correction on the store path, before any work of the stage.
-
-    ``pp.correct_drift`` and ``pp.correct_batch`` change the events matrix, which the store
-    keeps once, as raw counts (the transformed matrix is recomputed from them): they do not
-    run lazily.
-
-    Raises
-    ------
-    ItmeParameterError
-        ``batch.drift`` is on and the time channel exists, or the sheet has two or more
-        batches and ``batch.method`` is not ``none``.
-    """
-    c = config.batch
-    fix = (
-        "The cohort store (compute:) keeps the raw counts only and cannot hold corrected "
-        "events. Set {key}: {value} (the diagnostics still run), or run in memory (remove "
-        "the compute: section and --scheduler)"
-    )
-    if c.drift and has_time:
-        raise ItmeParameterError(
-            "batch.drift",
-            "false on the store path (compute:): pp.correct_drift changes the events",
-            True,
-            fix=fix.format(key="batch.drift", value="false"),
-        )
-    if n_batches >= 2 and c.method != "none":
-        raise ItmeParameterError(
-            "batch.method",
-            f"none on the store path (compute:) with {n_batches} batches in "
-            f"{c.column!r}: pp.correct_batch changes the events",
-            c.method,
-            fix=fix.format(key="batch.method", value="none"),
-        )
 
 
 def check_ingest(config: Config) -> None:
@@ -158,9 +128,6 @@ def check_ingest(config: Config) -> None:
 def ingest_store(ctx: Context, **read_kwargs: Any) -> AnnData:
     """io.read_cohort into a new ``cells.zarr`` of the run (an existing one is replaced).
 
-    The batch settings are checked first (:func:`check_batch`, from the sample sheet and
-    the panel), so a run the batch stage would refuse stops before converting anything.
-
     Parameters
     ----------
     ctx
@@ -173,17 +140,6 @@ def ingest_store(ctx: Context, **read_kwargs: Any) -> AnnData:
     The cohort, opened lazily from the store.
     """
     c = ctx.config
-    sheet, _ = io.read_samples(c.inputs.samples)
-    panel = io.read_panel(c.inputs.panel)
-    time_channel = c.batch.time_channel
-    check_batch(  # before any work: the batch stage could not run on the store
-        c,
-        n_batches=int(sheet[c.batch.column].nunique()) if c.batch.column in sheet else 0,
-        has_time=bool(
-            (panel["fcs_colname"].astype(str) == time_channel).any()
-            or (panel["antigen"].astype(str) == time_channel).any()
-        ),
-    )
     store = _store(ctx)
     for folder in (store, ctx.out.joinpath(*RECORDS)):  # the later stages rerun too
         if folder.exists():
@@ -243,8 +199,9 @@ def open_events(ctx: Context, stage: str) -> tuple[AnnData, AnnData]:
         del full.obsm[key]
     for key in [k for k in full.uns if k not in keep["uns"] and k != "store"]:
         del full.uns[key]
-    if "arcsinh" not in full.uns:  # opened after a later clean stage: back to raw counts
-        full.X = full.layers["raw"]
+    # X from what the earlier stages stored only (raw counts before clean; then arcsinh,
+    # and the batch stage's drift and batch corrections)
+    full.X = rebuild(full)
     if "clean" not in records:
         return full, full
     from itme.pp._subset import subset_events
@@ -368,6 +325,12 @@ def save_events(
         events.n_obs,
         full.n_obs,
     )
+
+
+def record_unchanged(ctx: Context, stage: str) -> None:
+    """Record that ``stage`` added nothing to the store (as in memory: no file of events)."""
+    _write_record(ctx, stage, {"obs": [], "obsm": [], "uns": []})
+    logger.info("%s: nothing added to %s", stage, STORE)
 
 
 def keys_before(cells: AnnData) -> dict[str, list[str]]:

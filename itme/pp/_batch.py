@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
 from itme._adata import given_or_class
+from itme._chain import expand, lazy_batch, runs
+from itme._dask import is_lazy, per_sample, take_rows
 from itme._random import RngLike, as_generator, draw_seed
 from itme.core.batch.align import (
     affine_fit,
@@ -19,8 +22,15 @@ from itme.core.batch.align import (
     landmark_maps,
     match_moments,
 )
-from itme.core.batch.passes import apply_affine, map_and_moments, pick_fit_rows
+from itme.core.batch.passes import (
+    aligned_weights,
+    combine_moments,
+    correct_block,
+    part_moments,
+    pick_fit_rows,
+)
 from itme.errors import ItmeInputError, ItmeParameterError, ItmeStateError
+from itme.pp._clean_inputs import sample_rows
 from itme.pp._combat import combat, scanpy_version
 
 __all__ = ["correct_batch"]
@@ -31,7 +41,7 @@ METHODS = ("cycombine",)
 SOM_INPUTS = ("landmarks", "scale")
 #: events per batch the marker peaks of ``som_input="landmarks"`` are estimated on
 LANDMARK_CELLS = 100_000
-#: rows aligned and mapped (or corrected) at a time
+#: the first rows, whose mean the group sums are centred on
 CHUNK = 65_536
 #: a batch keeps at least ``fit_cells // FLOOR_DIVISOR`` events in a node's ComBat fit
 FLOOR_DIVISOR = 10
@@ -83,9 +93,8 @@ def _train_som(
         train = np.arange(n)
     slope, intercept = maps
     b = codes[train]
-    x = (np.asarray(X[train][:, cols], dtype=np.float64) * slope[b] + intercept[b]).astype(
-        np.float32
-    )
+    x = np.asarray(take_rows(X, train, cols), dtype=np.float64) * slope[b] + intercept[b]
+    x = x.astype(np.float32)
     model = FlowSOMModel(
         grid=grid, n_metaclusters=min(10, grid[0] * grid[1] - 1), train_cells=None, rng=seed
     ).fit(x)
@@ -115,16 +124,71 @@ def _landmark_maps(
     for b, rows in enumerate(rows_of):
         if rows.size > LANDMARK_CELLS:
             rows = np.sort(gen.choice(rows, size=LANDMARK_CELLS, replace=False))
-        picked.append(np.asarray(X[rows][:, cols], dtype=np.float32))
+        picked.append(np.asarray(take_rows(X, rows, cols), dtype=np.float32))
         labels.append(np.full(rows.size, b, dtype=np.int64))
     slope, intercept, _ = landmark_maps(np.vstack(picked), np.concatenate(labels), len(rows_of))
     return slope, intercept
+
+
+def _part_pass(
+    block: np.ndarray,
+    cols: np.ndarray,
+    weights: np.ndarray,
+    offsets: np.ndarray,
+    n_batches: int,
+    center: np.ndarray,
+    *,
+    batch_runs: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`part_moments` of one part's rows (all channels), its batches run-length coded."""
+    batch = expand(*batch_runs, 0, block.shape[0])
+    return part_moments(block[:, cols], batch, weights, offsets, n_batches, center)
+
+
+def _part_change(
+    block: np.ndarray,
+    cols: np.ndarray,
+    weights: np.ndarray,
+    offsets: np.ndarray,
+    line: dict[str, np.ndarray],
+    *,
+    batch_runs: tuple[np.ndarray, np.ndarray],
+    copy: bool = False,
+) -> np.ndarray:
+    """:func:`correct_block` of one part's rows (in place unless ``copy``); change per batch."""
+    if copy:  # a lazy block may be a view of a chunk other tasks read
+        block = np.array(block, dtype=np.float32)
+    batch = expand(*batch_runs, 0, block.shape[0])
+    return correct_block(block, cols, batch, weights, offsets, **line)
+
+
+def _passes(X: Any, parts: list, codes: np.ndarray, cols: np.ndarray, *args: Any) -> list[Any]:
+    """:func:`_part_pass` of every part: in turn in memory, one task per part when lazy."""
+    extra = [{"batch_runs": runs(codes[rows])} for rows in parts]
+    if is_lazy(X):
+        return per_sample(_part_pass, X, parts, cols, *args, per_call=extra)
+    return [_part_pass(X[r], cols, *args, **e) for r, e in zip(parts, extra, strict=True)]
+
+
+def _apply(X: Any, parts: list, codes: np.ndarray, cols: np.ndarray, *args: Any) -> list[Any]:
+    """:func:`_part_change` of every part: in place in memory; on lazy data, the changes only."""
+    extra = [{"batch_runs": runs(codes[rows])} for rows in parts]
+    if is_lazy(X):
+        return per_sample(_part_change, X, parts, cols, *args, per_call=extra, copy=True)
+    out = []
+    for rows, e in zip(parts, extra, strict=True):
+        block = X[rows]  # a view for a slice (corrected in place), else a copy written back
+        out.append(_part_change(block, cols, *args, **e))
+        if not isinstance(rows, slice):
+            X[rows] = block
+    return out
 
 
 def correct_batch(
     adata: AnnData,
     *,
     batch_key: str = "batch",
+    sample_key: str = "sample_id",
     method: str = "cycombine",
     markers: Sequence[str] | None = None,
     grid: tuple[int, int] = (8, 8),
@@ -162,6 +226,11 @@ def correct_batch(
     event. Against the fit on all events this changes corrected values by 0.0006 on average
     (99.9 % within 0.032) on 1 M simulated events (docs/batch.md).
 
+    On lazy data (``X`` a dask array: a cohort store, :func:`itme.io.open_store`) the same
+    kernels run one task per sample and the subsamples are gathered by event index, so the
+    values are the in-memory ones, bit for bit; the corrected matrix is not written but
+    recomputed block by block from the parameters stored in ``uns``.
+
     Run it on the arcsinh-transformed ``X`` after cleaning (``pp.apply_qc``), before
     ``tl.flowsom``. Events of a batch with fewer than ``min_cells`` events in a node, and
     nodes seen in one batch only, are left unchanged (counted in ``uns``).
@@ -172,6 +241,9 @@ def correct_batch(
         Events × channels, arcsinh scale.
     batch_key
         ``obs`` column of each event's batch (from the sample sheet).
+    sample_key
+        ``obs`` column of each event's sample: the parts the passes over the events are
+        split into (one task per sample on lazy data; all events as one part when absent).
     method
         ``"cycombine"`` (the only method so far).
     markers
@@ -204,7 +276,11 @@ def correct_batch(
         (-1: all), ``seed``, ``scanpy_version``,
         ``nodes`` (DataFrame: node, n_events, n_batches, aligned_batches),
         ``events_left_unchanged`` (int), ``shift`` (DataFrame: batch × marker mean change of
-        the arcsinh value).
+        the arcsinh value), and the fitted per-event map: ``align_slope``,
+        ``align_intercept`` (batch × marker peak alignment), ``codes`` (node × marker SOM
+        codes), ``slope``, ``intercept`` (node·batch × marker lines), ``lo``, ``hi`` (node ×
+        marker cap). On lazy data (a cohort store) ``X`` becomes the lazy corrected matrix
+        (:func:`itme._chain.lazy_batch`), recomputed from these when the store is opened.
     """
     t0 = time.perf_counter()
     if method not in METHODS:
@@ -235,10 +311,17 @@ def correct_batch(
         raise ItmeParameterError(
             "fit_cells", f"None or an integer >= {2 * int(min_cells)}", fit_cells
         )
+    if som_input == "scale" and is_lazy(adata.X):
+        raise ItmeParameterError(
+            "som_input", "'landmarks' on lazy data (a cohort store)", som_input,
+            fix="som_input='scale' reads every event of a batch at once: run it in memory",
+        )  # fmt: skip
     adata = adata.copy() if copy else adata
-    X = np.asarray(adata.X)
-    if X.dtype != np.float32:
-        X = X.astype(np.float32)
+    X = adata.X
+    if not is_lazy(X):
+        X = np.asarray(X)
+        if X.dtype != np.float32:
+            X = X.astype(np.float32)
     cols = np.asarray([adata.var_names.get_loc(m) for m in markers], dtype=np.intp)
     codes = batches.codes.astype(np.int64)
     n_batches = len(batches.categories)
@@ -254,8 +337,22 @@ def correct_batch(
     t_som = time.perf_counter()
     som_codes = _train_som(X, cols, codes, maps, tuple(grid), train_cells, seed)
     t_som = time.perf_counter() - t_som
-    full = cols if not np.array_equal(cols, np.arange(X.shape[1])) else None
-    nodes, mom = map_and_moments(X, full, codes, *maps, som_codes, chunk=CHUNK)
+    weights, offsets = aligned_weights(*maps, som_codes)
+    n = X.shape[0]
+    if sample_key in adata.obs:
+        parts = [rows for _, rows in sample_rows(adata, sample_key)]
+    else:
+        parts = [slice(0, n)]
+    # sums centred on the first rows' mean, accumulated per part (sample) in row order and
+    # added in part order: the same bits in memory and on any layout of a lazy store
+    center = np.asarray(take_rows(X, np.arange(min(n, CHUNK)), cols), dtype=np.float64)
+    center = center.mean(axis=0) if n else np.zeros(cols.size)
+    passes = _passes(X, parts, codes, cols, weights, offsets, n_batches, center)
+    nodes = np.empty(n, dtype=np.int32)
+    for rows, (part_nodes, _) in zip(parts, passes, strict=True):
+        nodes[rows] = part_nodes
+    mom = combine_moments([p for _, p in passes], n_batches, center)
+    del passes
     n_nodes = som_codes.shape[0]
     floor = max(int(min_cells), (int(fit_cells) // FLOOR_DIVISOR) if fit_cells else 0)
     # which node x batch groups ComBat aligns, and on how many of their events it is fitted
@@ -265,9 +362,10 @@ def correct_batch(
     for node in np.flatnonzero(ok.any(axis=1)):
         sizes[node, ok[node]] = fit_sizes(mom.counts[node, ok[node]], fit_cells, floor)
     group = nodes.astype(np.int64) * n_batches + codes
+    del nodes
     fit_rows, fit_group = pick_fit_rows(group, sizes.ravel(), gen_fit)
     del group
-    fit_x = np.asarray(X[fit_rows][:, cols], dtype=np.float64)
+    fit_x = np.asarray(take_rows(X, fit_rows, cols), dtype=np.float64)
     del fit_rows
     slope = np.ones((n_nodes * n_batches, cols.size))
     intercept = np.zeros((n_nodes * n_batches, cols.size))
@@ -314,14 +412,19 @@ def correct_batch(
     del fit_x
     unchanged = int(mom.counts[~ok].sum())
     fitted = int(sizes.sum())
-    change = apply_affine(X, full, nodes, codes, slope, intercept, mom.lo, mom.hi, chunk=CHUNK)
+    line = {"slope": slope, "intercept": intercept, "lo": mom.lo, "hi": mom.hi}
+    # the per-event step (node, line, cap): in place in memory, lazily on a store; the mean
+    # change per batch is summed per part either way
+    parts_change = _apply(X, parts, codes, cols, weights, offsets, line)
+    change = np.zeros((n_batches, cols.size))
+    for part in parts_change:
+        change += part
     n_of = np.bincount(codes, minlength=n_batches).astype(np.float64)
     shift = pd.DataFrame(
         change / n_of[:, None],
         index=pd.Index(list(batches.categories), name=batch_key),
         columns=list(markers),
     )
-    adata.X = X
     adata.uns["batch_correction"] = {
         "method": method,
         "batch_key": batch_key,
@@ -337,7 +440,12 @@ def correct_batch(
         "nodes": pd.DataFrame(rows_info),
         "events_left_unchanged": int(unchanged),
         "shift": shift.reset_index(),
+        "align_slope": np.asarray(maps[0], dtype=np.float64),
+        "align_intercept": np.asarray(maps[1], dtype=np.float64),
+        "codes": np.asarray(som_codes, dtype=np.float64),
+        **line,
     }
+    adata.X = lazy_batch(adata, X) if is_lazy(X) else X
     logger.info(
         "correct_batch (%s): %d events, %d batches, %d markers, %d SOM nodes; "
         "%d events left unchanged; ComBat fitted on %d events (%.1f s, SOM %.1f s)",

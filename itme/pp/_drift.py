@@ -11,16 +11,29 @@ import pandas as pd
 from anndata import AnnData
 
 from itme._adata import given_or_class
-from itme.core.batch.drift import apply_drift, drift_curve
+from itme._chain import drift_params, lazy_drift
+from itme._dask import is_lazy, per_sample
+from itme.core.batch.drift import drift_block, drift_curve
 from itme.errors import ItmeInputError, ItmeParameterError, ItmeStateError
+from itme.pp._clean_inputs import n_rows
 
 __all__ = ["correct_drift"]
 
 logger = logging.getLogger(__name__)
 
 
-def _times(adata: AnnData, time_key: str) -> np.ndarray:
+def _times(adata: AnnData, time_key: str) -> np.ndarray | None:
+    """Each event's time (``None`` for lazy data: read blockwise with the markers)."""
+    if time_key in adata.var_names and is_lazy(adata.X):
+        return None
     if time_key in adata.obs:
+        if is_lazy(adata.X):
+            raise ItmeInputError(
+                where=f"time_key={time_key!r}",
+                expected="a channel holding the acquisition time (lazy data read it blockwise)",
+                found="an obs column only",
+                fix="Keep the time as a channel of the cohort store",
+            )
         return np.asarray(adata.obs[time_key], dtype=np.float64)
     if time_key in adata.var_names:
         col = adata.var_names.get_loc(time_key)
@@ -81,7 +94,10 @@ def correct_drift(
         samples and writes ``uns["drift"]``: ``time_key``, ``sample_key``, ``markers``,
         ``n_windows``, ``min_drift``, ``samples`` (DataFrame: sample_id, n_events,
         n_markers_used, drift (fraction of signal between the curve's extremes), corrected),
-        ``windows`` (DataFrame: sample_id, window, time, shift, curve).
+        ``windows`` (DataFrame: sample_id, window, time, shift, curve). On lazy data (a
+        cohort store) the curves are fitted one task per sample and ``X`` becomes the lazy
+        corrected matrix (:func:`itme._chain.lazy_drift`; the time must then be a channel),
+        recomputed from ``uns["drift"]`` when the store is opened.
     """
     t0 = _time.perf_counter()
     if "arcsinh" not in adata.uns:
@@ -102,20 +118,26 @@ def correct_drift(
     times = _times(adata, time_key)
     markers = given_or_class(adata, markers, ("type", "state"))
     adata = adata.copy() if copy else adata
-    cols = [adata.var_names.get_loc(m) for m in markers]
-    X = np.asarray(adata.X)
-    if X.dtype != np.float32:
-        X = X.astype(np.float32)
+    cols = np.asarray([adata.var_names.get_loc(m) for m in markers], dtype=np.intp)
     samples = pd.Categorical(adata.obs[sample_key].astype(str))
+    rows_of = [np.flatnonzero(samples.codes == i) for i in range(len(samples.categories))]
+    if times is None:  # lazy: one task per sample, its markers and times gathered once
+        X = adata.X
+        curves = _lazy_curves(adata, time_key, cols, rows_of, int(n_windows))
+    else:
+        X = np.asarray(adata.X)
+        if X.dtype != np.float32:
+            X = X.astype(np.float32)
+        curves = [
+            drift_curve(X[np.ix_(rows, cols)], times[rows], n_windows=int(n_windows))
+            for rows in rows_of
+        ]
     rows_s, rows_w = [], []
-    for i, sample in enumerate(samples.categories):
-        rows = np.flatnonzero(samples.codes == i)
-        block = X[np.ix_(rows, cols)]
-        centres, shifts, curve, used = drift_curve(block, times[rows], n_windows=int(n_windows))
+    for sample, rows, (centres, shifts, curve, used) in zip(
+        samples.categories, rows_of, curves, strict=True
+    ):
         drift = float(1 - np.exp(-(curve.max() - curve.min()))) if used else 0.0
         corrected = bool(used and drift > float(min_drift))
-        if corrected:
-            X[np.ix_(rows, cols)] = apply_drift(block, times[rows], centres, curve)
         rows_s.append(
             {
                 "sample_id": str(sample),
@@ -129,7 +151,6 @@ def correct_drift(
             {"sample_id": str(sample), "window": w, "time": c, "shift": s, "curve": d}
             for w, (c, s, d) in enumerate(zip(centres, shifts, curve, strict=True))
         ]
-    adata.X = X
     table = pd.DataFrame(rows_s)
     adata.uns["drift"] = {
         "time_key": time_key,
@@ -140,6 +161,11 @@ def correct_drift(
         "samples": table,
         "windows": pd.DataFrame(rows_w),
     }
+    if times is None:
+        adata.X = lazy_drift(adata, X)
+    else:  # the kernel of the lazy path, on the whole matrix (the parameters as stored)
+        p = drift_params(adata)
+        adata.X = drift_block(X, times, p["which"], p["centres"], p["curves"], p["cols"])
     logger.info(
         "correct_drift: %d of %d samples drift > %.0f%% and were corrected (largest %.0f%%; %.1f s)",
         int(table["corrected"].sum()),
@@ -149,3 +175,28 @@ def correct_drift(
         _time.perf_counter() - t0,
     )
     return adata if copy else None
+
+
+def _curve_of_block(block: np.ndarray, cols: np.ndarray, n_windows: int) -> tuple:
+    """:func:`drift_curve` of one sample's gathered rows (the time in the last column)."""
+    return drift_curve(
+        block[:, cols], np.asarray(block[:, -1], dtype=np.float64), n_windows=n_windows
+    )
+
+
+def _lazy_curves(
+    adata: AnnData, time_key: str, cols: np.ndarray, rows_of: list[np.ndarray], n_windows: int
+) -> list[tuple]:
+    """Each sample's :func:`drift_curve` on lazy data: one task per sample (its rows)."""
+    import dask.array as da
+
+    t = adata.layers["raw"][:, [adata.var_names.get_loc(time_key)]]
+    both = da.concatenate([adata.X, t.astype(adata.X.dtype)], axis=1)
+    # a sample's rows are one run in a cohort (files concatenated): a slice, not positions
+    parts = [slice(int(r[0]), int(r[-1]) + 1) if r.size and r[-1] - r[0] + 1 == r.size else r
+             for r in rows_of]  # fmt: skip
+    found = iter(
+        per_sample(_curve_of_block, both, [p for p in parts if n_rows(p)], cols, n_windows)
+    )
+    empty = np.empty((0, adata.n_vars + 1), dtype=np.float32)  # a sample without events
+    return [next(found) if n_rows(p) else _curve_of_block(empty, cols, n_windows) for p in parts]

@@ -2,7 +2,8 @@
 
 The same config and seed run the cell-level stages (ingest → clean → batch → cluster →
 annotate → abundance) in memory and, with a ``compute:`` section, on the run's cohort store
-``cells.zarr``: on a LocalCluster of 1 and of 2 workers with two chunk sizes, and on a real
+``cells.zarr``: on a LocalCluster of 1 and of 2 workers with two chunk sizes (also with the
+drift and batch corrections on, recomputed lazily from the store), and on a real
 ``dask scheduler`` with two ``dask worker`` processes on loopback, one of which is SIGKILLed
 while the cluster stage runs (its nanny restarts it; Dask reschedules its tasks); and a
 client SIGKILLed (with its local workers) during the cluster stage resumes. Every table (and
@@ -48,8 +49,14 @@ def cohort(tmp_path_factory) -> dict[str, Path]:
     return simulate_cohort(out, n_patients=8, cells_per_sample=1200, n_genes=4400, rng=5)
 
 
-def config(cohort: dict[str, Path], out: Path, compute: dict | None = None) -> Path:
-    """A small run of the cell-level stages; ``compute`` switches to the store path."""
+def config(
+    cohort: dict[str, Path], out: Path, compute: dict | None = None, batch: dict | None = None
+) -> Path:
+    """A small run of the cell-level stages; ``compute`` switches to the store path.
+
+    ``batch`` replaces the batch section (default: no drift or batch correction, which
+    the tests of the corrections on the store switch on).
+    """
     cfg = {
         "seed": 7,
         "output": str(out),
@@ -62,8 +69,7 @@ def config(cohort: dict[str, Path], out: Path, compute: dict | None = None) -> P
         "downsample": {"min_events": 300},
         "cluster": {"grid": [5, 5], "n_metaclusters": 10, "train_cells": 4000},
         "embed": {"enabled": False},  # UMAP's first call compiles for ~40 s; not a table
-        # drift and batch correction change the events, which the store does not hold
-        "batch": {"drift": False, "method": "none"},
+        "batch": batch if batch is not None else {"drift": False, "method": "none"},
     }
     if compute is not None:
         cfg["compute"] = compute
@@ -128,12 +134,49 @@ def test_store_path_gives_the_in_memory_tables(cohort, in_memory, tmp_path, work
     assert stored.obs["subset"].isna().sum() == (~stored.obs["itme_clean"]).sum()
     if workers == 1:  # resume: --from clean rewrites the store's obs; the same tables again
         again = run(config(cohort, out, compute), from_stage="clean", until_stage="abundance")
-        # the stages writing the store after clean lost their records and reran; batch and
-        # abundance do not write it: unchanged, skipped
+        # the stages writing the store after clean lost their records and reran (batch
+        # records that it added nothing); abundance does not write it: unchanged, skipped
         statuses = [s.status for s in again.stages[:6]]
         skipped = "skipped (unchanged)"
-        assert statuses == ["kept (before --from)", "done", skipped, "done", "done", skipped]
+        assert statuses == ["kept (before --from)", "done", "done", "done", "done", skipped]
         assert_same(in_memory, tables(out))
+
+
+#: the default batch section (drift correction, cycombine with >= 2 batches), every file's
+#: drift corrected (drift_min 0: the simulated files hardly drift) and a grid small enough
+#: for 8 files of 1,200 events
+CORRECTING = {"drift": True, "method": "auto", "drift_min": 0.0, "grid": [4, 4]}
+
+
+@pytest.fixture(scope="module")
+def in_memory_corrected(cohort, tmp_path_factory) -> dict[str, bytes]:
+    out = tmp_path_factory.mktemp("mem_corrected") / "run"
+    result = run(config(cohort, out, batch=CORRECTING), until_stage="abundance")
+    assert [s.status for s in result.stages[:6]] == ["done"] * 6
+    assert (out / "work" / "batch.h5ad").is_file()  # the events were corrected
+    found = tables(out)
+    assert {"batch_drift.csv", "batch_shift.csv", "batch_medians_r2_after.csv"} <= set(found)
+    return found
+
+
+def test_drift_and_batch_correction_on_the_store_give_the_in_memory_tables(
+    cohort, in_memory, in_memory_corrected, tmp_path
+):
+    out = tmp_path / "run"
+    compute = {"scheduler": "local", "workers": 2, "chunk_rows": 700, "memory_per_worker": "1GB"}
+    result = run(config(cohort, out, compute, batch=CORRECTING), until_stage="abundance")
+    assert [s.status for s in result.stages[:6]] == ["done"] * 6
+    assert_same(in_memory_corrected, tables(out))
+    # the correction changed what was clustered (else this test would show nothing)
+    assert in_memory_corrected["cluster_phenotypes.csv"] != in_memory["cluster_phenotypes.csv"]
+    drift = tables(out)["batch_drift.csv"].decode().splitlines()
+    assert all(line.endswith("True") for line in drift[1:])  # every file corrected
+    # still one copy of the events: the store's raw counts and the fitted parameters
+    assert sorted(p.name for p in (out / "work").glob("*.h5ad")) == ["abundance.h5ad"]
+    record = json.loads((out / "work" / "store" / "batch.json").read_text())
+    assert {"drift", "batch_correction"} <= set(record["uns"]) and record["obs"] == []
+    raw = out / "cells.zarr" / "layers" / "raw"
+    assert sum(p.stat().st_size for p in raw.rglob("*") if p.is_file()) < fcs_bytes(cohort)
 
 
 class _KillDuringCluster(logging.Handler):

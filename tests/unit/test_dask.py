@@ -266,20 +266,6 @@ def test_local_cluster_logs_its_dashboard_and_reports_tasks(caplog, monkeypatch)
     assert "dashboard http://127.0.0.1:" in caplog.text
 
 
-def test_store_path_refuses_corrections_naming_the_setting(tmp_path):
-    from itme.pipeline import load_config
-    from itme.pipeline._stages_store import check_batch
-
-    config = _demo_folder(tmp_path)
-    config.write_text(config.read_text() + "\ncompute:\n  workers: 1\n")
-    cfg = load_config(config)  # the demo: drift and batch correction on
-    with pytest.raises(ItmeParameterError, match=r"'batch.drift'.*Set batch.drift: false"):
-        check_batch(cfg, n_batches=3, has_time=True)
-    with pytest.raises(ItmeParameterError, match=r"'batch.method'.*3 batches"):
-        check_batch(cfg, n_batches=3, has_time=False)
-    check_batch(cfg, n_batches=1, has_time=False)  # nothing to correct: fine
-
-
 def test_embed_of_a_lazy_matrix_gathers_the_same_subsample():
     mem = _cells(3000, 4)
     itme.pp.arcsinh(mem)

@@ -15,7 +15,7 @@ import numpy as np
 
 from itme.core.otsu import otsu_threshold
 
-__all__ = ["apply_drift", "drift_curve"]
+__all__ = ["apply_drift", "drift_block", "drift_curve"]
 
 
 def drift_curve(
@@ -112,3 +112,43 @@ def apply_drift(
     d = np.interp(time, centres[good], curve[good])
     out = np.arcsinh(np.sinh(np.asarray(X, dtype=np.float64)) * np.exp(-d)[:, None])
     return out.astype(np.float32)
+
+
+def drift_block(
+    X: np.ndarray,
+    time: np.ndarray,
+    which: np.ndarray,
+    centres: list[np.ndarray],
+    curves: list[np.ndarray],
+    cols: np.ndarray,
+) -> np.ndarray:
+    """Remove each event's file drift (:func:`apply_drift`) from ``X`` in place, on ``cols``.
+
+    The per-event step of drift correction: every value is computed from the event's own
+    value and time, so a block of any events gives the bytes the whole matrix gives.
+
+    Parameters
+    ----------
+    X
+        Events × channels, float32, arcsinh scale (modified in place on ``cols``).
+    time
+        Acquisition time of each event.
+    which
+        Index into ``centres``/``curves`` of each event's file (negative: not corrected).
+    centres, curves
+        Window centres and drift curve of each corrected file (:func:`drift_curve`).
+    cols
+        Columns of the corrected markers.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``X``.
+    """
+    cols = np.asarray(cols, dtype=np.intp)
+    which = np.asarray(which)
+    for k in np.unique(which[which >= 0]):
+        rows = np.flatnonzero(which == k)
+        part = X[np.ix_(rows, cols)]
+        X[np.ix_(rows, cols)] = apply_drift(part, time[rows], centres[k], curves[k])
+    return X

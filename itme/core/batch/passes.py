@@ -1,28 +1,45 @@
-"""The two passes over all events of the cyCombine-style correction, chunk by chunk.
+"""The passes over all events of the cyCombine-style correction, one part (sample) at a time.
 
-``pp.correct_batch`` reads the whole matrix twice, in row order, ``chunk`` rows at a time,
-and never copies it:
+``pp.correct_batch`` reads the events twice, one part of the partition at a time (the
+samples: the natural partition of a cohort store, one task per sample on a dask cluster),
+and never copies the matrix:
 
-1. :func:`map_and_moments`: each event's nearest SOM code on its batch-aligned values
-   (the alignment folded into the codes, so aligned values are never materialised), and,
-   per node × batch group, the count, mean and variance of every marker and, per node,
-   its range (the cap);
-2. :func:`apply_affine`: each group's linear map (from ComBat, fitted on a subsample of
-   the group), clipped to the node's range, written back in place.
+1. :func:`part_moments`: each event's nearest SOM code on its batch-aligned values
+   (:func:`nearest_aligned`; the alignment folded into the codes, so aligned values are never
+   materialised), and, per node × batch group, the count, the sums of the centred values and
+   of their squares, and each node's range (the cap); :func:`combine_moments` adds the parts
+   in part order;
+2. :func:`apply_affine`: each group's linear map (from ComBat, fitted on a subsample of the
+   group), clipped to the node's range, in place.
+
+Every per-event step is computed per row (the same operations whatever the rows around it),
+and every sum is accumulated within a part in row order and added over parts in part order,
+so the results do not depend on how the events are split into blocks: the in-memory matrix
+and a lazy store (:mod:`itme._chain`) give the same bytes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GroupMoments", "apply_affine", "map_and_moments", "pick_fit_rows"]
+__all__ = [
+    "GroupMoments",
+    "aligned_weights",
+    "apply_affine",
+    "correct_block",
+    "combine_moments",
+    "nearest_aligned",
+    "part_moments",
+    "pick_fit_rows",
+]
 
 
 @dataclass
 class GroupMoments:
-    """What :func:`map_and_moments` returns besides the nodes.
+    """The moments of every node × batch group, from :func:`combine_moments`.
 
     Attributes
     ----------
@@ -46,19 +63,39 @@ _KERNELS: dict = {}
 
 
 def _kernels() -> dict:
-    """The numba kernels of both passes, compiled on first use (one loop over the events)."""
+    """The numba kernels, compiled on first use (one loop over the events each)."""
     if _KERNELS:
         return _KERNELS
     import numba
 
     @numba.njit(cache=False, nogil=True)
-    def stats(X, cols, nodes, batch, n_batches, center, counts, sums, squares, lo, hi):
-        for i in range(X.shape[0]):
+    def nearest(x, batch, weights, offsets, out):
+        # float32 products and sums in a fixed order per row: the same bits for a row
+        # whatever block it is in (a BLAS product's rounding depends on the block's shape)
+        n_nodes = offsets.shape[1]
+        acc = np.empty(n_nodes, dtype=np.float32)
+        for i in range(x.shape[0]):
+            b = batch[i]
+            for k in range(n_nodes):
+                acc[k] = offsets[b, k]
+            for j in range(x.shape[1]):
+                v = x[i, j]
+                for k in range(n_nodes):
+                    acc[k] += v * weights[b, j, k]
+            best = 0
+            for k in range(1, n_nodes):
+                if acc[k] < acc[best]:
+                    best = k
+            out[i] = best
+
+    @numba.njit(cache=False, nogil=True)
+    def stats(x, nodes, batch, n_batches, center, counts, sums, squares, lo, hi):
+        for i in range(x.shape[0]):
             node = nodes[i]
             g = node * n_batches + batch[i]
             counts[g] += 1
-            for j in range(cols.size):
-                v = X[i, cols[j]]
+            for j in range(x.shape[1]):
+                v = x[i, j]
                 d = v - center[j]
                 sums[g, j] += d
                 squares[g, j] += d * d
@@ -72,6 +109,8 @@ def _kernels() -> dict:
         for i in range(X.shape[0]):
             node = nodes[i]
             b = batch[i]
+            if node < 0 or b < 0:  # no node or an unknown batch: left unchanged
+                continue
             g = node * n_batches + b
             for j in range(cols.size):
                 v = X[i, cols[j]]
@@ -81,97 +120,166 @@ def _kernels() -> dict:
                 change[b, j] += np.float64(y32) - v
                 X[i, cols[j]] = y32
 
-    _KERNELS.update(stats=stats, apply=apply)
+    _KERNELS.update(nearest=nearest, stats=stats, apply=apply)
     return _KERNELS
 
 
-def _rows(X: np.ndarray, start: int, stop: int, cols: np.ndarray | None) -> np.ndarray:
-    block = X[start:stop]
-    return np.asarray(block if cols is None else block[:, cols], dtype=np.float32)
-
-
-def map_and_moments(
-    X: np.ndarray,
-    cols: np.ndarray | None,
-    batch: np.ndarray,
-    slope: np.ndarray,
-    intercept: np.ndarray,
-    codes: np.ndarray,
-    *,
-    chunk: int = 65_536,
-) -> tuple[np.ndarray, GroupMoments]:
-    """Nearest code of every event's aligned values, and the moments of each node × batch.
+def aligned_weights(
+    slope: np.ndarray, intercept: np.ndarray, codes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The SOM codes with each batch's alignment folded in, for :func:`nearest_aligned`.
 
     Batch ``b``'s aligned values are ``slope[b] * x + intercept[b]``; the squared distance to
-    code ``c`` is, up to a term constant per event, ``-2 x · w + k`` with
-    ``w = slope[b] * (c - intercept[b])`` and ``k = |c - intercept[b]|^2``, one BLAS product
-    per chunk and batch (float32).
+    code ``c`` is, up to a term constant per event, ``x · w + k`` with
+    ``w = -2 slope[b] * (c - intercept[b])`` and ``k = |c - intercept[b]|^2``.
 
     Parameters
     ----------
-    X
-        Events × channels (read ``chunk`` rows at a time).
-    cols
-        Columns of the markers (all when ``None``).
-    batch
-        Integer batch code of each event (``0 … n_batches - 1``).
     slope, intercept
         ``(n_batches, n_markers)`` alignment of each batch.
     codes
         ``(n_nodes, n_markers)`` SOM codes (aligned scale).
-    chunk
-        Rows per chunk.
+
+    Returns
+    -------
+    weights : numpy.ndarray
+        float32 ``(n_batches, n_markers, n_nodes)``.
+    offsets : numpy.ndarray
+        float32 ``(n_batches, n_nodes)``.
+    """
+    codes = np.asarray(codes, dtype=np.float64)
+    shifted = codes[None, :, :] - np.asarray(intercept)[:, None, :]  # batch × node × marker
+    weights = (-2.0 * np.asarray(slope)[:, None, :] * shifted).transpose(0, 2, 1)
+    offsets = (shifted**2).sum(axis=2)
+    return np.ascontiguousarray(weights, dtype=np.float32), offsets.astype(np.float32)
+
+
+def nearest_aligned(
+    x: np.ndarray, batch: np.ndarray, weights: np.ndarray, offsets: np.ndarray
+) -> np.ndarray:
+    """Nearest SOM code of every event's batch-aligned values (ties: the lower code).
+
+    Parameters
+    ----------
+    x
+        Events × markers.
+    batch
+        Integer batch code of each event.
+    weights, offsets
+        From :func:`aligned_weights`.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 node of every event.
+    """
+    out = np.empty(x.shape[0], dtype=np.int32)
+    _kernels()["nearest"](
+        np.ascontiguousarray(x, dtype=np.float32),
+        np.asarray(batch, dtype=np.int64),
+        weights,
+        offsets,
+        out,
+    )
+    return out
+
+
+def part_moments(
+    x: np.ndarray,
+    batch: np.ndarray,
+    weights: np.ndarray,
+    offsets: np.ndarray,
+    n_batches: int,
+    center: np.ndarray,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One part's nodes and the sums of every node × batch group, in row order.
+
+    Parameters
+    ----------
+    x
+        The part's events × markers.
+    batch
+        Integer batch code of each event.
+    weights, offsets
+        From :func:`aligned_weights` (``n_nodes`` codes).
+    n_batches
+        Number of batches.
+    center
+        Value subtracted from every marker before summing (no cancellation in the variance;
+        the same for every part).
 
     Returns
     -------
     nodes : numpy.ndarray
-        int32 nearest code of every event.
-    moments : GroupMoments
-        Counts, means, variances per node × batch and range per node, of the raw values.
+        int32 node of every event.
+    sums : dict
+        ``counts`` (per group), ``sums`` and ``squares`` (group × marker, of ``x - center``),
+        ``lo`` and ``hi`` (node × marker), for :func:`combine_moments`.
     """
-    n = X.shape[0]
-    n_batches, m = slope.shape
-    n_nodes = codes.shape[0]
-    n_groups = n_nodes * n_batches
-    codes = np.asarray(codes, dtype=np.float64)
-    shifted = codes[None, :, :] - intercept[:, None, :]  # batch × node × marker
-    weights = (-2.0 * slope[:, None, :] * shifted).transpose(0, 2, 1).astype(np.float32)
-    offsets = (shifted**2).sum(axis=2).astype(np.float32)  # batch × node
-    nodes = np.empty(n, dtype=np.int32)
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        x = _rows(X, start, stop, cols)
-        b = np.asarray(batch[start:stop])
-        present = np.unique(b)
-        for k in present:
-            sel = slice(None) if present.size == 1 else b == k
-            d2 = x[sel] @ weights[k]
-            d2 += offsets[k]
-            nodes[start:stop][sel] = np.argmin(d2, axis=1)
-    cols_all = np.arange(X.shape[1]) if cols is None else np.asarray(cols)
+    x = np.ascontiguousarray(x, dtype=np.float32)
     batch = np.asarray(batch, dtype=np.int64)
-    kernel = _kernels()["stats"]
-    counts = np.zeros(n_groups, dtype=np.int64)
-    sums = np.zeros((n_groups, m))
-    squares = np.zeros((n_groups, m))
-    lo = np.full((n_nodes, m), np.inf)
-    hi = np.full((n_nodes, m), -np.inf)
-    center = np.zeros(m)
-    if n:  # sums of x - center: no cancellation in the variance
-        center = np.asarray(X[: min(n, chunk)][:, cols_all], dtype=np.float64).mean(axis=0)
-    kernel(X, cols_all, nodes, batch, n_batches, center, counts, sums, squares, lo, hi)
+    nodes = nearest_aligned(x, batch, weights, offsets)
+    n_nodes, m = offsets.shape[1], x.shape[1]
+    n_groups = n_nodes * int(n_batches)
+    part = {
+        "counts": np.zeros(n_groups, dtype=np.int64),
+        "sums": np.zeros((n_groups, m)),
+        "squares": np.zeros((n_groups, m)),
+        "lo": np.full((n_nodes, m), np.inf),
+        "hi": np.full((n_nodes, m), -np.inf),
+    }
+    _kernels()["stats"](
+        x,
+        nodes,
+        batch,
+        int(n_batches),
+        np.asarray(center, dtype=np.float64),
+        part["counts"],
+        part["sums"],
+        part["squares"],
+        part["lo"],
+        part["hi"],
+    )
+    return nodes, part
+
+
+def combine_moments(
+    parts: Sequence[dict[str, np.ndarray]], n_batches: int, center: np.ndarray
+) -> GroupMoments:
+    """Add the sums of :func:`part_moments` in the order given; the groups' moments.
+
+    Parameters
+    ----------
+    parts
+        The parts' sums, in part order (at least one).
+    n_batches
+        Number of batches.
+    center
+        The ``center`` the parts were summed around.
+
+    Returns
+    -------
+    GroupMoments
+    """
+    total = {k: v.copy() for k, v in parts[0].items()}
+    for part in parts[1:]:
+        for key in ("counts", "sums", "squares"):
+            total[key] += part[key]
+        np.minimum(total["lo"], part["lo"], out=total["lo"])
+        np.maximum(total["hi"], part["hi"], out=total["hi"])
+    counts = total["counts"]
+    n_nodes, m = total["lo"].shape
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums / counts[:, None]
-        var = np.maximum(squares / counts[:, None] - mean**2, 0.0)
-    mean += center
-    moments = GroupMoments(
+        mean = total["sums"] / counts[:, None]
+        var = np.maximum(total["squares"] / counts[:, None] - mean**2, 0.0)
+    mean += np.asarray(center, dtype=np.float64)
+    return GroupMoments(
         counts=counts.reshape(n_nodes, n_batches),
         mean=mean.reshape(n_nodes, n_batches, m),
         var=var.reshape(n_nodes, n_batches, m),
-        lo=lo,
-        hi=hi,
+        lo=total["lo"],
+        hi=total["hi"],
     )
-    return nodes, moments
 
 
 def pick_fit_rows(
@@ -227,8 +335,6 @@ def apply_affine(
     intercept: np.ndarray,
     lo: np.ndarray,
     hi: np.ndarray,
-    *,
-    chunk: int = 65_536,
 ) -> np.ndarray:
     """``clip(slope[g] * x + intercept[g], lo[node], hi[node])`` of every event, in place.
 
@@ -239,13 +345,12 @@ def apply_affine(
     cols
         Columns of the markers (all when ``None``).
     nodes, batch
-        Node and batch code of every event; the group is ``node * n_batches + batch``.
+        Node and batch code of every event; the group is ``node * n_batches + batch``
+        (an event with a negative node or batch is left unchanged).
     slope, intercept
         ``(n_nodes * n_batches, n_markers)`` map of each group (identity: 1 and 0).
     lo, hi
         ``(n_nodes, n_markers)`` range each node's values are clipped to.
-    chunk
-        Rows per chunk.
 
     Returns
     -------
@@ -258,7 +363,7 @@ def apply_affine(
     _kernels()["apply"](
         X,
         cols_all,
-        np.asarray(nodes),
+        np.asarray(nodes, dtype=np.int32),
         np.asarray(batch, dtype=np.int64),
         n_batches,
         np.asarray(slope, dtype=np.float64),
@@ -268,3 +373,49 @@ def apply_affine(
         change,
     )
     return change
+
+
+def correct_block(
+    X: np.ndarray,
+    cols: np.ndarray,
+    batch: np.ndarray,
+    weights: np.ndarray,
+    offsets: np.ndarray,
+    slope: np.ndarray,
+    intercept: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> np.ndarray:
+    """The per-event step of the batch correction on a block of events, in place.
+
+    Each event's node (:func:`nearest_aligned` on its marker values) and its group's line
+    (:func:`apply_affine`): the values depend on the event alone, so the in-memory matrix
+    and the blocks of a lazy store give the same bytes.
+
+    Parameters
+    ----------
+    X
+        Events × channels, a C-ordered float32 array (modified in place on ``cols``).
+    cols
+        Columns of the markers.
+    batch
+        Integer batch code of each event (negative: an unknown batch, left unchanged).
+    weights, offsets
+        From :func:`aligned_weights`.
+    slope, intercept, lo, hi
+        The groups' lines and the nodes' ranges (:func:`apply_affine`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_batches, n_markers)`` sum over each batch's events of the change.
+    """
+    cols = np.asarray(cols, dtype=np.intp)
+    batch = np.asarray(batch, dtype=np.int64)
+    known = batch >= 0
+    nodes = np.full(X.shape[0], -1, dtype=np.int32)
+    if known.all():
+        nodes = nearest_aligned(X[:, cols], batch, weights, offsets)
+    elif known.any():
+        nodes[known] = nearest_aligned(X[np.ix_(known, cols)], batch[known], weights, offsets)
+    return apply_affine(X, cols, nodes, batch, slope, intercept, lo, hi)
