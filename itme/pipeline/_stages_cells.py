@@ -4,7 +4,7 @@ Stages exchange data through files in the run folder only (``work/*.h5ad``, ``ce
 so any stage can be rerun or resumed on its own. A stage that adds to the cells without
 changing them (cluster) writes only what it added (:func:`write_additions`); the next stage
 applies it (:func:`apply_additions`), so nothing it added is lost and the events matrix is not
-written twice. With a ``compute:`` section the same stages run on the run's cohort store
+written twice. On the cohort store (``compute.backend``) the same stages run on the run's
 ``cells.zarr`` instead, each adding its columns to it (:mod:`itme.pipeline._stages_store`).
 """
 
