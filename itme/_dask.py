@@ -503,11 +503,16 @@ class _Gathered:
             return None
         return np.array([where[int(c)] for c in columns], dtype=np.intp)
 
-    def read(self, positions: np.ndarray) -> np.ndarray:
-        """The gathered columns at ``positions``, n_events × len(positions)."""
-        if self.values is not None:
-            whole = np.array_equal(positions, np.arange(self.columns.size))
-            return self.values if whole else self.values[:, positions]
+    def medians(self, positions: np.ndarray, labels: np.ndarray, n_groups: int) -> np.ndarray:
+        """:func:`~itme.core.cluster.codebook.group_medians` of the columns at ``positions``."""
+        from itme.core.cluster.codebook import group_medians
+
+        if self.values is not None:  # no copy of the columns: the kernel selects them
+            return group_medians(self.values, labels, n_groups, columns=positions)
+        return group_medians(self._read(positions), labels, n_groups)
+
+    def _read(self, positions: np.ndarray) -> np.ndarray:
+        """The spilled columns at ``positions``, n_events × len(positions)."""
         out = np.empty((self.n, positions.size), dtype=self.dtype)
         for r, m, path in self.spills:
             spill = np.memmap(path, dtype=self.dtype, mode="r", shape=(self.columns.size, m))
@@ -580,8 +585,6 @@ def lazy_group_medians(
     """
     import tempfile
 
-    from itme.core.cluster.codebook import group_medians
-
     columns = np.asarray(columns, dtype=np.intp)
     n, k = int(X.shape[0]), int(columns.size)
     out = np.empty((n_groups, k))
@@ -604,5 +607,5 @@ def lazy_group_medians(
         positions = gathered.positions(columns)
         for a in range(0, k, per_batch):
             b = min(k, a + per_batch)
-            out[:, a:b] = group_medians(gathered.read(positions[a:b]), labels, n_groups)
+            out[:, a:b] = gathered.medians(positions[a:b], labels, n_groups)
     return out
