@@ -251,8 +251,8 @@ def resolve_backend(config: Config) -> tuple[Config, Backend]:
 
     With the local scheduler the cohort's size is read from the FCS TEXT segments; a store
     run on a local cluster whose workers or memory per worker are not given is sized to the
-    machine (:func:`local_sizing`). ``auto`` keeps the backend of the previous run in the
-    output folder when it recorded the same cohort size, so a resumed run continues where it
+    machine (:func:`local_sizing`). ``auto`` stays on the store when the previous run in the
+    output folder ran there with the same cohort size, so a resumed run continues where it
     stopped whatever the memory available now. The choice is logged; a forced ``memory``
     whose estimate does not fit is a logged warning.
 
@@ -276,16 +276,16 @@ def resolve_backend(config: Config) -> tuple[Config, Backend]:
     before = _previous(config.output)
     if (
         c.backend == "auto"
+        and choice.backend == "memory"
         and before is not None
-        and before.get("backend") in ("memory", "store")
-        and before.get("backend") != choice.backend
+        and before.get("backend") == "store"
         and (before.get("events"), before.get("channels")) == (events, channels)
-    ):  # the same cohort: resume on the backend of the run before (available memory varies)
+    ):  # the same cohort: resume on the store (more memory may be available now)
         choice = replace(
             choice,
-            backend=before["backend"],
-            reason=f"{choice.reason}; kept {before['backend']!r} of the previous run of this "
-            "cohort in the output folder (resumed there)",
+            backend="store",
+            reason=f"{choice.reason}; kept the store of the previous run of this cohort in "
+            "the output folder (resumed there)",
         )
     update: dict[str, Any] = {"backend": choice.backend}
     if choice.backend == "store" and c.scheduler == "local":
@@ -300,7 +300,7 @@ def resolve_backend(config: Config) -> tuple[Config, Backend]:
     ):
         logger.warning(
             "compute.backend: memory, but %s; the run may run out of memory "
-            "(compute.backend: auto would use the cohort store)",
+            "(auto would use the cohort store)",
             choose_backend("auto", events=events, channels=channels, available=available).reason,
         )
     compute = c.model_copy(update=update)

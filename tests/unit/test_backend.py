@@ -163,11 +163,18 @@ def test_auto_keeps_the_backend_of_the_previous_run_of_the_same_cohort(tmp_path,
     (config.output / "run.json").write_text(json.dumps({"backend": first.record()}))
     monkeypatch.setattr(_backend, "available_memory", lambda: (100 * GB, "test"))
     resolved, again = resolve_backend(config)  # more memory now: resumes on the store
-    assert again.backend == "store" and "kept 'store' of the previous run" in again.reason
+    assert again.backend == "store" and "kept the store of the previous run" in again.reason
     # another cohort size in run.json: decided afresh
     record = {**first.record(), "events": 5}
     (config.output / "run.json").write_text(json.dumps({"backend": record}))
     assert resolve_backend(config)[1].backend == "memory"
+    # a previous run in memory is not kept when the cohort no longer fits
+    monkeypatch.setattr(_backend, "available_memory", lambda: (GB, "test"))
+    (config.output / "run.json").write_text(
+        json.dumps({"backend": {**record, "events": 1000, "backend": "memory"}})
+    )
+    assert resolve_backend(config)[1].backend == "store"
+    monkeypatch.setattr(_backend, "available_memory", lambda: (100 * GB, "test"))
     # forced backends are not overridden
     forced = config.model_copy(update={"compute": Compute(backend="memory")})
     (config.output / "run.json").write_text(json.dumps({"backend": first.record()}))
