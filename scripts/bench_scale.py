@@ -203,8 +203,11 @@ def pipeline_config(cohort: Path, out: Path, workers: int, args: argparse.Namesp
         # corrections change the events, which the store does not hold (docs/cluster.md)
         "batch": {"drift": False, "method": "none"},
     }
-    if workers:
+    if not workers:
+        cfg["compute"] = {"backend": "memory"}
+    else:
         cfg["compute"] = {
+            "backend": "store",  # auto would run a cohort that fits in memory there
             "scheduler": "local",
             "workers": workers,
             "chunk_rows": args.chunk_rows,
