@@ -17,6 +17,7 @@ setting before any work starts.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -38,7 +39,9 @@ __all__ = [
     "lazy_matrix",
     "map_rows",
     "per_sample",
+    "reuse_columns",
     "start_compute",
+    "take_row_groups",
     "take_rows",
 ]
 
@@ -388,6 +391,49 @@ def lazy_matrix(adata: Any, layer: str | None) -> Any:
     return X if is_lazy(X) else None
 
 
+#: bytes of marker columns gathered at once for exact medians on a lazy matrix
+MEDIAN_BATCH_BYTES = 512 * 2**20
+
+
+def take_row_groups(X: Any, groups: list[np.ndarray], columns: np.ndarray) -> Iterator[np.ndarray]:
+    """``X[rows][:, columns]`` of each group of rows, gathered several groups at a time.
+
+    Consecutive groups are gathered together (one :func:`take_rows`, so a lazy matrix is
+    read once per batch instead of once per group) while their values fit in
+    :data:`MEDIAN_BATCH_BYTES`; a larger group is gathered alone.
+
+    Parameters
+    ----------
+    X
+        Events × channels, numpy or dask.
+    groups
+        Sorted row positions of each group (e.g. the events drawn from each sample).
+    columns
+        Column positions.
+
+    Yields
+    ------
+    numpy.ndarray
+        The values of each group, in the order of ``groups``.
+    """
+    row_bytes = max(1, len(columns) * np.dtype(X.dtype).itemsize)
+    start = 0
+    while start < len(groups):
+        stop, size = start + 1, groups[start].size
+        while stop < len(groups) and (size + groups[stop].size) * row_bytes <= MEDIAN_BATCH_BYTES:
+            size += groups[stop].size
+            stop += 1
+        rows = np.concatenate([np.zeros(0, dtype=np.intp), *groups[start:stop]])
+        order = np.argsort(rows, kind="stable")  # take_rows reads sorted rows
+        values = np.empty((rows.size, len(columns)), dtype=X.dtype)
+        values[order] = take_rows(X, rows[order], columns)
+        end = 0
+        for rows_i in groups[start:stop]:
+            yield values[end : end + rows_i.size]
+            end += rows_i.size
+        start = stop
+
+
 def take_rows(X: Any, rows: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
     """``X[rows][:, columns]`` as a numpy array, for numpy and dask ``X`` alike.
 
@@ -416,8 +462,97 @@ def take_rows(X: Any, rows: np.ndarray, columns: np.ndarray | None = None) -> np
     return X[rows] if columns is None else X[np.ix_(rows, columns)]
 
 
-#: bytes of marker columns gathered at once for exact medians on a lazy matrix
-MEDIAN_BATCH_BYTES = 512 * 2**20
+#: the gathered columns kept by :func:`reuse_columns` (``None``: not kept)
+_KEPT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "itme_gathered_columns", default=None
+)
+
+
+class _Gathered:
+    """Columns of a dask array read once: in memory, or spilled column-major to a folder.
+
+    When the columns fit in :data:`MEDIAN_BATCH_BYTES` they are computed at once (in
+    parallel on the cluster) and held. Otherwise the matrix is read in batches of rows of at
+    most that size, each batch written column-major to ``folder`` (n_events × columns ×
+    the item size in all, 4 bytes for the store's float32), so that a column is one
+    contiguous read per batch.
+    """
+
+    def __init__(self, X: Any, columns: np.ndarray, folder: Path) -> None:
+        self.name, self.columns = str(X.name), columns
+        self.n, k = int(X.shape[0]), int(columns.size)
+        self.dtype = np.dtype(X.dtype)
+        self.values: np.ndarray | None = None
+        self.spills: list[tuple[int, int, Path]] = []
+        size = self.dtype.itemsize
+        if self.n == 0 or k * self.n * size <= MEDIAN_BATCH_BYTES:
+            self.values = np.asarray(X[:, columns].compute(), dtype=self.dtype)
+            return
+        rows_per = max(1, MEDIAN_BATCH_BYTES // (size * k))
+        for r in range(0, self.n, rows_per):
+            block = np.asarray(X[r : r + rows_per][:, columns].compute(), dtype=self.dtype)
+            path = folder / f"{self.name}-{r}.bin"
+            np.ascontiguousarray(block.T).tofile(path)  # column-major: a column is contiguous
+            self.spills.append((r, block.shape[0], path))
+            del block
+
+    def positions(self, columns: np.ndarray) -> np.ndarray | None:
+        """Where ``columns`` are among the gathered ones (``None``: not all gathered)."""
+        where = {int(c): i for i, c in enumerate(self.columns)}
+        if not all(int(c) in where for c in columns):
+            return None
+        return np.array([where[int(c)] for c in columns], dtype=np.intp)
+
+    def medians(self, positions: np.ndarray, labels: np.ndarray, n_groups: int) -> np.ndarray:
+        """:func:`~itme.core.cluster.codebook.group_medians` of the columns at ``positions``."""
+        from itme.core.cluster.codebook import group_medians
+
+        if self.values is not None:  # no copy of the columns: the kernel selects them
+            return group_medians(self.values, labels, n_groups, columns=positions)
+        return group_medians(self._read(positions), labels, n_groups)
+
+    def _read(self, positions: np.ndarray) -> np.ndarray:
+        """The spilled columns at ``positions``, n_events × len(positions)."""
+        out = np.empty((self.n, positions.size), dtype=self.dtype)
+        for r, m, path in self.spills:
+            spill = np.memmap(path, dtype=self.dtype, mode="r", shape=(self.columns.size, m))
+            out[r : r + m] = spill[positions].T
+            del spill
+        return out
+
+    def remove(self) -> None:
+        """Delete the spill files."""
+        for _, _, path in self.spills:
+            path.unlink(missing_ok=True)
+        self.spills, self.values = [], None
+
+
+@contextlib.contextmanager
+def reuse_columns() -> Iterator[None]:
+    """Keep the columns gathered for exact medians until the block ends; reuse them.
+
+    Inside the block, :func:`lazy_group_medians` keeps the last columns it read from a dask
+    array (in memory, at most :data:`MEDIAN_BATCH_BYTES`, or spilled to ``TMPDIR``), and a
+    later call on the same array (same dask name) for the same columns or a subset of them,
+    with any labels, reads those instead of the store: ``tl.annotate``, its cluster
+    phenotype table and the subset heatmap then read and transform the store once. Spill
+    files are removed when the block ends.
+
+    Yields
+    ------
+    None
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="itme-medians-") as tmp:
+        token = _KEPT.set({"folder": Path(tmp), "gathered": None})
+        try:
+            yield
+        finally:
+            kept = _KEPT.get()
+            if kept is not None and kept["gathered"] is not None:
+                kept["gathered"].remove()
+            _KEPT.reset(token)
 
 
 def lazy_group_medians(
@@ -425,15 +560,13 @@ def lazy_group_medians(
 ) -> np.ndarray:
     """Exact per-group medians of ``columns`` of a dask array, in one pass over the matrix.
 
-    The medians need every value of a group, so this is not blockwise. When the columns fit
-    in :data:`MEDIAN_BATCH_BYTES` (n_events × 4 bytes per column) they are computed at once
-    (in parallel on the cluster). Otherwise the matrix is read once, in batches of rows of
-    at most that size, each batch spilled column-major to a temporary file (``TMPDIR``;
-    n_events × len(columns) × 4 bytes in all), and the columns are then read back a batch
-    at a time: one pass over the store instead of one per batch of columns (each pass
-    re-reads and re-transforms every block). Either way the numpy kernel
-    :func:`itme.core.cluster.codebook.group_medians` runs on the same values: the result is
-    the in-memory one, bit for bit.
+    The medians need every value of a group, so this is not blockwise: the columns are
+    read once (:class:`_Gathered`: held in memory when they fit in
+    :data:`MEDIAN_BATCH_BYTES`, else spilled column-major to ``TMPDIR``, n_events ×
+    len(columns) × 4 bytes) and the numpy kernel
+    :func:`itme.core.cluster.codebook.group_medians` runs on them a batch of columns (at
+    most that size) at a time: the result is the in-memory one, bit for bit. Inside
+    :func:`reuse_columns` the columns read are kept for the next call on the same array.
 
     Parameters
     ----------
@@ -452,31 +585,27 @@ def lazy_group_medians(
     """
     import tempfile
 
-    from itme.core.cluster.codebook import group_medians
-
     columns = np.asarray(columns, dtype=np.intp)
     n, k = int(X.shape[0]), int(columns.size)
     out = np.empty((n_groups, k))
-    per_batch = max(1, MEDIAN_BATCH_BYTES // max(1, 4 * n))  # columns of n events
-    if per_batch >= k or n == 0:
-        part = np.asarray(X[:, columns].compute())
-        return group_medians(part, labels, n_groups)
-    rows_per = max(1, MEDIAN_BATCH_BYTES // max(1, 4 * k))  # rows of k columns
-    with tempfile.TemporaryDirectory(prefix="itme-medians-") as tmp:
-        spills = []
-        for r in range(0, n, rows_per):
-            block = np.asarray(X[r : r + rows_per][:, columns].compute(), dtype=np.float32)
-            path = Path(tmp) / f"{r}.f32"
-            np.ascontiguousarray(block.T).tofile(path)  # column-major: a column is contiguous
-            spills.append((r, block.shape[0], path))
-            del block
+    per_batch = max(1, MEDIAN_BATCH_BYTES // max(1, X.dtype.itemsize * n))  # columns of n events
+    kept = _KEPT.get()
+    with contextlib.ExitStack() as stack:
+        if kept is None:  # read for this call only
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="itme-medians-"))
+            gathered = _Gathered(X, columns, Path(folder))
+        else:  # the last columns read, when they hold these
+            gathered = kept["gathered"]
+            if (
+                gathered is None
+                or gathered.name != str(X.name)
+                or gathered.positions(columns) is None
+            ):
+                if gathered is not None:
+                    gathered.remove()
+                gathered = kept["gathered"] = _Gathered(X, columns, kept["folder"])
+        positions = gathered.positions(columns)
         for a in range(0, k, per_batch):
             b = min(k, a + per_batch)
-            part = np.empty((n, b - a), dtype=np.float32)
-            for r, m, path in spills:
-                with path.open("rb") as fh:
-                    fh.seek(a * m * 4)
-                    chunk = np.fromfile(fh, dtype=np.float32, count=(b - a) * m)
-                part[r : r + m] = chunk.reshape(b - a, m).T
-            out[:, a:b] = group_medians(part, labels, n_groups)
+            out[:, a:b] = gathered.medians(positions[a:b], labels, n_groups)
     return out

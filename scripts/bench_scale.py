@@ -21,6 +21,10 @@ Run it under ``nice -n 10`` on a shared machine::
 
     nice -n 10 python scripts/bench_scale.py --events 1000000 --workers 1,2 --mem
     nice -n 10 python scripts/bench_scale.py --pipeline --events 1000000 --workers 1,2 --mem
+
+The pipeline runs also record the CPU seconds of the whole process tree (client, scheduler,
+workers; less sensitive than wall time to other jobs on a shared machine); ``--repeat N``
+runs the list N times, interleaved (memory, store, memory, store, ...).
 """
 
 from __future__ import annotations
@@ -200,8 +204,11 @@ def pipeline_config(cohort: Path, out: Path, workers: int, args: argparse.Namesp
         # --corrections: the default batch section (drift, cycombine with >= 2 batches)
         "batch": {} if args.corrections else {"drift": False, "method": "none"},
     }
-    if workers:
+    if not workers:
+        cfg["compute"] = {"backend": "memory"}
+    else:
         cfg["compute"] = {
+            "backend": "store",  # auto would run a cohort that fits in memory there
             "scheduler": "local",
             "workers": workers,
             "chunk_rows": args.chunk_rows,
@@ -226,11 +233,14 @@ def run_pipeline(cohort: Path, work: Path, workers: int, args: argparse.Namespac
     proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
     peak = 0
     load = []
+    cpu: dict[int, float] = {}  # CPU seconds of every process of the tree, last seen
     while proc.poll() is None:
         total = 0
         for p in [proc, *proc.children(recursive=True)]:
             try:
                 total += p.memory_info().rss
+                times = p.cpu_times()
+                cpu[p.pid] = times.user + times.system
             except psutil.Error:
                 pass
         peak = max(peak, total)
@@ -256,6 +266,7 @@ def run_pipeline(cohort: Path, work: Path, workers: int, args: argparse.Namespac
         "total_seconds": sum(stages[s]["seconds"] for s in PIPELINE_STAGES),
         "wall_seconds": seconds,
         "peak_rss_gb": peak / 1e9,
+        "cpu_seconds": round(sum(cpu.values()), 1),
         "load_avg": [round(min(load), 1), round(max(load), 1)] if load else None,
     }
     if not args.keep_runs:
@@ -265,16 +276,17 @@ def run_pipeline(cohort: Path, work: Path, workers: int, args: argparse.Namespac
 
 def pipeline_table(results: list[dict]) -> str:
     head = "| events | path | " + " | ".join(f"{s} s" for s in PIPELINE_STAGES)
-    head += " | total s | events/s | peak RSS GB | FCS GB | output GB (x FCS) | load |"
-    lines = [head, "|" + "---|" * (len(PIPELINE_STAGES) + 8)]
+    head += " | total s | events/s | CPU s | peak RSS GB | FCS GB | output GB (x FCS) | load |"
+    lines = [head, "|" + "---|" * (len(PIPELINE_STAGES) + 9)]
     for r in results:
         path = "memory" if not r["workers"] else f"store, {r['workers']} worker(s)"
         secs = [r["stages"][s]["seconds"] for s in PIPELINE_STAGES]
         lines.append(
             f"| {r['events']:,} | {path} | "
             + " | ".join(f"{s:.1f}" for s in secs)
-            + f" | {sum(secs):.1f} | {r['events'] / sum(secs):,.0f} | {r['peak_rss_gb']:.2f}"
-            f" | {r['fcs_gb']:.2f} | {r['out_gb']:.2f} ({r['out_gb'] / r['fcs_gb']:.2f}x)"
+            + f" | {sum(secs):.1f} | {r['events'] / sum(secs):,.0f} | {r['cpu_seconds']:.0f}"
+            f" | {r['peak_rss_gb']:.2f} | {r['fcs_gb']:.2f}"
+            f" | {r['out_gb']:.2f} ({r['out_gb'] / r['fcs_gb']:.2f}x)"
             f" | {r['load_avg'][0]}-{r['load_avg'][1]} |"
         )
     return "\n".join(lines)
@@ -316,6 +328,9 @@ def main() -> None:
         help="--pipeline with the default batch section (drift and batch correction on); "
         "without it both are off",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="with --pipeline: run the list N times, interleaved"
+    )
     parser.add_argument("--mode", choices=["mem", "dask"], help=argparse.SUPPRESS)
     parser.add_argument("--cohort", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -331,7 +346,8 @@ def main() -> None:
     print(f"cohort written in {time.perf_counter() - t0:.0f} s: {cohort}", file=sys.stderr)
     if args.pipeline:
         results = []
-        for workers in ([0] if args.mem else []) + [int(w) for w in args.workers.split(",") if w]:
+        order = ([0] if args.mem else []) + [int(w) for w in args.workers.split(",") if w]
+        for workers in order * args.repeat:  # interleaved: A, B, A, B, ...
             result = run_pipeline(cohort, work, workers, args)
             if result:
                 print(json.dumps(result), flush=True)

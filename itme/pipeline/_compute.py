@@ -1,4 +1,4 @@
-"""The Dask cluster of a run: started from ``compute:`` before the first stage, closed after.
+"""The Dask cluster of a run: started before the first stage when the run is on the store.
 
 Every compute setting is checked (and the scheduler reached) before any stage runs, so a bad
 address, too little memory per worker for one block, or a missing dask-jobqueue fails the
@@ -23,13 +23,13 @@ _MAX_CHANNELS = 64
 
 
 @contextlib.contextmanager
-def compute_context(compute: Compute | None, *, n_channels: int = _MAX_CHANNELS) -> Iterator[Any]:
-    """Start the cluster of ``compute`` for the duration of a run (nothing when ``None``).
+def compute_context(compute: Compute, *, n_channels: int = _MAX_CHANNELS) -> Iterator[Any]:
+    """Start the cluster of ``compute`` for the duration of a run (nothing in memory).
 
     Parameters
     ----------
     compute
-        The ``compute:`` section, or ``None`` (in memory, no Dask).
+        The ``compute:`` section, its backend resolved (``memory``: no Dask).
     n_channels
         Channels of the matrix, for the memory-per-worker check.
 
@@ -38,7 +38,7 @@ def compute_context(compute: Compute | None, *, n_channels: int = _MAX_CHANNELS)
     distributed.Client or None
         The client, the default for every dask computation inside the block.
     """
-    if compute is None:
+    if compute.backend != "store":
         yield None
         return
     from itme._dask import start_compute
@@ -47,13 +47,13 @@ def compute_context(compute: Compute | None, *, n_channels: int = _MAX_CHANNELS)
         yield client
 
 
-def with_scheduler(compute: Compute | None, scheduler: str | None) -> Compute | None:
-    """``compute`` with its scheduler replaced (``itme run --scheduler``).
+def with_scheduler(compute: Compute, scheduler: str | None) -> Compute:
+    """``compute`` with its scheduler replaced and the store as backend (``itme run --scheduler``).
 
     Parameters
     ----------
     compute
-        The config's section (``None``: defaults).
+        The config's section.
     scheduler
         ``local``, ``slurm``, ``pbs`` or an address; ``None`` keeps ``compute``.
 
@@ -68,9 +68,8 @@ def with_scheduler(compute: Compute | None, scheduler: str | None) -> Compute | 
     """
     if scheduler is None:
         return compute
-    base = compute if compute is not None else Compute()
     try:
-        return Compute(**{**base.model_dump(), "scheduler": scheduler})
+        return Compute(**{**compute.model_dump(), "scheduler": scheduler, "backend": "store"})
     except ValidationError as exc:
         raise ItmeParameterError(
             "--scheduler",

@@ -554,21 +554,29 @@ class Report(_Section):
 
 
 class Compute(_Section):
-    """Where the lazy cell-level work runs (docs/cluster.md): Dask, out of core, many nodes.
+    """Where the cell-level work runs (docs/cluster.md), checked before any work starts."""
 
-    Checked before any work starts (itme._dask.ComputeSettings.check).
-    """
-
+    backend: Literal["auto", "memory", "store"] = Field(
+        "auto",
+        description="memory: the events matrix in memory; store: a zarr cohort store on Dask, "
+        "out of core; auto: the store when the cohort's estimated in-memory peak does not fit "
+        "in the memory available or scheduler names a cluster (itme run --scheduler: store)",
+    )
     scheduler: str = Field(
         "local",
         description="local, slurm, pbs, or a scheduler address such as tcp://host:8786",
     )
     workers: int | None = Field(
-        None, ge=1, description="worker processes (slurm/pbs: jobs); default one per core"
+        None,
+        ge=1,
+        description="worker processes (slurm/pbs: jobs); default (local): one per CPU, fewer "
+        "when each would get less than 1 GiB",
     )
     threads_per_worker: int = Field(1, ge=1, description="threads of each worker")
     memory_per_worker: str | None = Field(
-        None, description="memory limit of each worker, e.g. '4GB' (default: dask's share)"
+        None,
+        description="memory limit of each worker, e.g. '4GB'; default (local): an equal share "
+        "of 80% of the memory available less the client's, else dask's share",
     )
     chunk_rows: int = Field(
         65_536, ge=1, description="events per block of the cohort store and of every task"
@@ -597,7 +605,7 @@ class Compute(_Section):
         """
         from itme._dask import ComputeSettings
 
-        return ComputeSettings(**self.model_dump())
+        return ComputeSettings(**self.model_dump(exclude={"backend"}))
 
 
 class Config(_Section):
@@ -631,14 +639,21 @@ class Config(_Section):
         "pairing); none: not run",
     )
     report: Report = Report()
-    compute: Compute | None = Field(
-        None, description="run the lazy cell-level work on Dask (docs/cluster.md); none: in memory"
+    compute: Compute = Field(
+        Compute(),
+        description="where the cell-level stages run: in memory or on a Dask cohort store "
+        "(docs/cluster.md)",
     )
 
     @field_validator("output", mode="before")
     @classmethod
     def _as_path(cls, v: Any) -> Any:
         return Path(v) if isinstance(v, str) else v
+
+    @field_validator("compute", mode="before")
+    @classmethod
+    def _compute_defaults(cls, v: Any) -> Any:
+        return {} if v is None else v  # `compute:` left empty (or null): the defaults
 
 
 def _fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -17,6 +17,7 @@ import yaml
 
 from itme.datasets import simulate_cohort
 from itme.errors import ItmeInputError
+from itme.pipeline._backend import resolve_backend
 from itme.pipeline._compute import compute_context
 from itme.pipeline._config import Config
 from itme.pipeline._files import write_text
@@ -97,9 +98,15 @@ def run(
             "same):\n  " + "\n  ".join(found),
             problems=found,
         )
+    cfg, backend = resolve_backend(cfg)  # in memory or on the cohort store
     with _threads(cfg.threads), compute_context(cfg.compute):  # compute: checked first
         records = run_stages(
-            cfg, STAGES, out=cfg.output, from_stage=from_stage, until_stage=until_stage
+            cfg,
+            STAGES,
+            out=cfg.output,
+            from_stage=from_stage,
+            until_stage=until_stage,
+            record={"backend": backend.record()},
         )
     return RunResult(cfg.output, records)
 

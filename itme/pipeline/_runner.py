@@ -18,7 +18,7 @@ import platform
 import sys
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -267,6 +267,7 @@ def run_stages(
     out: Path,
     from_stage: str | None = None,
     until_stage: str | None = None,
+    record: Mapping[str, Any] | None = None,
 ) -> list[StageRecord]:
     """Run ``stages`` in order into ``out``, skipping those whose fingerprint is unchanged.
 
@@ -284,6 +285,8 @@ def run_stages(
         Rerun from this stage on; earlier stages must have complete outputs in ``out``.
     until_stage
         Stop after this stage.
+    record
+        More entries of ``run.json`` (the cell-level backend chosen).
 
     Returns
     -------
@@ -317,7 +320,7 @@ def run_stages(
         removed = remove_leftovers(out)
         if removed:
             logger.info("removed %d temporary file(s) left by an interrupted run", removed)
-        return _run_locked(config, stages, out, first, last, from_stage)
+        return _run_locked(config, stages, out, first, last, from_stage, dict(record or {}))
 
 
 def _note_interrupted(out: Path) -> None:
@@ -373,6 +376,7 @@ def _run_locked(
     first: int,
     last: int,
     from_stage: str | None,
+    extra: dict[str, Any],
 ) -> list[StageRecord]:
     names = [s.name for s in stages]
     checksums = _Checksums(out / STATE_DIR / "checksums.json")
@@ -423,7 +427,9 @@ def _run_locked(
                     continue
             logger.info("stage %s: started", stage.name)
             rec.status = "running"
-            _write_run_json(out, config, records, inputs_used, started, None)  # the report reads it
+            _write_run_json(
+                out, config, records, inputs_used, started, None, extra
+            )  # report reads it
             (out / STATE_DIR / f"{stage.name}.json").unlink(missing_ok=True)
             t = time.perf_counter()
             ctx = Context(config, out, seeds[stage.name], summaries, stage)
@@ -473,7 +479,7 @@ def _run_locked(
             ("input checksums", checksums.save),
             (
                 "run.json",
-                lambda: _write_run_json(out, config, records, inputs_used, started, error),
+                lambda: _write_run_json(out, config, records, inputs_used, started, error, extra),
             ),
             ("the warnings table", lambda: _write_warnings(out, records)),
         ):
@@ -495,6 +501,7 @@ def _write_run_json(
     inputs: dict[str, str],
     started: str,
     error: dict[str, Any] | None,
+    extra: dict[str, Any],
 ) -> None:
     record = {
         "itme_version": versions()["itme"],
@@ -528,6 +535,7 @@ def _write_run_json(
             "cpus": os.cpu_count(),
             "threads": config.threads,
         },
+        **extra,
     }
     write_json(out / "run.json", record)
 

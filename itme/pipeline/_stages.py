@@ -21,6 +21,7 @@ from itme.pipeline._stages_batch import batch
 from itme.pipeline._stages_cells import abundance, annotate, clean, cluster, ingest
 from itme.pipeline._stages_differential import differential
 from itme.pipeline._stages_patients import patients, rnaseq, statistics
+from itme.pipeline._stages_store import on_store
 from itme.pipeline._warnings import OUTPUT as WARNINGS
 
 logger = logging.getLogger(__name__)
@@ -31,13 +32,13 @@ def _params(config: Config, *sections: str) -> dict[str, Any]:
 
 
 def _cells(config: Config, *sections: str) -> dict[str, Any]:
-    """Parameters of a cell-level stage: on the cohort store (``compute:``) it says so.
+    """Parameters of a cell-level stage: on the cohort store (``compute.backend``) it says so.
 
     The in-memory fingerprints are unchanged; switching between the paths reruns the stages.
     Nothing else of ``compute:`` (scheduler, workers, chunks) changes a result.
     """
     params = _params(config, *sections)
-    return {**params, "backing": "store"} if config.compute is not None else params
+    return {**params, "backing": "store"} if on_store(config) else params
 
 
 def _fcs_files(config: Config) -> list[Path]:

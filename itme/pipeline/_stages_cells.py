@@ -4,7 +4,7 @@ Stages exchange data through files in the run folder only (``work/*.h5ad``, ``ce
 so any stage can be rerun or resumed on its own. A stage that adds to the cells without
 changing them (cluster) writes only what it added (:func:`write_additions`); the next stage
 applies it (:func:`apply_additions`), so nothing it added is lost and the events matrix is not
-written twice. With a ``compute:`` section the same stages run on the run's cohort store
+written twice. On the cohort store (``compute.backend``) the same stages run on the run's
 ``cells.zarr`` instead, each adding its columns to it (:mod:`itme.pipeline._stages_store`).
 """
 
@@ -19,6 +19,8 @@ import anndata as ad
 import pandas as pd
 
 from itme import io, pl, pp, tl
+from itme._adata import markers_of_class
+from itme._dask import reuse_columns
 from itme._files import safe_name
 from itme.core.clean.steps import GATING_COFACTOR
 from itme.errors import ItmeExclusionWarning, ItmeStateError
@@ -302,18 +304,22 @@ def annotate(ctx: Context) -> dict[str, Any]:
         cells = ad.read_h5ad(events_path(ctx))
         apply_additions(cells, ctx.path("work", "cluster.h5ad"))
     before = keys_of(cells)
-    tl.annotate(
-        cells,
-        phenotypes=c.inputs.phenotypes,
-        mapping=c.annotate.mapping,
-        min_events=c.annotate.min_events,
-    )
-    # empty metaclusters (no event) have no medians: listed in cluster_annotation and the
-    # summary (cluster stage), not as rows of NA here
-    phenotypes = tl.cluster_phenotypes(cells, groupby="metacluster").dropna(how="all")
-    ctx.table("cluster_phenotypes", phenotypes)
-    ctx.table("cluster_annotation", cells.uns["subset"]["clusters"])
-    ctx.figure("clusters_heatmap", pl.cluster_heatmap(cells, groupby="subset"))
+    with reuse_columns():  # on the store: the marker columns read once for every median
+        tl.annotate(
+            cells,
+            phenotypes=c.inputs.phenotypes,
+            mapping=c.annotate.mapping,
+            min_events=c.annotate.min_events,
+        )
+        # tl.cluster_phenotypes of the type and state markers: tl.annotate's medians hold
+        # them (and the phenotype table's other markers); empty metaclusters (no event)
+        # have no medians: listed in cluster_annotation and the summary (cluster stage),
+        # not as rows of NA here
+        medians = cells.uns["subset"]["medians"]
+        phenotypes = medians[markers_of_class(cells, ("type", "state"))].dropna(how="all")
+        ctx.table("cluster_phenotypes", phenotypes)
+        ctx.table("cluster_annotation", cells.uns["subset"]["clusters"])
+        ctx.figure("clusters_heatmap", pl.cluster_heatmap(cells, groupby="subset"))
     if not on_store(c):  # the store keeps every channel; cells.h5ad is scanpy's layout
         cells = pp.split_channels(cells)
     if c.embed.enabled:

@@ -1,6 +1,7 @@
-"""The cell-level stages on the cohort store (``compute:`` set): one copy of the matrix.
+"""The cell-level stages on the cohort store (``compute.backend``): one copy of the matrix.
 
-With a ``compute:`` section the ingest stage converts the FCS files once into the run's
+On the store (``compute.backend: store``, or ``auto`` for a cohort that does not fit in
+memory: :mod:`itme.pipeline._backend`) the ingest stage converts the FCS files once into the run's
 cohort store ``cells.zarr`` (:func:`itme.io.read_cohort` with ``store=``; raw counts only,
 chunked by events), and every later cell-level stage opens it lazily, runs the same library
 functions on dask arrays, and adds its ``obs``/``obsm`` columns and ``uns`` entries to the
@@ -68,8 +69,8 @@ WRITERS = ("ingest", "clean", "batch", "cluster", "annotate")
 
 
 def on_store(config: Config) -> bool:
-    """Whether the cell-level stages run on the cohort store (a ``compute:`` section is set)."""
-    return config.compute is not None
+    """Whether the cell-level stages run on the cohort store (``compute.backend`` resolved)."""
+    return config.compute.backend == "store"
 
 
 def _store(ctx: Context) -> Path:
@@ -106,8 +107,8 @@ def check_ingest(config: Config) -> None:
         ``ingest.compensation`` not ``none``.
     """
     fix = (
-        "Normalise or compensate the FCS files first, or run in memory (remove the compute: "
-        "section and --scheduler)"
+        "Normalise or compensate the FCS files first, or run in memory (compute.backend: "
+        "memory, without --scheduler)"
     )
     if config.ingest.beads != "none":
         raise ItmeParameterError(

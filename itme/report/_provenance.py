@@ -13,7 +13,7 @@ from itme.report._tables import fmt_bytes, fmt_value, plural, scroll_table
 __all__ = ["render_provenance", "run_facts", "stage_badge"]
 
 _KNOWN = {"itme_version", "started", "finished", "seed", "config", "inputs", "versions",
-          "stages", "platform"}  # fmt: skip
+          "stages", "platform", "backend"}  # fmt: skip
 
 
 def _e(value: Any) -> str:
@@ -82,6 +82,9 @@ def run_facts(folder: RunFolder) -> list[tuple[str, str]]:
     if duration:
         facts.append(("duration", html.escape(duration)))
     facts.append(("seed", _e(run.get("seed"))))
+    backend = _backend_text(run)
+    if backend:
+        facts.append(("cell-level stages", html.escape(backend)))
     inputs = run.get("inputs") if isinstance(run.get("inputs"), list) else []
     total = sum(int(i.get("bytes", 0) or 0) for i in inputs if isinstance(i, dict)
                 and isinstance(i.get("bytes", 0), int | float))  # fmt: skip
@@ -95,6 +98,15 @@ def run_facts(folder: RunFolder) -> list[tuple[str, str]]:
         )
         facts.append(("stages", badges))
     return facts
+
+
+def _backend_text(run: dict[str, Any]) -> str | None:
+    """Where the cell-level stages ran and why (run.json ``backend``), or ``None``."""
+    backend = run.get("backend")
+    if not isinstance(backend, dict) or backend.get("backend") not in ("memory", "store"):
+        return None
+    where = "in memory" if backend["backend"] == "memory" else "on the cohort store (Dask)"
+    return f"{where}: {backend.get('reason', '')}".rstrip(": ")
 
 
 def _kv_table(rows: list[tuple[str, str]], head: tuple[str, str]) -> str:
@@ -185,6 +197,9 @@ def render_provenance(folder: RunFolder) -> str:
     parts = ['<dl class="facts">']
     for key in ("itme_version", "started", "finished", "seed"):
         parts.append(f"<dt>{key}</dt><dd>{_e(run.get(key))}</dd>")
+    backend = _backend_text(run)
+    if backend:
+        parts.append(f"<dt>cell-level stages</dt><dd>{html.escape(backend)}</dd>")
     parts.append("</dl>")
 
     parts.append("<h3>Stages and timings</h3>")

@@ -19,7 +19,7 @@ from anndata import AnnData
 from scipy.stats import chi2_contingency
 
 from itme._adata import given_or_class
-from itme._dask import take_rows
+from itme._dask import take_row_groups
 from itme._random import RngLike, as_generator, draw_seed
 from itme.core.batch.diagnostics import batch_r2, label_share, pca, permutation_pvalue
 from itme.errors import ItmeInputError, ItmeParameterError, ItmeStatisticsWarning
@@ -111,19 +111,18 @@ def batch_diagnostics(
     gen = as_generator(seed)
     cols = [adata.var_names.get_loc(m) for m in markers]
     codes = samples.codes
-    rows_of = [np.flatnonzero(codes == i) for i in range(len(samples.categories))]
-    picked, batch_of = [], []
-    for rows in rows_of:
+    rows_of = []
+    for i in range(len(samples.categories)):
+        rows = np.flatnonzero(codes == i)
         if rows.size > max_events:
             rows = np.sort(gen.choice(rows, int(max_events), replace=False))
-        picked.append(rows)
-        batch_of.append(str(batches[rows[0]]) if rows.size else "")
-    # every sample's events gathered at once (on a cohort store: one read of the blocks)
-    order = np.concatenate(picked)
-    values = np.asarray(take_rows(adata.X, np.sort(order), cols), dtype=np.float64)
-    values = values[np.argsort(np.argsort(order, kind="stable"), kind="stable")]
-    bounds = np.cumsum([0, *(r.size for r in picked)])
-    med = [np.median(values[a:b], axis=0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        rows_of.append(rows)
+    # the samples' events gathered a batch of samples at a time (one pass over a lazy matrix)
+    med = [
+        np.median(np.asarray(values, dtype=np.float64), axis=0)
+        for values in take_row_groups(adata.X, rows_of, np.asarray(cols, dtype=np.intp))
+    ]
+    batch_of = [str(batches[rows[0]]) if rows.size else "" for rows in rows_of]
     medians = pd.DataFrame(med, index=list(samples.categories), columns=list(markers))
     b = pd.Categorical(batch_of)
     r2_marker, r2 = batch_r2(medians.to_numpy(), b.codes)

@@ -55,7 +55,8 @@ def config(
     """A small run of the cell-level stages; ``compute`` switches to the store path.
 
     ``batch`` replaces the batch section (default: no drift or batch correction, which
-    the tests of the corrections on the store switch on).
+    the tests of the corrections on the store switch on). The cohort fits in memory:
+    ``compute.backend: auto`` would run it there, so ``compute`` names the store.
     """
     cfg = {
         "seed": 7,
@@ -72,7 +73,7 @@ def config(
         "batch": batch if batch is not None else {"drift": False, "method": "none"},
     }
     if compute is not None:
-        cfg["compute"] = compute
+        cfg["compute"] = {"backend": "store", **compute}
     path = out.with_suffix(".yaml")
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -274,3 +275,25 @@ def test_a_client_killed_during_the_cluster_stage_resumes_to_the_same_tables(
     statuses = [s.status for s in result.stages[:6]]
     assert statuses == ["skipped (unchanged)"] * 3 + ["done"] * 3
     assert_same(in_memory, tables(out))
+
+
+def test_backend_auto_runs_a_cohort_that_does_not_fit_on_the_store(cohort, tmp_path, monkeypatch):
+    from itme.pipeline import _backend
+
+    # as if this machine had 0.5 GB: 1 GiB + 5 x the matrix does not fit, whatever its size
+    monkeypatch.setattr(_backend, "available_memory", lambda: (5 * 10**8, "test"))
+    compute = {"backend": "auto", "workers": 1, "memory_per_worker": "1GB", "chunk_rows": 1000}
+    out = tmp_path / "auto"
+    result = run(config(cohort, out, compute), until_stage="ingest")
+    assert result.stages[0].status == "done"
+    assert (out / "cells.zarr").is_dir() and not (out / "work" / "ingest.h5ad").exists()
+    record = json.loads((out / "run.json").read_text())
+    assert record["backend"]["backend"] == "store"
+    assert record["backend"]["events"] == 7 * 1200  # 8 patients, the last without a file
+    assert "more than 80% of the 0.5 GB of test" in record["backend"]["reason"]
+    assert record["config"]["compute"]["backend"] == "store"
+    # the same small memory, compute.backend: memory: in memory all the same
+    out = tmp_path / "memory"
+    run(config(cohort, out, {"backend": "memory"}), until_stage="ingest")
+    assert (out / "work" / "ingest.h5ad").is_file() and not (out / "cells.zarr").exists()
+    assert json.loads((out / "run.json").read_text())["backend"]["backend"] == "memory"

@@ -278,3 +278,82 @@ def test_embed_of_a_lazy_matrix_gathers_the_same_subsample():
     # every subsampled event placed, spread over both axes
     xy = mem.obsm["X_itme_tsne"][mem.obs["itme_tsne_subsample"].to_numpy()]
     assert np.isfinite(xy).all() and xy.std(axis=0).min() > 1
+
+
+def _counted(X: np.ndarray, chunks: int) -> tuple[da.Array, list[int]]:
+    """``X`` as a dask array whose blocks count how often they are computed."""
+    reads = [0]
+
+    def read(block):
+        reads[0] += 1
+        return block
+
+    return da.from_array(X, chunks=(chunks, -1)).map_blocks(read, dtype=X.dtype), reads
+
+
+@pytest.mark.parametrize("batch_bytes", [10**9, 4 * 3001 * 2])
+def test_reuse_columns_reads_the_matrix_once_for_every_median(batch_bytes, monkeypatch, tmp_path):
+    # in memory (all columns fit) and spilled (two columns per batch) to TMPDIR
+    from itme.core.cluster.codebook import group_medians
+
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", batch_bytes)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3001, 7)).astype(np.float32)
+    clusters, subsets = rng.integers(0, 6, size=3001), rng.integers(-1, 3, size=3001)
+    lazy, reads = _counted(X, 500)
+    wide, narrow = np.array([5, 0, 2, 6]), np.array([2, 5])
+    with itme_dask.reuse_columns():
+        first = itme_dask.lazy_group_medians(lazy, clusters, 6, wide)
+        once = reads[0]
+        spilled = list(tmp_path.glob("itme-medians-*/*.bin"))
+        assert bool(spilled) == (batch_bytes < 10**9)
+        # other labels, a subset of the columns: no block read again, the exact medians
+        second = itme_dask.lazy_group_medians(lazy, subsets, 3, narrow)
+        assert reads[0] == once
+        # a column not gathered: read again
+        third = itme_dask.lazy_group_medians(lazy, subsets, 3, np.array([1, 2]))
+        assert reads[0] > once
+    assert not list(tmp_path.glob("itme-medians-*"))  # spill files removed with the block
+    np.testing.assert_array_equal(first, group_medians(X[:, wide], clusters, 6))
+    np.testing.assert_array_equal(second, group_medians(X[:, narrow], subsets, 3))
+    np.testing.assert_array_equal(third, group_medians(X[:, [1, 2]], subsets, 3))
+    # outside the block every call reads the matrix
+    before = reads[0]
+    itme_dask.lazy_group_medians(lazy, subsets, 3, narrow)
+    assert reads[0] > before
+
+
+@pytest.mark.parametrize(("batch_bytes", "gathers"), [(10**9, 1), (4 * 2 * 250, 2), (1, 4)])
+def test_take_row_groups_gathers_groups_together(batch_bytes, gathers, monkeypatch):
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", batch_bytes)
+    calls = []
+    take = itme_dask.take_rows
+    monkeypatch.setattr(itme_dask, "take_rows", lambda *a: calls.append(1) or take(*a))
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(2000, 5)).astype(np.float32)
+    starts = (800, 0, 1600)
+    groups = [np.sort(rng.choice(np.arange(a, a + 400), 120, replace=False)) for a in starts]
+    groups.insert(1, np.zeros(0, dtype=np.intp))  # an empty group
+    cols = np.array([4, 1])
+    found = list(itme_dask.take_row_groups(da.from_array(X, chunks=(100, -1)), groups, cols))
+    assert len(found) == len(groups)
+    for rows, values in zip(groups, found, strict=True):
+        np.testing.assert_array_equal(values, X[np.ix_(rows, cols)])
+    # consecutive groups share a gather while they fit in MEDIAN_BATCH_BYTES (250 rows of
+    # 2 float32 columns: the first three groups, 240 rows, then the last)
+    assert len(calls) == gathers
+
+
+def test_batch_diagnostics_lazy_equal_in_memory():
+    mem = _cells(6000, 5)
+    itme.pp.arcsinh(mem)
+    mem.obs["sample_id"] = pd.Categorical(np.repeat(["s2", "s1", "s3", "s4"], 1500))
+    mem.obs["batch"] = pd.Categorical(np.repeat(["B1", "B1", "B2", "B2"], 1500))
+    lazy = mem.copy()
+    lazy.X = da.from_array(mem.X, chunks=(700, -1))
+    kwargs = {"groupby": None, "max_events": 1000, "n_perm": 0, "rng": 9}
+    a = itme.tl.batch_diagnostics(mem, **kwargs)
+    b = itme.tl.batch_diagnostics(lazy, **kwargs)
+    pd.testing.assert_frame_equal(a["sample_medians"], b["sample_medians"], check_exact=True)
+    assert a["r2"] == b["r2"]

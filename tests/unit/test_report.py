@@ -416,6 +416,20 @@ def test_provenance_lists_inputs_versions_config_and_timings(report):
     assert "4 min 30 s" in over
 
 
+def test_the_backend_of_the_cell_level_stages_is_in_overview_and_provenance(tmp_path):
+    root = make_run(tmp_path / "run")
+    record = json.loads((root / "run.json").read_text())
+    reason = "an in-memory run of 30,000,000 events x 47 channels would peak at ~29.3 GB"
+    record["backend"] = {"backend": "store", "reason": reason, "events": 30_000_000}
+    (root / "run.json").write_text(json.dumps(record))
+    text = write_report(root).read_text(encoding="utf-8")
+    line = f"on the cohort store (Dask): {reason}"
+    for section in ("overview", "provenance"):
+        body = text.split(f'<section id="{section}">')[1].split("</section>")[0]
+        assert line in body, section
+    assert "Other run.json fields" not in text  # shown as a fact, not as raw JSON
+
+
 def test_page_written_by_the_report_stage_does_not_say_it_is_running(tmp_path):
     # the runner records the report stage as running while that stage writes the page
     root = make_run(tmp_path / "run")

@@ -1,0 +1,205 @@
+"""1 vs 2 Dask workers on the cohort store: the parallel work of each stage, timed apart.
+
+The same cohort store (``bench_scale.make_cohort`` written as FCS, converted once) is opened
+on a LocalCluster of 1 worker × 1 thread, then of 2 workers × 1 thread (numba, BLAS and
+OpenMP limited to 1 thread in every worker and in this client), back to back, ``--repeat``
+times. Timed separately, in the order the pipeline runs them:
+
+- ``clean``: ``pp.clean`` (one task per sample on the workers; accounting on the client);
+- ``train_gather``: the SOM's training events gathered from the store (every block read
+  and transformed on the workers);
+- ``som``: the SOM trained on them (on the client, serial: the same in both runs);
+- ``map``: every event mapped to its nearest code (blockwise on the workers);
+- ``medians_gather``: the marker columns read for the exact medians (workers);
+- ``medians_kernel``: the per-group medians of them (client, serial).
+
+For each stage: wall seconds, the client's CPU seconds and the workers' CPU seconds (their
+``psutil`` times before and after), and the load average. The efficiency of the parallel
+part is ``t1 / (2 x t2)``, per stage and for the worker-side stages together; the serial
+client part is reported beside it. Prints one JSON line per run and a markdown table.
+
+Run it under ``nice -n 10``::
+
+    nice -n 10 python scripts/bench_workers.py --events 3000000 --repeat 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+THREAD_ENV = {
+    "NUMBA_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+os.environ.update(THREAD_ENV)  # this client too, before numpy and numba load
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scale import make_cohort  # noqa: E402
+
+WORKER_STAGES = ["clean", "train_gather", "map", "medians_gather"]
+CLIENT_STAGES = ["som", "medians_kernel"]
+
+
+def _cpu() -> float:
+    t = psutil.Process().cpu_times()
+    return t.user + t.system
+
+
+def convert(cohort: Path, store: Path, chunk_rows: int) -> None:
+    """The cohort store, written once (2 workers)."""
+    import itme
+    from itme._dask import ComputeSettings, start_compute
+
+    if (store / "layers" / "raw" / "zarr.json").exists():
+        return
+    settings = ComputeSettings(workers=2, chunk_rows=chunk_rows, memory_per_worker="3GB")
+    with start_compute(settings, n_channels=47):
+        itme.io.read_cohort(
+            cohort / "samples.csv", cohort / "panel.csv", store=store, chunk_rows=chunk_rows
+        )
+
+
+def run_once(store: Path, workers: int, memory: str) -> dict:
+    """Every stage on a fresh LocalCluster of ``workers`` × 1 thread."""
+    from distributed import Client, LocalCluster
+
+    import itme
+    from itme._adata import markers_of_class
+    from itme._dask import _Gathered, take_rows
+    from itme.tl._flowsom_model import FlowSOMModel, _flowsom_models, _nearest
+
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        memory_limit=memory,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        env=THREAD_ENV,
+    )
+    client = Client(cluster)
+    client.wait_for_workers(workers)
+    stages: dict[str, dict] = {}
+
+    def worker_cpu() -> float:
+        return sum(client.run(_cpu).values())
+
+    def stage(name, func):
+        load = os.getloadavg()[0]
+        c0, w0, t0 = _cpu(), worker_cpu(), time.perf_counter()
+        out = func()
+        stages[name] = {
+            "seconds": round(time.perf_counter() - t0, 2),
+            "client_cpu": round(_cpu() - c0, 2),
+            "workers_cpu": round(worker_cpu() - w0, 2),
+            "load": round(load, 1),
+        }
+        return out
+
+    try:
+        cells = itme.io.open_store(store)
+        itme.pp.arcsinh(cells)
+        stage("clean", lambda: itme.pp.clean(cells))
+        X = cells.X
+        cols = cells.var_names.get_indexer(markers_of_class(cells, ("type",)))
+        model = FlowSOMModel(grid=(10, 10), train_cells=200_000, rng=1)  # as the pipeline
+        idx = model._training_rows(X.shape[0], None, 100, np.random.default_rng(1))
+        train = stage("train_gather", lambda: take_rows(X, idx, cols))
+
+        def som():
+            est = _flowsom_models().SOMEstimator(xdim=10, ydim=10, rlen=10, seed=1)
+            est.fit(np.ascontiguousarray(train, dtype=np.float32))
+            return np.asarray(est.codes, dtype=np.float64)
+
+        codes = stage("som", som)
+        nodes = stage("map", lambda: _nearest(X, codes, cols, model.chunk_size))
+        markers = cells.var_names.get_indexer(markers_of_class(cells, ("type", "state")))
+        folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_workers_{os.getpid()}"
+        folder.mkdir(exist_ok=True)
+        gathered = stage("medians_gather", lambda: _Gathered(X, markers, folder))
+        stage(
+            "medians_kernel",
+            lambda: gathered.medians(np.arange(markers.size), nodes, codes.shape[0]),
+        )
+        gathered.remove()
+        shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        client.close()
+        cluster.close()
+    return {"workers": workers, "events": int(X.shape[0]), "stages": stages}
+
+
+def efficiency(one: dict, two: dict, names: list[str]) -> float:
+    t1 = sum(one["stages"][s]["seconds"] for s in names)
+    t2 = sum(two["stages"][s]["seconds"] for s in names)
+    return t1 / (2 * t2)
+
+
+def table(results: list[dict]) -> str:
+    names = WORKER_STAGES + CLIENT_STAGES
+    head = "| run | workers | " + " | ".join(f"{s} s" for s in names)
+    head += " | worker-side s | client-side s | workers CPU s | load |"
+    lines = [head, "|" + "---|" * (len(names) + 6)]
+    for i, r in enumerate(results):
+        st = r["stages"]
+        loads = [st[s]["load"] for s in names]
+        lines.append(
+            f"| {i // 2 + 1} | {r['workers']} | "
+            + " | ".join(f"{st[s]['seconds']:.1f}" for s in names)
+            + f" | {sum(st[s]['seconds'] for s in WORKER_STAGES):.1f}"
+            f" | {sum(st[s]['seconds'] for s in CLIENT_STAGES):.1f}"
+            f" | {sum(st[s]['workers_cpu'] for s in WORKER_STAGES):.1f}"
+            f" | {min(loads)}-{max(loads)} |"
+        )
+    lines.append("")
+    lines.append("| repeat | " + " | ".join(WORKER_STAGES) + " | worker-side together |")
+    lines.append("|" + "---|" * (len(WORKER_STAGES) + 2))
+    for k in range(0, len(results) - 1, 2):
+        one, two = results[k], results[k + 1]
+        per = [efficiency(one, two, [s]) for s in WORKER_STAGES]
+        lines.append(
+            f"| {k // 2 + 1} | "
+            + " | ".join(f"{e:.2f}" for e in per)
+            + f" | {efficiency(one, two, WORKER_STAGES):.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    warnings.simplefilter("ignore")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=3_000_000)
+    parser.add_argument("--files", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--chunk-rows", type=int, default=65_536)
+    parser.add_argument("--memory-per-worker", default="3GB")
+    parser.add_argument("--work", default="/tmp/itme_bench_workers")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    cohort = make_cohort(work / f"cohort_{args.events}", args.events, args.files)
+    store = work / f"cells_{args.events}.zarr"
+    convert(cohort, store, args.chunk_rows)
+    results = []
+    for _ in range(args.repeat):
+        for workers in (1, 2):  # back to back
+            result = run_once(store, workers, args.memory_per_worker)
+            print(json.dumps(result), flush=True)
+            results.append(result)
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
