@@ -42,47 +42,11 @@ class GroupMoments:
     hi: np.ndarray
 
 
-_KERNELS: dict = {}
-
-
 def _kernels() -> dict:
-    """The numba kernels of both passes, compiled on first use (one loop over the events)."""
-    if _KERNELS:
-        return _KERNELS
-    import numba
+    """The numba kernels of both passes (:mod:`itme.core.batch._jit`, imported on first use)."""
+    from itme.core.batch import _jit
 
-    @numba.njit(cache=False, nogil=True)
-    def stats(X, cols, nodes, batch, n_batches, center, counts, sums, squares, lo, hi):
-        for i in range(X.shape[0]):
-            node = nodes[i]
-            g = node * n_batches + batch[i]
-            counts[g] += 1
-            for j in range(cols.size):
-                v = X[i, cols[j]]
-                d = v - center[j]
-                sums[g, j] += d
-                squares[g, j] += d * d
-                if v < lo[node, j]:
-                    lo[node, j] = v
-                if v > hi[node, j]:
-                    hi[node, j] = v
-
-    @numba.njit(cache=False, nogil=True)
-    def apply(X, cols, nodes, batch, n_batches, slope, intercept, lo, hi, change):
-        for i in range(X.shape[0]):
-            node = nodes[i]
-            b = batch[i]
-            g = node * n_batches + b
-            for j in range(cols.size):
-                v = X[i, cols[j]]
-                y = slope[g, j] * v + intercept[g, j]
-                y = min(max(y, lo[node, j]), hi[node, j])
-                y32 = np.float32(y)
-                change[b, j] += np.float64(y32) - v
-                X[i, cols[j]] = y32
-
-    _KERNELS.update(stats=stats, apply=apply)
-    return _KERNELS
+    return {"stats": _jit.stats, "apply": _jit.apply}
 
 
 def _rows(X: np.ndarray, start: int, stop: int, cols: np.ndarray | None) -> np.ndarray:
