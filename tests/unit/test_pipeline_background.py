@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from test_tl_embed import make_cells
 
 import itme
 from itme.pipeline import _background
+
+
+def make_cells(n, seed):
+    """Three populations on three type markers, one state marker."""
+    rng = np.random.default_rng(seed)
+    centers = np.array([[4, 0, 0, 3], [0, 4, 0, 3], [0, 0, 4, 0]], dtype=np.float32)
+    X = centers[rng.integers(0, 3, n)] + rng.normal(0, 0.3, (n, 4)).astype(np.float32)
+    adata = ad.AnnData(X)
+    adata.var_names = ["CD3", "CD19", "CD14", "CD45RA"]
+    adata.var["marker_class"] = pd.Categorical(["type", "type", "type", "state"])
+    return adata
 
 
 @pytest.fixture(scope="module")
