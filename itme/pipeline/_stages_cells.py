@@ -24,6 +24,7 @@ from itme._dask import reuse_columns
 from itme._files import safe_name
 from itme.core.clean.steps import GATING_COFACTOR
 from itme.errors import ItmeExclusionWarning, ItmeStateError
+from itme.pipeline._background import start_embed
 from itme.pipeline._config import Clean as CleanSection
 from itme.pipeline._runner import Context
 from itme.pipeline._stages_batch import events_path, label_diagnostics
@@ -304,6 +305,10 @@ def annotate(ctx: Context) -> dict[str, Any]:
         cells = ad.read_h5ad(events_path(ctx))
         apply_additions(cells, ctx.path("work", "cluster.h5ad"))
     before = keys_of(cells)
+    n_embed = min(c.embed.n_cells, cells.n_obs)
+    embedding = None
+    if c.embed.enabled and not on_store(c):  # UMAP in a second process while the stage goes on
+        embedding = start_embed(cells, n_cells=n_embed, seed=ctx.seed, threads=c.threads)
     with reuse_columns():  # on the store: the marker columns read once for every median
         tl.annotate(
             cells,
@@ -323,7 +328,10 @@ def annotate(ctx: Context) -> dict[str, Any]:
     if not on_store(c):  # the store keeps every channel; cells.h5ad is scanpy's layout
         cells = pp.split_channels(cells)
     if c.embed.enabled:
-        tl.embed(cells, n_cells=min(c.embed.n_cells, cells.n_obs), rng=ctx.seed)
+        if embedding is None:
+            tl.embed(cells, n_cells=n_embed, rng=ctx.seed)
+        else:
+            embedding(cells)
         ctx.figure("clusters_umap", pl.embedding(cells, color="subset"))
     batch_summary = label_diagnostics(ctx, cells)
     if on_store(c):

@@ -166,6 +166,7 @@ def embedding(
                     color=colors[str(cat)],
                     label=str(cat),
                     linewidths=0,
+                    rasterized=True,  # tens of thousands of points: an image in the SVG
                 )
         ax.legend(
             markerscale=max(1.0, 6 / np.sqrt(size)),
@@ -180,7 +181,9 @@ def embedding(
         values = np.asarray(
             X[shown][:, j].toarray() if hasattr(X, "toarray") else X[shown][:, j]
         ).ravel()
-        sc = ax.scatter(xy[:, 0], xy[:, 1], s=size, c=values, cmap="viridis", linewidths=0)
+        sc = ax.scatter(
+            xy[:, 0], xy[:, 1], s=size, c=values, cmap="viridis", linewidths=0, rasterized=True
+        )
         fig.colorbar(sc, ax=ax, label=f"{color} (arcsinh)")
     else:
         raise ItmeParameterError("color", "an obs column or a marker in var_names", color)

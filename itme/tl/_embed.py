@@ -27,7 +27,7 @@ from anndata import AnnData
 
 from itme._adata import check_markers, markers_of_class
 from itme._dask import is_lazy, take_rows
-from itme._numba import cache_compiled
+from itme._numba import cache_compiled, caching_imports
 from itme._random import RngLike, as_generator, draw_seed
 from itme.errors import ItmeParameterError
 
@@ -120,7 +120,8 @@ def embed(
 
     params: dict[str, Any] = {"method": method, "markers": np.array(marker_list, dtype=object)}
     if method == "umap":
-        with warnings.catch_warnings():
+        # pynndescent (imported by umap-learn) compiles its distances at import: cached
+        with caching_imports(), warnings.catch_warnings():
             # umap-learn warns at import that ParametricUMAP needs TensorFlow (not used here)
             warnings.filterwarnings("ignore", message=".*ParametricUMAP.*", category=ImportWarning)
             import umap

@@ -59,69 +59,11 @@ class GroupMoments:
     hi: np.ndarray
 
 
-_KERNELS: dict = {}
-
-
 def _kernels() -> dict:
-    """The numba kernels, compiled on first use (one loop over the events each)."""
-    if _KERNELS:
-        return _KERNELS
-    import numba
+    """The numba kernels of both passes (:mod:`itme.core.batch._jit`, imported on first use)."""
+    from itme.core.batch import _jit
 
-    @numba.njit(cache=False, nogil=True)
-    def nearest(x, batch, weights, offsets, out):
-        # float32 products and sums in a fixed order per row: the same bits for a row
-        # whatever block it is in (a BLAS product's rounding depends on the block's shape)
-        n_nodes = offsets.shape[1]
-        acc = np.empty(n_nodes, dtype=np.float32)
-        for i in range(x.shape[0]):
-            b = batch[i]
-            for k in range(n_nodes):
-                acc[k] = offsets[b, k]
-            for j in range(x.shape[1]):
-                v = x[i, j]
-                for k in range(n_nodes):
-                    acc[k] += v * weights[b, j, k]
-            best = 0
-            for k in range(1, n_nodes):
-                if acc[k] < acc[best]:
-                    best = k
-            out[i] = best
-
-    @numba.njit(cache=False, nogil=True)
-    def stats(x, nodes, batch, n_batches, center, counts, sums, squares, lo, hi):
-        for i in range(x.shape[0]):
-            node = nodes[i]
-            g = node * n_batches + batch[i]
-            counts[g] += 1
-            for j in range(x.shape[1]):
-                v = x[i, j]
-                d = v - center[j]
-                sums[g, j] += d
-                squares[g, j] += d * d
-                if v < lo[node, j]:
-                    lo[node, j] = v
-                if v > hi[node, j]:
-                    hi[node, j] = v
-
-    @numba.njit(cache=False, nogil=True)
-    def apply(X, cols, nodes, batch, n_batches, slope, intercept, lo, hi, change):
-        for i in range(X.shape[0]):
-            node = nodes[i]
-            b = batch[i]
-            if node < 0 or b < 0:  # no node or an unknown batch: left unchanged
-                continue
-            g = node * n_batches + b
-            for j in range(cols.size):
-                v = X[i, cols[j]]
-                y = slope[g, j] * v + intercept[g, j]
-                y = min(max(y, lo[node, j]), hi[node, j])
-                y32 = np.float32(y)
-                change[b, j] += np.float64(y32) - v
-                X[i, cols[j]] = y32
-
-    _KERNELS.update(nearest=nearest, stats=stats, apply=apply)
-    return _KERNELS
+    return {"nearest": _jit.nearest, "stats": _jit.stats, "apply": _jit.apply}
 
 
 def aligned_weights(

@@ -1,0 +1,149 @@
+"""The annotate stage's embedding computed by a second process while the stage goes on.
+
+UMAP's layout runs on one core (umap-learn uses one thread when given a seed, so that the
+result is reproducible) for ~10 s on the demo, while the rest of the annotate stage (the
+subset medians, the heatmap, the batch diagnostics, writing ``cells.h5ad``) also runs on one
+core. :func:`start_embed` hands :func:`itme.tl.embed` to a new Python process (``python -c``,
+not :mod:`multiprocessing`, which would import the caller's main script again) with exactly
+the data ``tl.embed`` reads (the columns of the markers it embeds, their ``var`` rows,
+``obs["itme_qc"]``) and the seed, so the embedding is the one ``tl.embed`` computes in the
+stage's own process; the returned function waits for it and adds it to the cells.
+
+On one core (``os.cpu_count() < 2`` or ``threads: 1``) nothing is started and ``tl.embed``
+runs in the stage; when the second process fails (killed, out of memory, no interpreter),
+the embedding is computed in the stage after all, so an error of ``tl.embed`` itself is
+raised as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from itme import tl
+from itme._adata import markers_of_class
+
+logger = logging.getLogger(__name__)
+
+#: the command of the second process: reads the input file, writes the result file
+_WORKER = "from itme.pipeline._background import worker; worker()"
+
+
+def _inputs(cells: ad.AnnData) -> dict:
+    """What ``tl.embed`` reads of ``cells`` with its default markers: columns, var, QC flag."""
+    markers = markers_of_class(cells, ("type",))
+    view = cells[:, markers]
+    obs = cells.obs[["itme_qc"]] if "itme_qc" in cells.obs else pd.DataFrame(index=cells.obs_names)
+    return {"X": np.asarray(view.X), "var": view.var.copy(), "obs": obs.copy()}
+
+
+def _embed(inputs: dict, n_cells: int, seed: int) -> dict:
+    """``tl.embed`` of the inputs; what it added (obsm, obs columns, uns)."""
+    adata = ad.AnnData(X=inputs["X"], obs=inputs["obs"], var=inputs["var"])
+    before = set(adata.obs.columns)
+    tl.embed(adata, n_cells=n_cells, rng=seed)
+    return {
+        "obsm": dict(adata.obsm),
+        "obs": {c: adata.obs[c].to_numpy() for c in adata.obs.columns if c not in before},
+        "uns": dict(adata.uns),
+    }
+
+
+def _add(cells: ad.AnnData, result: dict) -> None:
+    for key, value in result["obsm"].items():
+        cells.obsm[key] = value
+    for col, values in result["obs"].items():
+        cells.obs[col] = values
+    cells.uns.update(result["uns"])
+
+
+def worker() -> None:
+    """Entry of the second process: ``argv`` = input file, result file, n_cells, seed."""
+    src, dst, n_cells, seed = sys.argv[1:5]
+    with open(src, "rb") as f:
+        inputs = pickle.load(f)
+    result = _embed(inputs, int(n_cells), int(seed))
+    with open(dst, "wb") as f:
+        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def start_embed(
+    cells: ad.AnnData, *, n_cells: int, seed: int, threads: int | None
+) -> Callable[[ad.AnnData], None]:
+    """Start ``tl.embed(cells, n_cells=n_cells, rng=seed)``, in a second process when possible.
+
+    Parameters
+    ----------
+    cells
+        The events (in memory), before or after :func:`itme.pp.split_channels` (the embedded
+        markers are in both).
+    n_cells
+        Events to embed.
+    seed
+        The seed of ``tl.embed``.
+    threads
+        The config's ``threads`` (1: everything in this process).
+
+    Returns
+    -------
+    A function that waits for the embedding and adds it to the cells given to it (the same
+    events, e.g. the cells after ``pp.split_channels``): ``obsm["X_itme_umap"]``,
+    ``obs["itme_umap_subsample"]``, ``uns["itme_umap"]`` as ``tl.embed`` writes them.
+    """
+    inputs = _inputs(cells)
+    if (os.cpu_count() or 1) < 2 or threads == 1:
+        return lambda target: _add(target, _embed(inputs, n_cells, seed))
+    tmp = Path(tempfile.mkdtemp(prefix="itme-embed-"))  # the files passed; removed after
+    src, dst, log = tmp / "input.pickle", tmp / "result.pickle", tmp / "stderr.txt"
+    with open(src, "wb") as f:
+        pickle.dump(inputs, f, protocol=pickle.HIGHEST_PROTOCOL)
+    # the same modules as this process (its sys.path, e.g. a checkout on PYTHONPATH)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    t0 = time.perf_counter()
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(src), str(dst), str(n_cells), str(seed)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+
+    def finish(target: ad.AnnData) -> None:
+        if proc.wait() == 0:
+            with open(dst, "rb") as f:
+                result = pickle.load(f)
+            logger.info("embed: second process done in %.1f s", time.perf_counter() - t0)
+        else:
+            lines = log.read_text(errors="replace").strip().splitlines()
+            logger.info(
+                "embed: the second process failed (exit %s: %s); embedding in this one",
+                proc.returncode,
+                lines[-1] if lines else "no message",
+            )
+            result = _embed(inputs, n_cells, seed)
+        _stop(proc, tmp)
+        _add(target, result)
+
+    # the stage failed before waiting: the process is stopped and its files removed
+    weakref.finalize(finish, _stop, proc, tmp)
+    return finish
+
+
+def _stop(proc: subprocess.Popen, tmp: Path) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    shutil.rmtree(tmp, ignore_errors=True)
