@@ -1,7 +1,8 @@
 """The cohort store: FCS files converted to an AnnData zarr store, one task per file.
 
 Layout (an ordinary AnnData zarr store, readable by ``anndata.read_zarr``): ``obs``, ``var``,
-``uns`` and ``obsm`` as anndata writes them, no ``X``, and the raw ion counts once, in
+``uns`` and ``obsm`` as anndata writes them (the obs index, the events' names, written a
+chunk of events at a time), no ``X``, and the raw ion counts once, in
 ``layers/raw`` (float32, chunked by ``chunk_rows`` events × all channels, compressed with
 zarr's default codec). :func:`open_store` opens it lazily: ``layers["raw"]`` (and ``X``, the
 same object, as after :func:`itme.io.read_cohort`) is a dask array; ``pp.arcsinh`` then makes
@@ -35,6 +36,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from itme._adata import by_position
 from itme._dask import map_rows
 from itme._files import sha256
 from itme.core.transform import arcsinh_block
@@ -141,7 +143,9 @@ def write_store(
     t0 = time.perf_counter()
     n, m = int(counts.sum()), int(var.shape[0])
     with _zarr_settings():
-        AnnData(obs=obs, var=var).write_zarr(path)
+        by_position(obs, var=var).write_zarr(path)
+    if isinstance(obs.index, pd.RangeIndex):
+        _write_names(path, [plan.sample_id for plan in plans], counts, chunk_rows)
     group = _group(path)
     raw = group.require_group("layers").create_array(
         "raw", shape=(n, m), chunks=(max(1, min(int(chunk_rows), max(n, 1))), m), dtype="float32"
@@ -165,6 +169,39 @@ def write_store(
         time.perf_counter() - t0,
     )
     return results
+
+
+def _write_names(
+    path: Path, sample_ids: Sequence[str], counts: np.ndarray, chunk_rows: int
+) -> None:
+    """Write the events' names ``<sample_id>_<event index>`` as the store's obs index.
+
+    The names :func:`itme.io.read_cohort` gives in memory, written one chunk of events at a
+    time in anndata's string-array encoding, so ``anndata.read_zarr`` reads them while no
+    process holds a Python string per event (:func:`open_store` names events by position).
+    """
+    import zarr
+
+    frame = zarr.open_group(str(path / "obs"), mode="r+", use_consolidated=False)
+    key = str(frame.attrs["_index"])
+    n = int(np.sum(counts))
+    step = max(1, min(int(chunk_rows), n))
+    del frame[key]  # the positions anndata wrote
+    with _zarr_settings():
+        names = frame.create_array(key, shape=(n,), chunks=(step,), dtype=str)
+    names.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    text = np.dtypes.StringDType()
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        parts = []
+        for k in range(int(np.searchsorted(starts, a, side="right")) - 1, len(counts)):
+            if starts[k] >= b:
+                break
+            rows = np.arange(max(a, starts[k]), min(b, starts[k + 1])) - starts[k]
+            parts.append(np.strings.add(f"{sample_ids[k]}_", rows.astype(text)))
+        names[a:b] = np.concatenate(parts)
+    _consolidate(zarr.open_group(str(path), mode="r+", use_consolidated=False))
 
 
 @contextlib.contextmanager
@@ -258,12 +295,14 @@ def _recover(path: Path) -> None:
 def _write_obs(group: Any, obs: pd.DataFrame, columns: Sequence[str] | None) -> None:
     """Write the columns ``columns`` of ``obs`` (all when ``None``) into the store's ``obs``.
 
-    The index (one string per event) and the columns not listed are not rewritten; columns
+    The index (the events' names) and the columns not listed are not rewritten; columns
     of the store that ``obs`` no longer has are removed. The column order is written last,
     so a kill in between leaves at most an unlisted array, overwritten by the next write.
     """
     from anndata.io import write_elem
 
+    if columns is None and isinstance(obs.index, pd.RangeIndex) and "obs" in group:
+        columns = [str(c) for c in obs.columns]  # events named by position: names stay
     if columns is None or "obs" not in group:
         _write_elem(group, "obs", obs)
         return
@@ -316,8 +355,10 @@ def open_store(store: str | PathLike[str]) -> AnnData:
 
     Returns
     -------
-    AnnData with ``obs``, ``var``, ``obsm`` and ``uns`` read from the store and ``X`` =
-    ``layers["raw"]`` = a dask array over ``layers/raw`` (one dask block per zarr chunk).
+    AnnData with ``obs`` (its columns), ``var``, ``obsm`` and ``uns`` read from the store and
+    ``X`` = ``layers["raw"]`` = a dask array over ``layers/raw`` (one dask block per zarr chunk).
+    ``obs_names`` are the events' rows (a ``pd.RangeIndex``), not the names on disk: no
+    Python string per event is held (``anndata.read_zarr`` reads the names).
     When ``uns["arcsinh"]`` was stored, ``X`` is the lazy transform of ``layers["raw"]``.
     ``uns["store"]`` holds the store's path.
 
@@ -344,11 +385,16 @@ def open_store(store: str | PathLike[str]) -> AnnData:
             fix="Convert the FCS files first",
         ) from exc
     raw = da.from_zarr(raw_array)
-    obs = read_elem(group["obs"])
+    frame = group["obs"]  # its columns; the events are named by position, not by the index
+    obs = pd.DataFrame(
+        {c: read_elem(frame[c]) for c in frame.attrs.get("column-order", [])},
+        index=pd.RangeIndex(raw.shape[0]),
+        copy=False,
+    )
     var = read_elem(group["var"])
     uns = _uns_from_store(read_elem(group["uns"])) if "uns" in group else {}
     obsm = {k: read_elem(group["obsm"][k]) for k in group["obsm"]} if "obsm" in group else {}
-    adata = AnnData(obs=obs, var=var, uns=uns, obsm=obsm)
+    adata = by_position(obs, var=var, uns=uns, obsm=obsm)
     adata.layers["raw"] = raw
     adata.X = raw
     if "arcsinh" in uns:  # transformed before it was stored: transform again, lazily
@@ -380,8 +426,9 @@ def update_store(
     store
         The store; default ``adata.uns["store"]``.
     obs
-        The obs columns to write (the others are in the store already and are not rewritten:
-        at 10^7 events the index alone is ~10^8 bytes); ``None``: all of obs, index included.
+        The obs columns to write (the others are in the store already and are not rewritten);
+        ``None``: all of obs, and its index too unless the events are named by their row
+        (as :func:`open_store` names them: the store keeps its names).
         Either way, columns of the store that ``adata.obs`` lacks are removed and the column
         order becomes ``adata.obs``'s.
     obsm
@@ -458,8 +505,7 @@ def read_into_store(
     from itme.io._cohort import _obs, _warn_files
 
     table = extra["table"]
-    with anndata.settings.override(check_uniqueness=False):
-        obs = _obs(table, counts)
+    obs = _obs(table, counts, named=False)  # the names are written chunk by chunk
     results = write_store(
         store, plans, counts, obs, var, checksums=checksums, chunk_rows=chunk_rows or CHUNK_ROWS
     )
