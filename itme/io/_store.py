@@ -176,10 +176,12 @@ def _write_names(
 ) -> None:
     """Write the events' names ``<sample_id>_<event index>`` as the store's obs index.
 
-    The names :func:`itme.io.read_cohort` gives in memory, written one chunk of events at a
-    time in anndata's string-array encoding, so ``anndata.read_zarr`` reads them while no
-    process holds a Python string per event (:func:`open_store` names events by position).
+    The names :func:`itme.io.read_cohort` gives in memory, in anndata's string-array
+    encoding, so ``anndata.read_zarr`` reads them, while no process holds a Python string per
+    event (:func:`open_store` names events by position): one dask task per
+    :data:`NAME_CHUNKS` chunks of events writes their names.
     """
+    import dask
     import zarr
 
     frame = zarr.open_group(str(path / "obs"), mode="r+", use_consolidated=False)
@@ -191,17 +193,39 @@ def _write_names(
         names = frame.create_array(key, shape=(n,), chunks=(step,), dtype=str)
     names.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
     starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    ids = [str(s) for s in sample_ids]
+    span = step * NAME_CHUNKS
+    tasks = [
+        dask.delayed(_write_name_chunks, pure=False)(
+            f"{path}/obs/{key}", ids, starts, a, min(n, a + span), step
+        )
+        for a in range(0, n, span)
+    ]
+    dask.compute(*tasks)
+    _consolidate(zarr.open_group(str(path), mode="r+", use_consolidated=False))
+
+
+#: chunks of event names written by one task of :func:`_write_names`
+NAME_CHUNKS = 16
+
+
+def _write_name_chunks(
+    array: str, sample_ids: list[str], starts: np.ndarray, first: int, last: int, step: int
+) -> None:
+    """Write the names of events ``first:last`` (whole chunks of ``step`` events)."""
+    import zarr
+
+    names = zarr.open_array(array, mode="r+")
     text = np.dtypes.StringDType()
-    for a in range(0, n, step):
-        b = min(n, a + step)
+    for a in range(first, last, step):
+        b = min(last, a + step)
         parts = []
-        for k in range(int(np.searchsorted(starts, a, side="right")) - 1, len(counts)):
+        for k in range(int(np.searchsorted(starts, a, side="right")) - 1, len(sample_ids)):
             if starts[k] >= b:
                 break
             rows = np.arange(max(a, starts[k]), min(b, starts[k + 1])) - starts[k]
             parts.append(np.strings.add(f"{sample_ids[k]}_", rows.astype(text)))
         names[a:b] = np.concatenate(parts)
-    _consolidate(zarr.open_group(str(path), mode="r+", use_consolidated=False))
 
 
 @contextlib.contextmanager

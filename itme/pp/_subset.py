@@ -77,7 +77,9 @@ def subset_events(adata: AnnData, rows: np.ndarray) -> AnnData:
             layers[key] = X
         else:
             layers[key] = take(adata.layers[key])
-    obs = adata.obs.iloc[rows].copy()  # categories are kept, even when a sample lost all events
+    obs = adata.obs.take(
+        rows
+    )  # a new frame; categories are kept, even when a sample lost all events
     out = by_position(  # events of a cohort store keep their rows in it as obs_names
         obs,
         X=X,
