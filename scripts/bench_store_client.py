@@ -18,6 +18,9 @@ functions the stages use, and records the RSS of this process after each step:
 Usage::
 
     python scripts/bench_store_client.py --events 100000000 --files 200 --work /data/tmp
+
+With ``--reuse`` the store is kept, and a store already there is used as it is: the same
+steps can then be measured with another version of itme (``PYTHONPATH``) on the same store.
 """
 
 from __future__ import annotations
@@ -98,6 +101,11 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=47)
     parser.add_argument("--chunk-rows", type=int, default=65_536)
     parser.add_argument("--work", default="/tmp/itme_bench_store_client")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the store, and reuse it when it exists (e.g. to measure another itme)",
+    )
     args = parser.parse_args()
     import anndata.io  # noqa: F401  (imported before the baseline: not memory per event)
     import dask.array  # noqa: F401
@@ -107,7 +115,8 @@ def main() -> None:
     from itme.pp._subset import subset_events
 
     path = Path(args.work) / f"client_{args.events}.zarr"
-    shutil.rmtree(path, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(path, ignore_errors=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = args.events
     steps: dict[str, dict] = {}
@@ -126,8 +135,9 @@ def main() -> None:
         }
         print(name, json.dumps(steps[name]), flush=True)
 
-    write_store(path, n, args.files, args.channels, args.chunk_rows)
-    step("write (names chunk by chunk)")
+    if not path.exists():
+        write_store(path, n, args.files, args.channels, args.chunk_rows)
+        step("write (names chunk by chunk)")
     cells = itme.io.open_store(path)
     step("open")
     rng = np.random.default_rng(1)
@@ -136,8 +146,11 @@ def main() -> None:
     del qc
     kept = itme.pp.apply_qc(cells)
     step("clean: apply_qc")
-    chosen = np.zeros(n, dtype=bool)
-    chosen[kept.obs_names.to_numpy()] = True
+    if pd.api.types.is_integer_dtype(kept.obs_names.dtype):  # named by row (this version)
+        chosen = np.zeros(n, dtype=bool)
+        chosen[kept.obs_names.to_numpy()] = True
+    else:  # named by strings (itme before the events were named by row)
+        chosen = cells.obs_names.isin(kept.obs_names)
     cells.obs["itme_clean"] = chosen
     del kept, chosen
     itme.io.update_store(cells, obs=["itme_qc", "itme_clean"])
@@ -172,7 +185,8 @@ def main() -> None:
         "steps": steps,
     }
     print(json.dumps(summary))
-    shutil.rmtree(path, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -353,7 +353,7 @@ def abundance(ctx: Context) -> dict[str, Any]:
     else:
         cells = ad.read_h5ad(ctx.path("cells.h5ad"), backed="r")
     sheet, _ = io.read_samples(ctx.config.inputs.samples)
-    present = set(cells.obs["sample_id"].astype(str))
+    present = {str(s) for s in cells.obs["sample_id"].unique()}  # by code when categorical
     units = io.analysis_units(sheet[sheet["sample_id"].isin(present)])
     pooled = bool((units["n_files"] > 1).any())
     key = "sample_id"
