@@ -325,8 +325,8 @@ def _write_obs(group: Any, obs: pd.DataFrame, columns: Sequence[str] | None) -> 
     """
     from anndata.io import write_elem
 
-    if columns is None and isinstance(obs.index, pd.RangeIndex) and "obs" in group:
-        columns = [str(c) for c in obs.columns]  # events named by position: names stay
+    if columns is None and pd.api.types.is_integer_dtype(obs.index.dtype) and "obs" in group:
+        columns = [str(c) for c in obs.columns]  # events named by their row: names stay
     if columns is None or "obs" not in group:
         _write_elem(group, "obs", obs)
         return
