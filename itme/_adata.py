@@ -42,7 +42,7 @@ PATIENT = "patient_id"
 RNASEQ_ID = "rnaseq_id"
 
 
-def by_position(obs: pd.DataFrame, **parts: Any) -> AnnData:
+def by_position(obs: pd.DataFrame, *, named: bool = True, **parts: Any) -> AnnData:
     """``AnnData(obs=obs, **parts)``, keeping an integer ``obs.index`` as the ``obs_names``.
 
     The events of a cohort store are named by their row in the store (a ``pd.RangeIndex``,
@@ -55,12 +55,15 @@ def by_position(obs: pd.DataFrame, **parts: Any) -> AnnData:
     ----------
     obs
         The events' obs.
+    named
+        Set the integer index as ``obs_names``; ``False`` leaves the placeholder (to write
+        the AnnData without materialising its positions; the caller replaces the index).
     **parts
         The other arguments of ``AnnData`` (``X``, ``var``, ``uns``, ``obsm``, ``layers``, ...).
 
     Returns
     -------
-    The AnnData, ``obs_names`` = ``obs.index``.
+    The AnnData, ``obs_names`` = ``obs.index`` (the placeholder when not ``named``).
     """
     import anndata
 
@@ -73,7 +76,8 @@ def by_position(obs: pd.DataFrame, **parts: Any) -> AnnData:
     with warnings.catch_warnings(), anndata.settings.override(check_uniqueness=False):
         warnings.filterwarnings("ignore", r"\s*AnnData expects \.obs\.index", UserWarning)
         out = AnnData(obs=frame, **parts)
-        out.obs_names = obs.index  # a RangeIndex is accepted as is; integer rows warn
+        if named:
+            out.obs_names = obs.index  # a RangeIndex is accepted as is; integer rows warn
     return out
 
 

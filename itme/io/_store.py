@@ -142,9 +142,10 @@ def write_store(
         )
     t0 = time.perf_counter()
     n, m = int(counts.sum()), int(var.shape[0])
-    with _zarr_settings():
-        by_position(obs, var=var).write_zarr(path)
-    if isinstance(obs.index, pd.RangeIndex):
+    positional = isinstance(obs.index, pd.RangeIndex)
+    with _zarr_settings():  # by position: a placeholder index, replaced by the names
+        by_position(obs, var=var, named=not positional).write_zarr(path)
+    if positional:
         _write_names(path, [plan.sample_id for plan in plans], counts, chunk_rows)
     group = _group(path)
     raw = group.require_group("layers").create_array(
@@ -188,7 +189,7 @@ def _write_names(
     key = str(frame.attrs["_index"])
     n = int(np.sum(counts))
     step = max(1, min(int(chunk_rows), n))
-    del frame[key]  # the positions anndata wrote
+    del frame[key]  # the placeholder anndata wrote
     with _zarr_settings():
         names = frame.create_array(key, shape=(n,), chunks=(step,), dtype=str)
     names.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
