@@ -328,7 +328,7 @@ def apply_qc(adata: AnnData) -> AnnData:
     keep = np.flatnonzero(kept)
     removed = adata.n_obs - keep.size
     if removed:
-        by_step = labels[~kept].value_counts()
+        by_step = labels.array[~kept].value_counts()  # no index: pandas would cache it
         warnings.warn(
             f"apply_qc removed {removed} of {adata.n_obs} events "
             f"({100.0 * removed / adata.n_obs:.2f} %): "
