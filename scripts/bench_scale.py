@@ -307,7 +307,7 @@ def run_pipeline(cohort: Path, work: Path, workers: int, args: argparse.Namespac
 
 def pipeline_table(results: list[dict]) -> str:
     head = "| events | path | " + " | ".join(f"{s} s" for s in PIPELINE_STAGES)
-    head += " | total s | events/s | peak RSS GB | FCS GB | output GB (x FCS) | load |"
+    head += " | total s | events/s | peak RSS GB (client) | FCS GB | output GB (x FCS) | load |"
     lines = [head, "|" + "---|" * (len(PIPELINE_STAGES) + 8)]
     for r in results:
         path = "memory" if not r["workers"] else f"store, {r['workers']} worker(s)"
@@ -316,6 +316,7 @@ def pipeline_table(results: list[dict]) -> str:
             f"| {r['events']:,} | {path} | "
             + " | ".join(f"{s:.1f}" for s in secs)
             + f" | {sum(secs):.1f} | {r['events'] / sum(secs):,.0f} | {r['peak_rss_gb']:.2f}"
+            f" ({r['peak_client_gb']:.2f})"
             f" | {r['fcs_gb']:.2f} | {r['out_gb']:.2f} ({r['out_gb'] / r['fcs_gb']:.2f}x)"
             f" | {r['load_avg'][0]}-{r['load_avg'][1]} |"
         )
