@@ -42,6 +42,41 @@ PATIENT = "patient_id"
 RNASEQ_ID = "rnaseq_id"
 
 
+def by_position(obs: pd.DataFrame, **parts: Any) -> AnnData:
+    """``AnnData(obs=obs, **parts)``, keeping an integer ``obs.index`` as the ``obs_names``.
+
+    The events of a cohort store are named by their row in the store (a ``pd.RangeIndex``,
+    or the integer rows of a selection) instead of one Python string per event (~70 bytes).
+    anndata turns any other index than strings into strings on construction, so the
+    AnnData is made with a one-category placeholder index (one byte per event) and the
+    integer index is set after; an index of strings passes through unchanged.
+
+    Parameters
+    ----------
+    obs
+        The events' obs.
+    **parts
+        The other arguments of ``AnnData`` (``X``, ``var``, ``uns``, ``obsm``, ``layers``, ...).
+
+    Returns
+    -------
+    The AnnData, ``obs_names`` = ``obs.index``.
+    """
+    import anndata
+
+    if not pd.api.types.is_integer_dtype(obs.index.dtype):
+        return AnnData(obs=obs, **parts)
+    frame = obs.copy(deep=False)
+    frame.index = pd.CategoricalIndex(
+        pd.Categorical.from_codes(np.zeros(len(obs), dtype=np.int8), categories=[""])
+    )
+    with warnings.catch_warnings(), anndata.settings.override(check_uniqueness=False):
+        warnings.filterwarnings("ignore", r"\s*AnnData expects \.obs\.index", UserWarning)
+        out = AnnData(obs=frame, **parts)
+        out.obs_names = obs.index  # a RangeIndex is accepted as is; integer rows warn
+    return out
+
+
 def matrix(adata: AnnData, layer: str | None) -> np.ndarray:
     """``X`` or ``layers[layer]`` as a dense array (no copy when already dense)."""
     if layer is not None and layer not in adata.layers:

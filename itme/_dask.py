@@ -40,6 +40,7 @@ __all__ = [
     "map_rows",
     "per_sample",
     "reuse_columns",
+    "select_rows",
     "start_compute",
     "take_row_groups",
     "take_rows",
@@ -609,3 +610,48 @@ def lazy_group_medians(
             b = min(k, a + per_batch)
             out[:, a:b] = gathered.medians(positions[a:b], labels, n_groups)
     return out
+
+
+def _rows_of_block(block: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return block[mask]
+
+
+def select_rows(X: Any, rows: np.ndarray) -> Any:
+    """``X[rows]`` of a dask array for increasing ``rows``, lazily, one task per block.
+
+    Each block keeps the boolean mask of its rows (one byte per event in the graph); dask's
+    fancy indexing (``X[rows]``, ``np.take``) instead splits and sorts the integer index on
+    the client, ~60 bytes and ~20 µs per selected row at 10^6 rows.
+
+    Parameters
+    ----------
+    X
+        A dask array, events × channels.
+    rows
+        Strictly increasing integer positions.
+
+    Returns
+    -------
+    The dask array of the selected rows, one block per block of ``X`` (some may be empty).
+    """
+    import dask.array as da
+
+    n = int(X.shape[0])
+    mask = np.zeros(n, dtype=bool)
+    mask[rows] = True
+    if n == 0 or int(mask.sum()) != len(rows):
+        return X[np.asarray(rows, dtype=np.intp)]  # repeated rows: dask's own indexing
+    starts = np.cumsum((0, *X.chunks[0][:-1]))
+    counts = tuple(int(c) for c in np.add.reduceat(mask, starts, dtype=np.int64))
+    masks = da.from_array(mask, chunks=(X.chunks[0],))
+    return da.blockwise(
+        _rows_of_block,
+        "ij",
+        X,
+        "ij",
+        masks,
+        "i",
+        dtype=X.dtype,
+        adjust_chunks={"i": counts},
+        meta=np.empty((0, 0), dtype=X.dtype),
+    )

@@ -82,10 +82,36 @@ def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
-def make_cohort(folder: Path, events: int, files: int) -> Path:
+def fcs_size(cohort: Path) -> int:
+    """Bytes of the cohort's FCS files (through the links of a cohort made from a base)."""
+    return sum(f.stat().st_size for f in (cohort / "fcs").glob("*.fcs"))
+
+
+def make_cohort(folder: Path, events: int, files: int, base: Path | None = None) -> Path:
+    """The cohort of ``events`` events in ``files`` files: simulated, or the first files of ``base``.
+
+    With ``base`` (a cohort this function wrote with at least as many files of the same
+    size), the new cohort lists the first ``files`` rows of its sample sheet, links its FCS
+    files and keeps its panel and the clinical rows of those patients: one large cohort on
+    disk serves every smaller size of the benchmark.
+    """
+    import pandas as pd
+
     from itme.datasets import simulate_cohort
 
     if (folder / "samples.csv").exists():
+        return folder
+    if base is not None:
+        sheet = pd.read_csv(base / "samples.csv").iloc[:files]
+        (folder / "fcs").mkdir(parents=True, exist_ok=True)
+        for name in sheet["file_name"]:
+            (folder / name).symlink_to((base / name).resolve())
+        clinical = pd.read_csv(base / "clinical.csv")
+        clinical[clinical["patient_id"].isin(sheet["patient_id"])].to_csv(
+            folder / "clinical.csv", index=False
+        )
+        shutil.copy(base / "panel.csv", folder / "panel.csv")
+        sheet.to_csv(folder / "samples.csv", index=False)  # last: marks the cohort complete
         return folder
     per_file = max(1000, events // files)
     # simulate_cohort drops the last patient's CyTOF file (as in the paper): files + 1
@@ -96,12 +122,14 @@ def make_cohort(folder: Path, events: int, files: int) -> Path:
 def run_once(args: argparse.Namespace) -> dict:
     """One run of the stages in this process; per-stage seconds and peak RSS."""
     warnings.simplefilter("ignore")
+    import pandas as pd
+
     import itme
     from itme import pp, tl
 
     cohort = Path(args.cohort)
     samples, panel = cohort / "samples.csv", cohort / "panel.csv"
-    fcs_bytes = sum(f.stat().st_size for f in (cohort / "fcs").glob("*.fcs"))
+    fcs_bytes = fcs_size(cohort)
     peak = Peak()
     stages: dict[str, dict] = {}
     context = None
@@ -156,11 +184,11 @@ def run_once(args: argparse.Namespace) -> dict:
     if args.mode == "dask":
 
         def save():  # what a stage keeps: labels of every event into the store, no matrix
-            full = cells.obs.copy()
-            full["metacluster"] = "removed"
-            full.loc[kept.obs_names, "metacluster"] = kept.obs["metacluster"].astype(str)
-            cells.obs["metacluster"] = full["metacluster"].astype("category")
-            itme.io.update_store(cells)
+            labels = kept.obs["metacluster"]  # kept's obs_names are its rows in the store
+            codes = np.full(cells.n_obs, -1, dtype=labels.cat.codes.dtype)
+            codes[kept.obs_names.to_numpy()] = labels.cat.codes.to_numpy()
+            cells.obs["metacluster"] = pd.Categorical.from_codes(codes, dtype=labels.dtype)
+            itme.io.update_store(cells, obs=["metacluster"])
 
         stage("save_labels", save)
     peak.stop()
@@ -227,27 +255,42 @@ def run_pipeline(cohort: Path, work: Path, workers: int, args: argparse.Namespac
     main = "import sys; from itme.cli import main; sys.exit(main(sys.argv[1:]))"
     cmd = [sys.executable, "-c", main, "-q", "run", str(config), "--until", "abundance"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    fcs_bytes = sum(f.stat().st_size for f in (cohort / "fcs").glob("*.fcs"))
+    fcs_bytes = fcs_size(cohort)
     t0 = time.perf_counter()
     log = (work / f"{out.name}.log").open("w")
     proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
-    peak = 0
+    peak = peak_client = 0
     load = []
     cpu: dict[int, float] = {}  # CPU seconds of every process of the tree, last seen
+    # the memory of the client (the itme process, scheduler included with scheduler: local)
+    # and of its children (nannies, workers), every 0.1 s; one line per second in <run>.mem.tsv
+    timeline = (work / f"{out.name}.mem.tsv").open("w")
+    timeline.write("seconds\tclient_gb\tworkers_gb\tload\n")
+    last = 0.0
     while proc.poll() is None:
-        total = 0
+        client = children = 0
         for p in [proc, *proc.children(recursive=True)]:
             try:
-                total += p.memory_info().rss
+                rss = p.memory_info().rss
                 times = p.cpu_times()
                 cpu[p.pid] = times.user + times.system
             except psutil.Error:
-                pass
-        peak = max(peak, total)
+                continue
+            if p is proc:
+                client = rss
+            else:
+                children += rss
+        peak, peak_client = max(peak, client + children), max(peak_client, client)
         load.append(os.getloadavg()[0])
+        now = time.perf_counter() - t0
+        if now - last >= 1.0:
+            timeline.write(f"{now:.1f}\t{client / 1e9:.3f}\t{children / 1e9:.3f}\t{load[-1]}\n")
+            timeline.flush()
+            last = now
         time.sleep(0.1)
     seconds = time.perf_counter() - t0
     log.close()
+    timeline.close()
     if proc.returncode != 0:
         print((work / f"{out.name}.log").read_text()[-3000:], file=sys.stderr)
         return {}
@@ -267,6 +310,7 @@ def run_pipeline(cohort: Path, work: Path, workers: int, args: argparse.Namespac
         "wall_seconds": seconds,
         "peak_rss_gb": peak / 1e9,
         "cpu_seconds": round(sum(cpu.values()), 1),
+        "peak_client_gb": peak_client / 1e9,
         "load_avg": [round(min(load), 1), round(max(load), 1)] if load else None,
     }
     if not args.keep_runs:
@@ -276,7 +320,7 @@ def run_pipeline(cohort: Path, work: Path, workers: int, args: argparse.Namespac
 
 def pipeline_table(results: list[dict]) -> str:
     head = "| events | path | " + " | ".join(f"{s} s" for s in PIPELINE_STAGES)
-    head += " | total s | events/s | CPU s | peak RSS GB | FCS GB | output GB (x FCS) | load |"
+    head += " | total s | events/s | CPU s | peak RSS GB (client) | FCS GB | output GB (x FCS) | load |"
     lines = [head, "|" + "---|" * (len(PIPELINE_STAGES) + 9)]
     for r in results:
         path = "memory" if not r["workers"] else f"store, {r['workers']} worker(s)"
@@ -285,8 +329,8 @@ def pipeline_table(results: list[dict]) -> str:
             f"| {r['events']:,} | {path} | "
             + " | ".join(f"{s:.1f}" for s in secs)
             + f" | {sum(secs):.1f} | {r['events'] / sum(secs):,.0f} | {r['cpu_seconds']:.0f}"
-            f" | {r['peak_rss_gb']:.2f} | {r['fcs_gb']:.2f}"
-            f" | {r['out_gb']:.2f} ({r['out_gb'] / r['fcs_gb']:.2f}x)"
+            f" | {r['peak_rss_gb']:.2f} ({r['peak_client_gb']:.2f})"
+            f" | {r['fcs_gb']:.2f} | {r['out_gb']:.2f} ({r['out_gb'] / r['fcs_gb']:.2f}x)"
             f" | {r['load_avg'][0]}-{r['load_avg'][1]} |"
         )
     return "\n".join(lines)
@@ -320,6 +364,10 @@ def main() -> None:
     parser.add_argument("--memory-per-worker", default="3GB")
     parser.add_argument("--work", default="/tmp/itme_bench_scale")
     parser.add_argument("--keep-cohort", action="store_true")
+    parser.add_argument(
+        "--base",
+        help="a larger cohort written by this script (--keep-cohort): use its first files",
+    )
     parser.add_argument("--pipeline", action="store_true", help="run `itme run` (see above)")
     parser.add_argument("--keep-runs", action="store_true", help="keep the run folders")
     parser.add_argument(
@@ -342,7 +390,7 @@ def main() -> None:
     cohort = work / f"cohort_{args.events}"
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    make_cohort(cohort, args.events, args.files)
+    make_cohort(cohort, args.events, args.files, Path(args.base) if args.base else None)
     print(f"cohort written in {time.perf_counter() - t0:.0f} s: {cohort}", file=sys.stderr)
     if args.pipeline:
         results = []

@@ -268,8 +268,12 @@ def _var(panel: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
     return var
 
 
-def _obs(table: pd.DataFrame, counts: np.ndarray) -> pd.DataFrame:
-    """Per-event sample-sheet columns as categoricals, built from codes (no per-event strings)."""
+def _obs(table: pd.DataFrame, counts: np.ndarray, *, named: bool = True) -> pd.DataFrame:
+    """Per-event sample-sheet columns as categoricals, built from codes (no per-event strings).
+
+    The index: ``<sample_id>_<event index>`` when ``named``, else the events' positions (a
+    ``pd.RangeIndex``: the cohort store names its events on disk, :mod:`itme.io._store`).
+    """
     obs = {}
     order = [
         "sample_id",
@@ -281,6 +285,8 @@ def _obs(table: pd.DataFrame, counts: np.ndarray) -> pd.DataFrame:
         categories = list(dict.fromkeys(values))
         codes = pd.Categorical(values, categories=categories).codes
         obs[col] = pd.Categorical.from_codes(np.repeat(codes, counts), categories=categories)
+    if not named:
+        return pd.DataFrame(obs, index=pd.RangeIndex(int(np.sum(counts))), copy=False)
     names = list(
         itertools.chain.from_iterable(
             event_names(sid, n) for sid, n in zip(table["sample_id"], counts, strict=True)

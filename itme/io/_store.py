@@ -1,7 +1,8 @@
 """The cohort store: FCS files converted to an AnnData zarr store, one task per file.
 
 Layout (an ordinary AnnData zarr store, readable by ``anndata.read_zarr``): ``obs``, ``var``,
-``uns`` and ``obsm`` as anndata writes them, no ``X``, and the raw ion counts once, in
+``uns`` and ``obsm`` as anndata writes them (the obs index, the events' names, written by the
+conversion tasks), no ``X``, and the raw ion counts once, in
 ``layers/raw`` (float32, chunked by ``chunk_rows`` events × all channels, uncompressed: see
 :func:`_write_skeleton`). :func:`open_store` opens it lazily: ``layers["raw"]`` (and ``X``, the
 same object, as after :func:`itme.io.read_cohort`) is a dask array; ``pp.arcsinh`` then makes
@@ -37,6 +38,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from itme._adata import by_position
 from itme._chain import rebuild
 from itme.errors import ItmeInputError
 
@@ -306,12 +308,14 @@ def _recover(path: Path) -> None:
 def _write_obs(group: Any, obs: pd.DataFrame, columns: Sequence[str] | None) -> None:
     """Write the columns ``columns`` of ``obs`` (all when ``None``) into the store's ``obs``.
 
-    The index (one string per event) and the columns not listed are not rewritten; columns
+    The index (the events' names) and the columns not listed are not rewritten; columns
     of the store that ``obs`` no longer has are removed. The column order is written last,
     so a kill in between leaves at most an unlisted array, overwritten by the next write.
     """
     from anndata.io import write_elem
 
+    if columns is None and pd.api.types.is_integer_dtype(obs.index.dtype) and "obs" in group:
+        columns = [str(c) for c in obs.columns]  # events named by their row: names stay
     if columns is None or "obs" not in group:
         _write_elem(group, "obs", obs)
         return
@@ -369,6 +373,8 @@ def open_store(store: str | PathLike[str]) -> AnnData:
     When ``uns["arcsinh"]`` was stored, ``X`` is the lazy transform of ``layers["raw"]``,
     followed by the drift and batch corrections of ``uns["drift"]`` and
     ``uns["batch_correction"]`` when they were stored (:func:`itme._chain.rebuild`).
+    ``obs_names`` are the events' rows (a ``pd.RangeIndex``), not the names on disk: no
+    Python string per event is held (``anndata.read_zarr`` reads the names).
     ``uns["store"]`` holds the store's path.
 
     Raises
@@ -392,11 +398,17 @@ def open_store(store: str | PathLike[str]) -> AnnData:
             found="no such store",
             fix="Convert the FCS files first",
         ) from exc
-    return _lazy(path, group, read_elem(group["obs"]))
+    frame = group["obs"]  # its columns; the events are named by position, not by the index
+    obs = pd.DataFrame(
+        {c: read_elem(frame[c]) for c in frame.attrs.get("column-order", [])},
+        index=pd.RangeIndex(group[_RAW].shape[0]),
+        copy=False,
+    )
+    return _lazy(path, group, obs)
 
 
 def _lazy(path: Path, group: Any, obs: pd.DataFrame) -> AnnData:
-    """The store as an AnnData: ``obs`` as given, the rest read, the matrix lazy."""
+    """The store as an AnnData: ``obs`` as given (events named by position), the rest read."""
     import dask.array as da
     from anndata.io import read_elem
 
@@ -404,8 +416,7 @@ def _lazy(path: Path, group: Any, obs: pd.DataFrame) -> AnnData:
     var = read_elem(group["var"])
     uns = _uns_from_store(read_elem(group["uns"])) if "uns" in group else {}
     obsm = {k: read_elem(group["obsm"][k]) for k in group["obsm"]} if "obsm" in group else {}
-    with anndata.settings.override(check_uniqueness=False):  # unique when they were written
-        adata = AnnData(obs=obs, var=var, uns=uns, obsm=obsm)
+    adata = by_position(obs, var=var, uns=uns, obsm=obsm)
     adata.layers["raw"] = raw
     # transformed (and drift- or batch-corrected) before it was stored: again, lazily
     adata.X = rebuild(adata)
@@ -432,8 +443,9 @@ def update_store(
     store
         The store; default ``adata.uns["store"]``.
     obs
-        The obs columns to write (the others are in the store already and are not rewritten:
-        at 10^7 events the index alone is ~10^8 bytes); ``None``: all of obs, index included.
+        The obs columns to write (the others are in the store already and are not rewritten);
+        ``None``: all of obs, and its index too unless the events are named by their row
+        (as :func:`open_store` names them: the store keeps its names).
         Either way, columns of the store that ``adata.obs`` lacks are removed and the column
         order becomes ``adata.obs``'s.
     obsm
@@ -512,8 +524,7 @@ def read_into_store(
     from itme.io._cohort import _obs, _warn_files
 
     table = extra["table"]
-    with anndata.settings.override(check_uniqueness=False):
-        obs = _obs(table, counts)
+    obs = _obs(table, counts, named=False)  # the names are written chunk by chunk
     results = write_store(
         store, plans, counts, obs, var, checksums=checksums, chunk_rows=chunk_rows or CHUNK_ROWS
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 from itme import io, pl, pp, tl
@@ -214,7 +215,8 @@ def clean(ctx: Context) -> dict[str, Any]:
             kept, n=d.n, min_events=d.min_events, on_small=d.on_small, rng=ctx.seed
         )
     if on_store(c):
-        chosen = full.obs_names.isin(kept.obs_names)
+        chosen = np.zeros(full.n_obs, dtype=bool)
+        chosen[kept.obs_names.to_numpy()] = True  # the store's events are named by their row
         save_events(ctx, "clean", full, kept, before=before, subset=chosen)
     else:
         ctx.h5ad(kept, "work", "clean.h5ad")
@@ -365,7 +367,7 @@ def abundance(ctx: Context) -> dict[str, Any]:
     else:
         cells = ad.read_h5ad(ctx.path("cells.h5ad"), backed="r")
     sheet, _ = io.read_samples(ctx.config.inputs.samples)
-    present = set(cells.obs["sample_id"].astype(str))
+    present = {str(s) for s in cells.obs["sample_id"].unique()}  # by code when categorical
     units = io.analysis_units(sheet[sheet["sample_id"].isin(present)])
     pooled = bool((units["n_files"] > 1).any())
     key = "sample_id"

@@ -24,9 +24,14 @@ records that it added nothing, and the later stages read the clean stage's event
 memory.
 
 What the in-memory path does between stages through ``h5ad`` files (strings become
-categoricals on writing, :func:`itme.pipeline._stages_cells.apply_additions` turns the
-cluster labels into strings) is done the same way here, so both paths give identical tables
+categoricals on writing, :func:`itme.pipeline._stages_cells.apply_additions` keeps the
+cluster labels' categories) is done the same way here, so both paths give identical tables
 (tests/integration/test_pipeline_store.py).
+
+The client holds no Python object per event: the store's events are named by their row in
+it (``obs_names`` a ``pd.RangeIndex``, the integer rows of a selection; the names
+``<sample_id>_<event index>`` are on disk, :func:`itme.io.open_store`), and every per-event
+obs column is a categorical's codes, a bool or a number.
 """
 
 from __future__ import annotations
@@ -195,7 +200,9 @@ def open_events(ctx: Context, stage: str) -> tuple[AnnData, AnnData]:
     if full.n_obs != n:
         raise ItmeStateError(f"{_store(ctx)} holds {full.n_obs} events, its record {n}")
     keep = {part: [k for r in records.values() for k in r[part]] for part in ("obs", "obsm", "uns")}
-    full.obs = full.obs[[c for c in full.obs.columns if c in keep["obs"]]]
+    # in place: anndata would name every event by a string again on assigning a new obs
+    for col in [c for c in full.obs.columns if c not in keep["obs"]]:
+        del full.obs[col]
     for key in [k for k in full.obsm if k not in keep["obsm"]]:
         del full.obsm[key]
     for key in [k for k in full.uns if k not in keep["uns"] and k != "store"]:
@@ -209,16 +216,12 @@ def open_events(ctx: Context, stage: str) -> tuple[AnnData, AnnData]:
 
     mask = full.obs[SUBSET].to_numpy(dtype=bool)
     events = subset_events(full, np.flatnonzero(mask))
-    events.obs = events.obs.drop(columns=[SUBSET])
+    del events.obs[SUBSET]
     for col, (cats, ordered) in records["clean"]["categories"].items():
         values = events.obs[col]
         events.obs[col] = values.cat.set_categories(
             pd.Index(cats, dtype=values.cat.categories.dtype), ordered=ordered
         )
-    if "cluster" in records and stage == "annotate":
-        # as apply_additions does in memory: the cluster labels as strings
-        for col in records["cluster"]["obs"]:
-            events.obs[col] = events.obs[col].to_numpy()
     return full, events
 
 

@@ -83,7 +83,7 @@ def qc_gates(adata: AnnData, *, sample: str | None = None, max_points: int = 40_
         raise ItmeParameterError("sample", "a sample_id of uns['qc']['accounting']", sample)
     sample = str(sample)
     rows = _rows(adata, params, sample)
-    labels = adata.obs["itme_qc"].astype(str).to_numpy()[rows]
+    labels = adata.obs["itme_qc"].iloc[rows].astype(str).to_numpy()  # this sample's only
     if is_lazy(raw):  # a cohort store: gather this sample's events once
         raw, rows = take_rows(raw, rows), np.arange(rows.size)
     cofactor = float(params["cofactor"])
@@ -250,7 +250,11 @@ def _rows(adata: AnnData, params, sample: str) -> np.ndarray:
     key = str(params["sample_key"])
     if key not in adata.obs:
         return np.arange(adata.n_obs)
-    return np.flatnonzero(adata.obs[key].astype(str).to_numpy() == sample)
+    col = adata.obs[key]
+    if isinstance(col.dtype, pd.CategoricalDtype):  # by code: no string per event
+        hits = [k for k, c in enumerate(col.cat.categories) if str(c) == sample]
+        return np.flatnonzero(np.isin(col.cat.codes.to_numpy(), hits))
+    return np.flatnonzero(col.astype(str).to_numpy() == sample)
 
 
 def _axis_label(chans: list[str], cofactor: float) -> str:

@@ -323,11 +323,12 @@ def apply_qc(adata: AnnData) -> AnnData:
     """
     if "itme_qc" not in adata.obs:
         raise ItmeStateError("obs['itme_qc'] is missing: run itme.pp.clean before apply_qc")
-    labels = adata.obs["itme_qc"].astype(str).to_numpy()
-    keep = np.flatnonzero(labels == KEPT)
+    labels = adata.obs["itme_qc"]  # compared as a categorical: no string per event
+    kept = (labels == KEPT).to_numpy()
+    keep = np.flatnonzero(kept)
     removed = adata.n_obs - keep.size
     if removed:
-        by_step = pd.Series(labels[labels != KEPT]).value_counts()
+        by_step = labels.array[~kept].value_counts()  # no index: pandas would cache it
         warnings.warn(
             f"apply_qc removed {removed} of {adata.n_obs} events "
             f"({100.0 * removed / adata.n_obs:.2f} %): "

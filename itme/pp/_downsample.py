@@ -87,7 +87,7 @@ def downsample(
     codes, ids = sample_codes(adata, sample_key)
     usable = np.ones(adata.n_obs, dtype=bool)
     if "itme_qc" in adata.obs:
-        usable = adata.obs["itme_qc"].astype(str).to_numpy() == "kept"
+        usable = (adata.obs["itme_qc"] == "kept").to_numpy()  # by code: no string per event
         if not usable.all():
             logger.info(
                 "downsample: drawing from the %d events labelled kept (of %d)",

@@ -18,7 +18,7 @@ import pandas as pd
 from anndata import AnnData
 
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError, ItmeStateError
-from itme.pp._subset import subset_events
+from itme.pp._subset import sample_codes, subset_events
 
 __all__ = ["MIN_CELLS", "MIN_FRACTION_KEPT", "exclude_samples", "sample_qc"]
 
@@ -165,7 +165,8 @@ def exclude_samples(
     excluded = set(table.loc[table["status"] == "excluded", "sample_id"])
     if not excluded:
         return adata
-    rows = np.flatnonzero(~adata.obs[sample_key].astype(str).isin(excluded).to_numpy())
+    codes, ids = sample_codes(adata, sample_key)  # by code: no string per event
+    rows = np.flatnonzero(~np.isin(codes, [k for k, s in enumerate(ids) if s in excluded]))
     out = subset_events(adata, rows)
     for col in (sample_key, "patient_id"):
         if col in out.obs and isinstance(out.obs[col].dtype, pd.CategoricalDtype):

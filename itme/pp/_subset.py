@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from itme._adata import by_position
+from itme._dask import is_lazy, select_rows
 from itme.errors import ItmeInputError
 
 
@@ -62,18 +65,24 @@ def subset_events(adata: AnnData, rows: np.ndarray) -> AnnData:
     The new AnnData.
     """
     rows = np.asarray(rows, dtype=np.intp)
+
+    def take(values: Any) -> Any:  # a lazy matrix: a lazy selection, block by block
+        return select_rows(values, rows) if is_lazy(values) else np.take(values, rows, axis=0)
+
     x_is_raw = "raw" in adata.layers and adata.layers["raw"] is adata.X
-    X = np.take(adata.X, rows, axis=0) if adata.X is not None else None
+    X = take(adata.X) if adata.X is not None else None
     layers = {}
     for key in adata.layers.keys():
         if key == "raw" and x_is_raw:
             layers[key] = X
         else:
-            layers[key] = np.take(adata.layers[key], rows, axis=0)
-    obs = adata.obs.iloc[rows].copy()  # categories are kept, even when a sample lost all events
-    out = AnnData(
+            layers[key] = take(adata.layers[key])
+    obs = adata.obs.take(
+        rows
+    )  # a new frame; categories are kept, even when a sample lost all events
+    out = by_position(  # events of a cohort store keep their rows in it as obs_names
+        obs,
         X=X,
-        obs=obs,
         var=adata.var.copy(),
         uns=copy.deepcopy(dict(adata.uns)),
         obsm={

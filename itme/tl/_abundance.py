@@ -194,8 +194,10 @@ def abundance(
         raise ItmeStateError(f'obs["{sample_key}"] has missing values; every event needs a sample.')
     if (labels.codes[keep] < 0).any():
         raise ItmeStateError(f'obs["{groupby}"] has missing values; label every event first.')
-    counts = np.zeros((len(samples.categories), len(labels.categories)), dtype=np.int64)
-    np.add.at(counts, (samples.codes[keep], labels.codes[keep]), 1)
+    n_labels = len(labels.categories)
+    pairs = samples.codes[keep].astype(np.int64) * n_labels + labels.codes[keep]
+    counts = np.bincount(pairs, minlength=len(samples.categories) * n_labels).reshape(-1, n_labels)
+    del pairs
     sample_names = pd.Index([str(s) for s in samples.categories], name=None)
     counts_df = pd.DataFrame(
         counts, index=sample_names, columns=[str(c) for c in labels.categories]
@@ -212,7 +214,9 @@ def abundance(
         counts_df, totals = counts_df.loc[totals > 0], totals[totals > 0]
 
     table = _table(adata, groupby, phenotypes)
-    sheet = _sample_sheet(obs.loc[keep], sample_key, groupby, counts_df.index)
+    sheet = _sample_sheet(
+        obs if keep.all() else obs.loc[keep], sample_key, groupby, counts_df.index
+    )
     sheet["n_events"] = totals.to_numpy().astype(np.int64)
     pct = counts_df.to_numpy(float) / totals.to_numpy(float)[:, None] * 100.0
     out = AnnData(X=pct, obs=sheet, var=pd.DataFrame(index=counts_df.columns.copy()))

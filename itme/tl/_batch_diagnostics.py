@@ -44,7 +44,18 @@ def _column(obs: pd.DataFrame, key: str, what: str) -> pd.Categorical:
             found=f"obs columns {list(obs.columns)}",
             fix=f"pass the right {key!r} column name",
         )
-    return pd.Categorical(obs[key].astype(str))
+    values = obs[key]
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        # pd.Categorical(values.astype(str)) from the codes: no string per event
+        codes = values.cat.codes.to_numpy()
+        names = values.cat.categories.astype(str)
+        if not (codes < 0).any() and names.is_unique:
+            used = np.flatnonzero(np.bincount(codes, minlength=len(names)))
+            order = sorted(used, key=lambda k: names[k])
+            recode = np.zeros(len(names), dtype=codes.dtype)
+            recode[order] = np.arange(len(order))
+            return pd.Categorical.from_codes(recode[codes], categories=names[order])
+    return pd.Categorical(values.astype(str))
 
 
 def batch_diagnostics(
@@ -156,7 +167,15 @@ def batch_diagnostics(
         "pvalue": float(pvalue),
     }
     if groupby is not None and groupby in adata.obs:
-        counts = pd.crosstab(adata.obs[groupby].astype(str), batches.astype(str))
+        labels = _column(adata.obs, groupby, "labels")
+        pairs = labels.codes.astype(np.int64) * len(batches.categories) + batches.codes
+        counts = pd.DataFrame(  # pd.crosstab of the labels and batches as text, by code
+            np.bincount(pairs, minlength=len(labels.categories) * len(batches.categories)).reshape(
+                len(labels.categories), len(batches.categories)
+            ),
+            index=pd.Index(labels.categories, name=groupby),
+            columns=pd.Index(batches.categories, name="col_0"),
+        )
         share, ratio = label_share(counts.to_numpy())
         shares = pd.DataFrame(share, index=counts.index, columns=counts.columns)
         shares["ratio"] = ratio

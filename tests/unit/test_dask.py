@@ -20,7 +20,12 @@ import itme
 import itme._dask as itme_dask
 from itme._dask import ComputeSettings, start_compute
 from itme._files import sha256
-from itme.errors import ItmeDependencyError, ItmeInputError, ItmeParameterError
+from itme.errors import (
+    ItmeDependencyError,
+    ItmeExclusionWarning,
+    ItmeInputError,
+    ItmeParameterError,
+)
 
 CHANNELS = ["Time", "Y89Di", "Nd142Di", "Nd145Di", "Ir191Di"]
 ANTIGENS = ["", "CD45", "CD19", "CD4", "DNA1"]
@@ -58,9 +63,15 @@ def test_store_holds_the_cohort_read_in_memory(tmp_path, chunk_rows):
     assert lazy.X.chunks[0][0] == min(chunk_rows, mem.n_obs)
     np.testing.assert_array_equal(lazy.layers["raw"].compute(), mem.layers["raw"])
     # what the store holds (obs_names are written by the conversion tasks), as opened and as
-    # anndata reads it, not only the AnnData that read_cohort returned
-    for got in (lazy, itme.io.open_store(tmp_path / "c.zarr"), ad.read_zarr(tmp_path / "c.zarr")):
-        pd.testing.assert_frame_equal(got.obs, mem.obs)
+    # anndata reads it, not only the AnnData that read_cohort returned; itme names the store's
+    # events by their row in memory (no Python string per event), anndata reads the names
+    reopened = itme.io.open_store(tmp_path / "c.zarr")
+    for got in (lazy, reopened):
+        assert isinstance(got.obs_names, pd.RangeIndex) and got.n_obs == mem.n_obs
+        pd.testing.assert_frame_equal(got.obs.set_axis(mem.obs_names), mem.obs)
+    plain = ad.read_zarr(tmp_path / "c.zarr")
+    pd.testing.assert_frame_equal(plain.obs, mem.obs)
+    for got in (lazy, reopened, plain):
         pd.testing.assert_frame_equal(got.var, mem.var)
         np.testing.assert_array_equal(np.asarray(got.layers["raw"]), mem.layers["raw"])
     pd.testing.assert_frame_equal(lazy.uns["io"]["files"], mem.uns["io"]["files"])
@@ -80,6 +91,39 @@ def test_store_refuses_to_overwrite(tmp_path):
         itme.io.read_cohort(samples, panel, store=tmp_path / "c.zarr")
     with pytest.raises(ItmeInputError, match="expected a cohort store with layers/raw"):
         itme.io.open_store(tmp_path / "none.zarr")
+
+
+def test_store_events_are_named_by_row(tmp_path):
+    samples, panel = make_cohort(tmp_path)
+    lazy = itme.io.read_cohort(samples, panel, store=tmp_path / "c.zarr", chunk_rows=32)
+    assert isinstance(lazy.obs_names, pd.RangeIndex)  # no Python string per event
+    n = lazy.n_obs
+    removed = np.arange(n) % 3 == 0
+    lazy.obs["itme_qc"] = pd.Categorical.from_codes(removed.astype(np.int8), ["kept", "debris"])
+    with pytest.warns(ItmeExclusionWarning, match="apply_qc removed"):
+        kept = itme.pp.apply_qc(lazy)
+    # a selection keeps the events' rows in the store as its names, and selects them lazily
+    assert kept.obs_names.dtype.kind == "i"
+    np.testing.assert_array_equal(kept.obs_names.to_numpy(), np.flatnonzero(~removed))
+    assert isinstance(kept.X, da.Array)
+    np.testing.assert_array_equal(kept.X.compute(), lazy.X.compute()[~removed])
+    itme.io.update_store(lazy)  # all of obs: its columns; the names on disk stay
+    plain = ad.read_zarr(tmp_path / "c.zarr")
+    assert list(plain.obs_names[:2]) == ["S0_0", "S0_1"] and plain.obs_names[-1] == "S3_6"
+    assert list(plain.obs["itme_qc"]) == list(lazy.obs["itme_qc"])
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
+def test_select_rows_equals_fancy_indexing(chunk):
+    x = np.arange(300 * 3, dtype=np.float32).reshape(300, 3)
+    rows = np.flatnonzero(np.random.default_rng(chunk).random(300) < 0.3)
+    lazy = da.from_array(x, chunks=(chunk, -1))
+    out = itme_dask.select_rows(lazy, rows)
+    assert out.numblocks[0] == lazy.numblocks[0]  # one task per block, no re-chunking
+    np.testing.assert_array_equal(out.compute(), x[rows])
+    np.testing.assert_array_equal(out[5:40][:, [2, 0]].compute(), x[rows][5:40][:, [2, 0]])
+    # repeated rows are not a mask: dask's own indexing
+    np.testing.assert_array_equal(itme_dask.select_rows(lazy, [0, 0, 5]).compute(), x[[0, 0, 5]])
 
 
 def test_update_store_adds_columns_not_a_matrix(tmp_path):
@@ -102,7 +146,10 @@ def test_update_store_adds_columns_not_a_matrix(tmp_path):
     plain = ad.read_zarr(tmp_path / "c.zarr")
     assert list(plain.obs["label"]) == list(lazy.obs["label"])
     with pytest.raises(ItmeInputError, match="expected 167 events"):
-        itme.io.update_store(lazy[:10].copy(), store=tmp_path / "c.zarr")
+        itme.io.update_store(
+            ad.AnnData(obs=lazy.obs.iloc[:10].set_axis(list("abcdefghij"))),
+            store=tmp_path / "c.zarr",
+        )
 
 
 def _cells(n: int, seed: int) -> ad.AnnData:
