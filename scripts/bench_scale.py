@@ -320,7 +320,9 @@ def run_pipeline(cohort: Path, work: Path, workers: int, args: argparse.Namespac
 
 def pipeline_table(results: list[dict]) -> str:
     head = "| events | path | " + " | ".join(f"{s} s" for s in PIPELINE_STAGES)
-    head += " | total s | events/s | CPU s | peak RSS GB (client) | FCS GB | output GB (x FCS) | load |"
+    head += (
+        " | total s | events/s | CPU s | peak RSS GB (client) | FCS GB | output GB (x FCS) | load |"
+    )
     lines = [head, "|" + "---|" * (len(PIPELINE_STAGES) + 9)]
     for r in results:
         path = "memory" if not r["workers"] else f"store, {r['workers']} worker(s)"
