@@ -17,7 +17,7 @@ from itme.core.clean.steps import GATING_COFACTOR, STEPS, gate_sample, gates_for
 from itme.core.transform import arcsinh_values
 from itme.errors import ItmeInputError, ItmeInputWarning, ItmeParameterError, ItmeStateError
 from itme.io import parse_channel
-from itme.pp._clean_inputs import dense_raw, loader, n_rows, sample_rows
+from itme.pp._clean_inputs import dense_raw, event_times, loader, n_rows, sample_rows
 from itme.pp._compensate import _metals_of
 
 __all__ = ["EQ_BEAD_METALS", "normalize_beads"]
@@ -32,22 +32,6 @@ _MIN_BEADS = 3
 #: the bead step of pp.clean (the step whose channels must all be bright), whose gate
 #: identifies the beads here too
 _BEAD = next(s for s in STEPS if s.all_of)
-
-
-def _times(adata: AnnData, time_key: str, raw: np.ndarray) -> np.ndarray:
-    if time_key in adata.obs:
-        return np.asarray(adata.obs[time_key], dtype=np.float64)
-    names = list(map(str, adata.var_names))
-    chans = adata.var["channel"].astype(str).tolist() if "channel" in adata.var else names
-    for i, (n, c) in enumerate(zip(names, chans, strict=True)):
-        if time_key in (n, c):
-            return np.asarray(raw[:, i], dtype=np.float64)
-    raise ItmeInputError(
-        where=f"time_key={time_key!r}",
-        expected="an obs column or a channel holding each event's acquisition time",
-        found=f"neither (obs columns {list(adata.obs.columns)})",
-        fix="Pass time_key= naming the time channel; bead normalisation needs the time",
-    )
 
 
 def normalize_beads(
@@ -188,7 +172,12 @@ def normalize_beads(
         adata = adata.copy()
     raw_is_x = "raw" not in adata.layers or adata.layers["raw"] is adata.X
     raw = dense_raw(adata)
-    times = _times(adata, time_key, raw)
+    times = event_times(
+        adata,
+        time_key,
+        raw,
+        fix="Pass time_key= naming the time channel; bead normalisation needs the time",
+    )
     samples = sample_rows(adata, sample_key)
     gates = gates_for_roles({_BEAD.all_of: [(c, names[c]) for c in bead_cols]}, [_BEAD.name])
     options = {

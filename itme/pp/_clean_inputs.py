@@ -240,3 +240,24 @@ def dense_raw(adata: AnnData) -> np.ndarray:
             fix="Convert it with .toarray() (CyTOF data are dense)",
         )
     return raw
+
+
+def event_times(adata: AnnData, time_key: str, matrix: np.ndarray, *, fix: str) -> np.ndarray:
+    """Each event's acquisition time: ``obs[time_key]``, or the channel ``time_key`` of ``matrix``.
+
+    The channel is found by its var name or by ``var["channel"]`` (the FCS ``$PnN``); ``fix``
+    ends the error when neither holds it.
+    """
+    if time_key in adata.obs:
+        return np.asarray(adata.obs[time_key], dtype=np.float64)
+    names = list(map(str, adata.var_names))
+    chans = adata.var["channel"].astype(str).tolist() if "channel" in adata.var else names
+    for i, (n, c) in enumerate(zip(names, chans, strict=True)):
+        if time_key in (n, c):
+            return np.asarray(matrix[:, i], dtype=np.float64).ravel()
+    raise ItmeInputError(
+        where=f"time_key={time_key!r}",
+        expected="an obs column or a channel holding each event's acquisition time",
+        found=f"neither (obs columns {list(adata.obs.columns)})",
+        fix=fix,
+    )

@@ -15,7 +15,7 @@ from itme._chain import drift_params, lazy_drift
 from itme._dask import is_lazy, per_sample
 from itme.core.batch.drift import drift_block, drift_curve
 from itme.errors import ItmeInputError, ItmeParameterError, ItmeStateError
-from itme.pp._clean_inputs import n_rows
+from itme.pp._clean_inputs import event_times, n_rows
 
 __all__ = ["correct_drift"]
 
@@ -34,16 +34,9 @@ def _times(adata: AnnData, time_key: str) -> np.ndarray | None:
                 found="an obs column only",
                 fix="Keep the time as a channel of the cohort store",
             )
-        return np.asarray(adata.obs[time_key], dtype=np.float64)
-    if time_key in adata.var_names:
-        col = adata.var_names.get_loc(time_key)
-        layer = adata.layers["raw"] if "raw" in adata.layers else adata.X
-        return np.asarray(layer[:, col], dtype=np.float64).ravel()
-    raise ItmeInputError(
-        where=f"time_key={time_key!r}",
-        expected="an obs column or a channel (var_names) holding each event's acquisition time",
-        found=f"neither (obs columns {list(adata.obs.columns)})",
-        fix="pass time_key= naming the time channel (e.g. 'Time')",
+    layer = adata.layers["raw"] if "raw" in adata.layers else adata.X
+    return event_times(
+        adata, time_key, layer, fix="pass time_key= naming the time channel (e.g. 'Time')"
     )
 
 
