@@ -249,7 +249,8 @@ def pipeline_config(cohort: Path, out: Path, workers: int, args: argparse.Namesp
 
 def run_pipeline(cohort: Path, work: Path, workers: int, args: argparse.Namespace) -> dict:
     """``itme run --until abundance`` in a child process; its stages, peak RSS, footprint."""
-    out = work / f"run_{'mem' if not workers else f'dask{workers}'}"
+    kill = getattr(args, "kill_worker", None) if workers else None
+    out = work / f"run_{'mem' if not workers else f'dask{workers}'}{'_kill' if kill else ''}"
     shutil.rmtree(out, ignore_errors=True)
     config = pipeline_config(cohort, out, workers, args)
     main = "import sys; from itme.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -267,7 +268,10 @@ def run_pipeline(cohort: Path, work: Path, workers: int, args: argparse.Namespac
     timeline = (work / f"{out.name}.mem.tsv").open("w")
     timeline.write("seconds\tclient_gb\tworkers_gb\tload\n")
     last = 0.0
+    killed = None  # (seconds into the run, pid) of the worker SIGKILLed by --kill-worker
     while proc.poll() is None:
+        if kill and killed is None:
+            killed = kill_worker(proc, out, kill, t0)
         client = children = 0
         for p in [proc, *proc.children(recursive=True)]:
             try:
@@ -313,9 +317,35 @@ def run_pipeline(cohort: Path, work: Path, workers: int, args: argparse.Namespac
         "peak_client_gb": peak_client / 1e9,
         "load_avg": [round(min(load), 1), round(max(load), 1)] if load else None,
     }
+    if kill:
+        result["killed_worker"] = {"stage": kill, "seconds": killed[0] if killed else None}
     if not args.keep_runs:
         shutil.rmtree(out, ignore_errors=True)
     return result
+
+
+def kill_worker(proc: psutil.Process, out: Path, spec: str, t0: float) -> tuple | None:
+    """SIGKILL one dask worker process ``SECONDS`` s into stage ``STAGE`` (``spec`` = STAGE:SECONDS).
+
+    The stage is running once the record of the stage before it is in ``<out>/.itme/``; the
+    worker is the itme process's child started by multiprocessing (not its resource tracker).
+    Returns (seconds into the run, pid) once it has killed, else None.
+    """
+    stage, _, delay = spec.partition(":")
+    before = PIPELINE_STAGES[PIPELINE_STAGES.index(stage) - 1]
+    record = out / ".itme" / f"{before}.json"
+    if not record.exists() or time.time() - record.stat().st_mtime < float(delay or 0):
+        return None
+    for child in proc.children(recursive=True):
+        try:
+            cmd = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "spawn_main" in cmd and "resource_tracker" not in cmd:
+            child.send_signal(9)
+            print(f"killed worker {child.pid} in {stage}", file=sys.stderr, flush=True)
+            return time.perf_counter() - t0, child.pid
+    return None
 
 
 def pipeline_table(results: list[dict]) -> str:
@@ -380,6 +410,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--repeat", type=int, default=1, help="with --pipeline: run the list N times, interleaved"
+    )
+    parser.add_argument(
+        "--kill-worker",
+        metavar="STAGE:SECONDS",
+        help="with --pipeline: SIGKILL a worker SECONDS s into STAGE of each store run "
+        "(its folder gets the suffix _kill; compare its tables with an unkilled run's "
+        "using scripts/compare_runs.py)",
     )
     parser.add_argument("--mode", choices=["mem", "dask"], help=argparse.SUPPRESS)
     parser.add_argument("--cohort", help=argparse.SUPPRESS)
