@@ -49,8 +49,10 @@ __all__ = [
     "lazy_beads",
     "lazy_compensation",
     "lazy_drift",
+    "lazy_time_column",
     "rebuild",
     "runs",
+    "time_column",
 ]
 
 
@@ -158,23 +160,37 @@ def bead_params(adata: AnnData) -> dict[str, Any]:
         "bead_times": [table["time"].to_numpy(np.float64)[ids == n] for n in names],
         "bead_slopes": [table["factor"].to_numpy(np.float64)[ids == n] for n in names],
         "columns": adata.var_names.get_indexer([str(c) for c in info["channels"]]),
-        "time": _time_column(adata, str(info["time_key"])),
+        "time": lazy_time_column(adata, str(info["time_key"])),
     }
 
 
-def _time_column(adata: AnnData, time_key: str) -> int:
-    """The column of the time channel ``time_key`` (var name or ``var["channel"]``)."""
+def time_column(adata: AnnData, time_key: str) -> int | None:
+    """The column of the channel ``time_key`` (var name or ``var["channel"]``), or None."""
     names = list(map(str, adata.var_names))
     chans = adata.var["channel"].astype(str).tolist() if "channel" in adata.var else names
     for i, (n, c) in enumerate(zip(names, chans, strict=True)):
         if time_key in (n, c):
             return i
-    raise ItmeInputError(
-        where=f"time_key={time_key!r}",
-        expected="a channel holding the acquisition time (lazy data read it blockwise)",
-        found="no such channel" + (" (an obs column)" if time_key in adata.obs else ""),
-        fix="Keep the time as a channel of the cohort store",
-    )
+    return None
+
+
+def lazy_time_column(adata: AnnData, time_key: str) -> int:
+    """:func:`time_column`, which lazy data need (an ``obs`` column is not read blockwise).
+
+    Raises
+    ------
+    ItmeInputError
+        No channel ``time_key``.
+    """
+    column = time_column(adata, time_key)
+    if column is None:
+        raise ItmeInputError(
+            where=f"time_key={time_key!r}",
+            expected="a channel holding the acquisition time (lazy data read it blockwise)",
+            found="no such channel" + (" (an obs column)" if time_key in adata.obs else ""),
+            fix="Keep the time as a channel of the cohort store",
+        )
+    return column
 
 
 def _rows(block_info: dict) -> tuple[int, int]:
@@ -235,16 +251,9 @@ def lazy_drift(adata: AnnData, X: Any) -> Any:
     p = drift_params(adata)
     if not p["centres"]:
         return X
-    if p["time_key"] not in adata.var_names:
-        raise ItmeInputError(
-            where=f"time_key={p['time_key']!r}",
-            expected="a channel holding the acquisition time (lazy data read it blockwise)",
-            found="an obs column",
-            fix="Keep the time as a channel of the cohort store",
-        )
+    column = lazy_time_column(adata, p["time_key"])
     X = _one_column_chunk(X)
-    raw = adata.layers["raw"]
-    t = raw[:, [adata.var_names.get_loc(p["time_key"])]].rechunk({0: X.chunks[0]})
+    t = adata.layers["raw"][:, [column]].rechunk({0: X.chunks[0]})
     starts, values = runs(p["which"])
     return da.map_blocks(
         _drift_kernel, X, t, dtype=np.float32, chunks=X.chunks, meta=np.empty((0, 0), np.float32),

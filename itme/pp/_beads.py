@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from itme._chain import _time_column, lazy_beads
+from itme._chain import lazy_beads, lazy_time_column
 from itme._dask import is_lazy, per_sample
 from itme.core.batch.beads import bead_factors, trim_beads
 from itme.core.clean.steps import GATING_COFACTOR, STEPS, gate_sample, gates_for_roles
@@ -184,7 +184,7 @@ def normalize_beads(
             "uns['compensation'] exists: on lazy data (a cohort store) normalise the beads "
             "before compensating, the order in which the store's counts are recomputed"
         )
-    time_col = _time_column(adata, time_key) if on_store else None
+    time_col = lazy_time_column(adata, time_key) if on_store else None
     if copy:
         adata = adata.copy()
     raw_is_x = "raw" not in adata.layers or adata.layers["raw"] is adata.X
