@@ -372,8 +372,8 @@ def open_store(store: str | PathLike[str]) -> AnnData:
     ``layers["raw"]`` = a dask array over ``layers/raw`` (one dask block per zarr chunk),
     bead-normalised and compensated by ``uns["bead_normalization"]`` and
     ``uns["compensation"]`` when they were stored (:func:`itme._chain.counts`; the store's
-    ``layers/raw`` keeps the counts as read). When ``uns["arcsinh"]`` was stored, ``X`` is the lazy transform of ``layers["raw"]``,
-    followed by the drift and batch corrections of ``uns["drift"]`` and
+    ``layers/raw`` keeps the counts as read). When ``uns["arcsinh"]`` was stored, ``X`` is
+    the lazy transform of ``layers["raw"]``, followed by the drift and batch corrections of ``uns["drift"]`` and
     ``uns["batch_correction"]`` when they were stored (:func:`itme._chain.rebuild`).
     ``obs_names`` are the events' rows (a ``pd.RangeIndex``), not the names on disk: no
     Python string per event is held (``anndata.read_zarr`` reads the names).
