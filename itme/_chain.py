@@ -1,9 +1,14 @@
-"""``X`` of a lazy cohort: arcsinh → drift → batch correction, recomputed block by block.
+"""``X`` of a lazy cohort: beads → compensation → arcsinh → drift → batch correction.
 
-A cohort store keeps the raw counts once (:mod:`itme.io._store`); the transformed and
-corrected matrix is never written. What turns raw counts into ``X`` is a chain of per-event
-functions whose fitted parameters are small and live in ``uns``:
+A cohort store keeps the raw counts once, as read from the FCS files (:mod:`itme.io._store`);
+the normalised, transformed and corrected matrices are never written. What turns the stored
+counts into ``layers["raw"]`` (:func:`counts`) and then into ``X`` (:func:`rebuild`) is a
+chain of per-event functions whose fitted parameters are small and live in ``uns``:
 
+0. ``uns["bead_normalization"]``: each file's bead factors over acquisition time
+   (:func:`itme.core.batch.beads.scale_block`; ``pp.normalize_beads``), then
+   ``uns["compensation"]``: the spillover matrix (:func:`itme.core.compensate.compensate_block`;
+   ``pp.compensate``), in the ingest stage's order;
 1. ``uns["arcsinh"]``: ``arcsinh(raw / cofactor)`` (:func:`itme.core.transform.arcsinh_block`);
 2. ``uns["drift"]``: each drifting file's curve over acquisition time
    (:func:`itme.core.batch.drift.drift_block`; the time read from ``layers["raw"]``);
@@ -27,19 +32,27 @@ import pandas as pd
 from anndata import AnnData
 
 from itme._dask import is_lazy, map_rows
+from itme.core.batch.beads import scale_block
 from itme.core.batch.drift import drift_block
 from itme.core.batch.passes import aligned_weights, correct_block
+from itme.core.compensate import compensate_block
 from itme.core.transform import arcsinh_block
 from itme.errors import ItmeInputError
 
 __all__ = [
     "batch_params",
+    "bead_params",
+    "counts",
     "drift_params",
     "expand",
     "lazy_batch",
+    "lazy_beads",
+    "lazy_compensation",
     "lazy_drift",
+    "lazy_time_column",
     "rebuild",
     "runs",
+    "time_column",
 ]
 
 
@@ -123,6 +136,63 @@ def batch_params(adata: AnnData) -> dict[str, Any]:
     }
 
 
+def bead_params(adata: AnnData) -> dict[str, Any]:
+    """The bead normalisation of ``uns["bead_normalization"]`` as the arguments of ``scale_block``.
+
+    Returns
+    -------
+    dict
+        ``which`` (each event's normalised file, -1: none), ``bead_times`` and
+        ``bead_slopes`` (one array per normalised file), ``columns`` (the scaled channels),
+        ``time`` (the column of the time channel).
+
+    Raises
+    ------
+    ItmeInputError
+        The time is not a channel (an ``obs`` column is not read blockwise).
+    """
+    info = adata.uns["bead_normalization"]
+    table = info["factors"]
+    ids = table["sample_id"].astype(str).to_numpy()
+    names = list(dict.fromkeys(ids))
+    return {
+        "which": _codes(adata.obs, str(info["sample_key"]), names),
+        "bead_times": [table["time"].to_numpy(np.float64)[ids == n] for n in names],
+        "bead_slopes": [table["factor"].to_numpy(np.float64)[ids == n] for n in names],
+        "columns": adata.var_names.get_indexer([str(c) for c in info["channels"]]),
+        "time": lazy_time_column(adata, str(info["time_key"])),
+    }
+
+
+def time_column(adata: AnnData, time_key: str) -> int | None:
+    """The column of the channel ``time_key`` (var name or ``var["channel"]``), or None."""
+    names = list(map(str, adata.var_names))
+    chans = adata.var["channel"].astype(str).tolist() if "channel" in adata.var else names
+    for i, (n, c) in enumerate(zip(names, chans, strict=True)):
+        if time_key in (n, c):
+            return i
+    return None
+
+
+def lazy_time_column(adata: AnnData, time_key: str) -> int:
+    """:func:`time_column`, which lazy data need (an ``obs`` column is not read blockwise).
+
+    Raises
+    ------
+    ItmeInputError
+        No channel ``time_key``.
+    """
+    column = time_column(adata, time_key)
+    if column is None:
+        raise ItmeInputError(
+            where=f"time_key={time_key!r}",
+            expected="a channel holding the acquisition time (lazy data read it blockwise)",
+            found="no such channel" + (" (an obs column)" if time_key in adata.obs else ""),
+            fix="Keep the time as a channel of the cohort store",
+        )
+    return column
+
+
 def _rows(block_info: dict) -> tuple[int, int]:
     a, b = block_info[0]["array-location"][0]
     return int(a), int(b)
@@ -143,6 +213,14 @@ def _batch_kernel(
     out = np.array(x, dtype=np.float32, order="C")
     correct_block(out, batch=expand(starts, values, *_rows(block_info)), **params)
     return out
+
+
+def _beads_kernel(
+    x: np.ndarray, *, starts: np.ndarray, values: np.ndarray, time: int, block_info=None,
+    **params: Any,
+) -> np.ndarray:  # fmt: skip
+    which = expand(starts, values, *_rows(block_info))
+    return scale_block(x, x[:, time], which, **params)
 
 
 def _one_column_chunk(X: Any) -> Any:
@@ -173,16 +251,9 @@ def lazy_drift(adata: AnnData, X: Any) -> Any:
     p = drift_params(adata)
     if not p["centres"]:
         return X
-    if p["time_key"] not in adata.var_names:
-        raise ItmeInputError(
-            where=f"time_key={p['time_key']!r}",
-            expected="a channel holding the acquisition time (lazy data read it blockwise)",
-            found="an obs column",
-            fix="Keep the time as a channel of the cohort store",
-        )
+    column = lazy_time_column(adata, p["time_key"])
     X = _one_column_chunk(X)
-    raw = adata.layers["raw"]
-    t = raw[:, [adata.var_names.get_loc(p["time_key"])]].rechunk({0: X.chunks[0]})
+    t = adata.layers["raw"][:, [column]].rechunk({0: X.chunks[0]})
     starts, values = runs(p["which"])
     return da.map_blocks(
         _drift_kernel, X, t, dtype=np.float32, chunks=X.chunks, meta=np.empty((0, 0), np.float32),
@@ -215,13 +286,87 @@ def lazy_batch(adata: AnnData, X: Any) -> Any:
     )  # fmt: skip
 
 
+def lazy_beads(adata: AnnData, raw: Any) -> Any:
+    """``raw`` (a dask array of counts) normalised by ``uns["bead_normalization"]``, lazily.
+
+    Parameters
+    ----------
+    adata
+        The lazy AnnData (``obs``, ``var``, ``uns["bead_normalization"]`` with ``factors``).
+    raw
+        Its raw counts (dask), the time channel among them.
+
+    Returns
+    -------
+    The normalised dask array (float32; ``raw`` itself when no file was normalised).
+    """
+    import dask.array as da
+
+    p = bead_params(adata)
+    if not p["bead_times"]:
+        return raw
+    starts, values = runs(p.pop("which"))
+    raw = _one_column_chunk(raw)
+    return da.map_blocks(
+        _beads_kernel, raw, dtype=np.float32, chunks=raw.chunks,
+        meta=np.empty((0, 0), np.float32), starts=starts, values=values, **p,
+    )  # fmt: skip
+
+
+def lazy_compensation(adata: AnnData, raw: Any) -> Any:
+    """``raw`` (a dask array of counts) compensated by ``uns["compensation"]``, lazily.
+
+    Parameters
+    ----------
+    adata
+        The lazy AnnData (``var``, ``uns["compensation"]``: ``channels``, ``matrix``,
+        ``method``).
+    raw
+        Its counts (dask).
+
+    Returns
+    -------
+    The compensated dask array (float32).
+    """
+    info = adata.uns["compensation"]
+    columns = adata.var_names.get_indexer([str(c) for c in info["channels"]])
+    spill = np.asarray(info["matrix"], dtype=np.float64)
+    return map_rows(compensate_block, raw, columns, spill, str(info["method"]),
+                    dtype=np.float32, columns_out=raw.shape[1])  # fmt: skip
+
+
+def counts(adata: AnnData) -> Any:
+    """The counts of a lazy AnnData: ``layers["raw"]`` normalised and compensated per ``uns``.
+
+    Parameters
+    ----------
+    adata
+        An AnnData whose ``layers["raw"]`` is a dask array of the counts as read from the
+        FCS files (a cohort store).
+
+    Returns
+    -------
+    The dask array ``layers["raw"]``, then bead-normalised (``uns["bead_normalization"]``)
+    and compensated (``uns["compensation"]``) when present, in the ingest stage's order.
+    """
+    raw = adata.layers["raw"]
+    if not is_lazy(raw):
+        return raw
+    if "bead_normalization" in adata.uns:
+        raw = lazy_beads(adata, raw)
+    if "compensation" in adata.uns:
+        raw = lazy_compensation(adata, raw)
+    return raw
+
+
 def rebuild(adata: AnnData) -> Any:
     """``X`` of a lazy AnnData recomputed from ``layers["raw"]`` and the steps in ``uns``.
 
     Parameters
     ----------
     adata
-        An AnnData whose ``layers["raw"]`` is a dask array (a cohort store).
+        An AnnData whose ``layers["raw"]`` is a dask array (a cohort store; bead-normalised
+        and compensated already, :func:`counts`).
 
     Returns
     -------

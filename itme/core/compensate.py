@@ -33,6 +33,7 @@ import numpy as np
 from scipy.optimize import nnls as _scipy_nnls
 
 __all__ = [
+    "compensate_block",
     "compensate_flow",
     "compensate_nnls",
     "estimate_spillover",
@@ -72,6 +73,40 @@ def spill_targets(
         delta = m[None, :] - m[:, None]
         out = np.isin(delta, MASS_OFFSETS) | (el[:, None] == el[None, :])
     np.fill_diagonal(out, False)
+    return out
+
+
+#: events compensated per call of the solver (bounds the float64 temporaries)
+BLOCK_ROWS = 65536
+
+
+def compensate_block(
+    block: np.ndarray, columns: np.ndarray, spillover: np.ndarray, method: str
+) -> np.ndarray:
+    """Compensate the ``columns`` of a block of events; the other columns are copied.
+
+    The kernel of ``pp.compensate``, in memory and on a cohort store (one call per block).
+
+    Parameters
+    ----------
+    block
+        Counts, events × all channels.
+    columns
+        The columns of ``block`` that ``spillover``'s rows and columns are, in its order.
+    spillover
+        ``(p, p)`` spillover matrix of those columns.
+    method
+        ``"flow"`` (:func:`compensate_flow`) or ``"nnls"`` (:func:`compensate_nnls`).
+
+    Returns
+    -------
+    A new float32 array, the shape of ``block``.
+    """
+    out = np.array(block, dtype=np.float32)
+    solve = compensate_flow if method == "flow" else compensate_nnls
+    for start in range(0, out.shape[0], BLOCK_ROWS):
+        rows = slice(start, start + BLOCK_ROWS)
+        out[rows, columns] = solve(np.asarray(block[rows][:, columns], dtype=np.float64), spillover)
     return out
 
 

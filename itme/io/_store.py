@@ -39,7 +39,7 @@ import pandas as pd
 from anndata import AnnData
 
 from itme._adata import by_position
-from itme._chain import rebuild
+from itme._chain import counts, rebuild
 from itme.errors import ItmeInputError
 
 __all__ = ["open_store", "update_store"]
@@ -369,9 +369,11 @@ def open_store(store: str | PathLike[str]) -> AnnData:
     Returns
     -------
     AnnData with ``obs``, ``var``, ``obsm`` and ``uns`` read from the store and ``X`` =
-    ``layers["raw"]`` = a dask array over ``layers/raw`` (one dask block per zarr chunk).
-    When ``uns["arcsinh"]`` was stored, ``X`` is the lazy transform of ``layers["raw"]``,
-    followed by the drift and batch corrections of ``uns["drift"]`` and
+    ``layers["raw"]`` = a dask array over ``layers/raw`` (one dask block per zarr chunk),
+    bead-normalised and compensated by ``uns["bead_normalization"]`` and
+    ``uns["compensation"]`` when they were stored (:func:`itme._chain.counts`; the store's
+    ``layers/raw`` keeps the counts as read). When ``uns["arcsinh"]`` was stored, ``X`` is
+    the lazy transform of ``layers["raw"]``, followed by the drift and batch corrections of ``uns["drift"]`` and
     ``uns["batch_correction"]`` when they were stored (:func:`itme._chain.rebuild`).
     ``obs_names`` are the events' rows (a ``pd.RangeIndex``), not the names on disk: no
     Python string per event is held (``anndata.read_zarr`` reads the names).
@@ -418,7 +420,9 @@ def _lazy(path: Path, group: Any, obs: pd.DataFrame) -> AnnData:
     obsm = {k: read_elem(group["obsm"][k]) for k in group["obsm"]} if "obsm" in group else {}
     adata = by_position(obs, var=var, uns=uns, obsm=obsm)
     adata.layers["raw"] = raw
-    # transformed (and drift- or batch-corrected) before it was stored: again, lazily
+    # bead-normalised and compensated, transformed, drift- or batch-corrected before it was
+    # stored: again, lazily (the stored counts stay as read from the FCS files)
+    adata.layers["raw"] = counts(adata)
     adata.X = rebuild(adata)
     adata.uns["store"] = str(path)
     return adata

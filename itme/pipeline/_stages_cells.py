@@ -30,7 +30,6 @@ from itme.pipeline._config import Clean as CleanSection
 from itme.pipeline._runner import Context
 from itme.pipeline._stages_batch import events_path, label_diagnostics
 from itme.pipeline._stages_store import (
-    check_ingest,
     ingest_store,
     keys_before,
     on_store,
@@ -94,15 +93,18 @@ def ingest(ctx: Context) -> dict[str, Any]:
         "antigen_aliases": c.ingest.antigen_aliases,
         "missing_markers": c.ingest.missing_markers,
     }
-    if on_store(c):
-        check_ingest(c)
-        cells = ingest_store(ctx, **options)
-    else:
-        cells = io.read_cohort(c.inputs.samples, c.inputs.panel, **options)
+
+    def preprocess(cells: ad.AnnData) -> None:  # lazily on the store (parameters in uns)
         if c.ingest.beads != "none":
             pp.normalize_beads(cells, baseline=c.ingest.beads)
         if c.inputs.spillover is not None and c.ingest.compensation != "none":
             pp.compensate(cells, spillover=c.inputs.spillover, method=c.ingest.compensation)
+
+    if on_store(c):
+        cells = ingest_store(ctx, preprocess, **options)
+    else:
+        cells = io.read_cohort(c.inputs.samples, c.inputs.panel, **options)
+        preprocess(cells)
         ctx.h5ad(cells, "work", "ingest.h5ad")
     files = cells.uns["io"]["files"]
     return {"files": len(files), "events": int(cells.n_obs), "channels": int(cells.n_vars)}

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ from anndata import AnnData
 
 from itme import io
 from itme._chain import rebuild
-from itme.errors import ItmeParameterError, ItmeStateError
+from itme.errors import ItmeStateError
 from itme.pipeline._config import Config
 from itme.pipeline._runner import Context
 
@@ -100,44 +101,20 @@ def _write_record(ctx: Context, stage: str, record: dict[str, Any]) -> None:
     ctx.json(record, *RECORDS, f"{stage}.json")
 
 
-def check_ingest(config: Config) -> None:
-    """Refuse bead normalisation or compensation on the store path, before converting files.
-
-    Both rewrite the raw counts, which the store keeps as read from the FCS files.
-
-    Raises
-    ------
-    ItmeParameterError
-        ``ingest.beads`` is not ``none``, or ``inputs.spillover`` is given with
-        ``ingest.compensation`` not ``none``.
-    """
-    fix = (
-        "Normalise or compensate the FCS files first, or run in memory (compute.backend: "
-        "memory, without --scheduler)"
-    )
-    if config.ingest.beads != "none":
-        raise ItmeParameterError(
-            "ingest.beads",
-            "none on the store path (compute:): pp.normalize_beads rewrites the raw counts",
-            config.ingest.beads,
-            fix=fix,
-        )
-    if config.inputs.spillover is not None and config.ingest.compensation != "none":
-        raise ItmeParameterError(
-            "ingest.compensation",
-            "none on the store path (compute:): pp.compensate rewrites the raw counts",
-            config.ingest.compensation,
-            fix=fix,
-        )
-
-
-def ingest_store(ctx: Context, **read_kwargs: Any) -> AnnData:
+def ingest_store(
+    ctx: Context, preprocess: Callable[[AnnData], None], **read_kwargs: Any
+) -> AnnData:
     """io.read_cohort into a new ``cells.zarr`` of the run (an existing one is replaced).
 
     Parameters
     ----------
     ctx
         The ingest stage's context.
+    preprocess
+        Bead normalisation and compensation of the lazily opened cohort (as in memory):
+        they record their parameters in ``uns`` and the obs column ``is_bead``, which are
+        written to the store; its counts stay as read (:func:`itme.io.open_store`
+        recomputes the normalised, compensated counts from ``uns``).
     **read_kwargs
         Keyword arguments of :func:`itme.io.read_cohort` (besides the sheet and panel).
 
@@ -157,6 +134,12 @@ def ingest_store(ctx: Context, **read_kwargs: Any) -> AnnData:
         chunk_rows=c.compute.chunk_rows,
         **read_kwargs,
     )
+    before = _keys(cells)
+    preprocess(cells)
+    added = _keys(cells)
+    if added != before:
+        new_obs = [c for c in added["obs"] if c not in before["obs"]]
+        io.update_store(cells, store=store, obs=new_obs, obsm=[])
     # the matrix's metadata, written once: a store removed or replaced reruns ingest
     ctx.record(store / "layers" / "raw" / "zarr.json")
     _write_record(ctx, "ingest", {**_keys(cells), "events": int(cells.n_obs)})

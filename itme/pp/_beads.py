@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from itme._chain import lazy_beads, lazy_time_column
+from itme._dask import is_lazy, per_sample
 from itme.core.batch.beads import bead_factors, trim_beads
 from itme.core.clean.steps import GATING_COFACTOR, STEPS, gate_sample, gates_for_roles
 from itme.core.transform import arcsinh_values
@@ -98,21 +100,29 @@ def normalize_beads(
     ``None``, or the copy when ``copy=True``. Writes:
 
     - ``layers["raw"]``: a new float32 array, every metal channel multiplied by the event's
-      factor (and ``X``, when ``X`` held the raw counts).
+      factor (and ``X``, when ``X`` held the raw counts). On lazy data (a cohort store) a
+      lazy dask array, :func:`itme._chain.lazy_beads` of ``uns``, which
+      :func:`itme.io.open_store` applies again to the stored counts (they are not
+      rewritten); the beads are found by one dask task per sample, and the factors'
+      spread (``samples``) by a second one reading the time channel.
     - ``obs["is_bead"]``: bool, the event is a bead (removed later by :func:`itme.pp.clean`).
     - ``uns["bead_normalization"]``: ``bead_channels`` (var names), ``bead_metals``,
       ``absent`` (bead metals not in the data), ``channels`` (the var names scaled),
       ``baseline`` (``"sample"``, ``"cohort"`` or ``"given"``), ``baseline_values``
       (DataFrame: sample_id, then one column per bead channel), ``time_key``,
       ``sample_key``, ``window``, ``trim``, ``factor``, ``samples`` (DataFrame: sample_id, n_events,
-      n_beads, n_beads_used, factor_min, factor_median, factor_max, note).
+      n_beads, n_beads_used, factor_min, factor_median, factor_max, note), ``factors``
+      (DataFrame: sample_id, time, factor: the factor at each bead used, per normalised
+      sample in time order; every event's factor is their linear interpolation at its time).
 
     Raises
     ------
     ItmeStateError
-        ``X`` was transformed already, or the beads were normalised already.
+        ``X`` was transformed already, or the beads were normalised already; on lazy data,
+        the counts were compensated already.
     ItmeInputError
-        No Ce140 channel; no time; no sample with beads. A sample without beads (fewer than
+        No Ce140 channel; no time (on lazy data the time must be a channel); no sample with
+        beads. A sample without beads (fewer than
         3) among samples with beads is left unnormalised with an
         :class:`~itme.errors.ItmeInputWarning` (``note`` in ``samples``).
     ItmeParameterError
@@ -168,54 +178,57 @@ def normalize_beads(
     bead_cols = [metals[m] for m in present]
     scaled = np.array(sorted(metals.values()), dtype=np.intp)
 
+    on_store = is_lazy(adata.layers["raw"] if "raw" in adata.layers else adata.X)
+    if on_store and "compensation" in adata.uns:
+        raise ItmeStateError(
+            "uns['compensation'] exists: on lazy data (a cohort store) normalise the beads "
+            "before compensating, the order in which the store's counts are recomputed"
+        )
+    time_col = lazy_time_column(adata, time_key) if on_store else None
     if copy:
         adata = adata.copy()
     raw_is_x = "raw" not in adata.layers or adata.layers["raw"] is adata.X
-    raw = dense_raw(adata)
-    times = event_times(
-        adata,
-        time_key,
-        raw,
-        fix="Pass time_key= naming the time channel; bead normalisation needs the time",
-    )
+    lazy = (adata.layers["raw"] if "raw" in adata.layers else adata.X) if on_store else None
+    raw = lazy if lazy is not None else dense_raw(adata)
+    fix = "Pass time_key= naming the time channel; bead normalisation needs the time"
+    times = event_times(adata, time_key, raw, fix=fix) if lazy is None else None
     samples = sample_rows(adata, sample_key)
     gates = gates_for_roles({_BEAD.all_of: [(c, names[c]) for c in bead_cols]}, [_BEAD.name])
     options = {
+        "gates": gates,
+        "bead_cols": bead_cols,
+        "trim": float(trim),
+        "time_col": time_col,
         "cofactor": GATING_COFACTOR,
         "k": {_BEAD.name: _BEAD.k},
         "min_delta": {_BEAD.name: _BEAD.min_delta},
     }
+    if lazy is not None:  # one task per sample on the dask cluster, same kernel
+        found = per_sample(_sample_beads, lazy, [rows for _, rows in samples], **options)
+    else:
+        found = [_sample_beads(raw[rows], **options) for _, rows in samples]
     is_bead = np.zeros(adata.n_obs, dtype=bool)
-    used: list[tuple[str, slice | np.ndarray, np.ndarray]] = []
-    for sample_id, rows in samples:
-        n = n_rows(rows)
-        result = gate_sample(loader(raw, rows), n, gates, **options)
-        found = result.codes != 0
-        is_bead[rows] = found
-        bead_rows = np.arange(n)[found]
-        if bead_rows.size:
-            values = np.asarray(raw[rows][bead_rows][:, bead_cols], dtype=np.float64)
-            keep = trim_beads(arcsinh_values(values, GATING_COFACTOR), float(trim))
-            bead_rows = bead_rows[keep]
-        used.append((sample_id, rows, bead_rows))
+    per_sample_values, bead_times = {}, {}
+    for (sample_id, rows), (mask, kept, values, t_beads) in zip(samples, found, strict=True):
+        is_bead[rows] = mask
+        per_sample_values[sample_id] = values
+        bead_times[sample_id] = t_beads if times is None else times[rows][kept]
 
-    per_sample = {
-        sid: np.asarray(raw[rows][b][:, bead_cols], dtype=np.float64) for sid, rows, b in used
-    }
     if given is not None:
         kind = "given"
     elif baseline == "cohort":
         kind = "cohort"
-        pooled = [v for v in per_sample.values() if len(v)]
+        pooled = [v for v in per_sample_values.values() if len(v)]
         given = np.concatenate(pooled).mean(axis=0) if pooled else None
     else:
         kind = "sample"
-    new = np.array(raw, dtype=np.float32)
-    rows_out, base_rows = [], []
-    for sample_id, rows, bead_rows in used:
+    new = None if lazy is not None else np.array(raw, dtype=np.float32)
+    rows_out, base_rows, curves = [], [], []
+    stats_of: list[tuple[int, slice | np.ndarray, np.ndarray, np.ndarray]] = []
+    for sample_id, rows in samples:
         n = n_rows(rows)
-        values = per_sample[sample_id]
-        note = ""
+        values = per_sample_values[sample_id]
+        n_beads = int(is_bead[rows].sum())
         base = given if given is not None else (values.mean(axis=0) if len(values) else None)
         if len(values) < _MIN_BEADS or base is None:
             problem = ItmeInputError(
@@ -225,49 +238,44 @@ def normalize_beads(
                 f"{', '.join(names[c] for c in bead_cols)}",
                 fix="Normalise only files acquired with beads, or leave bead normalisation off",
             )
-            if not any(len(v) >= _MIN_BEADS for v in per_sample.values()):
+            if not any(len(v) >= _MIN_BEADS for v in per_sample_values.values()):
                 raise problem
             warnings.warn(f"{problem}; this sample is left unnormalised", ItmeInputWarning,
                           stacklevel=2)  # fmt: skip
-            rows_out.append(
-                {
-                    "sample_id": str(sample_id),
-                    "n_events": n,
-                    "n_beads": int(is_bead[rows].sum()),
-                    "n_beads_used": len(values),
-                    "factor_min": 1.0,
-                    "factor_median": 1.0,
-                    "factor_max": 1.0,
-                    "note": "too few beads: not normalised",
-                }
-            )
+            rows_out.append(_row(sample_id, n, n_beads, len(values), (1.0, 1.0, 1.0),
+                                 "too few beads: not normalised"))  # fmt: skip
             base_rows.append({"sample_id": str(sample_id), **dict.fromkeys(present, np.nan)})
             continue
-        t = times[rows]
-        factors, _ = bead_factors(values, t[bead_rows], base, t, window=int(window), combine=factor)
-        block = new[rows]
-        block[:, scaled] *= factors.astype(np.float32)[:, None]
-        new[rows] = block
+        t_beads = bead_times[sample_id]
+        t_events = times[rows] if times is not None else np.empty(0)
+        factors, slopes = bead_factors(values, t_beads, base, t_events, window=int(window),
+                                       combine=factor)  # fmt: skip
+        t_sorted = np.sort(t_beads, kind="stable")
+        curves.append(pd.DataFrame({"sample_id": str(sample_id), "time": t_sorted,
+                                    "factor": slopes}))  # fmt: skip
+        if new is not None:
+            block = new[rows]
+            block[:, scaled] *= factors.astype(np.float32)[:, None]
+            new[rows] = block
+        else:  # the factors at the events: a second task per sample, reading the time
+            stats_of.append((len(rows_out), rows, t_sorted, slopes))
+        note = ""
         if len(values) < int(window):
             note = f"{len(values)} beads, fewer than the window ({int(window)}): one window"
-        rows_out.append(
-            {
-                "sample_id": str(sample_id),
-                "n_events": n,
-                "n_beads": int(is_bead[rows].sum()),
-                "n_beads_used": len(values),
-                "factor_min": float(factors.min()),
-                "factor_median": float(np.median(factors)),
-                "factor_max": float(factors.max()),
-                "note": note,
-            }
-        )
+        spread = _spread(factors) if new is not None else (np.nan, np.nan, np.nan)
+        rows_out.append(_row(sample_id, n, n_beads, len(values), spread, note))
         base_rows.append(
             {"sample_id": str(sample_id), **dict(zip(present, map(float, base), strict=True))}
         )
-    adata.layers["raw"] = new
-    if raw_is_x:
-        adata.X = new
+    if stats_of:
+        spreads = per_sample(
+            _factor_spread, lazy, [r for _, r, _, _ in stats_of], time_col=time_col,
+            per_call=[{"bead_times": t, "bead_slopes": f} for _, _, t, f in stats_of],
+        )  # fmt: skip
+        for (i, *_), spread in zip(stats_of, spreads, strict=True):
+            rows_out[i].update(
+                zip(("factor_min", "factor_median", "factor_max"), spread, strict=True)
+            )
     adata.obs["is_bead"] = is_bead
     table = pd.DataFrame(rows_out)
     adata.uns["bead_normalization"] = {
@@ -283,7 +291,14 @@ def normalize_beads(
         "trim": float(trim),
         "factor": factor,
         "samples": table,
+        "factors": _factors_table(curves),
     }
+    if new is not None:
+        adata.layers["raw"] = new
+    else:  # the kernel of a cohort store's counts, from uns (itme._chain)
+        adata.layers["raw"] = lazy_beads(adata, lazy)
+    if raw_is_x:
+        adata.X = adata.layers["raw"]
     logger.info(
         "normalize_beads (%s baseline): %d beads in %d samples (factors %.3g-%.3g), "
         "%d channels scaled, in %.2f s",
@@ -296,3 +311,52 @@ def normalize_beads(
         _time.perf_counter() - start,
     )
     return adata if copy else None
+
+
+def _sample_beads(
+    block: np.ndarray, *, gates: dict, bead_cols: list[int], trim: float, time_col: int | None,
+    **options: object,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:  # fmt: skip
+    """One sample's beads (a numpy block; the per-sample task of the lazy path).
+
+    Returns the bead gate's mask, the rows of the beads kept by the trim, their values in
+    the bead channels and, with ``time_col``, their times.
+    """
+    n = block.shape[0]
+    mask = gate_sample(loader(block, slice(0, n)), n, gates, **options).codes != 0
+    rows = np.flatnonzero(mask)
+    values = np.asarray(block[rows][:, bead_cols], dtype=np.float64)
+    if rows.size:
+        keep = trim_beads(arcsinh_values(values, GATING_COFACTOR), trim)
+        rows, values = rows[keep], values[keep]
+    times = None if time_col is None else np.asarray(block[rows, time_col], dtype=np.float64)
+    return mask, rows, values, times
+
+
+def _factor_spread(
+    block: np.ndarray, *, time_col: int, bead_times: np.ndarray, bead_slopes: np.ndarray
+) -> tuple[float, float, float]:
+    """Min, median and max factor over one sample's events (its time channel in ``block``)."""
+    return _spread(np.interp(np.asarray(block[:, time_col], np.float64), bead_times, bead_slopes))
+
+
+def _spread(factors: np.ndarray) -> tuple[float, float, float]:
+    return float(factors.min()), float(np.median(factors)), float(factors.max())
+
+
+def _row(sample_id: str, n: int, n_beads: int, used: int, spread: tuple, note: str) -> dict:
+    """A row of ``uns["bead_normalization"]["samples"]``."""
+    low, mid, high = spread
+    return {"sample_id": str(sample_id), "n_events": n, "n_beads": n_beads,
+            "n_beads_used": used, "factor_min": low, "factor_median": mid,
+            "factor_max": high, "note": note}  # fmt: skip
+
+
+def _factors_table(curves: list[pd.DataFrame]) -> pd.DataFrame:
+    """The factor at every bead used, per sample in time order (``uns`` ``factors``)."""
+    if not curves:
+        return pd.DataFrame({"sample_id": pd.Categorical([]), "time": [], "factor": []})
+    table = pd.concat(curves, ignore_index=True)
+    table["sample_id"] = pd.Categorical(table["sample_id"],
+                                        categories=list(dict.fromkeys(table["sample_id"])))  # fmt: skip
+    return table

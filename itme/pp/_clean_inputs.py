@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from itme._chain import time_column
 from itme.core.clean.channels import ROLES, detect_roles
 from itme.core.clean.steps import STEPS, GateSpec
 from itme.errors import ItmeInputError, ItmeParameterError
@@ -250,11 +251,9 @@ def event_times(adata: AnnData, time_key: str, matrix: np.ndarray, *, fix: str) 
     """
     if time_key in adata.obs:
         return np.asarray(adata.obs[time_key], dtype=np.float64)
-    names = list(map(str, adata.var_names))
-    chans = adata.var["channel"].astype(str).tolist() if "channel" in adata.var else names
-    for i, (n, c) in enumerate(zip(names, chans, strict=True)):
-        if time_key in (n, c):
-            return np.asarray(matrix[:, i], dtype=np.float64).ravel()
+    column = time_column(adata, time_key)
+    if column is not None:
+        return np.asarray(matrix[:, column], dtype=np.float64).ravel()
     raise ItmeInputError(
         where=f"time_key={time_key!r}",
         expected="an obs column or a channel holding each event's acquisition time",

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from itme._dask import is_lazy, map_rows
-from itme.core.compensate import compensate_flow, compensate_nnls
+from itme._chain import lazy_compensation
+from itme._dask import is_lazy
+from itme.core.compensate import compensate_block
 from itme.errors import ItmeInputError, ItmeInputWarning, ItmeParameterError, ItmeStateError
 from itme.io import metal_columns, read_spillover
 from itme.pp._clean_inputs import dense_raw
@@ -22,26 +23,12 @@ __all__ = ["compensate"]
 
 logger = logging.getLogger(__name__)
 
-#: events compensated per block (bounds the float64 temporaries)
-_BLOCK = 65536
-
 
 def _metals_of(adata: AnnData) -> dict[str, int]:
     """Metal → column of the channels of ``adata`` (``var["channel"]``, else the var names)."""
     names = list(map(str, adata.var_names))
     chans = adata.var["channel"].astype(str).tolist() if "channel" in adata.var else None
     return metal_columns(names, channels=chans)
-
-
-def _kernel(block: np.ndarray, columns: np.ndarray, spill: np.ndarray, method: str) -> np.ndarray:
-    """Compensate the ``columns`` of one block of events; the other columns are copied."""
-    out = np.array(block, dtype=np.float32)
-    for start in range(0, out.shape[0], _BLOCK):
-        rows = slice(start, start + _BLOCK)
-        sub = np.asarray(block[rows][:, columns], dtype=np.float64)
-        fixed = compensate_flow(sub, spill) if method == "flow" else compensate_nnls(sub, spill)
-        out[rows, columns] = fixed
-    return out
 
 
 def compensate(
@@ -82,13 +69,16 @@ def compensate(
     ``None``, or the copy when ``copy=True``. Writes:
 
     - ``layers["raw"]``: a new float32 array of compensated counts (and ``X``, when ``X``
-      held the raw counts).
+      held the raw counts). On lazy data (a cohort store) a lazy dask array,
+      :func:`itme._chain.lazy_compensation` of ``uns``, which :func:`itme.io.open_store`
+      applies again to the stored counts (they are not rewritten).
     - ``uns["compensation"]``: ``method``, ``source`` (the file, or ``"DataFrame"``),
       ``matrix`` (DataFrame: the matrix applied, index and columns the var names of the
       compensated channels), ``channels`` (those var names), ``metals``, ``absent`` (matrix
       metals not in the data), ``absent_spilling`` (those of them with spillover into a
       measured channel), ``not_in_matrix`` (var names of metal channels the matrix does not
-      list), ``n_negative`` (negative counts after ``flow``; 0 for ``nnls``).
+      list), ``n_negative`` (negative counts after ``flow``, -1 on lazy data: not computed;
+      0 for ``nnls``).
 
     Raises
     ------
@@ -153,16 +143,6 @@ def compensate(
         adata = adata.copy()
     raw_is_x = "raw" not in adata.layers or adata.layers["raw"] is adata.X
     lazy = adata.layers["raw"] if "raw" in adata.layers else adata.X
-    if is_lazy(lazy):
-        new = map_rows(_kernel, lazy, columns, spill, method, dtype=np.float32,
-                       columns_out=lazy.shape[1])  # fmt: skip
-        n_negative = -1  # not computed for a lazy matrix
-    else:
-        new = _kernel(dense_raw(adata), columns, spill, method)
-        n_negative = int(np.count_nonzero(new[:, columns] < 0))
-    adata.layers["raw"] = new
-    if raw_is_x:
-        adata.X = new
     var_names = [names[i] for i in columns]
     adata.uns["compensation"] = {
         "method": method,
@@ -173,8 +153,18 @@ def compensate(
         "absent": absent,
         "absent_spilling": absent_spilling,
         "not_in_matrix": not_in_matrix,
-        "n_negative": n_negative,
+        "n_negative": 0,
     }
+    if is_lazy(lazy):  # the kernel of a cohort store's X, from uns (itme._chain)
+        new = lazy_compensation(adata, lazy)
+        if method == "flow":
+            adata.uns["compensation"]["n_negative"] = -1  # not computed for a lazy matrix
+    else:
+        new = compensate_block(dense_raw(adata), columns, spill, method)
+        adata.uns["compensation"]["n_negative"] = int(np.count_nonzero(new[:, columns] < 0))
+    adata.layers["raw"] = new
+    if raw_is_x:
+        adata.X = new
     logger.info(
         "compensate (%s, %s): %d channels matched by metal, %d matrix channels absent from the "
         "data%s, %d metal channels not in the matrix; %d events in %.2f s",

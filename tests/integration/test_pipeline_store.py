@@ -24,6 +24,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 import zarr
@@ -178,6 +179,51 @@ def test_drift_and_batch_correction_on_the_store_give_the_in_memory_tables(
     assert {"drift", "batch_correction"} <= set(record["uns"]) and record["obs"] == []
     raw = out / "cells.zarr" / "layers" / "raw"
     assert sum(p.stat().st_size for p in raw.rglob("*") if p.is_file()) < fcs_bytes(cohort)
+
+
+def with_beads_and_spillover(path: Path, cohort: dict[str, Path]) -> Path:
+    """The config at ``path`` with ingest.beads and a spillover matrix of the panel's metals."""
+    from itme import io
+    from itme.datasets import simulate_spillover_matrix
+
+    cfg = yaml.safe_load(path.read_text())
+    panel = pd.read_csv(cohort["panel"])
+    metals = [c for c in panel["fcs_colname"] if io.parse_channel(c).element]
+    spill = path.with_name(f"{path.stem}_spill.csv")
+    io.write_spillover(simulate_spillover_matrix(metals, rng=3), path=spill)
+    cfg["inputs"]["spillover"] = str(spill)
+    cfg["ingest"] = {"beads": "sample", "compensation": "nnls"}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_bead_normalisation_and_compensation_on_the_store_give_the_in_memory_tables(
+    cohort, in_memory, tmp_path
+):
+    mem, out = tmp_path / "mem", tmp_path / "run"
+    result = run(with_beads_and_spillover(config(cohort, mem), cohort), until_stage="abundance")
+    assert [s.status for s in result.stages[:6]] == ["done"] * 6
+    expected = tables(mem)
+    # the beads were normalised and the spillover removed: other tables than without
+    assert expected["qc_events.csv"] != in_memory["qc_events.csv"]
+    compute = {"scheduler": "local", "workers": 2, "chunk_rows": 700, "memory_per_worker": "1GB"}
+    path = with_beads_and_spillover(config(cohort, out, compute), cohort)
+    result = run(path, until_stage="abundance")
+    assert [s.status for s in result.stages[:6]] == ["done"] * 6
+    assert_same(expected, tables(out))
+    record = json.loads((out / "work" / "store" / "ingest.json").read_text())
+    assert {"bead_normalization", "compensation"} <= set(record["uns"])
+    assert "is_bead" in record["obs"]
+    # the store keeps the counts as read; opening it recomputes the ingest stage's counts
+    from itme import io
+
+    stored = zarr.open_array(out / "cells.zarr" / "layers" / "raw", mode="r")[:]
+    read = io.read_cohort(cohort["samples"], cohort["panel"])
+    np.testing.assert_array_equal(stored, read.layers["raw"])
+    ingested = ad.read_h5ad(mem / "work" / "ingest.h5ad").layers["raw"]
+    assert not np.array_equal(ingested, read.layers["raw"])
+    recomputed = io.open_store(out / "cells.zarr").layers["raw"].compute()
+    np.testing.assert_array_max_ulp(recomputed, ingested, 1)  # see test_store_corrections
 
 
 class _KillDuringCluster(logging.Handler):

@@ -203,7 +203,11 @@ def test_compensate_a_lazy_matrix_block_by_block():
     out = cells.layers["raw"]
     assert isinstance(out, da.Array) and cells.X is out
     assert np.allclose(out.compute(), true, rtol=1e-4)
-    assert cells.uns["compensation"]["n_negative"] == -1  # not computed lazily
+    assert cells.uns["compensation"]["n_negative"] == 0  # nnls: never negative
+    cells = _cells(true @ S.to_numpy())
+    cells.layers["raw"] = cells.X = lazy
+    pp.compensate(cells, spillover=S, method="flow")
+    assert cells.uns["compensation"]["n_negative"] == -1  # flow: not computed lazily
 
 
 def test_estimate_spillover_from_one_fcs_file_per_stain(tmp_path):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["bead_factors", "running_median", "trim_beads"]
+__all__ = ["bead_factors", "running_median", "scale_block", "trim_beads"]
 
 
 #: the windows of :func:`running_median` shrink at the ends to no less than a third of the
@@ -135,3 +135,43 @@ def bead_factors(
     t = np.asarray(bead_times, dtype=np.float64)[order]
     factors = np.interp(np.asarray(times, dtype=np.float64), t, slopes)
     return factors, slopes
+
+
+def scale_block(
+    block: np.ndarray,
+    times: np.ndarray,
+    which: np.ndarray,
+    bead_times: list[np.ndarray],
+    bead_slopes: list[np.ndarray],
+    columns: np.ndarray,
+) -> np.ndarray:
+    """Multiply the ``columns`` of each event by its file's bead factor at its time.
+
+    The factor is :func:`bead_factors`' interpolation (``np.interp``) of the factors at
+    the beads, so a block gives what the whole file gives.
+
+    Parameters
+    ----------
+    block
+        Raw counts, events × channels.
+    times
+        Acquisition time of each event.
+    which
+        Each event's file: an index into ``bead_times``; -1 leaves the event unchanged.
+    bead_times, bead_slopes
+        Per file, the times of its beads in time order and the factor at each
+        (:func:`bead_factors`' ``bead_slopes``).
+    columns
+        The ion-count columns scaled.
+
+    Returns
+    -------
+    A new float32 array, the shape of ``block``.
+    """
+    out = np.array(block, dtype=np.float32)
+    times = np.asarray(times, dtype=np.float64)
+    for code in np.unique(which[which >= 0]):
+        rows = np.flatnonzero(which == code)
+        factors = np.interp(times[rows], bead_times[code], bead_slopes[code])
+        out[np.ix_(rows, columns)] *= factors.astype(np.float32)[:, None]
+    return out
