@@ -109,8 +109,6 @@ def end_to_end(cohort: Path, work: Path, setup: str, chunk_rows: int) -> dict:
 
 def breakdown(cohort: Path, work: Path, chunk_rows: int, compressors: object = None) -> dict:
     """The conversion's parts, one after the other, on one thread."""
-    import anndata
-
     from itme._files import sha256
     from itme.io import _cohort, _store
     from itme.io._channels import alias_table
@@ -144,8 +142,7 @@ def breakdown(cohort: Path, work: Path, chunk_rows: int, compressors: object = N
     plans, extra, *_ = timed("TEXT pass (plan)", text_pass)
     var = _cohort._var(panel, extra)
     counts = np.array([p.text.n_events for p in plans], dtype=np.int64)
-    with anndata.settings.override(check_uniqueness=False):
-        obs = timed("obs built in the client (names)", _cohort._obs, table, counts)
+    obs = timed("obs built in the client (codes)", _cohort._obs, table, counts, named=False)
     n, m = int(counts.sum()), var.shape[0]
     timed(
         "skeleton: obs columns, var, empty arrays",
@@ -171,7 +168,7 @@ def breakdown(cohort: Path, work: Path, chunk_rows: int, compressors: object = N
         digest = hashlib.sha256()
         args = (plan.text, values, plan.columns, None)
         timed("(part) DATA read + sha256, one read", read_events, *args, digest=digest)
-        timed("(part) names built", _cohort.event_names, plan.sample_id, int(counts[k]))
+        timed("(part) names built", _cohort.event_names, plan.sample_id, 0, int(counts[k]))
         a, b = int(rows[k]), int(rows[k + 1])
         args = (plan, str(store), a, b, chunk_rows, True)
         _, edges = timed("conversion tasks (_convert_one)", _store._convert_one, *args)
