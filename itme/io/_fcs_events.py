@@ -1,8 +1,10 @@
 """The DATA segment of an FCS data set, read with numpy into float32 events.
 
-Reads straight into the caller's matrix (a cohort's preallocated array) through one reusable
-byte buffer, for integers of any whole-byte width (the 24-bit Cytek xP5 files included),
-floats and doubles in either byte order. What the values themselves reveal (integers above
+Reads straight into the caller's matrix (a cohort's preallocated array): the DATA segment
+itself when it already is that matrix's bytes (float32 in the machine's byte order, every
+channel in its order: the usual CyTOF file), otherwise through one reusable byte buffer, for
+integers of any whole-byte width (the 24-bit Cytek xP5 files included), floats and doubles
+in either byte order. What the values themselves reveal (integers above
 ``$PnR`` that are masked, integers rounded to float32, NaN or infinity) is counted in the
 file's notes.
 """
@@ -51,7 +53,8 @@ def read_events(
     columns
         ``columns[j]`` is the file's column that lands in ``out[:, j]``.
     buffer
-        uint8 array reused across files to hold the raw DATA bytes (``None``: allocate).
+        uint8 array reused across files to hold the raw DATA bytes (``None``: allocate when
+        needed; a file whose DATA segment is ``out``'s bytes is read into ``out`` itself).
     digest
         A ``hashlib`` object: the whole file is read (one read, not the DATA segment only)
         and every byte of it is fed to ``digest``, so the checksum costs no second read.
