@@ -168,7 +168,7 @@ def breakdown(cohort: Path, work: Path, chunk_rows: int, compressors: object = N
         digest = hashlib.sha256()
         args = (plan.text, values, plan.columns, None)
         timed("(part) DATA read + sha256, one read", read_events, *args, digest=digest)
-        timed("(part) names built", _cohort.event_names, plan.sample_id, 0, int(counts[k]))
+        timed("(part) names built", _cohort.event_names, plan.sample_id, int(counts[k]))
         a, b = int(rows[k]), int(rows[k + 1])
         args = (plan, str(store), a, b, chunk_rows, True)
         _, edges = timed("conversion tasks (_convert_one)", _store._convert_one, *args)

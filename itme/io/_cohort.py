@@ -286,20 +286,18 @@ def _obs(table: pd.DataFrame, counts: np.ndarray, *, named: bool = True) -> pd.D
         obs[col] = pd.Categorical.from_codes(np.repeat(codes, counts), categories=categories)
     if not named:
         return pd.DataFrame(obs, index=pd.RangeIndex(int(np.sum(counts))), copy=False)
-    names = [event_names(sid, 0, n) for sid, n in zip(table["sample_id"], counts, strict=True)]
+    names = [event_names(sid, n) for sid, n in zip(table["sample_id"], counts, strict=True)]
     return pd.DataFrame(obs, index=pd.Index(np.concatenate(names).astype(object)))
 
 
-def event_names(sample_id: str, start: int, stop: int) -> np.ndarray:
-    """``obs_names`` of a file's events ``start:stop``: ``<sample_id>_<event index>``.
+def event_names(sample_id: str, n: int) -> np.ndarray:
+    """``obs_names`` of a file's ``n`` events: ``<sample_id>_<event index>``.
 
     A numpy string array (``StringDType``, the dtype zarr writes ``obs/_index`` from), built
     without a Python string per event.
     """
     strings = np.dtypes.StringDType()
-    return np.strings.add(
-        np.array(f"{sample_id}_", dtype=strings), np.arange(start, stop).astype(strings)
-    )
+    return np.strings.add(np.array(f"{sample_id}_", dtype=strings), np.arange(n).astype(strings))
 
 
 def _warn_files(plans: list[_Plan], records: list[dict]) -> None:

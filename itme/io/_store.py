@@ -81,7 +81,7 @@ def _convert_one(
     values = np.zeros((stop - start, plan.columns.size), dtype=np.float32)
     digest = hashlib.sha256() if checksum else None
     read_events(fcs, values, plan.columns, None, digest=digest)
-    names = event_names(plan.sample_id, 0, stop - start)
+    names = event_names(plan.sample_id, stop - start)
     arrays = _arrays(path)
     lo, hi, shared = _split(start, stop, chunk_rows, arrays[0].shape[0])
     _write_chunks(arrays, lo, values[lo - start : hi - start], names[lo - start : hi - start])
