@@ -109,8 +109,6 @@ def end_to_end(cohort: Path, work: Path, setup: str, chunk_rows: int) -> dict:
 
 def breakdown(cohort: Path, work: Path, chunk_rows: int, compressors: object = None) -> dict:
     """The conversion's parts, one after the other, on one thread."""
-    import anndata
-
     from itme._files import sha256
     from itme.io import _cohort, _store
     from itme.io._channels import alias_table
@@ -144,8 +142,7 @@ def breakdown(cohort: Path, work: Path, chunk_rows: int, compressors: object = N
     plans, extra, *_ = timed("TEXT pass (plan)", text_pass)
     var = _cohort._var(panel, extra)
     counts = np.array([p.text.n_events for p in plans], dtype=np.int64)
-    with anndata.settings.override(check_uniqueness=False):
-        obs = timed("obs built in the client (names)", _cohort._obs, table, counts)
+    obs = timed("obs built in the client (codes)", _cohort._obs, table, counts, named=False)
     n, m = int(counts.sum()), var.shape[0]
     timed(
         "skeleton: obs columns, var, empty arrays",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import itertools
 import logging
 import time
 import warnings
@@ -287,17 +286,18 @@ def _obs(table: pd.DataFrame, counts: np.ndarray, *, named: bool = True) -> pd.D
         obs[col] = pd.Categorical.from_codes(np.repeat(codes, counts), categories=categories)
     if not named:
         return pd.DataFrame(obs, index=pd.RangeIndex(int(np.sum(counts))), copy=False)
-    names = list(
-        itertools.chain.from_iterable(
-            event_names(sid, n) for sid, n in zip(table["sample_id"], counts, strict=True)
-        )
-    )
-    return pd.DataFrame(obs, index=pd.Index(names))
+    names = [event_names(sid, n) for sid, n in zip(table["sample_id"], counts, strict=True)]
+    return pd.DataFrame(obs, index=pd.Index(np.concatenate(names).astype(object)))
 
 
-def event_names(sample_id: str, n: int) -> list[str]:
-    """``obs_names`` of a file's events: ``<sample_id>_<event index>``."""
-    return [f"{sample_id}_{i}" for i in range(n)]
+def event_names(sample_id: str, n: int) -> np.ndarray:
+    """``obs_names`` of a file's ``n`` events: ``<sample_id>_<event index>``.
+
+    A numpy string array (``StringDType``, the dtype zarr writes ``obs/_index`` from), built
+    without a Python string per event.
+    """
+    strings = np.dtypes.StringDType()
+    return np.strings.add(np.array(f"{sample_id}_", dtype=strings), np.arange(n).astype(strings))
 
 
 def _warn_files(plans: list[_Plan], records: list[dict]) -> None:

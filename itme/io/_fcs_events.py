@@ -1,8 +1,10 @@
 """The DATA segment of an FCS data set, read with numpy into float32 events.
 
-Reads straight into the caller's matrix (a cohort's preallocated array) through one reusable
-byte buffer, for integers of any whole-byte width (the 24-bit Cytek xP5 files included),
-floats and doubles in either byte order. What the values themselves reveal (integers above
+Reads straight into the caller's matrix (a cohort's preallocated array): the DATA segment
+itself when it already is that matrix's bytes (float32 in the machine's byte order, every
+channel in its order: the usual CyTOF file), otherwise through one reusable byte buffer, for
+integers of any whole-byte width (the 24-bit Cytek xP5 files included), floats and doubles
+in either byte order. What the values themselves reveal (integers above
 ``$PnR`` that are masked, integers rounded to float32, NaN or infinity) is counted in the
 file's notes.
 """
@@ -10,6 +12,7 @@ file's notes.
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,7 +53,8 @@ def read_events(
     columns
         ``columns[j]`` is the file's column that lands in ``out[:, j]``.
     buffer
-        uint8 array reused across files to hold the raw DATA bytes (``None``: allocate).
+        uint8 array reused across files to hold the raw DATA bytes (``None``: allocate when
+        needed; a file whose DATA segment is ``out``'s bytes is read into ``out`` itself).
     digest
         A ``hashlib`` object: the whole file is read (one read, not the DATA segment only)
         and every byte of it is fed to ``digest``, so the checksum costs no second read.
@@ -69,6 +73,9 @@ def read_events(
     if lay.error is not None:
         raise lay.error
     nbytes = n * lay.row_bytes
+    if _is_image(fcs, out, columns):
+        _read_image(fcs, out, digest)
+        return buffer
     try:
         with open(fcs.path, "rb") as fh:
             first, size = (
@@ -97,6 +104,78 @@ def read_events(
     return buffer
 
 
+def _is_image(fcs: FcsFile, out: np.ndarray, columns: np.ndarray) -> bool:
+    """Whether ``out`` can hold the DATA segment's bytes as they are.
+
+    Float32 in this machine's byte order, every column of the file in its order, ``out``
+    C-contiguous: the usual CyTOF file read whole.
+    """
+    lay = fcs.layout
+    return (
+        lay.datatype == "F"
+        and lay.big_endian == (sys.byteorder == "big")
+        and out.dtype == np.float32
+        and out.flags.c_contiguous
+        and out.shape == (fcs.n_events, len(lay.widths))
+        and np.array_equal(columns, np.arange(len(lay.widths)))
+    )
+
+
+def _read_image(fcs: FcsFile, out: np.ndarray, digest: Any) -> None:
+    """Read the DATA segment straight into ``out`` (no buffer, no conversion; see :func:`_is_image`).
+
+    With ``digest``, the bytes before and after the DATA segment are read too and every
+    byte of the file goes to ``digest``, in order (one read of the file, as in the general
+    path). The values are then checked for NaN and infinity in cache-sized blocks.
+    """
+    lay, nbytes = fcs.layout, out.nbytes
+    data = memoryview(out.reshape(-1).view(np.uint8))
+    try:
+        with open(fcs.path, "rb") as fh:
+            if digest is not None:
+                digest.update(fh.read(lay.start))
+            fh.seek(lay.start)
+            got = fh.readinto(data)
+            if digest is not None:
+                digest.update(data[:got])  # hashlib releases the GIL on large buffers
+                while tail := fh.read(1 << 20):
+                    digest.update(tail)
+    except OSError as exc:
+        raise fail(fcs.path, f"the DATA segment cannot be read ({exc.strerror or exc})") from exc
+    if got != nbytes:
+        raise fail(
+            fcs.path,
+            f"the file ends inside the DATA segment ({got} of {nbytes} bytes); it changed "
+            "after its TEXT was read",
+        )
+    _check_finite(fcs, out, np.arange(out.shape[1]))
+
+
+def _check_finite(fcs: FcsFile, out: np.ndarray, columns: np.ndarray) -> None:
+    """Note the NaN and infinite values of ``out``, per channel.
+
+    A dot product per cache-sized block first: NaN or infinity make it non-finite (so does
+    |x| > 1.8e19, which the exact count then clears).
+    """
+    for r in range(0, out.shape[0], _BLOCK_ROWS):
+        flat = out[r : r + _BLOCK_ROWS].reshape(-1)
+        if not np.isfinite(flat.dot(flat)):
+            _note_non_finite(fcs, out, columns)
+            return
+
+
+def _note_non_finite(fcs: FcsFile, out: np.ndarray, columns: np.ndarray) -> None:
+    bad = np.count_nonzero(~np.isfinite(out), axis=0)
+    if bad.any():
+        names = [fcs.channels["PnN"].iloc[c] or f"P{c + 1}" for c in columns]
+        shown = ", ".join(f"{names[j]} ({bad[j]})" for j in np.flatnonzero(bad)[:10])
+        _note(
+            fcs,
+            f"{int(bad.sum())} value(s) are NaN or infinite (or beyond float32) in "
+            f"channel(s) {shown}; kept as read",
+        )
+
+
 def _note(fcs: FcsFile, message: str) -> None:
     fcs.notes.append(message)
     fcs.warned.append(message)
@@ -121,15 +200,7 @@ def _read_floats(fcs: FcsFile, raw: np.ndarray, out: np.ndarray, columns: np.nda
             flat = block.reshape(-1)
             finite = bool(np.isfinite(flat.dot(flat)))
     if not finite:
-        bad = np.count_nonzero(~np.isfinite(out), axis=0)
-        if bad.any():
-            names = [fcs.channels["PnN"].iloc[c] or f"P{c + 1}" for c in columns]
-            shown = ", ".join(f"{names[j]} ({bad[j]})" for j in np.flatnonzero(bad)[:10])
-            _note(
-                fcs,
-                f"{int(bad.sum())} value(s) are NaN or infinite (or beyond float32) in "
-                f"channel(s) {shown}; kept as read",
-            )
+        _note_non_finite(fcs, out, columns)
 
 
 def _read_integers(fcs: FcsFile, raw: np.ndarray, out: np.ndarray, columns: np.ndarray) -> None:

@@ -74,8 +74,6 @@ def _convert_one(
     this file are written; those of the (at most two) chunks shared with a neighbouring file
     are returned as ``{chunk: (first row, values, names)}``, for :func:`_write_shared`.
     """
-    import zarr
-
     from itme.io._cohort import event_names
     from itme.io._fcs_events import read_events
 
@@ -83,12 +81,10 @@ def _convert_one(
     values = np.zeros((stop - start, plan.columns.size), dtype=np.float32)
     digest = hashlib.sha256() if checksum else None
     read_events(fcs, values, plan.columns, None, digest=digest)
-    names = np.array(event_names(plan.sample_id, stop - start), dtype=object)
-    raw = zarr.open_array(f"{path}/{_RAW}", mode="r+")
-    lo, hi, shared = _split(start, stop, chunk_rows, raw.shape[0])
-    if lo < hi:
-        raw[lo:hi] = values[lo - start : hi - start]
-        zarr.open_array(f"{path}/{_NAMES}", mode="r+")[lo:hi] = names[lo - start : hi - start]
+    names = event_names(plan.sample_id, stop - start)
+    arrays = _arrays(path)
+    lo, hi, shared = _split(start, stop, chunk_rows, arrays[0].shape[0])
+    _write_chunks(arrays, lo, values[lo - start : hi - start], names[lo - start : hi - start])
     edges = {}
     for k in shared:
         a, b = max(start, k * chunk_rows), min(stop, (k + 1) * chunk_rows)
@@ -103,13 +99,38 @@ def _convert_one(
 
 def _write_shared(path: str, k: int, *edges: dict[int, tuple[int, Any, Any]]) -> None:
     """Write chunk ``k``, shared by several files, at once from their edge rows."""
+    pieces = sorted((e[k] for e in edges if k in e), key=lambda piece: piece[0])
+    values = np.concatenate([p[1] for p in pieces])
+    _write_chunks(_arrays(path), pieces[0][0], values, np.concatenate([p[2] for p in pieces]))
+
+
+def _arrays(path: str) -> tuple[Any, Any]:
+    """``layers/raw`` and ``obs/_index`` of the store, opened to be written chunk by chunk.
+
+    ``write_empty_chunks``: every chunk is written, as it is, without zarr first comparing
+    each value with the fill value to leave out chunks that hold only the fill value (a
+    second pass over the events that cost more CPU than the write itself).
+    """
     import zarr
 
-    pieces = sorted((e[k] for e in edges if k in e), key=lambda piece: piece[0])
-    a = pieces[0][0]
-    b = pieces[-1][0] + len(pieces[-1][1])
-    zarr.open_array(f"{path}/{_RAW}", mode="r+")[a:b] = np.concatenate([p[1] for p in pieces])
-    zarr.open_array(f"{path}/{_NAMES}", mode="r+")[a:b] = np.concatenate([p[2] for p in pieces])
+    config = {"write_empty_chunks": True}
+    return tuple(
+        zarr.open_array(f"{path}/{key}", mode="r+").with_config(config) for key in (_RAW, _NAMES)
+    )
+
+
+def _write_chunks(arrays: tuple[Any, Any], first: int, values: np.ndarray, names: Any) -> None:
+    """Write ``values`` and ``names`` as rows ``first:`` of ``layers/raw`` and ``obs/_index``.
+
+    ``first`` is a chunk's first row; the rows end at a chunk's end or the store's. One zarr
+    write per chunk: a chunk's values then go to zarr's codecs as they are (a write of
+    several chunks at once has zarr copy each one into a new array first).
+    """
+    raw, index = arrays
+    step = raw.chunks[0]
+    for r in range(0, len(values), step):
+        raw[first + r : first + r + step] = values[r : r + step]
+        index[first + r : first + r + step] = names[r : r + step]
 
 
 def write_store(
@@ -195,16 +216,20 @@ def _write_skeleton(path: Path, obs: pd.DataFrame, var: pd.DataFrame, step: int)
     little from a codec (zstd: 0.80x at 90 MB/s of one core; blosc-lz4 with shuffle:
     0.92-0.98x at ~600 MB/s; measured by scripts/bench_ingest.py) while ingest and every
     later pass over the store would pay for it. ``obs/_index`` (one string per event) is
-    created empty, chunked like ``layers/raw``.
+    created empty, chunked like ``layers/raw``, compressed by zstd at level 1 (~0.3 bytes
+    per name, 2% of the strings; cheaper to write and smaller than zarr's default, zstd's 3).
     """
     from anndata.io import write_elem
+    from zarr.codecs import ZstdCodec
 
     n, m = len(obs), var.shape[0]
     with _zarr_settings():
         AnnData(var=var).write_zarr(path)  # no events yet: groups, var, attributes
         frame = _group(path)["obs"]
         del frame["_index"]
-        names = frame.create_array("_index", shape=(n,), chunks=(step,), dtype=str)
+        names = frame.create_array(
+            "_index", shape=(n,), chunks=(step,), dtype=str, compressors=ZstdCodec(level=1)
+        )
         names.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
         for col in obs.columns:
             write_elem(frame, str(col), obs[col]._values)

@@ -17,6 +17,7 @@ from itme.errors import (
     ItmeInputWarning,
     ItmeParameterError,
 )
+from itme.io._cohort import event_names
 
 CHANNELS = ["Time", "Y89Di", "Nd142Di", "Nd145Di", "Ir191Di"]
 ANTIGENS = ["", "CD45", "CD19", "CD4", "DNA1"]
@@ -247,3 +248,11 @@ def test_h5ad_roundtrip(tmp_path):
     pd.testing.assert_frame_equal(back.var, adata.var)
     pd.testing.assert_frame_equal(back.uns["io"]["files"], adata.uns["io"]["files"])
     assert back.uns["io"]["keywords"]["S0"]["$CYT"] == "TEST-CYTOF"
+
+
+@pytest.mark.parametrize("sample_id", ["S1", "patient é/2 day 0", "12"])
+def test_event_names_are_the_sample_and_the_event_index(sample_id):
+    names = event_names(sample_id, 1003)  # numpy strings, no Python string per event
+    assert names.dtype == np.dtypes.StringDType()
+    assert list(names) == [f"{sample_id}_{i}" for i in range(1003)]
+    assert event_names(sample_id, 0).shape == (0,)

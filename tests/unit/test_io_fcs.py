@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import sys
 import warnings
 
 import anndata as ad
@@ -12,6 +14,8 @@ from helpers import fcs_factory
 
 import itme
 from itme.errors import ItmeInputError, ItmeInputWarning, ItmeParameterError
+from itme.io._fcs_events import _is_image, read_events
+from itme.io._fcs_format import parse_fcs
 
 NAMES = ["Time", "Y89Di", "Nd142Di", "Ir191Di"]
 LABELS = ["", "CD45", "CD19", "DNA1"]
@@ -457,3 +461,37 @@ def test_unexpected_exceptions_become_input_errors(tmp_path, values, monkeypatch
     ) as info:
         itme.io.read_fcs(path)
     assert isinstance(info.value.__cause__, IndexError)
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_events_read_straight_or_converted_agree_and_hash_the_whole_file(
+    tmp_path, values, big_endian
+):
+    # float32 of this machine's byte order, every column in order: the DATA segment is read
+    # straight into the events' array; another byte order or a column selection is
+    # converted block by block. Same values, same notes, and the SHA-256 covers every byte
+    # of the file, those after the DATA segment included
+    x = values.copy()
+    x[3, 1] = np.nan
+    blob = fcs_factory.fcs_bytes(x, NAMES, big_endian=big_endian) + b"bytes after DATA"
+    path = tmp_path / "e.fcs"
+    path.write_bytes(blob)
+    results = []
+    for columns in (np.arange(4), np.array([2, 0])):
+        fcs = parse_fcs(path, only_text=True)
+        out = np.zeros((len(x), len(columns)), dtype=np.float32)
+        straight = _is_image(fcs, out, columns)
+        assert straight == (columns.size == 4 and big_endian == (sys.byteorder == "big"))
+        digest = hashlib.sha256()
+        read_events(fcs, out, columns, digest=digest)
+        assert digest.hexdigest() == hashlib.sha256(blob).hexdigest()
+        np.testing.assert_array_equal(out, x[:, columns])
+        results.append(fcs.warned)
+    assert results[0] == [
+        r"1 value(s) are NaN or infinite (or beyond float32) in channel(s) Y89Di (1); kept as read"
+    ]
+    assert results[1] == []  # the NaN is in a column not read
+    with pytest.raises(ItmeInputError, match="ends inside the DATA segment"):
+        fcs = parse_fcs(path, only_text=True)
+        path.write_bytes(blob[: fcs.layout.start + 100])
+        read_events(fcs, np.zeros_like(x), np.arange(4), digest=hashlib.sha256())
