@@ -57,6 +57,34 @@ def _cpu() -> float:
     return t.user + t.system
 
 
+def _import_itme() -> None:
+    import itme  # noqa: F401
+
+
+def _client_cpu() -> tuple[float, float]:
+    """CPU seconds of this process: its main thread (the client's numpy work) and the others
+    (the event loop shared by the client's communication and the LocalCluster's scheduler)."""
+    main = next(
+        (t.user_time + t.system_time for t in psutil.Process().threads() if t.id == os.getpid()),
+        0.0,
+    )
+    return main, _cpu() - main
+
+
+def _tasks(stream: list[dict]) -> dict:
+    """Task-stream summary: tasks, compute and transfer seconds, tasks per worker."""
+    out = {"tasks": len(stream), "compute_s": 0.0, "transfer_s": 0.0, "per_worker": {}}
+    for task in stream:
+        worker = task["worker"].rsplit(":", 1)[-1]
+        out["per_worker"][worker] = out["per_worker"].get(worker, 0) + 1
+        for ss in task["startstops"]:
+            key = "compute_s" if ss["action"] == "compute" else "transfer_s"
+            out[key] += ss["stop"] - ss["start"]
+    out["compute_s"] = round(out["compute_s"], 2)
+    out["transfer_s"] = round(out["transfer_s"], 2)
+    return out
+
+
 def convert(cohort: Path, store: Path, chunk_rows: int) -> None:
     """The cohort store, written once (2 workers)."""
     import itme
@@ -93,22 +121,32 @@ def run_once(store: Path, workers: int, memory: str) -> dict:
     client.wait_for_workers(workers)
     stages: dict[str, dict] = {}
 
-    def worker_cpu() -> float:
-        return sum(client.run(_cpu).values())
-
     def stage(name, func):
+        from distributed import get_task_stream
+
         load = os.getloadavg()[0]
-        c0, w0, t0 = _cpu(), worker_cpu(), time.perf_counter()
-        out = func()
+        w0, (m0, l0), t0 = client.run(_cpu), _client_cpu(), time.perf_counter()
+        with get_task_stream(client) as ts:
+            out = func()
+        seconds = time.perf_counter() - t0
+        (m1, l1), w1 = _client_cpu(), client.run(_cpu)
+        per_worker = [round(w1[w] - w0[w], 2) for w in sorted(w0)]
         stages[name] = {
-            "seconds": round(time.perf_counter() - t0, 2),
-            "client_cpu": round(_cpu() - c0, 2),
-            "workers_cpu": round(worker_cpu() - w0, 2),
+            "seconds": round(seconds, 2),
+            "client_main_cpu": round(m1 - m0, 2),
+            "client_loop_cpu": round(l1 - l0, 2),  # the client's comms and the scheduler
+            "client_cpu": round(m1 - m0 + l1 - l0, 2),
+            "worker_cpu": per_worker,
+            "workers_cpu": round(sum(per_worker), 2),
+            "stream": _tasks(ts.data),
             "load": round(load, 1),
         }
         return out
 
     try:
+        # every worker imports itme (2-3 CPU s each), as the pipeline's ingest tasks do
+        # before the stages timed here: not counted in the first stage
+        stage("import", lambda: client.run(_import_itme))
         cells = itme.io.open_store(store)
         itme.pp.arcsinh(cells)
         stage("clean", lambda: itme.pp.clean(cells))
@@ -186,11 +224,18 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=65_536)
     parser.add_argument("--memory-per-worker", default="3GB")
     parser.add_argument("--work", default="/tmp/itme_bench_workers")
+    parser.add_argument(
+        "--base",
+        help="a cohort written by bench_scale.make_cohort: link its first --files files "
+        "(read only) instead of simulating one",
+    )
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    cohort = make_cohort(work / f"cohort_{args.events}", args.events, args.files)
-    store = work / f"cells_{args.events}.zarr"
+    tag = f"{args.events}_{args.files}" + ("_base" if args.base else "")
+    base = Path(args.base) if args.base else None
+    cohort = make_cohort(work / f"cohort_{tag}", args.events, args.files, base)
+    store = work / f"cells_{tag}.zarr"
     convert(cohort, store, args.chunk_rows)
     results = []
     for _ in range(args.repeat):
