@@ -6,6 +6,7 @@ the same functions on a real scheduler with worker processes.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import anndata as ad
@@ -404,3 +405,32 @@ def test_batch_diagnostics_lazy_equal_in_memory():
     b = itme.tl.batch_diagnostics(lazy, **kwargs)
     pd.testing.assert_frame_equal(a["sample_medians"], b["sample_medians"], check_exact=True)
     assert a["r2"] == b["r2"]
+
+
+def test_gather_rows_on_a_cluster_equals_compute_and_releases_the_blocks():
+    # blocks of uneven sizes, empty blocks (a row selection), several column chunks, 1-D
+    X = np.random.default_rng(5).normal(size=(1003, 6)).astype(np.float32)
+    lazy = da.from_array(X, chunks=(97, 4))
+    rows = np.flatnonzero(X[:, 0] > 1.0)  # most blocks keep a few rows, some none
+    cases = {
+        "matrix": (lazy, X),
+        "columns": (lazy[:, [5, 0, 2]], X[:, [5, 0, 2]]),
+        "selection": (itme_dask.select_rows(lazy, rows), X[rows]),
+        "vector": (lazy[:, 1] * 2, X[:, 1] * 2),
+    }
+    # without a cluster: dask's threaded scheduler
+    np.testing.assert_array_equal(itme_dask.gather_rows(cases["matrix"][0]), X)
+    settings = ComputeSettings(scheduler="local", workers=2, memory_per_worker="1GB")
+    with start_compute(settings) as client:
+        for name, (x, expected) in cases.items():
+            found = itme_dask.gather_rows(x)
+            assert found.dtype == expected.dtype, name
+            np.testing.assert_array_equal(found, expected, err_msg=name)
+        # every block was gathered and released: nothing left on the workers (the releases
+        # reach the scheduler asynchronously)
+        for _ in range(100):
+            left = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+            if not left:
+                break
+            time.sleep(0.05)
+        assert left == 0
