@@ -13,14 +13,24 @@ times. Timed separately, in the order the pipeline runs them:
 - ``medians_gather``: the marker columns read for the exact medians (workers);
 - ``medians_kernel``: the per-group medians of them (client, serial).
 
-For each stage: wall seconds, the client's CPU seconds and the workers' CPU seconds (their
-``psutil`` times before and after), and the load average. The efficiency of the parallel
-part is ``t1 / (2 x t2)``, per stage and for the worker-side stages together; the serial
-client part is reported beside it. Prints one JSON line per run and a markdown table.
+Before them every worker imports itme (``import``, 2-3 CPU s a process), as the pipeline's
+ingest tasks do before its clean stage: the first timed stage is not charged with it.
 
-Run it under ``nice -n 10``::
+For each stage: wall seconds, CPU seconds per process (``psutil`` times before and after):
+the client's main thread (its numpy work), the client's other threads (the event loop that
+the client's communication shares with the LocalCluster's scheduler), each worker; the task
+stream (tasks, their compute and transfer seconds, tasks per worker); the load average. CPU
+seconds per process are the evidence on a busy machine, where wall times are not. The
+efficiency of the parallel part is ``t1 / (2 x t2)``, per stage and for the worker-side
+stages together; the serial client part is reported beside it. Prints one JSON line per run
+and markdown tables (seconds, efficiencies, CPU seconds per process).
+
+Run it under ``nice -n 10``; ``--base`` links the first ``--files`` files of a larger
+cohort written by ``bench_scale.py`` (read only) instead of simulating one::
 
     nice -n 10 python scripts/bench_workers.py --events 3000000 --repeat 2
+    nice -n 10 python scripts/bench_workers.py --events 3000000 --files 6 \\
+        --base /work/scale_data/cohort_100000000 --repeat 2
 """
 
 from __future__ import annotations
@@ -212,6 +222,27 @@ def table(results: list[dict]) -> str:
             + " | ".join(f"{e:.2f}" for e in per)
             + f" | {efficiency(one, two, WORKER_STAGES):.2f} |"
         )
+    lines.append("")
+    lines.append(cpu_table(results))
+    return "\n".join(lines)
+
+
+def cpu_table(results: list[dict]) -> str:
+    """CPU seconds per stage and process: client main thread, client loop, each worker."""
+    names = ["import", *WORKER_STAGES, *CLIENT_STAGES]
+    lines = [
+        "| run | workers | " + " | ".join(names) + " |",
+        "|" + "---|" * (len(names) + 2),
+    ]
+    for i, r in enumerate(results):
+        cells = []
+        for s in names:
+            st = r["stages"][s]
+            workers = " + ".join(f"{w:.1f}" for w in st["worker_cpu"])
+            cells.append(f"{st['client_main_cpu']:.1f} / {st['client_loop_cpu']:.1f} / {workers}")
+        lines.append(f"| {i // 2 + 1} | {r['workers']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("CPU s as client main thread / client loop and scheduler / each worker.")
     return "\n".join(lines)
 
 
