@@ -434,3 +434,29 @@ def test_gather_rows_on_a_cluster_equals_compute_and_releases_the_blocks():
                 break
             time.sleep(0.05)
         assert left == 0
+
+
+@pytest.mark.parametrize("chunk", [97, 5000])
+def test_clean_lazy_gates_on_its_columns_only_and_equals_in_memory(chunk, monkeypatch):
+    from helpers.qc_sim import planted_cohort
+
+    from itme.pp import _clean
+
+    mem, _ = planted_cohort(2, n_per_sample=3000, n_samples=3)
+    lazy = mem.copy()
+    lazy.layers["raw"] = da.from_array(np.asarray(mem.layers["raw"]), chunks=(chunk, -1))
+    per, read = itme_dask.per_sample, []
+
+    def recorded(kernel, X, *args, **kwargs):
+        read.append(X.shape[1])
+        return per(kernel, X, *args, **kwargs)
+
+    monkeypatch.setattr(_clean, "per_sample", recorded)
+    for adata in (mem, lazy):
+        itme.pp.clean(adata)
+    # the tasks read the gating channels (DNA, cisplatin, CD45, beads, ...), not the markers
+    assert read and 0 < read[0] < mem.n_vars // 2
+    np.testing.assert_array_equal(lazy.obs["itme_qc"].to_numpy(), mem.obs["itme_qc"].to_numpy())
+    for key in ("thresholds", "accounting"):
+        pd.testing.assert_frame_equal(lazy.uns["qc"][key], mem.uns["qc"][key], check_exact=True)
+    assert (mem.obs["itme_qc"] != "kept").sum() > 0  # planted artefacts were removed
