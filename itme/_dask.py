@@ -99,14 +99,14 @@ def _distributed_client() -> Any:
 def gather_rows(x: Any) -> np.ndarray:
     """A dask array as one numpy array, each block of rows gathered as soon as it is computed.
 
-    On a distributed cluster, ``x.compute()`` waits for every block, then gathers them all
-    (through the scheduler) and concatenates them on the client: a serial tail as long as
-    moving the whole result, during which the workers idle, and the blocks and their
-    concatenation side by side in the client's memory. Here every block is a future
-    (``client.compute``), gathered while the other blocks are still computing
-    (``distributed.as_completed``), copied into its rows of the result (allocated once) and
-    released on the worker at once. The values are those of ``x.compute()``. Without a
-    distributed client (dask's threaded or synchronous scheduler): ``x.compute()``.
+    On a distributed cluster, ``x.compute()`` concatenates every block in one ``finalize``
+    task on one worker (the other workers' blocks moved to it first) and sends the whole
+    array to the client after the last block: a serial tail while the other workers idle
+    (docs/cluster.md §7). Here every block is a future (``client.compute``), gathered while
+    the other blocks are still computing (``distributed.as_completed``), copied into its
+    rows of the result (allocated once) and released on its worker at once. The values are
+    those of ``x.compute()``. Without a distributed client (dask's threaded or synchronous
+    scheduler): ``x.compute()``.
 
     Parameters
     ----------
