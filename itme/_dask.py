@@ -34,6 +34,7 @@ __all__ = [
     "ComputeSettings",
     "block_bytes",
     "compute",
+    "gather_rows",
     "is_lazy",
     "lazy_group_medians",
     "lazy_matrix",
@@ -83,6 +84,59 @@ def compute(x: Any) -> Any:
     The computed value.
     """
     return x.compute() if hasattr(x, "dask") and hasattr(x, "compute") else x
+
+
+def _distributed_client() -> Any:
+    """The ``distributed.Client`` dask computes on now, or ``None`` (threads, synchronous)."""
+    import dask
+
+    scheduler = getattr(dask.base.get_scheduler(), "__self__", None)
+    if scheduler is None or type(scheduler).__module__.split(".")[0] != "distributed":
+        return None
+    return scheduler
+
+
+def gather_rows(x: Any) -> np.ndarray:
+    """A dask array as one numpy array, each block of rows gathered as soon as it is computed.
+
+    On a distributed cluster, ``x.compute()`` concatenates every block in one ``finalize``
+    task on one worker (the other workers' blocks moved to it first) and sends the whole
+    array to the client after the last block: a serial tail while the other workers idle
+    (docs/cluster.md §7). Here every block is a future (``client.compute``), gathered while
+    the other blocks are still computing (``distributed.as_completed``), copied into its
+    rows of the result (allocated once) and released on its worker at once. The values are
+    those of ``x.compute()``. Without a distributed client (dask's threaded or synchronous
+    scheduler): ``x.compute()``.
+
+    Parameters
+    ----------
+    x
+        Dask array, 1-D or 2-D (events first).
+
+    Returns
+    -------
+    The computed numpy array.
+    """
+    client = _distributed_client()
+    if client is None or x.ndim not in (1, 2) or x.numblocks[0] < 2:
+        return np.asarray(x.compute())
+    from distributed import as_completed
+
+    if x.ndim == 2 and len(x.chunks[1]) > 1:
+        x = x.rechunk({1: -1})
+    starts = np.cumsum((0, *x.chunks[0]))
+    out = np.empty(x.shape, dtype=x.dtype)
+    futures = client.compute(list(x.to_delayed().ravel()))
+    block = {f.key: i for i, f in enumerate(futures)}
+    try:
+        for batch in as_completed(futures).batches():
+            for future, values in zip(batch, client.gather(batch), strict=True):
+                i = block[future.key]
+                out[starts[i] : starts[i + 1]] = values
+                future.release()
+    finally:
+        client.cancel([f for f in futures if f.status == "pending"])
+    return out
 
 
 def map_rows(
@@ -459,7 +513,7 @@ def take_rows(X: Any, rows: np.ndarray, columns: np.ndarray | None = None) -> np
             part = X[rows]
         if columns is not None:
             part = part[:, np.asarray(columns, dtype=np.intp)]
-        return np.asarray(part.compute())
+        return gather_rows(part)
     return X[rows] if columns is None else X[np.ix_(rows, columns)]
 
 
@@ -487,11 +541,11 @@ class _Gathered:
         self.spills: list[tuple[int, int, Path]] = []
         size = self.dtype.itemsize
         if self.n == 0 or k * self.n * size <= MEDIAN_BATCH_BYTES:
-            self.values = np.asarray(X[:, columns].compute(), dtype=self.dtype)
+            self.values = np.asarray(gather_rows(X[:, columns]), dtype=self.dtype)
             return
         rows_per = max(1, MEDIAN_BATCH_BYTES // (size * k))
         for r in range(0, self.n, rows_per):
-            block = np.asarray(X[r : r + rows_per][:, columns].compute(), dtype=self.dtype)
+            block = np.asarray(gather_rows(X[r : r + rows_per][:, columns]), dtype=self.dtype)
             path = folder / f"{self.name}-{r}.bin"
             np.ascontiguousarray(block.T).tofile(path)  # column-major: a column is contiguous
             self.spills.append((r, block.shape[0], path))

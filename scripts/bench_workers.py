@@ -13,14 +13,24 @@ times. Timed separately, in the order the pipeline runs them:
 - ``medians_gather``: the marker columns read for the exact medians (workers);
 - ``medians_kernel``: the per-group medians of them (client, serial).
 
-For each stage: wall seconds, the client's CPU seconds and the workers' CPU seconds (their
-``psutil`` times before and after), and the load average. The efficiency of the parallel
-part is ``t1 / (2 x t2)``, per stage and for the worker-side stages together; the serial
-client part is reported beside it. Prints one JSON line per run and a markdown table.
+Before them every worker imports itme (``import``, 2-3 CPU s a process), as the pipeline's
+ingest tasks do before its clean stage: the first timed stage is not charged with it.
 
-Run it under ``nice -n 10``::
+For each stage: wall seconds, CPU seconds per process (``psutil`` times before and after):
+the client's main thread (its numpy work), the client's other threads (the event loop that
+the client's communication shares with the LocalCluster's scheduler), each worker; the task
+stream (tasks, their compute and transfer seconds, tasks per worker); the load average. CPU
+seconds per process are the evidence on a busy machine, where wall times are not. The
+efficiency of the parallel part is ``t1 / (2 x t2)``, per stage and for the worker-side
+stages together; the serial client part is reported beside it. Prints one JSON line per run
+and markdown tables (seconds, efficiencies, CPU seconds per process).
+
+Run it under ``nice -n 10``; ``--base`` links the first ``--files`` files of a larger
+cohort written by ``bench_scale.py`` (read only) instead of simulating one::
 
     nice -n 10 python scripts/bench_workers.py --events 3000000 --repeat 2
+    nice -n 10 python scripts/bench_workers.py --events 3000000 --files 6 \\
+        --base /work/scale_data/cohort_100000000 --repeat 2
 """
 
 from __future__ import annotations
@@ -55,6 +65,34 @@ CLIENT_STAGES = ["som", "medians_kernel"]
 def _cpu() -> float:
     t = psutil.Process().cpu_times()
     return t.user + t.system
+
+
+def _import_itme() -> None:
+    import itme  # noqa: F401
+
+
+def _client_cpu() -> tuple[float, float]:
+    """CPU seconds of this process: its main thread (the client's numpy work) and the others
+    (the event loop shared by the client's communication and the LocalCluster's scheduler)."""
+    main = next(
+        (t.user_time + t.system_time for t in psutil.Process().threads() if t.id == os.getpid()),
+        0.0,
+    )
+    return main, _cpu() - main
+
+
+def _tasks(stream: list[dict]) -> dict:
+    """Task-stream summary: tasks, compute and transfer seconds, tasks per worker."""
+    out = {"tasks": len(stream), "compute_s": 0.0, "transfer_s": 0.0, "per_worker": {}}
+    for task in stream:
+        worker = task["worker"].rsplit(":", 1)[-1]
+        out["per_worker"][worker] = out["per_worker"].get(worker, 0) + 1
+        for ss in task["startstops"]:
+            key = "compute_s" if ss["action"] == "compute" else "transfer_s"
+            out[key] += ss["stop"] - ss["start"]
+    out["compute_s"] = round(out["compute_s"], 2)
+    out["transfer_s"] = round(out["transfer_s"], 2)
+    return out
 
 
 def convert(cohort: Path, store: Path, chunk_rows: int) -> None:
@@ -93,22 +131,32 @@ def run_once(store: Path, workers: int, memory: str) -> dict:
     client.wait_for_workers(workers)
     stages: dict[str, dict] = {}
 
-    def worker_cpu() -> float:
-        return sum(client.run(_cpu).values())
-
     def stage(name, func):
+        from distributed import get_task_stream
+
         load = os.getloadavg()[0]
-        c0, w0, t0 = _cpu(), worker_cpu(), time.perf_counter()
-        out = func()
+        w0, (m0, l0), t0 = client.run(_cpu), _client_cpu(), time.perf_counter()
+        with get_task_stream(client) as ts:
+            out = func()
+        seconds = time.perf_counter() - t0
+        (m1, l1), w1 = _client_cpu(), client.run(_cpu)
+        per_worker = [round(w1[w] - w0[w], 2) for w in sorted(w0)]
         stages[name] = {
-            "seconds": round(time.perf_counter() - t0, 2),
-            "client_cpu": round(_cpu() - c0, 2),
-            "workers_cpu": round(worker_cpu() - w0, 2),
+            "seconds": round(seconds, 2),
+            "client_main_cpu": round(m1 - m0, 2),
+            "client_loop_cpu": round(l1 - l0, 2),  # the client's comms and the scheduler
+            "client_cpu": round(m1 - m0 + l1 - l0, 2),
+            "worker_cpu": per_worker,
+            "workers_cpu": round(sum(per_worker), 2),
+            "stream": _tasks(ts.data),
             "load": round(load, 1),
         }
         return out
 
     try:
+        # every worker imports itme (2-3 CPU s each), as the pipeline's ingest tasks do
+        # before the stages timed here: not counted in the first stage
+        stage("import", lambda: client.run(_import_itme))
         cells = itme.io.open_store(store)
         itme.pp.arcsinh(cells)
         stage("clean", lambda: itme.pp.clean(cells))
@@ -174,6 +222,27 @@ def table(results: list[dict]) -> str:
             + " | ".join(f"{e:.2f}" for e in per)
             + f" | {efficiency(one, two, WORKER_STAGES):.2f} |"
         )
+    lines.append("")
+    lines.append(cpu_table(results))
+    return "\n".join(lines)
+
+
+def cpu_table(results: list[dict]) -> str:
+    """CPU seconds per stage and process: client main thread, client loop, each worker."""
+    names = ["import", *WORKER_STAGES, *CLIENT_STAGES]
+    lines = [
+        "| run | workers | " + " | ".join(names) + " |",
+        "|" + "---|" * (len(names) + 2),
+    ]
+    for i, r in enumerate(results):
+        cells = []
+        for s in names:
+            st = r["stages"][s]
+            workers = " + ".join(f"{w:.1f}" for w in st["worker_cpu"])
+            cells.append(f"{st['client_main_cpu']:.1f} / {st['client_loop_cpu']:.1f} / {workers}")
+        lines.append(f"| {i // 2 + 1} | {r['workers']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("CPU s as client main thread / client loop and scheduler / each worker.")
     return "\n".join(lines)
 
 
@@ -186,11 +255,18 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=65_536)
     parser.add_argument("--memory-per-worker", default="3GB")
     parser.add_argument("--work", default="/tmp/itme_bench_workers")
+    parser.add_argument(
+        "--base",
+        help="a cohort written by bench_scale.make_cohort: link its first --files files "
+        "(read only) instead of simulating one",
+    )
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    cohort = make_cohort(work / f"cohort_{args.events}", args.events, args.files)
-    store = work / f"cells_{args.events}.zarr"
+    tag = f"{args.events}_{args.files}" + ("_base" if args.base else "")
+    base = Path(args.base) if args.base else None
+    cohort = make_cohort(work / f"cohort_{tag}", args.events, args.files, base)
+    store = work / f"cells_{tag}.zarr"
     convert(cohort, store, args.chunk_rows)
     results = []
     for _ in range(args.repeat):

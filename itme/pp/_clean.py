@@ -9,6 +9,7 @@ import logging
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from numbers import Real
 from typing import Literal
 
@@ -222,11 +223,12 @@ def clean(
     users = [user.get(sample_id, user.get(None, {})) for sample_id, _ in samples]
     lazy = None
     if is_lazy(raw):  # one task per sample on the dask cluster, same kernel
+        used, narrow = _gating_columns(gates)
         lazy = per_sample(
             _gate_block,
-            raw,
+            raw[:, used],  # each task reads (and its sample's block holds) these columns only
             [rows for _, rows in samples],
-            gates,
+            narrow,
             per_call=[{"user": u} for u in users],
             **options,
         )
@@ -376,6 +378,17 @@ def _per_step(name: str, value: float | Mapping[str, float] | None, default: dic
     if any(not np.isfinite(v) or v <= 0 for v in out.values()):
         raise ItmeParameterError(name, "positive numbers", value)
     return out
+
+
+def _gating_columns(gates: dict) -> tuple[np.ndarray, dict]:
+    """The columns the gates read, and the gates on those columns alone (in that order)."""
+    used = sorted({c for specs in gates.values() for gate in specs for c in gate.columns})
+    at = {c: i for i, c in enumerate(used)}
+    narrow = {
+        step: [replace(gate, columns=tuple(at[c] for c in gate.columns)) for gate in specs]
+        for step, specs in gates.items()
+    }
+    return np.asarray(used, dtype=np.intp), narrow
 
 
 def _gate_block(block: np.ndarray, gates: dict, **options: object) -> object:

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from itme._dask import is_lazy, map_rows, take_rows
+from itme._dask import gather_rows, is_lazy, map_rows, take_rows
 from itme._numba import cache_compiled
 from itme._random import RngLike, as_generator, draw_seed
 from itme.core.cluster.codebook import nearest_code
@@ -71,7 +71,7 @@ def _nearest(X: Any, codes: np.ndarray, cols: np.ndarray | None, chunk_size: int
     """Nearest code of every event; blockwise on the dask cluster when ``X`` is lazy."""
     if is_lazy(X):
         kernel_kw = {"columns": cols, "chunk_size": chunk_size}
-        return np.asarray(map_rows(nearest_code, X, codes, dtype=np.int32, **kernel_kw).compute())
+        return gather_rows(map_rows(nearest_code, X, codes, dtype=np.int32, **kernel_kw))
     return nearest_code(X, codes, columns=cols, chunk_size=chunk_size)
 
 

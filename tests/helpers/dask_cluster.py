@@ -43,5 +43,6 @@ def dask_cluster(folder: Path, *, workers: int = 2, memory: str = "1GB") -> Iter
         for p in procs:
             try:
                 p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired:  # a loaded machine: reap it, no zombie
                 p.kill()
+                p.wait()

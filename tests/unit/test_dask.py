@@ -6,6 +6,7 @@ the same functions on a real scheduler with worker processes.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import anndata as ad
@@ -404,3 +405,58 @@ def test_batch_diagnostics_lazy_equal_in_memory():
     b = itme.tl.batch_diagnostics(lazy, **kwargs)
     pd.testing.assert_frame_equal(a["sample_medians"], b["sample_medians"], check_exact=True)
     assert a["r2"] == b["r2"]
+
+
+def test_gather_rows_on_a_cluster_equals_compute_and_releases_the_blocks():
+    # blocks of uneven sizes, empty blocks (a row selection), several column chunks, 1-D
+    X = np.random.default_rng(5).normal(size=(1003, 6)).astype(np.float32)
+    lazy = da.from_array(X, chunks=(97, 4))
+    rows = np.flatnonzero(X[:, 0] > 1.0)  # most blocks keep a few rows, some none
+    cases = {
+        "matrix": (lazy, X),
+        "columns": (lazy[:, [5, 0, 2]], X[:, [5, 0, 2]]),
+        "selection": (itme_dask.select_rows(lazy, rows), X[rows]),
+        "vector": (lazy[:, 1] * 2, X[:, 1] * 2),
+    }
+    # without a cluster: dask's threaded scheduler
+    np.testing.assert_array_equal(itme_dask.gather_rows(cases["matrix"][0]), X)
+    settings = ComputeSettings(scheduler="local", workers=2, memory_per_worker="1GB")
+    with start_compute(settings) as client:
+        for name, (x, expected) in cases.items():
+            found = itme_dask.gather_rows(x)
+            assert found.dtype == expected.dtype, name
+            np.testing.assert_array_equal(found, expected, err_msg=name)
+        # every block was gathered and released: nothing left on the workers (the releases
+        # reach the scheduler asynchronously)
+        for _ in range(100):
+            left = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+            if not left:
+                break
+            time.sleep(0.05)
+        assert left == 0
+
+
+@pytest.mark.parametrize("chunk", [97, 5000])
+def test_clean_lazy_gates_on_its_columns_only_and_equals_in_memory(chunk, monkeypatch):
+    from helpers.qc_sim import planted_cohort
+
+    from itme.pp import _clean
+
+    mem, _ = planted_cohort(2, n_per_sample=3000, n_samples=3)
+    lazy = mem.copy()
+    lazy.layers["raw"] = da.from_array(np.asarray(mem.layers["raw"]), chunks=(chunk, -1))
+    per, read = itme_dask.per_sample, []
+
+    def recorded(kernel, X, *args, **kwargs):
+        read.append(X.shape[1])
+        return per(kernel, X, *args, **kwargs)
+
+    monkeypatch.setattr(_clean, "per_sample", recorded)
+    for adata in (mem, lazy):
+        itme.pp.clean(adata)
+    # the tasks read the gating channels (DNA, cisplatin, CD45, beads, ...), not the markers
+    assert read and 0 < read[0] < mem.n_vars // 2
+    np.testing.assert_array_equal(lazy.obs["itme_qc"].to_numpy(), mem.obs["itme_qc"].to_numpy())
+    for key in ("thresholds", "accounting"):
+        pd.testing.assert_frame_equal(lazy.uns["qc"][key], mem.uns["qc"][key], check_exact=True)
+    assert (mem.obs["itme_qc"] != "kept").sum() > 0  # planted artefacts were removed
