@@ -48,7 +48,12 @@ _PENDING: dict[Path, _Early] = {}
 
 
 def contrast_tables(
-    counts: Any, contrast: Contrast, config: Config, seed: np.random.SeedSequence
+    counts: Any,
+    contrast: Contrast,
+    config: Config,
+    seed: np.random.SeedSequence,
+    *,
+    threads: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``rna.differential_expression`` and ``rna.gsea`` of one contrast, as the stage runs them.
 
@@ -62,6 +67,8 @@ def contrast_tables(
         The run's config (its ``rnaseq`` section).
     seed
         The contrast's GSEA seed.
+    threads
+        Threads of the DESeq2 dispersion fits (the results do not depend on it).
 
     Returns
     -------
@@ -75,6 +82,7 @@ def contrast_tables(
         prefilter=r.prefilter,
         min_count=r.min_count,
         lfc_shrink=r.lfc_shrink,
+        n_cpus=threads,
     )
     gs = rna.gsea(
         de, gene_sets=r.gene_sets, rank_by=r.gsea_rank_by, permutations=r.permutations, rng=seed

@@ -7,6 +7,7 @@ table is read once, by the patients stage, and joined into ``patients.obs``.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from typing import Any
 
@@ -367,7 +368,9 @@ def _rnaseq(ctx: Context) -> dict[str, Any]:
             )
         # a contrast between clinical groups may have been computed from the run's start
         early = rnaseq_early.take(ctx.out, contrast.name)
-        de, gs = early or rnaseq_early.contrast_tables(data, contrast, c, seed)
+        de, gs = early or rnaseq_early.contrast_tables(
+            data, contrast, c, seed, threads=c.threads or os.cpu_count() or 1
+        )
         ctx.table("de_results", de, variant=variant)
         # gsea_hallmark[_<contrast>] for the Hallmark sets, gsea[_<contrast>] for others
         collection = "hallmark" if c.rnaseq.gene_sets == "hallmark" else None

@@ -63,12 +63,12 @@ def config(tmp_path):
 
 
 def _in_process(config):
-    """The tables of contrast ``trmm`` as the rnaseq stage computes them itself."""
+    """The tables of contrast ``trmm`` as the rnaseq stage computes them (on 2 threads)."""
     counts = rna.read_counts(
         config.inputs.counts, clinical=io.read_clinical(config.inputs.clinical)
     )
     seeds = early.contrast_seeds(stage_seeds(config.seed, ["rnaseq"])["rnaseq"], 2)
-    return early.contrast_tables(counts, config.rnaseq.contrasts[1], config, seeds[1])
+    return early.contrast_tables(counts, config.rnaseq.contrasts[1], config, seeds[1], threads=2)
 
 
 def _same(got, want):
