@@ -313,7 +313,8 @@ def genewise_dispersions(
     Means are floored at ``min_mu``; :func:`fit_disp` runs from ``alpha_init`` (the rough
     moments estimate, clamped to the bounds); a gene whose log posterior did not increase
     by more than ``|lp| / 1e6`` keeps ``alpha_init``; genes that stopped after one step or at
-    ``maxit`` (and are above ``10 × min_disp``) are refitted on the grid.
+    ``maxit`` (and are above ``10 × min_disp``) are refitted on the grid. ``threads``: those of
+    :func:`fit_disp`.
 
     Returns
     -------
@@ -355,6 +356,7 @@ def map_dispersions(
 
     The line search starts from the gene-wise estimate where it exceeds 0.1 × the trend, from
     the trend otherwise; genes that reach ``maxit`` are refitted on the grid (with the prior).
+    ``threads``: those of :func:`fit_disp`.
 
     Returns
     -------
