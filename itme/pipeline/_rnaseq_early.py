@@ -126,11 +126,17 @@ def _compute(config: Config, todo: list[tuple[Contrast, np.random.SeedSequence]]
 
 
 def worker() -> None:
-    """Entry of the second process: ``argv`` = input file, result file."""
-    src, dst = sys.argv[1:3]
+    """Entry of the second process: ``argv`` = input file, result file, the run's process id.
+
+    When the run's process is gone (killed), its files are removed and nothing is written.
+    """
+    src, dst, parent = sys.argv[1:4]
     with open(src, "rb") as f:
         config, todo = pickle.load(f)
     results = _compute(config, todo)
+    if os.getppid() != int(parent):
+        shutil.rmtree(Path(src).parent, ignore_errors=True)
+        return
     with open(dst, "wb") as f:
         pickle.dump(results, f, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -200,7 +206,13 @@ def start(config: Config, *, first: int, last: int, names: list[str]) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     with open(tmp / "stderr.txt", "wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER, str(tmp / "input.pickle"), str(tmp / "result.pickle")],
+            [
+                sys.executable,
+                "-c",
+                _WORKER,
+                *(str(tmp / f) for f in ("input.pickle", "result.pickle")),
+                str(os.getpid()),
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=err,
