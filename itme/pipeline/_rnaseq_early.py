@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +146,7 @@ class _Early:
     proc: subprocess.Popen
     tmp: Path
     started: float
-    results: dict | None = field(default=None)
+    results: dict | None = None
 
     def wait(self) -> dict:
         if self.results is None:
