@@ -17,6 +17,7 @@ import yaml
 
 from itme.datasets import simulate_cohort
 from itme.errors import ItmeInputError
+from itme.pipeline import _rnaseq_early as rnaseq_early
 from itme.pipeline._backend import resolve_backend
 from itme.pipeline._compute import compute_context
 from itme.pipeline._config import Config
@@ -99,15 +100,23 @@ def run(
             problems=found,
         )
     cfg, backend = resolve_backend(cfg)  # in memory or on the cohort store
-    with _threads(cfg.threads), compute_context(cfg.compute):  # compute: checked first
-        records = run_stages(
-            cfg,
-            STAGES,
-            out=cfg.output,
-            from_stage=from_stage,
-            until_stage=until_stage,
-            record={"backend": backend.record()},
-        )
+    names = [s.name for s in STAGES]
+    if {from_stage, until_stage} <= {None, *names}:  # run_stages reports unknown names
+        first = names.index(from_stage) if from_stage else 0
+        last = names.index(until_stage) if until_stage else len(names) - 1
+        rnaseq_early.start(cfg, first=first, last=last, names=names)
+    try:
+        with _threads(cfg.threads), compute_context(cfg.compute):  # compute: checked first
+            records = run_stages(
+                cfg,
+                STAGES,
+                out=cfg.output,
+                from_stage=from_stage,
+                until_stage=until_stage,
+                record={"backend": backend.record()},
+            )
+    finally:
+        rnaseq_early.stop(cfg)
     return RunResult(cfg.output, records)
 
 

@@ -7,11 +7,11 @@ table is read once, by the patients stage, and joined into ``patients.obs``.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from typing import Any
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 
 from itme import io, pl, rna, stats, tl
@@ -21,6 +21,7 @@ from itme.errors import (
     ItmeInputError,
     ItmeStateError,
 )
+from itme.pipeline import _rnaseq_early as rnaseq_early
 from itme.pipeline._config import Config, clusters_left_out, rnaseq_contrasts
 from itme.pipeline._left_out import caveats, not_tested, small_groups, subsets_found
 from itme.pipeline._runner import Context
@@ -336,7 +337,7 @@ def _rnaseq(ctx: Context) -> dict[str, Any]:
     # one independent GSEA seed per contrast (docs/architecture.md, "Randomness")
     contrasts = rnaseq_contrasts(c)
     derived = c.rnaseq.contrasts is None
-    seeds = np.random.SeedSequence(ctx.seed).spawn(len(contrasts))
+    seeds = rnaseq_early.contrast_seeds(ctx.seed, len(contrasts))
     done = 0
     for contrast, seed in zip(contrasts, seeds, strict=True):
         data = counts
@@ -365,23 +366,12 @@ def _rnaseq(ctx: Context) -> dict[str, Any]:
                 ItmeExclusionWarning,
                 stacklevel=2,
             )
-        design = "~ " + " + ".join([*c.rnaseq.covariates, contrast.groupby])
-        de = rna.differential_expression(
-            data,
-            contrast=(contrast.groupby, contrast.test, contrast.reference),
-            design=design,
-            prefilter=c.rnaseq.prefilter,
-            min_count=c.rnaseq.min_count,
-            lfc_shrink=c.rnaseq.lfc_shrink,
+        # a contrast between clinical groups may have been computed from the run's start
+        early = rnaseq_early.take(ctx.out, contrast.name)
+        de, gs = early or rnaseq_early.contrast_tables(
+            data, contrast, c, seed, threads=c.threads or os.cpu_count() or 1
         )
         ctx.table("de_results", de, variant=variant)
-        gs = rna.gsea(
-            de,
-            gene_sets=c.rnaseq.gene_sets,
-            rank_by=c.rnaseq.gsea_rank_by,
-            permutations=c.rnaseq.permutations,
-            rng=seed,
-        )
         # gsea_hallmark[_<contrast>] for the Hallmark sets, gsea[_<contrast>] for others
         collection = "hallmark" if c.rnaseq.gene_sets == "hallmark" else None
         gsea_variant = "_".join(v for v in (collection, variant) if v) or None

@@ -116,7 +116,9 @@ def _fit(
     """pydeseq2's steps with R's rules in between; results table and run information."""
     pydeseq2, _, deseq_dataset, deseq_stats, default_inference = pydeseq2_modules()
     infer = (
-        vectorised_inference() if inference == "vectorised" else default_inference(n_cpus=n_cpus)
+        vectorised_inference(threads=n_cpus)
+        if inference == "vectorised"
+        else default_inference(n_cpus=n_cpus)
     )
     counts_df = pd.DataFrame(prep.counts, index=prep.frame.index, columns=prep.gene_ids)
     dds = deseq_dataset(
@@ -281,7 +283,8 @@ def differential_expression(
         ``"vectorised"`` (default: all genes at once, R's dispersion optimiser) or
         ``"pydeseq2"`` (pydeseq2's per-gene L-BFGS-B loops; R's other rules still apply).
     n_cpus
-        Worker processes for ``inference="pydeseq2"``; unused otherwise.
+        Worker processes for ``inference="pydeseq2"``; threads of the dispersion fits for
+        ``"vectorised"`` (each fits a part of the genes; the results do not depend on it).
     rng
         Seed of R's dispersion prior simulation, used only with 1–3 residual degrees of
         freedom; ``None`` uses 2 (R's ``set.seed(2)``), so results are reproducible.

@@ -60,9 +60,10 @@ def _inference_class() -> type:
     class VectorisedInference(default_inference):
         """``DefaultInference`` with its per-gene loops vectorised and R's dispersion rules."""
 
-        def __init__(self, min_mu: float = 0.5) -> None:
+        def __init__(self, min_mu: float = 0.5, threads: int = 1) -> None:
             super().__init__(n_cpus=1)
             self.min_mu = min_mu
+            self.threads = threads
             self.n_irls_fallback = 0
             self.n_alpha_not_converged = 0
             self._genewise: tuple[tuple, np.ndarray] | None = None
@@ -131,7 +132,7 @@ def _inference_class() -> type:
             if not prior_reg:
                 disp, _, converged = dispersion.genewise_dispersions(
                     counts, design, mu, alpha_hat, min_disp=min_disp, max_disp=max_disp,
-                    min_mu=self.min_mu,
+                    min_mu=self.min_mu, threads=self.threads,
                 )  # fmt: skip
                 self._genewise = (_key(counts), disp)
             else:
@@ -141,6 +142,7 @@ def _inference_class() -> type:
                 disp, converged = dispersion.map_dispersions(
                     counts, design, mu, genewise, alpha_hat, float(prior_disp_var),
                     min_disp=min_disp, max_disp=max_disp, min_mu=self.min_mu,
+                    threads=self.threads,
                 )  # fmt: skip
             self.n_alpha_not_converged += int((~converged).sum())
             return disp, converged
@@ -196,6 +198,9 @@ def _inference_class() -> type:
     return VectorisedInference
 
 
-def vectorised_inference(min_mu: float = 0.5):
-    """A new vectorised pydeseq2 ``Inference`` (class built on first use)."""
-    return _inference_class()(min_mu=min_mu)
+def vectorised_inference(min_mu: float = 0.5, threads: int = 1):
+    """A new vectorised pydeseq2 ``Inference`` (class built on first use).
+
+    ``threads``: of the dispersion fits (:func:`itme.core.rna.dispersion.fit_disp`).
+    """
+    return _inference_class()(min_mu=min_mu, threads=threads)

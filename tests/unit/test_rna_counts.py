@@ -107,6 +107,22 @@ def test_non_numeric_value_is_quoted(tmp_path):
         read_counts(_write(tmp_path, text))
 
 
+def test_numbers_parse_as_pandas_does():
+    from itme.rna._counts import _numbers
+
+    cells = pd.DataFrame({"a": ["1", "2.5", "1e3"], "b": ["0", "7", "10"]})
+    np.testing.assert_array_equal(_numbers(cells), [[1, 0], [2.5, 7], [1000, 10]])
+    # numpy alone would read "1_000" as 1000; pandas (and so itme) does not
+    odd = pd.DataFrame({"a": ["1_000", "", "x"], "b": ["3", "4", "5"]})
+    np.testing.assert_array_equal(np.isnan(_numbers(odd)[:, 0]), [True, True, True])
+
+
+def test_python_digit_grouping_is_not_a_count(tmp_path):
+    text = COUNTS.replace("448", "4_48")
+    with pytest.raises(ItmeInputError, match=r"sample R2.*'4_48'"):
+        read_counts(_write(tmp_path, text))
+
+
 def test_round_counts_accepts_estimated_counts(tmp_path):
     text = COUNTS.replace("467\t515", "467.4\t514.6")
     adata = read_counts(_write(tmp_path, text), round_counts=True)

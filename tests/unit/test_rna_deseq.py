@@ -139,6 +139,30 @@ def test_covariate_in_design_and_metadata_join():
     assert (res["padj"] < 0.1).sum() > 20
 
 
+def test_dispersion_threads_give_the_same_results(monkeypatch):
+    from itme.core.rna import dispersion
+
+    parts = []
+    fit = dispersion.fit_disp
+    monkeypatch.setattr(
+        dispersion,
+        "fit_disp",
+        lambda counts, *a, **k: parts.append(counts.shape[1]) or fit(counts, *a, **k),
+    )
+    adata, _ = _cohort(8, ["A"] * 6 + ["B"] * 6, n_genes=2500)
+    one = differential_expression(adata, contrast=("group", "B", "A"), n_cpus=1)
+    n = parts[0]  # the genes with a count (all-zero genes are not fitted)
+    assert n > 2000 and set(parts) == {n}  # genes fitted in one part
+    parts.clear()
+    two = differential_expression(adata, contrast=("group", "B", "A"), n_cpus=2)
+    assert {n // 2, n - n // 2} <= set(parts)  # and in two parts, one per thread
+    pd.testing.assert_frame_equal(one, two, check_exact=True)
+    drop = {"elapsed_seconds"}
+    assert {k: v for k, v in one.attrs.items() if k not in drop} == {
+        k: v for k, v in two.attrs.items() if k not in drop
+    }
+
+
 @pytest.mark.slow
 def test_vectorised_inference_matches_pydeseq2_default():
     adata, _ = _cohort(7, ["A"] * 4 + ["B"] * 4, n_genes=300)

@@ -1,0 +1,254 @@
+"""The RNA-seq contrasts that need no CyTOF result, computed by a second process from the start.
+
+A contrast between clinical groups (the demo's TRMM vs NDMM + RMM) whose covariates are
+clinical columns needs only the counts and clinical.csv, not the iTME clusters. When a run
+starts and its rnaseq stage has not finished in the output folder before (a first run),
+:func:`start` hands these contrasts to a second Python process (``python -c``, as
+:mod:`itme.pipeline._background` does for the UMAP) that fits them with
+:func:`contrast_tables`, the function the rnaseq stage calls, with the same seeds; the
+cell-level stages keep about one core busy meanwhile. The rnaseq stage then takes each result
+(:func:`take`) instead of computing it, and re-issues the warnings the second process caught.
+
+Nothing is started on one core (``os.cpu_count() < 2`` or ``threads: 1``), when the rnaseq
+stage is outside ``--from``/``--until`` or has finished before (its fingerprint may still
+match: the stage then computes what it needs itself). A contrast the second process could
+not compute (an error, a killed process) is computed by the stage, so its errors are raised
+as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from itme import io, rna
+from itme.pipeline._config import Config, Contrast, rnaseq_contrasts
+from itme.pipeline._runner import STATE_DIR, stage_seeds
+
+logger = logging.getLogger(__name__)
+
+#: the command of the second process: reads the input file, writes the result file
+_WORKER = "from itme.pipeline._rnaseq_early import worker; worker()"
+
+#: the running second process of each output folder (one run per folder: the run's lock)
+_PENDING: dict[Path, _Early] = {}
+
+
+def contrast_tables(
+    counts: Any,
+    contrast: Contrast,
+    config: Config,
+    seed: np.random.SeedSequence,
+    *,
+    threads: int = 1,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``rna.differential_expression`` and ``rna.gsea`` of one contrast, as the stage runs them.
+
+    Parameters
+    ----------
+    counts
+        Samples × genes counts (:func:`itme.rna.read_counts`) with the contrast's columns.
+    contrast
+        The contrast.
+    config
+        The run's config (its ``rnaseq`` section).
+    seed
+        The contrast's GSEA seed.
+    threads
+        Threads of the DESeq2 dispersion fits (the results do not depend on it).
+
+    Returns
+    -------
+    The DE results and the GSEA table.
+    """
+    r = config.rnaseq
+    de = rna.differential_expression(
+        counts,
+        contrast=(contrast.groupby, contrast.test, contrast.reference),
+        design="~ " + " + ".join([*r.covariates, contrast.groupby]),
+        prefilter=r.prefilter,
+        min_count=r.min_count,
+        lfc_shrink=r.lfc_shrink,
+        n_cpus=threads,
+    )
+    gs = rna.gsea(
+        de, gene_sets=r.gene_sets, rank_by=r.gsea_rank_by, permutations=r.permutations, rng=seed
+    )
+    return de, gs
+
+
+def contrast_seeds(seed: int, n: int) -> list[np.random.SeedSequence]:
+    """One independent GSEA seed per contrast from the stage's seed (docs/architecture.md)."""
+    return np.random.SeedSequence(seed).spawn(n)
+
+
+def independent(config: Config) -> list[tuple[Contrast, np.random.SeedSequence]]:
+    """The contrasts (and their seeds) that need neither the iTME clusters nor the CyTOF data."""
+    if config.inputs.counts is None or "itme_cluster" in config.rnaseq.covariates:
+        return []
+    contrasts = rnaseq_contrasts(config)
+    seed = stage_seeds(config.seed, ["rnaseq"])["rnaseq"]
+    pairs = zip(contrasts, contrast_seeds(seed, len(contrasts)), strict=True)
+    return [(c, s) for c, s in pairs if c.groupby != "itme_cluster"]
+
+
+def _compute(config: Config, todo: list[tuple[Contrast, np.random.SeedSequence]]) -> dict:
+    """Each contrast's tables and caught warnings (contrasts that raised are left out)."""
+    i = config.inputs
+    clinical = io.read_clinical(i.clinical) if i.clinical is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the stage reads the counts and reports their warnings
+        counts = rna.read_counts(i.counts, clinical=clinical)
+    results = {}
+    for contrast, seed in todo:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                de, gs = contrast_tables(counts, contrast, config, seed)
+        except Exception:  # noqa: BLE001 - the stage computes it again and raises it
+            continue
+        shown = [(w.category, str(w.message)) for w in caught]
+        results[contrast.name] = (de, gs, shown)
+    return results
+
+
+def worker() -> None:
+    """Entry of the second process: ``argv`` = input file, result file, the run's process id.
+
+    When the run's process is gone (killed), its files are removed and nothing is written.
+    """
+    src, dst, parent = sys.argv[1:4]
+    with open(src, "rb") as f:
+        config, todo = pickle.load(f)
+    results = _compute(config, todo)
+    if os.getppid() != int(parent):
+        shutil.rmtree(Path(src).parent, ignore_errors=True)
+        return
+    with open(dst, "wb") as f:
+        pickle.dump(results, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+@dataclass
+class _Early:
+    proc: subprocess.Popen
+    tmp: Path
+    started: float
+    results: dict | None = None
+
+    def wait(self) -> dict:
+        if self.results is None:
+            self.results = {}
+            if self.proc.wait() == 0:
+                with open(self.tmp / "result.pickle", "rb") as f:
+                    self.results = pickle.load(f)
+                logger.info(
+                    "rnaseq: %d contrast(s) computed by the second process (%.1f s after start)",
+                    len(self.results),
+                    time.perf_counter() - self.started,
+                )
+            else:
+                lines = (self.tmp / "stderr.txt").read_text(errors="replace").strip().splitlines()
+                logger.info(
+                    "rnaseq: the second process failed (exit %s: %s); the stage computes all",
+                    self.proc.returncode,
+                    lines[-1] if lines else "no message",
+                )
+            self.stop()
+        return self.results
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def start(config: Config, *, first: int, last: int, names: list[str]) -> None:
+    """Start the independent contrasts in a second process when the rnaseq stage will run.
+
+    Parameters
+    ----------
+    config
+        The run's (resolved) config.
+    first, last
+        Indices in ``names`` of the first and last stage the run may run.
+    names
+        The stage names, in run order.
+    """
+    out = config.output
+    todo = independent(config)
+    if (
+        not todo
+        or "rnaseq" not in names
+        or not first <= names.index("rnaseq") <= last
+        or (out / STATE_DIR / "rnaseq.json").is_file()
+        or (os.cpu_count() or 1) < 2
+        or config.threads == 1
+    ):
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="itme-rnaseq-"))  # the files passed; removed after
+    with open(tmp / "input.pickle", "wb") as f:
+        pickle.dump((config, todo), f, protocol=pickle.HIGHEST_PROTOCOL)
+    # the same modules as this process (its sys.path, e.g. a checkout on PYTHONPATH)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    with open(tmp / "stderr.txt", "wb") as err:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _WORKER,
+                *(str(tmp / f) for f in ("input.pickle", "result.pickle")),
+                str(os.getpid()),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    _PENDING[out] = _Early(proc, tmp, time.perf_counter())
+    logger.info("rnaseq: contrast(s) %s started in a second process", [c.name for c, _ in todo])
+
+
+def stop(config: Config) -> None:
+    """Stop the second process of this run's output folder (if any) and remove its files."""
+    early = _PENDING.pop(config.output, None)
+    if early is not None:
+        early.stop()
+
+
+def take(out: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The second process's tables of contrast ``name`` (its warnings re-issued), or None.
+
+    Parameters
+    ----------
+    out
+        The run's output folder.
+    name
+        The contrast's name.
+
+    Returns
+    -------
+    DE results and GSEA table, or ``None`` when the stage must compute them.
+    """
+    early = _PENDING.get(out)
+    if early is None:
+        return None
+    found = early.wait().pop(name, None)
+    if found is None:
+        return None
+    de, gs, shown = found
+    for category, message in shown:
+        warnings.warn(message, category, stacklevel=2)
+    return de, gs
