@@ -25,7 +25,8 @@ def cpu_seconds() -> float:
     """User + system CPU seconds of this process (all threads) and its finished children.
 
     The children: the annotate stage's UMAP runs in a second process
-    (:mod:`itme.pipeline._background`), counted once it has exited, i.e. within its stage.
+    (:mod:`itme.pipeline._background`) started by the cluster stage; it is counted once it has
+    been waited for, i.e. in the annotate stage, though most of it runs during the cluster stage.
     """
     return sum(
         r.ru_utime + r.ru_stime

@@ -9,6 +9,14 @@ the data ``tl.embed`` reads (the columns of the markers it embeds, their ``var``
 ``obs["itme_qc"]``) and the seed, so the embedding is the one ``tl.embed`` computes in the
 stage's own process; the returned function waits for it and adds it to the cells.
 
+The embedding reads only the events the clustering reads (``work/batch.h5ad`` or
+``work/clean.h5ad``), not the clusters, so the cluster stage starts it (:func:`start_early`)
+and the annotate stage takes it over (:func:`take_early`): the UMAP runs on the second core
+while flowsom's SOM, sequential by construction, runs on the first. A start is taken over
+only for the same events file (path, size, modification time), number of events and seed;
+otherwise (``--from annotate``, a changed file) the annotate stage starts its own, and an
+early start nobody takes is stopped at the end of the run (:func:`discard_early`).
+
 On one core (``os.cpu_count() < 2`` or ``threads: 1``) nothing is started and ``tl.embed``
 runs in the stage; when the second process fails (killed, out of memory, no interpreter),
 the embedding is computed in the stage after all, so an error of ``tl.embed`` itself is
@@ -80,6 +88,11 @@ def worker() -> None:
         pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def _one_core(threads: int | None) -> bool:
+    """No second process: one core, or the config's ``threads: 1``."""
+    return (os.cpu_count() or 1) < 2 or threads == 1
+
+
 def start_embed(
     cells: ad.AnnData, *, n_cells: int, seed: int, threads: int | None
 ) -> Callable[[ad.AnnData], None]:
@@ -104,7 +117,7 @@ def start_embed(
     ``obs["itme_umap_subsample"]``, ``uns["itme_umap"]`` as ``tl.embed`` writes them.
     """
     inputs = _inputs(cells)
-    if (os.cpu_count() or 1) < 2 or threads == 1:
+    if _one_core(threads):
         return lambda target: _add(target, _embed(inputs, n_cells, seed))
     tmp = Path(tempfile.mkdtemp(prefix="itme-embed-"))  # the files passed; removed after
     src, dst, log = tmp / "input.pickle", tmp / "result.pickle", tmp / "stderr.txt"
@@ -140,6 +153,49 @@ def start_embed(
     # the stage failed before waiting: the process is stopped and its files removed
     weakref.finalize(finish, _stop, proc, tmp)
     return finish
+
+
+#: embeddings started ahead of their stage, by what they embed (:func:`_early_key`)
+_EARLY: dict[tuple, Callable[[ad.AnnData], None]] = {}
+
+
+def _early_key(path: Path, n_cells: int, seed: int, threads: int | None) -> tuple:
+    st = path.stat()
+    return str(path.resolve()), st.st_size, st.st_mtime_ns, n_cells, seed, threads
+
+
+def start_early(
+    path: Path, cells: ad.AnnData, *, n_cells: int, seed: int, threads: int | None
+) -> None:
+    """:func:`start_embed` of the events read from ``path``, for a later :func:`take_early`.
+
+    Only on two cores or more (on one, the later stage embeds in its own process).
+    """
+    discard_early()
+    if not _one_core(threads):
+        _EARLY[_early_key(path, n_cells, seed, threads)] = start_embed(
+            cells, n_cells=n_cells, seed=seed, threads=threads
+        )
+
+
+def take_early(
+    path: Path, cells: ad.AnnData, *, n_cells: int, seed: int, threads: int | None
+) -> Callable[[ad.AnnData], None]:
+    """The embedding :func:`start_early` started for these events, or :func:`start_embed` now.
+
+    ``cells`` must be the events read from ``path`` (the same values as when it started).
+    """
+    finish = _EARLY.pop(_early_key(path, n_cells, seed, threads), None)
+    discard_early()
+    if finish is not None:
+        logger.info("embed: taking over the embedding started by an earlier stage")
+        return finish
+    return start_embed(cells, n_cells=n_cells, seed=seed, threads=threads)
+
+
+def discard_early() -> None:
+    """Stop the embeddings started early that no stage took over (their files removed)."""
+    _EARLY.clear()  # the last reference: weakref.finalize stops the process
 
 
 def _stop(proc: subprocess.Popen, tmp: Path) -> None:

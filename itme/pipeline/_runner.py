@@ -35,6 +35,7 @@ from itme.errors import (
     ItmeRunError,
     ItmeStateError,
 )
+from itme.pipeline._background import discard_early
 from itme.pipeline._config import Config
 from itme.pipeline._files import (
     remove_leftovers,
@@ -472,6 +473,7 @@ def _run_locked(
             exc.add_note(f"(in stage {current!r} of the itme run into {out})")
         raise
     finally:
+        discard_early()  # an embedding started for a stage that did not run (--until, failure)
         # saving must not hide the run's own error: a failure here is logged, not raised,
         # when the run has already failed
         error = _error_record(failure, current) if failure is not None else None

@@ -25,9 +25,9 @@ from itme._dask import reuse_columns
 from itme._files import safe_name
 from itme.core.clean.steps import GATING_COFACTOR
 from itme.errors import ItmeExclusionWarning, ItmeStateError
-from itme.pipeline._background import start_embed
+from itme.pipeline._background import start_early, take_early
 from itme.pipeline._config import Clean as CleanSection
-from itme.pipeline._runner import Context
+from itme.pipeline._runner import Context, stage_seeds
 from itme.pipeline._stages_batch import events_path, label_diagnostics
 from itme.pipeline._stages_store import (
     ingest_store,
@@ -250,7 +250,17 @@ def cluster(ctx: Context) -> dict[str, Any]:
     if on_store(ctx.config):
         full, cells = open_events(ctx, "cluster")
     else:
-        cells = ad.read_h5ad(events_path(ctx))
+        path = events_path(ctx)
+        cells = ad.read_h5ad(path)
+        embed = ctx.config.embed
+        if embed.enabled:  # the annotate stage's UMAP, on the second core while the SOM trains
+            start_early(
+                path,
+                cells,
+                n_cells=min(embed.n_cells, cells.n_obs),
+                seed=stage_seeds(ctx.config.seed, ["annotate"])["annotate"],
+                threads=ctx.config.threads,
+            )
     before = keys_of(cells)
     tl.flowsom(
         cells,
@@ -306,13 +316,14 @@ def annotate(ctx: Context) -> dict[str, Any]:
     if on_store(c):
         full, cells = open_events(ctx, "annotate")
     else:
-        cells = ad.read_h5ad(events_path(ctx))
+        path = events_path(ctx)
+        cells = ad.read_h5ad(path)
         apply_additions(cells, ctx.path("work", "cluster.h5ad"))
     before = keys_of(cells)
     n_embed = min(c.embed.n_cells, cells.n_obs)
     embedding = None
-    if c.embed.enabled and not on_store(c):  # UMAP in a second process while the stage goes on
-        embedding = start_embed(cells, n_cells=n_embed, seed=ctx.seed, threads=c.threads)
+    if c.embed.enabled and not on_store(c):  # UMAP in a second process (started by cluster)
+        embedding = take_early(path, cells, n_cells=n_embed, seed=ctx.seed, threads=c.threads)
     with reuse_columns():  # on the store: the marker columns read once for every median
         tl.annotate(
             cells,

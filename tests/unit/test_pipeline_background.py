@@ -79,3 +79,52 @@ def test_one_thread_starts_no_process(expected, monkeypatch):
     cells = _cells(expected)
     _background.start_embed(cells, n_cells=300, seed=5, threads=1)(cells)
     _check_same(expected, cells)
+
+
+@pytest.fixture
+def popens(monkeypatch):
+    """The second processes started (their Popen objects)."""
+    procs = []
+    popen = _background.subprocess.Popen
+
+    def record(*args, **kwargs):
+        procs.append(popen(*args, **kwargs))
+        return procs[-1]
+
+    monkeypatch.setattr(_background.subprocess, "Popen", record)
+    return procs
+
+
+def test_early_start_is_taken_over_for_the_same_events(expected, popens, tmp_path):
+    cells = _cells(expected)
+    path = tmp_path / "events.h5ad"
+    cells.write_h5ad(path)
+    _background.start_early(path, cells, n_cells=300, seed=5, threads=None)
+    assert len(popens) == 1
+    finish = _background.take_early(path, cells, n_cells=300, seed=5, threads=None)
+    assert len(popens) == 1  # taken over, not started again
+    target = cells.copy()
+    finish(target)
+    _check_same(expected, target)
+    assert not _background._EARLY
+
+
+def test_early_start_for_other_events_is_stopped(expected, popens, tmp_path):
+    cells = _cells(expected)
+    path = tmp_path / "events.h5ad"
+    cells.write_h5ad(path)
+    _background.start_early(path, cells, n_cells=300, seed=6, threads=None)  # another seed
+    finish = _background.take_early(path, cells, n_cells=300, seed=5, threads=None)
+    assert len(popens) == 2
+    assert popens[0].poll() is not None  # the early one stopped, its files removed
+    assert not _background.Path(popens[0].args[3]).parent.exists()
+    finish(cells)
+    _check_same(expected, cells)
+    # the file changed after the early start (e.g. the batch stage rerun): not taken over
+    _background.start_early(path, cells, n_cells=300, seed=5, threads=None)
+    path.write_bytes(b"rewritten")
+    _background.take_early(path, cells, n_cells=300, seed=5, threads=None)
+    assert len(popens) == 4
+    _background.discard_early()  # what the runner does at the end of a run
+    assert all(p.poll() is not None for p in popens)
+    assert not any(_background.Path(p.args[3]).parent.exists() for p in popens)

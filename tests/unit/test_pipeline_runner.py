@@ -155,3 +155,26 @@ def test_a_stage_cannot_write_an_undeclared_table(tmp_path, config):
     with pytest.raises(ItmeStateError, match="without declaring it"):
         run_stages(config, stages, out=tmp_path / "out")
     assert not (tmp_path / "out" / "tables" / "undeclared.csv").exists()
+
+
+def test_an_early_start_no_stage_took_over_is_stopped_at_the_end(tmp_path, config):
+    """The cluster stage starts the annotate stage's UMAP; --until cluster must not leave it."""
+    import weakref
+
+    from itme.pipeline import _background
+
+    stopped = []
+    stages = make_stages([])
+
+    def first(ctx, run=stages[0].run):
+        def finish(cells):  # stands for the embedding started early (a second process)
+            raise AssertionError("nobody takes it over")
+
+        weakref.finalize(finish, stopped.append, True)  # as start_embed stops its process
+        _background._EARLY[("events", 1)] = finish
+        return run(ctx)
+
+    stages[0].run = first
+    run_stages(config, stages, out=tmp_path / "out", until_stage="first")
+    assert not _background._EARLY
+    assert stopped == [True]
