@@ -18,6 +18,7 @@ as usual.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -95,6 +96,29 @@ def contrast_seeds(seed: int, n: int) -> list[np.random.SeedSequence]:
     return np.random.SeedSequence(seed).spawn(n)
 
 
+def design_key(counts: Any, contrast: Contrast, config: Config) -> str:
+    """What a contrast's tables depend on besides the counts file and the config.
+
+    The samples and genes of ``counts`` and each sample's values of the contrast's column and
+    the covariates, with whether each column is numeric (a numeric covariate is a slope in
+    the design, a text one a factor). The stage takes the second process's tables only when
+    its own key is the same, e.g. not when its clinical table (joined into ``patients.obs``)
+    gives other values than ``clinical.csv`` read directly.
+
+    Returns
+    -------
+    The SHA-256 of those, in hex.
+    """
+    columns = [*config.rnaseq.covariates, contrast.groupby]
+    design = counts.obs.reindex(columns=columns)
+    h = hashlib.sha256()
+    for names in (counts.obs_names, counts.var_names, columns):
+        h.update("\x1f".join(map(str, names)).encode() + b"\x1e")
+    h.update(bytes(pd.api.types.is_numeric_dtype(design[c]) for c in columns))
+    h.update(design.astype(str).to_csv().encode())
+    return h.hexdigest()
+
+
 def independent(config: Config) -> list[tuple[Contrast, np.random.SeedSequence]]:
     """The contrasts (and their seeds) that need neither the iTME clusters nor the CyTOF data."""
     if config.inputs.counts is None or "itme_cluster" in config.rnaseq.covariates:
@@ -121,7 +145,7 @@ def _compute(config: Config, todo: list[tuple[Contrast, np.random.SeedSequence]]
         except Exception:  # noqa: BLE001 - the stage computes it again and raises it
             continue
         shown = [(w.category, str(w.message)) for w in caught]
-        results[contrast.name] = (de, gs, shown)
+        results[contrast.name] = (de, gs, shown, design_key(counts, contrast, config))
     return results
 
 
@@ -228,7 +252,7 @@ def stop(config: Config) -> None:
         early.stop()
 
 
-def take(out: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+def take(out: Path, name: str, key: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """The second process's tables of contrast ``name`` (its warnings re-issued), or None.
 
     Parameters
@@ -237,6 +261,9 @@ def take(out: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
         The run's output folder.
     name
         The contrast's name.
+    key
+        :func:`design_key` of the stage's counts: the tables are taken only when the second
+        process fitted the same samples, genes and design values.
 
     Returns
     -------
@@ -248,7 +275,14 @@ def take(out: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     found = early.wait().pop(name, None)
     if found is None:
         return None
-    de, gs, shown = found
+    de, gs, shown, fitted = found
+    if fitted != key:
+        logger.info(
+            "rnaseq: contrast %s: the second process read other samples or design values "
+            "than the stage (clinical.csv vs the patients table); the stage fits it again",
+            name,
+        )
+        return None
     for category, message in shown:
         warnings.warn(message, category, stacklevel=2)
     return de, gs

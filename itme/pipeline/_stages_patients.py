@@ -367,7 +367,9 @@ def _rnaseq(ctx: Context) -> dict[str, Any]:
                 stacklevel=2,
             )
         # a contrast between clinical groups may have been computed from the run's start
-        early = rnaseq_early.take(ctx.out, contrast.name)
+        early = rnaseq_early.take(
+            ctx.out, contrast.name, rnaseq_early.design_key(data, contrast, c)
+        )
         de, gs = early or rnaseq_early.contrast_tables(
             data, contrast, c, seed, threads=c.threads or os.cpu_count() or 1
         )

@@ -62,11 +62,19 @@ def config(tmp_path):
     )
 
 
+def _counts(config):
+    return rna.read_counts(config.inputs.counts, clinical=io.read_clinical(config.inputs.clinical))
+
+
+def _key(config, counts=None):
+    """The stage's design key of contrast ``trmm``."""
+    counts = _counts(config) if counts is None else counts
+    return early.design_key(counts, config.rnaseq.contrasts[1], config)
+
+
 def _in_process(config):
     """The tables of contrast ``trmm`` as the rnaseq stage computes them (on 2 threads)."""
-    counts = rna.read_counts(
-        config.inputs.counts, clinical=io.read_clinical(config.inputs.clinical)
-    )
+    counts = _counts(config)
     seeds = early.contrast_seeds(stage_seeds(config.seed, ["rnaseq"])["rnaseq"], 2)
     return early.contrast_tables(counts, config.rnaseq.contrasts[1], config, seeds[1], threads=2)
 
@@ -100,8 +108,8 @@ def test_second_process_gives_the_stage_tables(config, monkeypatch):
     early.start(config, **ALL)
     try:
         assert len(started) == 1
-        assert early.take(config.output, "c21") is None  # needs the iTME clusters
-        got = early.take(config.output, "trmm")
+        assert early.take(config.output, "c21", _key(config)) is None  # needs the clusters
+        got = early.take(config.output, "trmm", _key(config))
     finally:
         early.stop(config)
     _same(got, _in_process(config))
@@ -120,16 +128,34 @@ def test_nothing_started_when_the_stage_finished_before_or_is_not_run(config, mo
     (config.output / STATE_DIR).mkdir(parents=True)
     (config.output / STATE_DIR / "rnaseq.json").write_text("{}")
     early.start(config, **ALL)
-    assert early.take(config.output, "trmm") is None
+    assert early.take(config.output, "trmm", _key(config)) is None
 
 
 def test_failed_second_process_leaves_the_contrast_to_the_stage(config, monkeypatch):
     monkeypatch.setattr(early, "_WORKER", "raise SystemExit(3)")
     early.start(config, **ALL)
     try:
-        assert early.take(config.output, "trmm") is None
+        assert early.take(config.output, "trmm", _key(config)) is None
     finally:
         early.stop(config)
+
+
+def test_tables_fitted_on_other_design_values_are_not_taken(config, monkeypatch):
+    monkeypatch.setattr(early, "contrast_tables", lambda *a: (pd.DataFrame(), pd.DataFrame()))
+    results = early._compute(config, early.independent(config))
+    counts = _counts(config)
+    assert results["trmm"][3] == _key(config, counts)
+    swapped = counts.copy()  # two samples' disease stages swapped, as a differing clinical table
+    status = swapped.obs["disease_status"].astype(str).to_numpy()
+    status[[0, 1]] = status[[1, 0]]
+    swapped.obs["disease_status"] = status
+    fewer = counts[1:].copy()
+    for other in (swapped, fewer):
+        early._PENDING[config.output] = early._Early(None, config.output / "none", 0.0, results)
+        try:
+            assert early.take(config.output, "trmm", _key(config, other)) is None
+        finally:
+            early._PENDING.pop(config.output)
 
 
 def test_warnings_of_the_second_process_are_shown_by_the_stage(config, monkeypatch):
@@ -142,7 +168,7 @@ def test_warnings_of_the_second_process_are_shown_by_the_stage(config, monkeypat
     early._PENDING[config.output] = early._Early(None, config.output / "none", 0.0, results)
     try:
         with pytest.warns(UserWarning, match="planted"):
-            de, gs = early.take(config.output, "trmm")
+            de, gs = early.take(config.output, "trmm", _key(config))
     finally:
         early._PENDING.pop(config.output)
     assert de["x"].tolist() == [1] and gs["y"].tolist() == [2]
