@@ -88,8 +88,8 @@ def worker() -> None:
         pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _one_core(threads: int | None) -> bool:
-    """No second process: one core, or the config's ``threads: 1``."""
+def one_core(threads: int | None) -> bool:
+    """No second process (here or in :mod:`itme.pipeline._rnaseq_early`): one core, or ``threads: 1``."""
     return (os.cpu_count() or 1) < 2 or threads == 1
 
 
@@ -117,7 +117,7 @@ def start_embed(
     ``obs["itme_umap_subsample"]``, ``uns["itme_umap"]`` as ``tl.embed`` writes them.
     """
     inputs = _inputs(cells)
-    if _one_core(threads):
+    if one_core(threads):
         return lambda target: _add(target, _embed(inputs, n_cells, seed))
     tmp = Path(tempfile.mkdtemp(prefix="itme-embed-"))  # the files passed; removed after
     src, dst, log = tmp / "input.pickle", tmp / "result.pickle", tmp / "stderr.txt"
@@ -172,7 +172,7 @@ def start_early(
     Only on two cores or more (on one, the later stage embeds in its own process).
     """
     discard_early()
-    if not _one_core(threads):
+    if not one_core(threads):
         _EARLY[_early_key(path, n_cells, seed, threads)] = start_embed(
             cells, n_cells=n_cells, seed=seed, threads=threads
         )

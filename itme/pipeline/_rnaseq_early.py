@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from itme import io, rna
+from itme.pipeline._background import one_core
 from itme.pipeline._config import Config, Contrast, rnaseq_contrasts
 from itme.pipeline._runner import STATE_DIR, stage_seeds
 
@@ -219,8 +220,7 @@ def start(config: Config, *, first: int, last: int, names: list[str]) -> None:
         or "rnaseq" not in names
         or not first <= names.index("rnaseq") <= last
         or (out / STATE_DIR / "rnaseq.json").is_file()
-        or (os.cpu_count() or 1) < 2
-        or config.threads == 1
+        or one_core(config.threads)
     ):
         return
     tmp = Path(tempfile.mkdtemp(prefix="itme-rnaseq-"))  # the files passed; removed after
