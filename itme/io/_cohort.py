@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import logging
+import threading
 import time
 import warnings
 from collections.abc import Mapping
@@ -290,14 +291,42 @@ def _obs(table: pd.DataFrame, counts: np.ndarray, *, named: bool = True) -> pd.D
     return pd.DataFrame(obs, index=pd.Index(np.concatenate(names).astype(object)))
 
 
+#: event indices whose decimal strings are built once per process and kept (16 MB)
+_KEPT_INDICES = 1 << 20
+_indices = np.empty(0, dtype=np.dtypes.StringDType())
+_indices_lock = threading.Lock()
+
+
+def _index_strings(n: int) -> np.ndarray:
+    """``"0"``, ``"1"``, …, ``str(n - 1)`` as numpy strings.
+
+    Converting integers to numpy strings costs about as much as everything else in
+    :func:`event_names` twice over (numpy goes through a Python string per number), and
+    every file of a cohort numbers its events from 0: the strings of the first
+    :data:`_KEPT_INDICES` indices are built once (the first call that needs them) and the
+    files' names are views of them; those of any further events are built per call.
+    """
+    global _indices
+    strings = np.dtypes.StringDType()
+    if _indices.size < min(n, _KEPT_INDICES):
+        with _indices_lock:
+            if _indices.size < min(n, _KEPT_INDICES):
+                _indices = np.arange(_KEPT_INDICES).astype(strings)
+    kept = _indices
+    if n <= kept.size:
+        return kept[:n]
+    return np.concatenate([kept, np.arange(kept.size, n).astype(strings)])
+
+
 def event_names(sample_id: str, n: int) -> np.ndarray:
     """``obs_names`` of a file's ``n`` events: ``<sample_id>_<event index>``.
 
     A numpy string array (``StringDType``, the dtype zarr writes ``obs/_index`` from), built
-    without a Python string per event.
+    without a Python string per event, from the indices' strings kept by
+    :func:`_index_strings`.
     """
     strings = np.dtypes.StringDType()
-    return np.strings.add(np.array(f"{sample_id}_", dtype=strings), np.arange(n).astype(strings))
+    return np.strings.add(np.array(f"{sample_id}_", dtype=strings), _index_strings(n))
 
 
 def _warn_files(plans: list[_Plan], records: list[dict]) -> None:

@@ -17,6 +17,7 @@ from itme.errors import (
     ItmeInputWarning,
     ItmeParameterError,
 )
+from itme.io import _cohort
 from itme.io._cohort import event_names
 
 CHANNELS = ["Time", "Y89Di", "Nd142Di", "Nd145Di", "Ir191Di"]
@@ -256,3 +257,16 @@ def test_event_names_are_the_sample_and_the_event_index(sample_id):
     assert names.dtype == np.dtypes.StringDType()
     assert list(names) == [f"{sample_id}_{i}" for i in range(1003)]
     assert event_names(sample_id, 0).shape == (0,)
+
+
+def test_event_names_beyond_the_kept_index_strings(monkeypatch):
+    # the strings of the first indices are built once and shared; the rest per call
+    monkeypatch.setattr(_cohort, "_KEPT_INDICES", 100)
+    monkeypatch.setattr(_cohort, "_indices", np.empty(0, dtype=np.dtypes.StringDType()))
+    for n in (0, 99, 100, 101, 1003):
+        assert list(event_names("S1", n)) == [f"S1_{i}" for i in range(n)]
+    assert _cohort._indices.size == 100
+    # the kept strings are shared, not changed, by the files' names
+    first = event_names("A", 5)
+    assert list(event_names("B", 5)) == [f"B_{i}" for i in range(5)]
+    assert list(first) == [f"A_{i}" for i in range(5)]
