@@ -28,7 +28,8 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,7 @@ def write_store(
     *,
     checksums: bool,
     chunk_rows: int = CHUNK_ROWS,
+    beside: Sequence[Callable[[], None]] = (),
 ) -> list[dict[str, Any]]:
     """Convert the files of ``plans`` into a new store at ``store`` (one task per file).
 
@@ -159,6 +161,9 @@ def write_store(
         Compute the SHA-256 of every file (in its task).
     chunk_rows
         Events per chunk.
+    beside
+        Functions that write metadata into the store, run one after the other in a thread
+        of this process while the tasks convert (after the columns of ``obs``).
 
     Returns
     -------
@@ -197,7 +202,15 @@ def write_store(
         dask.delayed(_write_shared, pure=False)(str(path), chunk, *edges)
         for chunk, edges in sharing.items()
     ]
-    results = list(dask.compute(*infos, *shared)[: len(infos)])
+    # the metadata (obs's columns, ``beside``) are written in a thread of this process while
+    # the tasks convert (as a task, dask's threaded scheduler ran it last, after every
+    # conversion); written before or after them, it added to the conversion's time
+    with ThreadPoolExecutor(1, thread_name_prefix="itme-store") as pool:
+        writes = [pool.submit(_write_obs_columns, str(path), obs)]
+        writes += [pool.submit(func) for func in beside]
+        results = list(dask.compute(*infos, *shared)[: len(infos)])
+        for done in writes:
+            done.result()
     logger.info(
         "store %s: %d files, %d events x %d channels converted in %.2f s",
         path,
@@ -210,7 +223,10 @@ def write_store(
 
 
 def _write_skeleton(path: Path, obs: pd.DataFrame, var: pd.DataFrame, step: int) -> None:
-    """Everything but the events' values and names, which the conversion tasks write.
+    """The store's groups, ``var`` and the empty arrays of the events' values and names.
+
+    The conversion tasks write the events' values and names, :func:`_write_obs_columns`
+    (a task beside them) the columns of ``obs``; only ``obs``'s length is used here.
 
     ``layers/raw`` is stored uncompressed: the FCS values (noise-randomised counts) gain
     little from a codec (zstd: 0.80x at 90 MB/s of one core; blosc-lz4 with shuffle:
@@ -219,7 +235,6 @@ def _write_skeleton(path: Path, obs: pd.DataFrame, var: pd.DataFrame, step: int)
     created empty, chunked like ``layers/raw``, compressed by zstd at level 1 (~0.3 bytes
     per name, 2% of the strings; cheaper to write and smaller than zarr's default, zstd's 3).
     """
-    from anndata.io import write_elem
     from zarr.codecs import ZstdCodec
 
     n, m = len(obs), var.shape[0]
@@ -231,15 +246,28 @@ def _write_skeleton(path: Path, obs: pd.DataFrame, var: pd.DataFrame, step: int)
             "_index", shape=(n,), chunks=(step,), dtype=str, compressors=ZstdCodec(level=1)
         )
         names.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
-        for col in obs.columns:
-            write_elem(frame, str(col), obs[col]._values)
-        frame.attrs["column-order"] = [str(c) for c in obs.columns]
         raw = (
             _group(path)
             .require_group("layers")
             .create_array("raw", shape=(n, m), chunks=(step, m), dtype="float32", compressors=None)
         )
         raw.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+
+
+def _write_obs_columns(path: str, obs: pd.DataFrame) -> None:
+    """Write the columns of ``obs`` (per-event categoricals) and their order into the store.
+
+    Run by :func:`write_store` while the conversion tasks run (they write only
+    ``obs/_index``'s chunks, never ``obs``'s attributes); written before them, in the
+    skeleton, it delayed every conversion.
+    """
+    from anndata.io import write_elem
+
+    with _zarr_settings():
+        frame = _group(path)["obs"]
+        for col in obs.columns:
+            write_elem(frame, str(col), obs[col]._values)
+        frame.attrs["column-order"] = [str(c) for c in obs.columns]
 
 
 @contextlib.contextmanager
@@ -294,14 +322,26 @@ def _write_elem(group: Any, key: str, value: Any) -> None:
     away (``<key>.old``), the new one into place, and the old one removed; :func:`_recover`
     puts ``<key>.old`` back when a process was killed between the two renames.
     """
-    import zarr
+    _write_new(group, key, value)
+    _put_in_place(group, key)
+
+
+def _write_new(group: Any, key: str, value: Any) -> None:
+    """Write ``value`` as ``group["<key>.new"]``, the first half of :func:`_write_elem`."""
     from anndata.io import write_elem
 
-    root = Path(group.store.root)
-    new, old = root / f"{key}.new", root / f"{key}.old"
+    new = Path(group.store.root) / f"{key}.new"
     shutil.rmtree(new, ignore_errors=True)
     with _zarr_settings():
         write_elem(group, f"{key}.new", value)
+
+
+def _put_in_place(group: Any, key: str) -> None:
+    """Rename ``<key>.new`` to ``key``, the second half of :func:`_write_elem`."""
+    import zarr
+
+    root = Path(group.store.root)
+    new, old = root / f"{key}.new", root / f"{key}.old"
     if (root / key).exists():
         shutil.rmtree(old, ignore_errors=True)
         os.rename(root / key, old)
@@ -549,21 +589,38 @@ def read_into_store(
     The store opened with :func:`open_store`, with ``uns["io"]`` as read_cohort writes it.
     """
     import zarr
+    from anndata.io import write_elem
 
     from itme.io._cohort import _obs, _warn_files
 
     table = extra["table"]
     obs = _obs(table, counts, named=False)  # the names are written chunk by chunk
+    # uns["io"] but the files' table (their checksums and notes come from the tasks): written
+    # as uns.new while the tasks convert, the table added after them, then put in place
+    keywords = {plan.sample_id.replace("/", "_"): plan.text.keywords for plan in plans}
+    io = {
+        "panel": extra["panel"].reset_index(drop=True),
+        "keywords": keywords,
+        "dropped_channels": extra["dropped"],
+        "channel_map": extra["channel_map"],
+        "excluded_markers": extra["excluded"],
+    }
     results = write_store(
-        store, plans, counts, obs, var, checksums=checksums, chunk_rows=chunk_rows or CHUNK_ROWS
+        store,
+        plans,
+        counts,
+        obs,
+        var,
+        checksums=checksums,
+        chunk_rows=chunk_rows or CHUNK_ROWS,
+        beside=[lambda: _write_new(_group(store), "uns", _uns_to_store({"io": io}))],
     )
-    records, keywords = [], {}
+    records = []
     for k, (plan, res) in enumerate(zip(plans, results, strict=True)):
         fcs = plan.text
         fcs.notes[:] = res["notes"]  # the events were read in the task (maybe another process)
         if res["warned"] is not None:
             fcs.warned = res["warned"]
-        keywords[plan.sample_id.replace("/", "_")] = fcs.keywords
         records.append(
             {
                 "sample_id": plan.sample_id,
@@ -578,17 +635,10 @@ def read_into_store(
             }
         )
     _warn_files(plans, records)
-    uns = {
-        "io": {
-            "files": pd.DataFrame(records),
-            "panel": extra["panel"].reset_index(drop=True),
-            "keywords": keywords,
-            "dropped_channels": extra["dropped"],
-            "channel_map": extra["channel_map"],
-            "excluded_markers": extra["excluded"],
-        }
-    }
-    _write_elem(_group(store), "uns", _uns_to_store(uns))
+    group = _group(store)
+    with _zarr_settings():
+        write_elem(group["uns.new"]["io"], "files", pd.DataFrame(records))
+    _put_in_place(group, "uns")
     # open the store with the obs just written, not read back (one string per event)
     adata = _lazy(Path(store), zarr.open_group(str(store), mode="r", use_consolidated=False), obs)
     logger.info(
