@@ -555,6 +555,17 @@ def update_store(
     _write_elem(group, "uns", _uns_to_store(uns))
 
 
+def _io_but_files(plans: list[Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``uns["io"]`` of :func:`read_into_store` but the files' table (known before conversion)."""
+    return {
+        "panel": extra["panel"].reset_index(drop=True),
+        "keywords": {plan.sample_id.replace("/", "_"): plan.text.keywords for plan in plans},
+        "dropped_channels": extra["dropped"],
+        "channel_map": extra["channel_map"],
+        "excluded_markers": extra["excluded"],
+    }
+
+
 def read_into_store(
     store: str | PathLike[str],
     plans: list[Any],
@@ -597,14 +608,7 @@ def read_into_store(
     obs = _obs(table, counts, named=False)  # the names are written chunk by chunk
     # uns["io"] but the files' table (their checksums and notes come from the tasks): written
     # as uns.new while the tasks convert, the table added after them, then put in place
-    keywords = {plan.sample_id.replace("/", "_"): plan.text.keywords for plan in plans}
-    io = {
-        "panel": extra["panel"].reset_index(drop=True),
-        "keywords": keywords,
-        "dropped_channels": extra["dropped"],
-        "channel_map": extra["channel_map"],
-        "excluded_markers": extra["excluded"],
-    }
+    io = _io_but_files(plans, extra)
     results = write_store(
         store,
         plans,
