@@ -85,6 +85,52 @@ def test_store_holds_the_cohort_read_in_memory(tmp_path, chunk_rows):
     assert stored <= mem.layers["raw"].nbytes + 2048
 
 
+def test_store_layout(tmp_path):
+    # the layout that every reader of a store relies on: values and names chunk by chunk,
+    # the names' codecs, obs's columns and their order, uns with the files' checksums, and
+    # no element left half-written (uns.new) by the writes beside the conversion tasks
+    import zarr
+
+    samples, panel = make_cohort(tmp_path)
+    mem = itme.io.read_cohort(samples, panel)
+    with dask.config.set(scheduler="threads", num_workers=2):
+        itme.io.read_cohort(samples, panel, store=tmp_path / "c.zarr", chunk_rows=16)
+    group = zarr.open_group(str(tmp_path / "c.zarr"), mode="r", use_consolidated=False)
+    raw, names = group["layers/raw"], group["obs/_index"]
+    assert (raw.dtype, raw.chunks, raw.compressors) == (np.float32, (16, mem.n_vars), ())
+    np.testing.assert_array_equal(raw[:], mem.layers["raw"])
+    assert names.chunks == (16,) and names.dtype == np.dtypes.StringDType()
+    assert [c.to_dict()["name"] for c in (names.serializer, *names.compressors)] == [
+        "vlen-utf8",
+        "zstd",
+    ]
+    assert names.compressors[0].level == 1
+    assert dict(names.attrs) == {"encoding-type": "string-array", "encoding-version": "0.2.0"}
+    assert list(names[:]) == list(mem.obs_names)
+    assert group["obs"].attrs["column-order"] == list(mem.obs.columns)
+    assert sorted(p.name for p in (tmp_path / "c.zarr").iterdir()) == sorted(
+        ["layers", "obs", "obsm", "obsp", "raw", "uns", "var", "varm", "varp", "zarr.json"]
+    )
+    plain = ad.read_zarr(tmp_path / "c.zarr")  # through the consolidated metadata
+    files = plain.uns["io"]["files"]
+    assert list(files["sha256"]) == [sha256(Path(f)) for f in files["path"]]
+    pd.testing.assert_frame_equal(files, mem.uns["io"]["files"])
+    assert set(plain.uns["io"]) == set(mem.uns["io"]) - {"keywords"} | {"keywords_json"}
+
+
+def test_store_metadata_errors_are_raised(tmp_path, monkeypatch):
+    # uns is written in a thread beside the conversion tasks: its errors are not lost
+    from itme.io import _store
+
+    def broken(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_store, "_write_new", broken)
+    samples, panel = make_cohort(tmp_path)
+    with pytest.raises(OSError, match="disk full"):
+        itme.io.read_cohort(samples, panel, store=tmp_path / "c.zarr")
+
+
 def test_store_refuses_to_overwrite(tmp_path):
     samples, panel = make_cohort(tmp_path)
     (tmp_path / "c.zarr").mkdir()
