@@ -3,9 +3,8 @@
 UMAP's layout runs on one core (umap-learn uses one thread when given a seed, so that the
 result is reproducible) for ~10 s on the demo, while the rest of the annotate stage (the
 subset medians, the heatmap, the batch diagnostics, writing ``cells.h5ad``) also runs on one
-core. :func:`start_embed` hands :func:`itme.tl.embed` to a new Python process (``python -c``,
-not :mod:`multiprocessing`, which would import the caller's main script again) with exactly
-the data ``tl.embed`` reads (the columns of the markers it embeds, their ``var`` rows,
+core. :func:`start_embed` hands :func:`itme.tl.embed` to a second Python process
+(:mod:`itme.pipeline._second_process`) with exactly the data ``tl.embed`` reads (the columns of the markers it embeds, their ``var`` rows,
 ``obs["itme_qc"]``) and the seed, so the embedding is the one ``tl.embed`` computes in the
 stage's own process; the returned function waits for it and adds it to the cells.
 
@@ -26,13 +25,6 @@ raised as usual.
 from __future__ import annotations
 
 import logging
-import os
-import pickle
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -43,11 +35,9 @@ import pandas as pd
 
 from itme import tl
 from itme._adata import markers_of_class
+from itme.pipeline._second_process import SecondProcess, one_core, stop
 
 logger = logging.getLogger(__name__)
-
-#: the command of the second process: reads the input file, writes the result file
-_WORKER = "from itme.pipeline._background import worker; worker()"
 
 
 def _inputs(cells: ad.AnnData) -> dict:
@@ -78,19 +68,9 @@ def _add(cells: ad.AnnData, result: dict) -> None:
     cells.uns.update(result["uns"])
 
 
-def worker() -> None:
-    """Entry of the second process: ``argv`` = input file, result file, n_cells, seed."""
-    src, dst, n_cells, seed = sys.argv[1:5]
-    with open(src, "rb") as f:
-        inputs = pickle.load(f)
-    result = _embed(inputs, int(n_cells), int(seed))
-    with open(dst, "wb") as f:
-        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def one_core(threads: int | None) -> bool:
-    """No second process (here or in :mod:`itme.pipeline._rnaseq_early`): one core, or ``threads: 1``."""
-    return (os.cpu_count() or 1) < 2 or threads == 1
+def _embed_payload(payload: tuple[dict, int, int]) -> dict:
+    """:func:`_embed` of ``(inputs, n_cells, seed)``: what the second process runs."""
+    return _embed(*payload)
 
 
 def start_embed(
@@ -119,39 +99,14 @@ def start_embed(
     inputs = _inputs(cells)
     if one_core(threads):
         return lambda target: _add(target, _embed(inputs, n_cells, seed))
-    tmp = Path(tempfile.mkdtemp(prefix="itme-embed-"))  # the files passed; removed after
-    src, dst, log = tmp / "input.pickle", tmp / "result.pickle", tmp / "stderr.txt"
-    with open(src, "wb") as f:
-        pickle.dump(inputs, f, protocol=pickle.HIGHEST_PROTOCOL)
-    # the same modules as this process (its sys.path, e.g. a checkout on PYTHONPATH)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    t0 = time.perf_counter()
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER, str(src), str(dst), str(n_cells), str(seed)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
+    second = SecondProcess(f"{__name__}:_embed_payload", (inputs, n_cells, seed), name="embed")
 
     def finish(target: ad.AnnData) -> None:
-        if proc.wait() == 0:
-            with open(dst, "rb") as f:
-                result = pickle.load(f)
-            logger.info("embed: second process done in %.1f s", time.perf_counter() - t0)
-        else:
-            lines = log.read_text(errors="replace").strip().splitlines()
-            logger.info(
-                "embed: the second process failed (exit %s: %s); embedding in this one",
-                proc.returncode,
-                lines[-1] if lines else "no message",
-            )
-            result = _embed(inputs, n_cells, seed)
-        _stop(proc, tmp)
-        _add(target, result)
+        result = second.wait()
+        _add(target, _embed(inputs, n_cells, seed) if result is None else result)
 
     # the stage failed before waiting: the process is stopped and its files removed
-    weakref.finalize(finish, _stop, proc, tmp)
+    weakref.finalize(finish, stop, second.proc, second.tmp)
     return finish
 
 
@@ -196,10 +151,3 @@ def take_early(
 def discard_early() -> None:
     """Stop the embeddings started early that no stage took over (their files removed)."""
     _EARLY.clear()  # the last reference: weakref.finalize stops the process
-
-
-def _stop(proc: subprocess.Popen, tmp: Path) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    shutil.rmtree(tmp, ignore_errors=True)

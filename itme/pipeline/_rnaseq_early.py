@@ -3,8 +3,8 @@
 A contrast between clinical groups (the demo's TRMM vs NDMM + RMM) whose covariates are
 clinical columns needs only the counts and clinical.csv, not the iTME clusters. When a run
 starts and its rnaseq stage has not finished in the output folder before (a first run),
-:func:`start` hands these contrasts to a second Python process (``python -c``, as
-:mod:`itme.pipeline._background` does for the UMAP) that fits them with
+:func:`start` hands these contrasts to a second Python process
+(:mod:`itme.pipeline._second_process`, as for the UMAP) that fits them with
 :func:`contrast_tables`, the function the rnaseq stage calls, with the same seeds; the
 cell-level stages keep about one core busy meanwhile. The rnaseq stage then takes each result
 (:func:`take`) instead of computing it, and re-issues the warnings the second process caught.
@@ -20,15 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import pickle
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +28,14 @@ import numpy as np
 import pandas as pd
 
 from itme import io, rna
-from itme.pipeline._background import one_core
 from itme.pipeline._config import Config, Contrast, rnaseq_contrasts
 from itme.pipeline._runner import STATE_DIR, stage_seeds
+from itme.pipeline._second_process import SecondProcess, one_core
 
 logger = logging.getLogger(__name__)
 
-#: the command of the second process: reads the input file, writes the result file
-_WORKER = "from itme.pipeline._rnaseq_early import worker; worker()"
-
 #: the running second process of each output folder (one run per folder: the run's lock)
-_PENDING: dict[Path, _Early] = {}
+_PENDING: dict[Path, SecondProcess] = {}
 
 
 def contrast_tables(
@@ -150,55 +139,9 @@ def _compute(config: Config, todo: list[tuple[Contrast, np.random.SeedSequence]]
     return results
 
 
-def worker() -> None:
-    """Entry of the second process: ``argv`` = input file, result file, the run's process id.
-
-    When the run's process is gone (killed), its files are removed and nothing is written.
-    """
-    src, dst, parent = sys.argv[1:4]
-    with open(src, "rb") as f:
-        config, todo = pickle.load(f)
-    results = _compute(config, todo)
-    if os.getppid() != int(parent):
-        shutil.rmtree(Path(src).parent, ignore_errors=True)
-        return
-    with open(dst, "wb") as f:
-        pickle.dump(results, f, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-@dataclass
-class _Early:
-    proc: subprocess.Popen
-    tmp: Path
-    started: float
-    results: dict | None = None
-
-    def wait(self) -> dict:
-        if self.results is None:
-            self.results = {}
-            if self.proc.wait() == 0:
-                with open(self.tmp / "result.pickle", "rb") as f:
-                    self.results = pickle.load(f)
-                logger.info(
-                    "rnaseq: %d contrast(s) computed by the second process (%.1f s after start)",
-                    len(self.results),
-                    time.perf_counter() - self.started,
-                )
-            else:
-                lines = (self.tmp / "stderr.txt").read_text(errors="replace").strip().splitlines()
-                logger.info(
-                    "rnaseq: the second process failed (exit %s: %s); the stage computes all",
-                    self.proc.returncode,
-                    lines[-1] if lines else "no message",
-                )
-            self.stop()
-        return self.results
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+def _compute_payload(payload: tuple[Config, list]) -> dict:
+    """:func:`_compute` of ``(config, todo)``: what the second process runs."""
+    return _compute(*payload)
 
 
 def start(config: Config, *, first: int, last: int, names: list[str]) -> None:
@@ -223,25 +166,7 @@ def start(config: Config, *, first: int, last: int, names: list[str]) -> None:
         or one_core(config.threads)
     ):
         return
-    tmp = Path(tempfile.mkdtemp(prefix="itme-rnaseq-"))  # the files passed; removed after
-    with open(tmp / "input.pickle", "wb") as f:
-        pickle.dump((config, todo), f, protocol=pickle.HIGHEST_PROTOCOL)
-    # the same modules as this process (its sys.path, e.g. a checkout on PYTHONPATH)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    with open(tmp / "stderr.txt", "wb") as err:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _WORKER,
-                *(str(tmp / f) for f in ("input.pickle", "result.pickle")),
-                str(os.getpid()),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    _PENDING[out] = _Early(proc, tmp, time.perf_counter())
+    _PENDING[out] = SecondProcess(f"{__name__}:_compute_payload", (config, todo), name="rnaseq")
     logger.info("rnaseq: contrast(s) %s started in a second process", [c.name for c, _ in todo])
 
 
@@ -272,7 +197,7 @@ def take(out: Path, name: str, key: str) -> tuple[pd.DataFrame, pd.DataFrame] | 
     early = _PENDING.get(out)
     if early is None:
         return None
-    found = early.wait().pop(name, None)
+    found = (early.wait() or {}).pop(name, None)
     if found is None:
         return None
     de, gs, shown, fitted = found

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import itme
-from itme.pipeline import _background
+from itme.pipeline import _background, _second_process
 
 
 def make_cells(n, seed):
@@ -50,9 +50,9 @@ def _cells(expected):
 
 def test_second_process_gives_the_in_process_embedding(expected, monkeypatch):
     started = []
-    popen = _background.subprocess.Popen
+    popen = _second_process.subprocess.Popen
     monkeypatch.setattr(
-        _background.subprocess, "Popen", lambda *a, **k: started.append(a) or popen(*a, **k)
+        _second_process.subprocess, "Popen", lambda *a, **k: started.append(a) or popen(*a, **k)
     )
     cells = _cells(expected)
     finish = _background.start_embed(cells, n_cells=300, seed=5, threads=None)
@@ -60,12 +60,12 @@ def test_second_process_gives_the_in_process_embedding(expected, monkeypatch):
     finish(target)
     assert len(started) == 1  # the embedding was computed by the second process
     _check_same(expected, target)
-    tmp = started[0][0][3]  # the input file: removed with its folder
-    assert not _background.Path(tmp).parent.exists()
+    tmp = started[0][0][4]  # the input file: removed with its folder
+    assert not _second_process.Path(tmp).parent.exists()
 
 
 def test_failed_second_process_embeds_in_this_one(expected, monkeypatch):
-    monkeypatch.setattr(_background, "_WORKER", "raise SystemExit(3)")
+    monkeypatch.setattr(_second_process, "_ENTRY", "raise SystemExit(3)")
     cells = _cells(expected)
     _background.start_embed(cells, n_cells=300, seed=5, threads=2)(cells)
     _check_same(expected, cells)
@@ -75,7 +75,7 @@ def test_one_thread_starts_no_process(expected, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("no second process with threads: 1")
 
-    monkeypatch.setattr(_background.subprocess, "Popen", refuse)
+    monkeypatch.setattr(_second_process.subprocess, "Popen", refuse)
     cells = _cells(expected)
     _background.start_embed(cells, n_cells=300, seed=5, threads=1)(cells)
     _check_same(expected, cells)
@@ -85,13 +85,13 @@ def test_one_thread_starts_no_process(expected, monkeypatch):
 def popens(monkeypatch):
     """The second processes started (their Popen objects)."""
     procs = []
-    popen = _background.subprocess.Popen
+    popen = _second_process.subprocess.Popen
 
     def record(*args, **kwargs):
         procs.append(popen(*args, **kwargs))
         return procs[-1]
 
-    monkeypatch.setattr(_background.subprocess, "Popen", record)
+    monkeypatch.setattr(_second_process.subprocess, "Popen", record)
     return procs
 
 
@@ -117,7 +117,7 @@ def test_early_start_for_other_events_is_stopped(expected, popens, tmp_path):
     finish = _background.take_early(path, cells, n_cells=300, seed=5, threads=None)
     assert len(popens) == 2
     assert popens[0].poll() is not None  # the early one stopped, its files removed
-    assert not _background.Path(popens[0].args[3]).parent.exists()
+    assert not _second_process.Path(popens[0].args[4]).parent.exists()
     finish(cells)
     _check_same(expected, cells)
     # the file changed after the early start (e.g. the batch stage rerun): not taken over
@@ -127,4 +127,4 @@ def test_early_start_for_other_events_is_stopped(expected, popens, tmp_path):
     assert len(popens) == 4
     _background.discard_early()  # what the runner does at the end of a run
     assert all(p.poll() is not None for p in popens)
-    assert not any(_background.Path(p.args[3]).parent.exists() for p in popens)
+    assert not any(_second_process.Path(p.args[4]).parent.exists() for p in popens)

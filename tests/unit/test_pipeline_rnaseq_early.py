@@ -11,7 +11,7 @@ import pytest
 from itme import io, rna
 from itme.datasets._counts import simulate_counts
 from itme.pipeline import _rnaseq_early as early
-from itme.pipeline import load_config
+from itme.pipeline import _second_process, load_config
 from itme.pipeline._runner import STATE_DIR, stage_seeds
 from itme.pipeline._stages import STAGES
 
@@ -101,9 +101,9 @@ def test_only_contrasts_without_itme_clusters_with_the_stage_seeds(config):
 
 def test_second_process_gives_the_stage_tables(config, monkeypatch):
     started = []
-    popen = early.subprocess.Popen
+    popen = _second_process.subprocess.Popen
     monkeypatch.setattr(
-        early.subprocess, "Popen", lambda *a, **k: started.append(a) or popen(*a, **k)
+        _second_process.subprocess, "Popen", lambda *a, **k: started.append(a) or popen(*a, **k)
     )
     early.start(config, **ALL)
     try:
@@ -113,14 +113,14 @@ def test_second_process_gives_the_stage_tables(config, monkeypatch):
     finally:
         early.stop(config)
     _same(got, _in_process(config))
-    assert not early.Path(started[0][0][3]).parent.exists()  # its files removed
+    assert not early.Path(started[0][0][4]).parent.exists()  # its files removed
 
 
 def test_nothing_started_when_the_stage_finished_before_or_is_not_run(config, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("no second process")
 
-    monkeypatch.setattr(early.subprocess, "Popen", refuse)
+    monkeypatch.setattr(_second_process.subprocess, "Popen", refuse)
     rnaseq = NAMES.index("rnaseq")
     early.start(config, first=0, last=rnaseq - 1, names=NAMES)  # --until before rnaseq
     early.start(config, first=rnaseq + 1, last=len(NAMES) - 1, names=NAMES)  # --from after
@@ -132,12 +132,25 @@ def test_nothing_started_when_the_stage_finished_before_or_is_not_run(config, mo
 
 
 def test_failed_second_process_leaves_the_contrast_to_the_stage(config, monkeypatch):
-    monkeypatch.setattr(early, "_WORKER", "raise SystemExit(3)")
+    monkeypatch.setattr(_second_process, "_ENTRY", "raise SystemExit(3)")
     early.start(config, **ALL)
     try:
         assert early.take(config.output, "trmm", _key(config)) is None
     finally:
         early.stop(config)
+
+
+class _Finished:
+    """Stands for a second process that has finished with ``results``."""
+
+    def __init__(self, results):
+        self.results = results
+
+    def wait(self):
+        return self.results
+
+    def stop(self):
+        pass
 
 
 def test_tables_fitted_on_other_design_values_are_not_taken(config, monkeypatch):
@@ -151,7 +164,7 @@ def test_tables_fitted_on_other_design_values_are_not_taken(config, monkeypatch)
     swapped.obs["disease_status"] = status
     fewer = counts[1:].copy()
     for other in (swapped, fewer):
-        early._PENDING[config.output] = early._Early(None, config.output / "none", 0.0, results)
+        early._PENDING[config.output] = _Finished(results)
         try:
             assert early.take(config.output, "trmm", _key(config, other)) is None
         finally:
@@ -165,7 +178,7 @@ def test_warnings_of_the_second_process_are_shown_by_the_stage(config, monkeypat
 
     monkeypatch.setattr(early, "contrast_tables", fit)
     results = early._compute(config, early.independent(config))
-    early._PENDING[config.output] = early._Early(None, config.output / "none", 0.0, results)
+    early._PENDING[config.output] = _Finished(results)
     try:
         with pytest.warns(UserWarning, match="planted"):
             de, gs = early.take(config.output, "trmm", _key(config))
