@@ -63,7 +63,16 @@ def _outer_rows(design: np.ndarray) -> np.ndarray:
 
 
 def _gram(weights: np.ndarray, outer: np.ndarray, p: int) -> np.ndarray:
-    return (weights.T @ outer).reshape(weights.shape[1], p, p)
+    """Genes × p × p matrices ``X^T diag(w_g) X``, each gene's summed over samples in order.
+
+    Not ``weights.T @ outer``: BLAS's summation order depends on the number of genes in the
+    product on some CPUs (OpenBLAS on AMD EPYC), so a gene's dispersion then changed in its
+    last bits with the genes fitted beside it (the thread parts, the active set).
+    """
+    gram = np.zeros((weights.shape[1], outer.shape[1]))
+    for w_s, outer_s in zip(weights, outer, strict=True):
+        gram += w_s[:, None] * outer_s
+    return gram.reshape(weights.shape[1], p, p)
 
 
 def log_posterior(
