@@ -226,7 +226,7 @@ def _write_skeleton(path: Path, obs: pd.DataFrame, var: pd.DataFrame, step: int)
     """The store's groups, ``var`` and the empty arrays of the events' values and names.
 
     The conversion tasks write the events' values and names, :func:`_write_obs_columns`
-    (a task beside them) the columns of ``obs``; only ``obs``'s length is used here.
+    (in a thread, beside them) the columns of ``obs``; only ``obs``'s length is used here.
 
     ``layers/raw`` is stored uncompressed: the FCS values (noise-randomised counts) gain
     little from a codec (zstd: 0.80x at 90 MB/s of one core; blosc-lz4 with shuffle:

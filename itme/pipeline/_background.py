@@ -4,9 +4,9 @@ UMAP's layout runs on one core (umap-learn uses one thread when given a seed, so
 result is reproducible) for ~10 s on the demo, while the rest of the annotate stage (the
 subset medians, the heatmap, the batch diagnostics, writing ``cells.h5ad``) also runs on one
 core. :func:`start_embed` hands :func:`itme.tl.embed` to a second Python process
-(:mod:`itme.pipeline._second_process`) with exactly the data ``tl.embed`` reads (the columns of the markers it embeds, their ``var`` rows,
-``obs["itme_qc"]``) and the seed, so the embedding is the one ``tl.embed`` computes in the
-stage's own process; the returned function waits for it and adds it to the cells.
+(:mod:`itme.pipeline._second_process`) with exactly the data ``tl.embed`` reads (the
+columns of the markers it embeds, their ``var`` rows, ``obs["itme_qc"]``) and the seed, so
+the embedding is the one ``tl.embed`` computes in the stage's own process; the returned function waits for it and adds it to the cells.
 
 The embedding reads only the events the clustering reads (``work/batch.h5ad`` or
 ``work/clean.h5ad``), not the clusters, so the cluster stage starts it (:func:`start_early`)
@@ -68,11 +68,6 @@ def _add(cells: ad.AnnData, result: dict) -> None:
     cells.uns.update(result["uns"])
 
 
-def _embed_payload(payload: tuple[dict, int, int]) -> dict:
-    """:func:`_embed` of ``(inputs, n_cells, seed)``: what the second process runs."""
-    return _embed(*payload)
-
-
 def start_embed(
     cells: ad.AnnData, *, n_cells: int, seed: int, threads: int | None
 ) -> Callable[[ad.AnnData], None]:
@@ -99,7 +94,7 @@ def start_embed(
     inputs = _inputs(cells)
     if one_core(threads):
         return lambda target: _add(target, _embed(inputs, n_cells, seed))
-    second = SecondProcess(f"{__name__}:_embed_payload", (inputs, n_cells, seed), name="embed")
+    second = SecondProcess(f"{__name__}:_embed", inputs, n_cells, seed, name="embed")
 
     def finish(target: ad.AnnData) -> None:
         result = second.wait()

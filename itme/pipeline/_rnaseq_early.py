@@ -139,11 +139,6 @@ def _compute(config: Config, todo: list[tuple[Contrast, np.random.SeedSequence]]
     return results
 
 
-def _compute_payload(payload: tuple[Config, list]) -> dict:
-    """:func:`_compute` of ``(config, todo)``: what the second process runs."""
-    return _compute(*payload)
-
-
 def start(config: Config, *, first: int, last: int, names: list[str]) -> None:
     """Start the independent contrasts in a second process when the rnaseq stage will run.
 
@@ -166,7 +161,7 @@ def start(config: Config, *, first: int, last: int, names: list[str]) -> None:
         or one_core(config.threads)
     ):
         return
-    _PENDING[out] = SecondProcess(f"{__name__}:_compute_payload", (config, todo), name="rnaseq")
+    _PENDING[out] = SecondProcess(f"{__name__}:_compute", config, todo, name="rnaseq")
     logger.info("rnaseq: contrast(s) %s started in a second process", [c.name for c, _ in todo])
 
 

@@ -37,12 +37,12 @@ def one_core(threads: int | None) -> bool:
 
 
 def main() -> None:
-    """Entry of the second process: the function of the input file's object, to the result file."""
+    """Entry of the second process: the function of the input file's arguments, to the result file."""
     target, src, dst, parent = sys.argv[1:5]
     module, name = target.split(":")
     with open(src, "rb") as f:
-        payload = pickle.load(f)
-    result = getattr(importlib.import_module(module), name)(payload)
+        args = pickle.load(f)
+    result = getattr(importlib.import_module(module), name)(*args)
     if os.getppid() != int(parent):  # the run is gone: nobody would read or remove the files
         shutil.rmtree(Path(src).parent, ignore_errors=True)
         return
@@ -51,24 +51,24 @@ def main() -> None:
 
 
 class SecondProcess:
-    """``function(payload)`` in a new Python process, started at construction.
+    """``function(*args)`` in a new Python process, started at construction.
 
     Parameters
     ----------
     target
-        ``"module:function"``; the function takes the payload and returns a picklable result.
-    payload
-        Its argument (pickled to a file).
+        ``"module:function"``; the function returns a picklable result.
+    *args
+        Its arguments (pickled to a file).
     name
         What it computes, for the log (``"embed"``, ``"rnaseq"``).
     """
 
-    def __init__(self, target: str, payload: Any, *, name: str) -> None:
+    def __init__(self, target: str, *args: Any, name: str) -> None:
         self.name = name
         self.tmp = Path(tempfile.mkdtemp(prefix=f"itme-{name}-"))
         src, dst = self.tmp / "input.pickle", self.tmp / "result.pickle"
         with open(src, "wb") as f:
-            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(args, f, protocol=pickle.HIGHEST_PROTOCOL)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self.started = time.perf_counter()
         with open(self.tmp / "stderr.txt", "wb") as err:

@@ -42,6 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammaln, psi
 
+from itme.core.rna.nb_glm import _outer_rows
+from itme.core.rna.nb_glm import _weighted_gram as _gram
+
 #: the fewest genes a thread of :func:`fit_disp` fits (fewer: not worth a thread)
 MIN_GENES_PER_THREAD = 1000
 
@@ -55,24 +58,6 @@ __all__ = [
     "map_dispersions",
     "parametric_trend",
 ]
-
-
-def _outer_rows(design: np.ndarray) -> np.ndarray:
-    n, p = design.shape
-    return (design[:, :, None] * design[:, None, :]).reshape(n, p * p)
-
-
-def _gram(weights: np.ndarray, outer: np.ndarray, p: int) -> np.ndarray:
-    """Genes × p × p matrices ``X^T diag(w_g) X``, each gene's summed over samples in order.
-
-    Not ``weights.T @ outer``: BLAS's summation order depends on the number of genes in the
-    product on some CPUs (OpenBLAS on AMD EPYC), so a gene's dispersion then changed in its
-    last bits with the genes fitted beside it (the thread parts, the active set).
-    """
-    gram = np.zeros((weights.shape[1], outer.shape[1]))
-    for w_s, outer_s in zip(weights, outer, strict=True):
-        gram += w_s[:, None] * outer_s
-    return gram.reshape(weights.shape[1], p, p)
 
 
 def log_posterior(

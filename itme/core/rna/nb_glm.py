@@ -43,8 +43,17 @@ def _outer_rows(design: np.ndarray) -> np.ndarray:
 
 
 def _weighted_gram(weights: np.ndarray, outer: np.ndarray, p: int) -> np.ndarray:
-    """Genes × p × p matrices ``X^T diag(w_g) X`` for every gene column of ``weights``."""
-    return (weights.T @ outer).reshape(weights.shape[1], p, p)
+    """Genes × p × p matrices ``X^T diag(w_g) X`` for every gene column of ``weights``.
+
+    Each gene's is summed over the samples in order, not as ``weights.T @ outer``: BLAS's
+    summation order depends on the number of genes in the product on some CPUs (OpenBLAS
+    on AMD EPYC), so a gene's fit changed in its last bits with the genes fitted beside it
+    (the dispersion fit's thread parts, the genes still iterating).
+    """
+    gram = np.zeros((weights.shape[1], outer.shape[1]))
+    for w_s, outer_s in zip(weights, outer, strict=True):
+        gram += w_s[:, None] * outer_s
+    return gram.reshape(weights.shape[1], p, p)
 
 
 def _weights(mu: np.ndarray, disp: np.ndarray) -> np.ndarray:
