@@ -15,6 +15,8 @@ $(BIN)/.itme-installed: pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[test]'
 	# fcsparser pins numpy<2; only its test files are used, so it is installed without deps
 	$(BIN)/python -m pip install $(PIP_FLAGS) --no-deps fcsparser
+	# compile umap-learn's, flowsom's and itme's numba code once, into numba's disk cache
+	$(BIN)/itme -q warmup
 	touch $@
 
 env: $(BIN)/.itme-installed

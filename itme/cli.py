@@ -214,6 +214,19 @@ def demo(out: str, n_patients: int, cells_per_sample: int, n_genes: int, seed: i
     _done(result)
 
 
+@cli.command()
+def warmup() -> None:
+    """Compile the numba code of a run once on this machine (~20-40 s; `make env` runs it).
+
+    umap-learn, pynndescent, flowsom and itme cache their compiled code on disk; without
+    this, the first run after an install pays the compilation (~20 s of the demo).
+    """
+    from itme.pipeline import warm_up
+
+    logging.disable(logging.WARNING)  # the tiny demo's log says nothing about the user's data
+    click.echo(f"numba code compiled and cached in {warm_up():.0f} s")
+
+
 @cli.command("config-reference")
 def config_reference() -> None:
     """Print the configuration reference (Markdown) generated from the config models."""

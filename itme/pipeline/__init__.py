@@ -3,7 +3,7 @@
 from itme.pipeline._compute import with_scheduler
 from itme.pipeline._config import Config, load_config
 from itme.pipeline._reference import config_reference
-from itme.pipeline._run import RunResult, demo_config_text, run, run_demo, validate
+from itme.pipeline._run import RunResult, demo_config_text, run, run_demo, validate, warm_up
 from itme.pipeline._stages import OUTPUTS, STAGE_NAMES
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "run",
     "run_demo",
     "validate",
+    "warm_up",
     "with_scheduler",
 ]

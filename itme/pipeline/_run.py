@@ -155,6 +155,7 @@ def run_demo(
     cells_per_sample: int = 20_000,
     n_genes: int = 20_000,
     seed: int = 2021,
+    until_stage: str | None = None,
 ) -> RunResult:
     """Simulate the synthetic demo cohort into ``out/input`` and run the analysis into ``out``.
 
@@ -174,6 +175,8 @@ def run_demo(
         Genes in the RNA-seq count matrix.
     seed
         Seed of the cohort and of the run.
+    until_stage
+        Stop after this stage (default: run every stage).
 
     Returns
     -------
@@ -210,4 +213,30 @@ def run_demo(
     )
     header = "# written by `itme demo`; the commented original is itme/data/configs/demo.yaml\n"
     config_path = write_text(out / "config.yaml", header + yaml.safe_dump(config, sort_keys=False))
-    return run(config_path, out=out)
+    return run(config_path, out=out, until_stage=until_stage)
+
+
+def warm_up() -> float:
+    """Compile the numba code of a run once on this machine, so that the first run is fast.
+
+    umap-learn, pynndescent, flowsom and itme's batch kernels keep their compiled code in
+    numba's on-disk cache (:mod:`itme._numba`); a process finding it there skips ~20 s of
+    compilation. This runs the cell stages of a tiny demo (12 patients × 1,000 events, up to
+    ``annotate``) in a temporary folder, which compiles every function the demo and the
+    pipeline call with the same argument types, and removes the folder. ``make env`` calls it
+    (``itme warmup``) after installing.
+
+    Returns
+    -------
+    float
+        Seconds it took.
+    """
+    import tempfile
+    import time
+
+    start = time.perf_counter()
+    # the tiny demo's warnings (e.g. its patient without an FCS file) say nothing about yours
+    with tempfile.TemporaryDirectory(prefix="itme-warmup-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_demo(tmp, n_patients=12, cells_per_sample=1_000, n_genes=5_000, until_stage="annotate")
+    return time.perf_counter() - start
