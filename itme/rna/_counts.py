@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
@@ -15,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from itme._adata import RNASEQ_ID, join_table
+from itme._files import sha256
+from itme._parsed import parsed_once
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
 
 if TYPE_CHECKING:
@@ -126,14 +127,6 @@ def check_nonzero_samples(
             found=", ".join(zero),
             fix="Remove the failed library (or fix its column) before the analysis",
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _numbers(cells: pd.DataFrame) -> np.ndarray:
@@ -248,6 +241,23 @@ def _read_h5ad(
         names = adata.var[gene_name_column].astype(str).tolist()
     obs = adata.obs.copy()
     obs.index = sample_ids
+    return values, gene_ids, sample_ids, names, obs
+
+
+def _parse(
+    path: Path, sep: str | None, gene_name_column: str, round_counts: bool
+) -> tuple[np.ndarray, list[str], list[str], list[str] | None, pd.DataFrame | None]:
+    """:func:`_read_h5ad` or :func:`_read_table` (``None`` obs); the values read-only.
+
+    The result is kept for the process (:func:`itme._parsed.parsed_once`): a run's config
+    check and rnaseq stage parse the file once.
+    """
+    if path.suffix.lower() == ".h5ad":
+        values, gene_ids, sample_ids, names, obs = _read_h5ad(path, gene_name_column, round_counts)
+    else:
+        values, gene_ids, sample_ids, names = _read_table(path, sep, gene_name_column, round_counts)
+        obs = None
+    values.flags.writeable = False  # shared by every read of the file
     return values, gene_ids, sample_ids, names, obs
 
 
@@ -410,13 +420,15 @@ def read_counts(
             where=str(path), expected="an existing counts file", found="no such file"
         )
     logger.info("read_counts: reading %s", path)
-    extra_obs = None
-    if path.suffix.lower() == ".h5ad":
-        values, gene_ids, sample_ids, names, extra_obs = _read_h5ad(
-            path, gene_name_column, round_counts
-        )
-    else:
-        values, gene_ids, sample_ids, names = _read_table(path, sep, gene_name_column, round_counts)
+    digest = sha256(path)
+    values, gene_ids, sample_ids, names, extra_obs = parsed_once(
+        "read_counts",
+        (str(path.resolve()), digest, sep, gene_name_column, round_counts),
+        lambda: _parse(path, sep, gene_name_column, round_counts),
+    )
+    gene_ids, sample_ids = list(gene_ids), list(sample_ids)
+    names = None if names is None else list(names)
+    extra_obs = None if extra_obs is None else extra_obs.copy()
     n_samples_in_file = len(sample_ids)
     values, gene_ids, names, n_dup = _collapse_duplicates(
         values, gene_ids, names, duplicates, str(path)
@@ -484,7 +496,7 @@ def read_counts(
     adata = ad.AnnData(X=np.ascontiguousarray(values.T.astype(np.int64)), obs=obs, var=var)
     adata.uns["read_counts"] = {
         "path": str(path),
-        "sha256": _sha256(path),
+        "sha256": digest,
         "n_genes": int(adata.n_vars),
         "n_samples_in_file": int(n_samples_in_file),
         "matched_by": matched_by,
