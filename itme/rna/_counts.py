@@ -292,9 +292,11 @@ def _collapse_duplicates(
     else:
         frame = frame[~ids.duplicated(keep="first")]
         warnings.warn(
-            f"{where}: dropped {n_extra} row(s) whose gene id repeats an earlier row "
-            f"(duplicates='first'): {', '.join(map(str, dups[:10]))}",
-            ItmeExclusionWarning,
+            ItmeExclusionWarning.listing(
+                f"{where}: dropped {n_extra} row(s) whose gene id repeats an earlier row "
+                "(duplicates='first')",
+                dups,
+            ),
             stacklevel=3,
         )
     first_pos = {g: i for i, g in reversed(list(enumerate(gene_ids)))}
@@ -461,10 +463,11 @@ def read_counts(
             )
         if unmatched:
             warnings.warn(
-                f"{path}: {len(unmatched)} of {len(sample_ids)} RNA-seq sample(s) have no "
-                f"patient in the clinical table (matched by {matched_by}) and were dropped: "
-                f"{', '.join(unmatched)}",
-                ItmeExclusionWarning,
+                ItmeExclusionWarning.listing(
+                    f"{path}: {len(unmatched)} of {len(sample_ids)} RNA-seq sample(s) have no "
+                    f"patient in the clinical table (matched by {matched_by}) and were dropped",
+                    unmatched,
+                ),
                 stacklevel=2,
             )
         keep = [i for i, s in enumerate(sample_ids) if s in mapping]
