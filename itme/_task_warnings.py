@@ -19,6 +19,7 @@ reach the client's filters directly.
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 import warnings
 from collections.abc import Callable, Iterable
@@ -67,6 +68,16 @@ def _install() -> None:
         warnings.simplefilter("always")
 
 
+def _sendable(caught: Caught) -> Caught:
+    """``caught``, its warning made a plain ``UserWarning`` of its text if it cannot be pickled."""
+    message, category, filename, lineno = caught
+    try:
+        pickle.loads(pickle.dumps((message, category)))
+    except Exception:  # noqa: BLE001 - any class a library warns with: send its text
+        return UserWarning(f"{category.__name__}: {message}"), UserWarning, filename, lineno
+    return caught
+
+
 class WarningsBack:
     """A kernel whose task returns ``(result, warnings raised)`` when run in another process.
 
@@ -91,9 +102,10 @@ class WarningsBack:
         _install()
         _LOCAL.caught = caught = []
         try:
-            return self.kernel(*args, **kwargs), caught
+            result = self.kernel(*args, **kwargs)
         finally:
             _LOCAL.caught = None
+        return result, [_sendable(w) for w in caught]
 
 
 def show_again(caught: Iterable[list[Caught]]) -> None:
