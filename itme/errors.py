@@ -11,7 +11,7 @@ Warnings derive from :class:`ItmeWarning` so users can filter all of them at onc
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "ItmeDependencyError",
@@ -187,7 +187,7 @@ class ItmeWarning(UserWarning):
         return type(self), (str(self), self.items)
 
     @classmethod
-    def listing(cls, text: str, items: Iterable[Any]) -> ItmeWarning:
+    def listing(cls, text: str, items: Iterable[Any]) -> Self:
         """``f"{text}: a, b, c, d, e ... and N more"``, carrying every id in ``items``.
 
         Parameters
