@@ -366,6 +366,10 @@ def read_counts(
     Counts must be non-negative integers: the first offending value is named by gene,
     sample and line. A sample whose counts are all zero is an error.
 
+    The last file parsed is kept for the process (:mod:`itme._parsed`): reading the same
+    content with the same options again (a run's config check, then its rnaseq stage) does
+    not parse it again, and shows the same warnings.
+
     Duplicate symbols in ``gene_name`` are kept as they are (ids stay unique);
     :func:`itme.rna.gsea` collapses them to the gene with the largest ranking statistic.
     Duplicate *ids* (a symbol-indexed table) are an error unless ``duplicates`` says how to
