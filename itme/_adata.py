@@ -35,7 +35,14 @@ import pandas as pd
 from anndata import AnnData
 
 from itme.core.annotate.naming import UNASSIGNED
-from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError, ItmeStateError
+from itme.errors import (
+    PREVIEW,
+    ItmeExclusionWarning,
+    ItmeInputError,
+    ItmeParameterError,
+    ItmeStateError,
+    fmt_ids,
+)
 
 PATIENT = "patient_id"
 #: clinical column mapping RNA-seq sample ids to patients (an identifier, not a covariate)
@@ -151,15 +158,6 @@ def type_markers(adata: AnnData) -> list[str]:
 def as_list(names: str | Sequence[str]) -> list[str]:
     """A list of names; a single name (``"T1"``) is one name, not its characters."""
     return [names] if isinstance(names, str) else list(names)
-
-
-def fmt_ids(ids: Sequence[Any], limit: int = 20) -> str:
-    """``"a, b, c"`` (at most ``limit`` ids, then ``"... and N more"``)."""
-    ids = [str(i) for i in ids]
-    text = ", ".join(ids[:limit])
-    if len(ids) > limit:
-        text += f" ... and {len(ids) - limit} more"
-    return text
 
 
 def natural_key(value: str) -> tuple:
@@ -344,8 +342,7 @@ def group_labels(
         order = [g for g in order if g not in small]
     for reason, ids in drop.items():
         warnings.warn(
-            f"{what}: {len(ids)} excluded, {reason}: {fmt_ids(ids)}",
-            ItmeExclusionWarning,
+            ItmeExclusionWarning.listing(f"{what}: {len(ids)} excluded, {reason}", ids),
             stacklevel=3,
         )
     order = [g for g in order if g in set(labels)]
@@ -513,11 +510,15 @@ def warn_unmatched(
     consequence: str = "their columns are left empty",
     stacklevel: int = 3,
 ) -> None:
-    """One ItmeExclusionWarning with the ids a :func:`join_table` could not match, if any."""
+    """One ItmeExclusionWarning with the ids a :func:`join_table` could not match, if any.
+
+    The message names the first ids of each side (:data:`itme.errors.PREVIEW`); the
+    warning's ``items`` holds all of them (samples first, then the table's keys).
+    """
     on = record["on"]
     no_row = list(record["samples_without_row"])
     no_sample = list(record["patients_without_sample"])
-    parts = []
+    parts, items = [], []
     if no_row:
         ids = [
             f"{i} ({on.removesuffix('_id')} {p})" if str(i) != str(p) else str(p)
@@ -525,13 +526,17 @@ def warn_unmatched(
         ]
         parts.append(
             f"{len(no_row)} of {len(obs)} sample(s) have no row in {table_name} "
-            f"({consequence}): {fmt_ids(ids)}"
+            f"({consequence}): {fmt_ids(ids, PREVIEW)}"
         )
+        items += ids
     if no_sample:
         n_table = len(record["table"])
         parts.append(
             f"{len(no_sample)} of {n_table} {on.removesuffix('_id')}(s) of {table_name} have no "
-            f"sample: {fmt_ids(no_sample)}"
+            f"sample: {fmt_ids(no_sample, PREVIEW)}"
         )
+        items += no_sample
     if parts:
-        warnings.warn(f"{what}: " + "; ".join(parts), ItmeExclusionWarning, stacklevel=stacklevel)
+        warnings.warn(
+            ItmeExclusionWarning(f"{what}: " + "; ".join(parts), items), stacklevel=stacklevel
+        )

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from itme._progress import cluster_status
+from itme._task_warnings import WarningsBack, show_again
 from itme.errors import ItmeDependencyError, ItmeInputError, ItmeParameterError
 
 __all__ = [
@@ -200,16 +201,27 @@ def per_sample(
 
     Returns
     -------
-    The kernel's results, in the order of ``rows``.
+    The kernel's results, in the order of ``rows``. On a ``distributed`` cluster of worker
+    processes, the warnings a task raised are shown again here (in the order of ``rows``,
+    through this process's filters: :mod:`itme._task_warnings`), so a run records them.
     """
     import dask
 
     extra = per_call if per_call is not None else [{}] * len(rows)
+    if _distributed_client() is None:  # threads of this process: warnings reach it
+        tasks = [
+            dask.delayed(kernel)(X[r], *args, **kwargs, **more)
+            for r, more in zip(rows, extra, strict=True)
+        ]
+        return list(dask.compute(*tasks))
+    back = WarningsBack(kernel, os.getpid())
     tasks = [
-        dask.delayed(kernel)(X[r], *args, **kwargs, **more)
+        dask.delayed(back)(X[r], *args, **kwargs, **more)
         for r, more in zip(rows, extra, strict=True)
     ]
-    return list(dask.compute(*tasks))
+    done = dask.compute(*tasks)
+    show_again(caught for _, caught in done)
+    return [result for result, _ in done]
 
 
 def block_bytes(chunk_rows: int, n_channels: int) -> int:

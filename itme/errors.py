@@ -11,7 +11,7 @@ Warnings derive from :class:`ItmeWarning` so users can filter all of them at onc
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "ItmeDependencyError",
@@ -150,8 +150,60 @@ class ItmeDependencyError(ImportError):
         )
 
 
+#: ids a warning's message names before "... and N more" (every id is in its ``items``)
+PREVIEW = 5
+
+
+def fmt_ids(ids: Iterable[Any], limit: int = 20) -> str:
+    """``"a, b, c"`` (at most ``limit`` ids, then ``"... and N more"``)."""
+    ids = [str(i) for i in ids]
+    text = ", ".join(ids[:limit])
+    if len(ids) > limit:
+        text += f" ... and {len(ids) - limit} more"
+    return text
+
+
 class ItmeWarning(UserWarning):
-    """Base class of every warning itme emits."""
+    """Base class of every warning itme emits.
+
+    A warning about many ids (samples, patients, genes excluded) names a few in its message
+    and carries every one in ``items``: the pipeline writes them to the run's
+    ``tables/warning_items.csv`` (docs/running.md, "Warnings"). Build it with :meth:`listing`.
+
+    Parameters
+    ----------
+    message
+        The text shown.
+    items
+        Every id the warning is about (kept as text), or none.
+    """
+
+    def __init__(self, message: str = "", items: Iterable[Any] = ()) -> None:
+        super().__init__(message)
+        self.items: tuple[str, ...] = tuple(str(i) for i in items)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with its items (a warning sent back from a dask worker keeps them)."""
+        return type(self), (str(self), self.items)
+
+    @classmethod
+    def listing(cls, text: str, items: Iterable[Any]) -> Self:
+        """``f"{text}: a, b, c, d, e ... and N more"``, carrying every id in ``items``.
+
+        Parameters
+        ----------
+        text
+            The fact, with its count (``"4 of 300 sample(s) have no row in the clinical table"``).
+        items
+            Every id; the first :data:`PREVIEW` are named in the message.
+
+        Returns
+        -------
+        ItmeWarning
+            An instance of ``cls`` (pass it to :func:`warnings.warn`).
+        """
+        items = [str(i) for i in items]
+        return cls(f"{text}: {fmt_ids(items, PREVIEW)}", items)
 
 
 class ItmeInputWarning(ItmeWarning):

@@ -46,8 +46,9 @@ from itme.pipeline._files import (
     write_table,
 )
 from itme.pipeline._lock import output_lock
+from itme.pipeline._warnings import ITEMS as WARNING_ITEMS
 from itme.pipeline._warnings import OUTPUT as WARNINGS
-from itme.pipeline._warnings import record_warnings, warnings_table
+from itme.pipeline._warnings import items_table, record_warnings, warnings_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -161,8 +162,8 @@ class StageRecord:
     fingerprint: str = ""
     outputs: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
-    #: the warnings it showed (``warning, message, count``); a skipped stage's come from the
-    #: run that made its outputs
+    #: the warnings it showed (``warning, message, count``, ``items`` when it carries ids);
+    #: a skipped stage's come from the run that made its outputs
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -526,7 +527,8 @@ def _write_run_json(
                 "fingerprint": r.fingerprint,
                 "outputs": r.outputs,
                 "summary": r.summary,
-                "warnings": r.warnings,
+                # the ids a warning carries are in tables/warning_items.csv
+                "warnings": [{k: v for k, v in w.items() if k != "items"} for w in r.warnings],
             }
             for r in records.values()
         ],
@@ -543,10 +545,14 @@ def _write_run_json(
 
 
 def _write_warnings(out: Path, records: dict[str, StageRecord]) -> None:
-    """``tables/warnings.csv``: every warning of the run's stages (run, skipped or kept)."""
-    table = warnings_table((r.name, r.warnings) for r in records.values())
+    """``tables/warnings.csv`` and ``tables/warning_items.csv`` of the run's stages.
+
+    Every warning of the stages (run, skipped or kept), and every id one is about.
+    """
+    stages = [(r.name, r.warnings) for r in records.values()]
     (out / "tables").mkdir(exist_ok=True)
-    write_table(out / "tables" / f"{WARNINGS.name}.csv", table, index=False)
+    write_table(out / "tables" / f"{WARNINGS.name}.csv", warnings_table(stages), index=False)
+    write_table(out / "tables" / f"{WARNING_ITEMS.name}.csv", items_table(stages), index=False)
 
 
 def _size(path: str) -> int | None:

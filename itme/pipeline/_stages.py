@@ -22,6 +22,7 @@ from itme.pipeline._stages_cells import abundance, annotate, clean, cluster, ing
 from itme.pipeline._stages_differential import differential
 from itme.pipeline._stages_patients import patients, rnaseq, statistics
 from itme.pipeline._stages_store import on_store
+from itme.pipeline._warnings import ITEMS as WARNING_ITEMS
 from itme.pipeline._warnings import OUTPUT as WARNINGS
 
 logger = logging.getLogger(__name__)
@@ -288,8 +289,10 @@ STAGES = [
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 #: every declared table and figure, as (stage name, output) pairs, in run order; last the
-#: table the runner writes at the end of every run (``tables/warnings.csv``), as stage "run"
+#: tables the runner writes at the end of every run (``tables/warnings.csv``,
+#: ``tables/warning_items.csv``), as stage "run"
 OUTPUTS: tuple[tuple[str, Output], ...] = (
     *((s.name, o) for s in STAGES for o in s.outputs),
     ("run", WARNINGS),
+    ("run", WARNING_ITEMS),
 )

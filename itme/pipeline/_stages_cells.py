@@ -78,7 +78,7 @@ def apply_additions(cells: ad.AnnData, path: Path) -> None:
         raise ItmeStateError(f"{path} does not hold the events of this run: rerun its stage")
     for col in additions.obs.columns:
         # .values keeps a categorical's categories and their order (metaclusters 1, 2, ...,
-        # 10, empty ones included), where an object array would be re-sorted as text
+        # 10), where an object array would be re-sorted as text
         cells.obs[col] = additions.obs[col].values
     for key, value in additions.obsm.items():
         cells.obsm[key] = value
@@ -284,13 +284,17 @@ def metacluster_summary(info: dict[str, Any], labels: pd.Series) -> dict[str, An
     """How many metaclusters were asked for, made and hold events, and why any are missing.
 
     FlowSOM's metaclustering groups SOM nodes; a metacluster whose nodes received no event
-    is empty (it has a code but no cells), and ``merge_floor`` merges small ones: either way
-    the report shows fewer metaclusters than ``cluster.n_metaclusters``, and says why.
+    is empty (it has a code but no cells; :func:`itme.tl.flowsom` lists it in
+    ``uns["flowsom"]["empty_metaclusters"]`` and leaves it out of the categories), and
+    ``merge_floor`` merges small ones: either way the report shows fewer metaclusters than
+    ``cluster.n_metaclusters``, and says why.
     """
     asked = int(info["n_metaclusters"])
     made = int(info["n_metaclusters_final"])
     sizes = labels.value_counts()
-    empty = [str(c) for c in labels.cat.categories if sizes.get(c, 0) == 0]
+    unused = {str(c) for c in labels.cat.categories if sizes.get(c, 0) == 0}
+    recorded = {str(int(i)) for i in info.get("empty_metaclusters", [])}
+    empty = sorted(unused | recorded, key=int)
     out: dict[str, Any] = {
         "metaclusters asked": asked,
         "metaclusters with events": made - len(empty),
@@ -333,8 +337,8 @@ def annotate(ctx: Context) -> dict[str, Any]:
         )
         # tl.cluster_phenotypes of the type and state markers: tl.annotate's medians hold
         # them (and the phenotype table's other markers); empty metaclusters (no event)
-        # have no medians: listed in cluster_annotation and the summary (cluster stage),
-        # not as rows of NA here
+        # are not categories (uns["flowsom"]["empty_metaclusters"], the cluster stage's
+        # summary); rows of NA medians are dropped all the same
         medians = cells.uns["subset"]["medians"]
         phenotypes = medians[markers_of_class(cells, ("type", "state"))].dropna(how="all")
         ctx.table("cluster_phenotypes", phenotypes)

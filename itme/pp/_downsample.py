@@ -113,11 +113,12 @@ def downsample(
         )
     if small:
         warnings.warn(
-            f"downsample excluded {len(small)} of {len(ids)} samples with fewer than "
-            f"{min_events} usable events: "
-            + ", ".join(f"{s} ({available[ids.index(s)]})" for s in small)
-            + f" ({int(sum(available[ids.index(s)] for s in small))} events).",
-            ItmeExclusionWarning,
+            ItmeExclusionWarning.listing(
+                f"downsample excluded {len(small)} of {len(ids)} samples with fewer than "
+                f"{min_events} usable events "
+                f"({int(sum(available[ids.index(s)] for s in small))} events)",
+                [f"{s} ({available[ids.index(s)]})" for s in small],
+            ),
             stacklevel=2,
         )
     n_draw = int(n) if n is not None else int(min(available[i] for i in remaining))

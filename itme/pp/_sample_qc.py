@@ -122,12 +122,16 @@ def sample_qc(
     if failed.any():
         verb = "excluded from the analysis" if on_fail == "exclude" else "kept and flagged"
         warnings.warn(
-            f"{int(failed.sum())} of {len(table)} sample(s) failed sample-level QC and are {verb}: "
-            + "; ".join(
-                f"{s} ({r})"
-                for s, r in zip(table["sample_id"][failed], table["reason"][failed], strict=True)
+            ItmeExclusionWarning.listing(
+                f"{int(failed.sum())} of {len(table)} sample(s) failed sample-level QC and are "
+                f"{verb}",
+                [
+                    f"{s} ({r})"
+                    for s, r in zip(
+                        table["sample_id"][failed], table["reason"][failed], strict=True
+                    )
+                ],
             ),
-            ItmeExclusionWarning,
             stacklevel=2,
         )
     adata.uns[key_added] = table

@@ -213,7 +213,9 @@ def render_provenance(folder: RunFolder) -> str:
     if warned:
         parts.append(
             '<p class="note">Every warning the stages showed (the terminal shows each once), '
-            'also in <a href="tables/warnings.csv">tables/warnings.csv</a>.</p>'
+            'also in <a href="tables/warnings.csv">tables/warnings.csv</a>; every id a '
+            'warning names is a row of <a href="tables/warning_items.csv">'
+            "tables/warning_items.csv</a>.</p>"
         )
         parts.append(scroll_table(("stage", "warning", "message", "times"), warned))
     else:

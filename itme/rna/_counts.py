@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
@@ -15,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from itme._adata import RNASEQ_ID, join_table
+from itme._files import sha256
+from itme._parsed import parsed_once
 from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
 
 if TYPE_CHECKING:
@@ -126,14 +127,6 @@ def check_nonzero_samples(
             found=", ".join(zero),
             fix="Remove the failed library (or fix its column) before the analysis",
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _numbers(cells: pd.DataFrame) -> np.ndarray:
@@ -251,6 +244,23 @@ def _read_h5ad(
     return values, gene_ids, sample_ids, names, obs
 
 
+def _parse(
+    path: Path, sep: str | None, gene_name_column: str, round_counts: bool
+) -> tuple[np.ndarray, list[str], list[str], list[str] | None, pd.DataFrame | None]:
+    """:func:`_read_h5ad` or :func:`_read_table` (``None`` obs); the values read-only.
+
+    The result is kept for the process (:func:`itme._parsed.parsed_once`): a run's config
+    check and rnaseq stage parse the file once.
+    """
+    if path.suffix.lower() == ".h5ad":
+        values, gene_ids, sample_ids, names, obs = _read_h5ad(path, gene_name_column, round_counts)
+    else:
+        values, gene_ids, sample_ids, names = _read_table(path, sep, gene_name_column, round_counts)
+        obs = None
+    values.flags.writeable = False  # shared by every read of the file
+    return values, gene_ids, sample_ids, names, obs
+
+
 def _collapse_duplicates(
     values: np.ndarray,
     gene_ids: list[str],
@@ -282,9 +292,11 @@ def _collapse_duplicates(
     else:
         frame = frame[~ids.duplicated(keep="first")]
         warnings.warn(
-            f"{where}: dropped {n_extra} row(s) whose gene id repeats an earlier row "
-            f"(duplicates='first'): {', '.join(map(str, dups[:10]))}",
-            ItmeExclusionWarning,
+            ItmeExclusionWarning.listing(
+                f"{where}: dropped {n_extra} row(s) whose gene id repeats an earlier row "
+                "(duplicates='first')",
+                dups,
+            ),
             stacklevel=3,
         )
     first_pos = {g: i for i, g in reversed(list(enumerate(gene_ids)))}
@@ -354,6 +366,10 @@ def read_counts(
     Counts must be non-negative integers: the first offending value is named by gene,
     sample and line. A sample whose counts are all zero is an error.
 
+    The last file parsed is kept for the process (:mod:`itme._parsed`): reading the same
+    content with the same options again (a run's config check, then its rnaseq stage) does
+    not parse it again, and shows the same warnings.
+
     Duplicate symbols in ``gene_name`` are kept as they are (ids stay unique);
     :func:`itme.rna.gsea` collapses them to the gene with the largest ranking statistic.
     Duplicate *ids* (a symbol-indexed table) are an error unless ``duplicates`` says how to
@@ -410,13 +426,15 @@ def read_counts(
             where=str(path), expected="an existing counts file", found="no such file"
         )
     logger.info("read_counts: reading %s", path)
-    extra_obs = None
-    if path.suffix.lower() == ".h5ad":
-        values, gene_ids, sample_ids, names, extra_obs = _read_h5ad(
-            path, gene_name_column, round_counts
-        )
-    else:
-        values, gene_ids, sample_ids, names = _read_table(path, sep, gene_name_column, round_counts)
+    digest = sha256(path)
+    values, gene_ids, sample_ids, names, extra_obs = parsed_once(
+        "read_counts",
+        (str(path.resolve()), digest, sep, gene_name_column, round_counts),
+        lambda: _parse(path, sep, gene_name_column, round_counts),
+    )
+    gene_ids, sample_ids = list(gene_ids), list(sample_ids)
+    names = None if names is None else list(names)
+    extra_obs = None if extra_obs is None else extra_obs.copy()
     n_samples_in_file = len(sample_ids)
     values, gene_ids, names, n_dup = _collapse_duplicates(
         values, gene_ids, names, duplicates, str(path)
@@ -449,10 +467,11 @@ def read_counts(
             )
         if unmatched:
             warnings.warn(
-                f"{path}: {len(unmatched)} of {len(sample_ids)} RNA-seq sample(s) have no "
-                f"patient in the clinical table (matched by {matched_by}) and were dropped: "
-                f"{', '.join(unmatched)}",
-                ItmeExclusionWarning,
+                ItmeExclusionWarning.listing(
+                    f"{path}: {len(unmatched)} of {len(sample_ids)} RNA-seq sample(s) have no "
+                    f"patient in the clinical table (matched by {matched_by}) and were dropped",
+                    unmatched,
+                ),
                 stacklevel=2,
             )
         keep = [i for i, s in enumerate(sample_ids) if s in mapping]
@@ -484,7 +503,7 @@ def read_counts(
     adata = ad.AnnData(X=np.ascontiguousarray(values.T.astype(np.int64)), obs=obs, var=var)
     adata.uns["read_counts"] = {
         "path": str(path),
-        "sha256": _sha256(path),
+        "sha256": digest,
         "n_genes": int(adata.n_vars),
         "n_samples_in_file": int(n_samples_in_file),
         "matched_by": matched_by,

@@ -162,9 +162,11 @@ def prepare_design(
     excluded = [s for s, m in zip(sample_ids, na, strict=True) if m]
     if excluded:
         warnings.warn(
-            f"differential_expression: {len(excluded)} sample(s) with a missing value in the "
-            f"design variables {variables} were excluded: {', '.join(excluded)}",
-            ItmeExclusionWarning,
+            ItmeExclusionWarning.listing(
+                f"differential_expression: {len(excluded)} sample(s) with a missing value in "
+                f"the design variables {variables} were excluded",
+                excluded,
+            ),
             stacklevel=3,
         )
     keep_s = ~na

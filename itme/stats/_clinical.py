@@ -282,9 +282,11 @@ def clinical_table(
             rows.append(_row(var, "missing", kind, cells, _n_pct(missing.sum(), n_all)))
     if skipped:
         warnings.warn(
-            f"clinical_table: {len(skipped)} variable(s) with too many levels skipped: "
-            f"{fmt_ids(skipped)} (raise max_levels to keep them)",
-            ItmeExclusionWarning,
+            ItmeExclusionWarning.listing(
+                f"clinical_table: {len(skipped)} variable(s) with too many levels skipped "
+                "(raise max_levels to keep them)",
+                skipped,
+            ),
             stacklevel=2,
         )
     if fallbacks:

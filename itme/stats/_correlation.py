@@ -238,9 +238,9 @@ def marker_medians(
     empty = med.index[med["n_events"] == 0]
     if len(empty):
         warnings.warn(
-            f"marker_medians: {len(empty)} sample(s) have no {population!r} events: "
-            f"{fmt_ids(empty)}",
-            ItmeExclusionWarning,
+            ItmeExclusionWarning.listing(
+                f"marker_medians: {len(empty)} sample(s) have no {population!r} events", empty
+            ),
             stacklevel=2,
         )
     return med

@@ -184,9 +184,11 @@ def differential_state(
         )
     if excluded:
         warnings.warn(
-            f"differential_state: {len(excluded)} sample × {groupby} cell(s) have fewer than "
-            f"{min_cells} events and are left out of the tests: {fmt_ids(excluded)}",
-            ItmeExclusionWarning,
+            ItmeExclusionWarning.listing(
+                f"differential_state: {len(excluded)} sample × {groupby} cell(s) have fewer "
+                f"than {min_cells} events and are left out of the tests",
+                excluded,
+            ),
             stacklevel=2,
         )
 

@@ -148,9 +148,10 @@ def compare_groups(
     untested = out.loc[out["note"] != "", ["feature", "note"]]
     if len(untested):
         warnings.warn(
-            f"compare_groups: {len(untested)} feature(s) not tested: "
-            + fmt_ids([f"{f} ({r})" for f, r in untested.itertuples(index=False)]),
-            ItmeExclusionWarning,
+            ItmeExclusionWarning.listing(
+                f"compare_groups: {len(untested)} feature(s) not tested",
+                [f"{f} ({r})" for f, r in untested.itertuples(index=False)],
+            ),
             stacklevel=2,
         )
     small = [g for g in cats if (labels == g).sum() < 5]
@@ -233,9 +234,11 @@ def posthoc_dunn(
             )
     if skipped:
         warnings.warn(
-            f"posthoc_dunn: {len(skipped)} feature(s) constant, missing or in one group only, "
-            f"not tested: {fmt_ids(skipped)}",
-            ItmeExclusionWarning,
+            ItmeExclusionWarning.listing(
+                f"posthoc_dunn: {len(skipped)} feature(s) constant, missing or in one group "
+                "only, not tested",
+                skipped,
+            ),
             stacklevel=2,
         )
     return pd.DataFrame(rows, columns=["feature", "group1", "group2", "pvalue", "padj"])

@@ -79,9 +79,9 @@ def survival_frame(
             for p in incomplete
         ]
         warnings.warn(
-            f"{what}: {len(incomplete)} patient(s) with missing values excluded: "
-            f"{fmt_ids(reasons)}",
-            ItmeExclusionWarning,
+            ItmeExclusionWarning.listing(
+                f"{what}: {len(incomplete)} patient(s) with missing values excluded", reasons
+            ),
             stacklevel=3,
         )
         out = out.drop(index=incomplete)

@@ -206,9 +206,9 @@ def abundance(
     empty = totals.index[totals == 0]
     if len(empty):
         warnings.warn(
-            f"abundance: {len(empty)} sample(s) without events are excluded: "
-            f"{', '.join(map(str, empty))}.",
-            ItmeExclusionWarning,
+            ItmeExclusionWarning.listing(
+                f"abundance: {len(empty)} sample(s) without events are excluded", empty
+            ),
             stacklevel=2,
         )
         counts_df, totals = counts_df.loc[totals > 0], totals[totals > 0]

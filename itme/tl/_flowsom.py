@@ -115,10 +115,13 @@ def flowsom(
     -------
     AnnData or None
         The copy when ``copy=True``, else ``None``. Writes ``obs["som_node"]`` (categorical
-        node ``"0"``…), ``obs["metacluster"]`` (categorical ``"1"``…, after merging) and
-        ``uns[key_added]``: ``codes``, ``node_sizes``, ``node_metacluster`` (1-based, after
-        merging), ``node_metacluster_unmerged``, ``markers``, ``grid``, ``n_metaclusters``
-        (requested), ``n_metaclusters_final``, ``train_cells`` (used), ``rlen``, ``som``,
+        node ``"0"``…), ``obs["metacluster"]`` (categorical ``"1"``…, after merging; the
+        categories are the metaclusters that hold events, numbered as ``node_metacluster``)
+        and ``uns[key_added]``: ``codes``, ``node_sizes``, ``node_metacluster`` (1-based,
+        after merging), ``node_metacluster_unmerged``, ``markers``, ``grid``,
+        ``n_metaclusters`` (requested), ``n_metaclusters_final``, ``empty_metaclusters``
+        (1-based ids of the metaclusters without events, not among the categories),
+        ``train_cells`` (used), ``rlen``, ``som``,
         ``metaclustering``, ``merge_floor`` (when set), ``merges`` (DataFrame), ``seed``,
         ``flowsom_version``.
     """
@@ -172,9 +175,14 @@ def flowsom(
     adata.obs[_obs_key(key_added, "som_node")] = pd.Categorical.from_codes(
         model.nodes_, categories=node_names
     )
-    adata.obs[_obs_key(key_added, "metacluster")] = pd.Categorical.from_codes(
+    # the categories are the metaclusters that hold events (scanpy's plots and
+    # sc.get.aggregate then show no empty group); the numbering stays that of
+    # node_metacluster, and the empty ones (their nodes received no event) are listed in uns
+    labels = pd.Categorical.from_codes(
         np.subtract(model.labels_, 1, dtype=np.int32), categories=meta_names
     )
+    held = np.bincount(labels.codes, minlength=len(meta_names)) > 0
+    adata.obs[_obs_key(key_added, "metacluster")] = labels.remove_unused_categories()
     result: dict[str, Any] = {
         "codes": model.codes_.astype(np.float32),
         "node_sizes": model.node_sizes_,
@@ -184,6 +192,7 @@ def flowsom(
         "grid": np.array(tuple(grid), dtype=np.int64),
         "n_metaclusters": int(n_metaclusters),
         "n_metaclusters_final": int(model.n_metaclusters_),
+        "empty_metaclusters": np.flatnonzero(~held).astype(np.int64) + 1,
         "train_cells": int(model.train_cells_),
         "rlen": int(rlen),
         "som": som,
@@ -196,10 +205,11 @@ def flowsom(
         result["merge_floor"] = float(floor)
     adata.uns[key_added] = result
     logger.info(
-        "flowsom: %d events, %d nodes, %d metaclusters in %.1f s",
+        "flowsom: %d events, %d nodes, %d metaclusters (%d with events) in %.1f s",
         adata.n_obs,
         n_nodes,
         model.n_metaclusters_,
+        int(held.sum()),
         time.perf_counter() - t_start,
     )
     return adata if copy else None

@@ -52,9 +52,10 @@ def clustering_matrix(
             excluded += cols
             if warn:
                 warnings.warn(
-                    f"patient_clusters: {len(cols)} feature(s) {name}, not used for clustering: "
-                    f"{fmt_ids(cols)}",
-                    ItmeExclusionWarning,
+                    ItmeExclusionWarning.listing(
+                        f"patient_clusters: {len(cols)} feature(s) {name}, not used for clustering",
+                        cols,
+                    ),
                     stacklevel=3,
                 )
     table = table.drop(columns=excluded)

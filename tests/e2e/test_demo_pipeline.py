@@ -138,9 +138,8 @@ def _tables(out: Path, *, copy_of: Path | None = None) -> dict[str, bytes]:
     of its inputs named in warnings are read as the original's."""
     files = {p.name: p.read_bytes() for p in sorted((out / "tables").glob("*.csv"))}
     if copy_of is not None:
-        files["warnings.csv"] = files["warnings.csv"].replace(
-            str(out).encode(), str(copy_of).encode()
-        )
+        for name in ("warnings.csv", "warning_items.csv"):
+            files[name] = files[name].replace(str(out).encode(), str(copy_of).encode())
     return files
 
 

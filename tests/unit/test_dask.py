@@ -506,3 +506,68 @@ def test_clean_lazy_gates_on_its_columns_only_and_equals_in_memory(chunk, monkey
     for key in ("thresholds", "accounting"):
         pd.testing.assert_frame_equal(lazy.uns["qc"][key], mem.uns["qc"][key], check_exact=True)
     assert (mem.obs["itme_qc"] != "kept").sum() > 0  # planted artefacts were removed
+
+
+def _warn_on_large_samples(block, limit):
+    """A per-sample kernel that warns (as a gate does) for a sample of more than ``limit``."""
+    import warnings
+
+    if block.shape[0] > limit:
+        ids = [f"e{i}" for i in range(block.shape[0])]
+        warnings.warn(
+            ItmeExclusionWarning.listing(f"sample of {block.shape[0]} events", ids),
+            stacklevel=1,
+        )
+    return block.sum(axis=0, dtype=np.float64)
+
+
+def test_per_sample_warnings_of_worker_processes_are_recorded_on_the_client_once():
+    import warnings
+
+    import cloudpickle
+    from distributed import Client, LocalCluster
+
+    from itme.pipeline._warnings import record_warnings
+
+    cloudpickle.register_pickle_by_value(__import__(__name__))  # the kernel, on the worker
+    X = np.random.default_rng(3).normal(size=(100, 4)).astype(np.float32)
+    lazy = da.from_array(X, chunks=(33, 4))
+    rows = [slice(0, 10), slice(10, 40), np.arange(40, 100)]
+    expected = [_warn_on_large_samples(X[r], 1000) for r in rows]
+    messages = [
+        "sample of 30 events: e0, e1, e2, e3, e4 ... and 25 more (all 30 in "
+        "tables/warning_items.csv)",
+        "sample of 60 events: e0, e1, e2, e3, e4 ... and 55 more (all 60 in "
+        "tables/warning_items.csv)",
+    ]
+
+    def run() -> tuple[list, list]:
+        with warnings.catch_warnings(record=True) as shown, record_warnings() as recorded:
+            warnings.simplefilter("always")
+            found = itme_dask.per_sample(_warn_on_large_samples, lazy, rows, 20)
+        for a, b in zip(found, expected, strict=True):
+            np.testing.assert_array_equal(a, b)  # the results, bit for bit
+        assert sorted(str(w.message) for w in shown) == messages  # threads: in any order
+        return sorted(recorded, key=lambda w: w["message"])
+
+    threaded = run()  # dask's threaded scheduler: the warnings are raised here
+    try:
+        with (
+            LocalCluster(
+                n_workers=1,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+            ) as cluster,
+            Client(cluster),
+        ):
+            on_cluster = run()
+            again = run()  # the worker's hook is installed once; the next call records alike
+    finally:
+        cloudpickle.unregister_pickle_by_value(__import__(__name__))
+    assert on_cluster == threaded == again
+    assert [(w["message"], w["count"], len(w["items"])) for w in on_cluster] == [
+        (messages[0], 1, 30),
+        (messages[1], 1, 60),
+    ]

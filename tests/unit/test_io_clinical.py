@@ -176,8 +176,12 @@ def test_add_clinical_text_in_natural_order_and_long_lists_summarised():
     adata = _samples(ids)
     table = pd.DataFrame({"patient_id": ids[:2] + [f"X{i}" for i in range(25)]})
     table["stage"] = ["10", "2"] + ["x"] * 25
-    with pytest.warns(ItmeExclusionWarning, match=r"28 of 30 sample\(s\).*\.\.\. and 8 more"):
+    with pytest.warns(
+        ItmeExclusionWarning, match=r"28 of 30 sample\(s\).*\.\.\. and 23 more"
+    ) as rec:
         itme.io.add_clinical(adata, table)
+    items = rec[0].message.items  # every id, the message names five of each side
+    assert len(items) == 28 + 25 and items[0] == "S2 (patient P02)" and items[-1] == "X24"
     assert list(adata.obs["stage"].cat.categories) == ["2", "10"]  # only values present
 
 

@@ -122,6 +122,19 @@ def test_additions_keep_metaclusters_in_numeric_order_with_empty_ones(tmp_path):
     assert summary["empty (their SOM nodes received no events)"] == ["7"]
 
 
+def test_metacluster_summary_names_the_empty_ones_flowsom_left_out_of_the_categories():
+    labels = pd.Series(pd.Categorical(["1", "2", "4", "4"], categories=["1", "2", "4"]))
+    info = {
+        "n_metaclusters": 5,
+        "n_metaclusters_final": 5,
+        "merges": pd.DataFrame(),
+        "empty_metaclusters": np.array([3, 5]),
+    }
+    summary = metacluster_summary(info, labels)
+    assert summary["metaclusters asked"] == 5 and summary["metaclusters with events"] == 3
+    assert summary["empty (their SOM nodes received no events)"] == ["3", "5"]
+
+
 def test_cli_warnings_one_line_per_fact_without_source_echo(caplog):
     log = logging.getLogger("test.polish.warnings")
     show = _WarningLog(log)

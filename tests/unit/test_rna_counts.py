@@ -9,7 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from itme.errors import ItmeExclusionWarning, ItmeInputError, ItmeParameterError
+from itme.errors import (
+    ItmeExclusionWarning,
+    ItmeInputError,
+    ItmeInputWarning,
+    ItmeParameterError,
+)
 from itme.rna import read_counts
 
 COUNTS = """gene_id\tgene_name\tR1\tR2\tR3
@@ -179,3 +184,32 @@ def test_missing_file(tmp_path):
     broken.write_text("not an HDF5 file")
     with pytest.raises(ItmeInputError, match=r"broken\.h5ad: expected an AnnData \.h5ad file"):
         read_counts(broken)
+
+
+def test_a_file_read_twice_is_parsed_once_and_a_changed_file_again(tmp_path, monkeypatch):
+    import os
+
+    import itme.rna._counts as counts_module
+
+    parses = []
+    parse = counts_module._read_table
+    monkeypatch.setattr(counts_module, "_read_table", lambda *a: parses.append(a[0]) or parse(*a))
+    path = tmp_path / "counts.tsv"
+    path.write_bytes(COUNTS.replace("TSPAN6", "TSPAN\u00e96").encode("cp1252"))
+    for _ in range(2):  # the config check, then the rnaseq stage: the warning on each read
+        with pytest.warns(ItmeInputWarning, match="read as cp1252") as record:
+            adata = read_counts(path)
+        assert len(record) == 1
+    assert len(parses) == 1
+    assert adata.var["gene_name"].iloc[0] == "TSPAN\u00e96"
+    adata.X[0, 0] = -1  # the caller's copy: the kept parse is not changed
+    with pytest.warns(ItmeInputWarning, match="read as cp1252"):
+        assert read_counts(path).X[0, 0] == 679
+    assert len(parses) == 1
+    st = path.stat()
+    path.write_bytes(path.read_bytes().replace(b"\t679\t", b"\t680\t"))  # same size, and
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same time: a changed file all the same
+    assert path.stat().st_size == st.st_size
+    with pytest.warns(ItmeInputWarning, match="read as cp1252"):
+        assert read_counts(path).X[0, 0] == 680
+    assert len(parses) == 2

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from helpers.faults import toy_config
 
+from itme._adata import group_labels
 from itme._outputs import Output
 from itme.errors import ItmeExclusionWarning, ItmeInputWarning
 from itme.pipeline import OUTPUTS
@@ -143,3 +144,54 @@ def test_each_stage_records_what_it_shows_whatever_ran_before():
             warn()
     assert first == [{"warning": "ItmeInputWarning", "message": "same fact", "count": 1}]
     assert second == first
+
+
+SAMPLES = [f"S{i:03d}" for i in range(300)]
+
+
+def listing_stages() -> list[Stage]:
+    def exclude(ctx):
+        frame = pd.DataFrame({"response": [None] * 300 + ["CR", "CR"]}, index=[*SAMPLES, "A", "B"])
+        group_labels(frame, "response", what="compare_groups")  # 300 samples without a value
+        return {}
+
+    return [Stage("exclude", exclude, params=lambda c: {})]
+
+
+def test_a_warning_naming_300_ids_is_short_and_its_ids_are_all_in_the_items_table(config, tmp_path):
+    out = tmp_path / "run"
+    shown = run_quietly(config, listing_stages(), out)
+    (message,) = [str(w.message) for w in shown]
+    assert message == (
+        "compare_groups: 300 excluded, no response value: S000, S001, S002, S003, S004 ... "
+        "and 295 more (all 300 in tables/warning_items.csv)"
+    )
+    table = pd.read_csv(out / "tables" / "warnings.csv")
+    assert list(table.itertuples(index=False, name=None)) == [
+        ("exclude", "ItmeExclusionWarning", message, 1)
+    ]
+    items = pd.read_csv(out / "tables" / "warning_items.csv")
+    assert list(items.columns) == ["stage", "warning", "message", "item"]
+    assert list(items["item"]) == SAMPLES
+    assert set(items["message"]) == {message} and set(items["stage"]) == {"exclude"}
+    (stage,) = json.loads((out / "run.json").read_text())["stages"]
+    assert "items" not in stage["warnings"][0]  # in the table, not in run.json
+    first = (out / "tables" / "warning_items.csv").read_bytes()
+    run_quietly(config, listing_stages(), out)  # skipped as unchanged: its ids kept
+    assert (out / "tables" / "warning_items.csv").read_bytes() == first
+
+
+def test_the_items_table_is_declared_for_the_provenance_section():
+    declared = [(stage, o) for stage, o in OUTPUTS if o.name == "warning_items"]
+    assert [(stage, o.kind, o.section) for stage, o in declared] == [("run", "table", "provenance")]
+
+
+def test_a_warning_keeps_its_ids_through_pickle_and_names_five():
+    import pickle
+
+    w = ItmeExclusionWarning.listing("300 sample(s) excluded", SAMPLES)
+    assert str(w) == "300 sample(s) excluded: S000, S001, S002, S003, S004 ... and 295 more"
+    back = pickle.loads(pickle.dumps(w))  # as a dask worker sends it
+    assert type(back) is ItmeExclusionWarning and back.items == tuple(SAMPLES)
+    assert str(back) == str(w)
+    assert ItmeInputWarning("no ids").items == ()

@@ -261,3 +261,28 @@ def test_copy_leaves_input_alone():
     adata = make_cells(n=500)
     out = itme.tl.flowsom(adata, grid=(3, 3), n_metaclusters=3, copy=True)
     assert "metacluster" in out.obs and "metacluster" not in adata.obs
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["in_memory", "dask"])
+def test_empty_metaclusters_are_not_categories_and_are_listed_in_uns(lazy, tmp_path):
+    import dask.array as da
+
+    adata = make_cells(n=3000)
+    if lazy:  # the cohort store's events: X a dask array
+        adata.X = da.from_array(np.asarray(adata.X), chunks=(700, -1))
+    itme.tl.flowsom(adata, grid=(10, 10), n_metaclusters=40, rng=7)
+    path = tmp_path / "cells.h5ad"
+    adata.write_h5ad(path)
+    back = ad.read_h5ad(path)
+    for data in (adata, back):
+        labels, info = data.obs["metacluster"], data.uns["flowsom"]
+        sizes = labels.value_counts()
+        assert (sizes > 0).all()  # every category holds events
+        empty = [int(i) for i in info["empty_metaclusters"]]
+        assert empty  # a 10x10 grid over five populations leaves nodes, and metaclusters, empty
+        held = sorted(int(c) for c in labels.cat.categories)
+        assert sorted(held + empty) == list(range(1, info["n_metaclusters_final"] + 1))
+        # the numbering stays that of node_metacluster, categories in numeric order
+        assert held == [int(c) for c in labels.cat.categories]
+        node_meta = info["node_metacluster"][data.obs["som_node"].cat.codes]
+        np.testing.assert_array_equal(node_meta.astype(str), labels.astype(str))
