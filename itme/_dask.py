@@ -17,12 +17,10 @@ setting before any work starts.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +38,6 @@ __all__ = [
     "lazy_matrix",
     "map_rows",
     "per_sample",
-    "reuse_columns",
     "select_rows",
     "start_compute",
     "take_row_groups",
@@ -446,7 +443,7 @@ def lazy_matrix(adata: Any, layer: str | None) -> Any:
     return X if is_lazy(X) else None
 
 
-#: bytes of marker columns gathered at once for exact medians on a lazy matrix
+#: bytes of rows gathered at once by :func:`take_row_groups`
 MEDIAN_BATCH_BYTES = 512 * 2**20
 
 
@@ -517,118 +514,38 @@ def take_rows(X: Any, rows: np.ndarray, columns: np.ndarray | None = None) -> np
     return X[rows] if columns is None else X[np.ix_(rows, columns)]
 
 
-#: the gathered columns kept by :func:`reuse_columns` (``None``: not kept)
-_KEPT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
-    "itme_gathered_columns", default=None
-)
+#: histograms summed per task in the tree reduction of :func:`lazy_group_medians`
+MEDIAN_SPLIT_EVERY = 8
 
 
-class _Gathered:
-    """Columns of a dask array read once: in memory, or spilled column-major to a folder.
+def _histogram_of_block(block: np.ndarray, labels: np.ndarray, columns: np.ndarray, step: Any):
+    from itme.core.cluster.select import histogram_block
 
-    When the columns fit in :data:`MEDIAN_BATCH_BYTES` they are computed at once (in
-    parallel on the cluster) and held. Otherwise the matrix is read in batches of rows of at
-    most that size, each batch written column-major to ``folder`` (n_events × columns ×
-    the item size in all, 4 bytes for the store's float32), so that a column is one
-    contiguous read per batch.
-    """
-
-    def __init__(self, X: Any, columns: np.ndarray, folder: Path) -> None:
-        self.name, self.columns = str(X.name), columns
-        self.n, k = int(X.shape[0]), int(columns.size)
-        self.dtype = np.dtype(X.dtype)
-        self.values: np.ndarray | None = None
-        self.spills: list[tuple[int, int, Path]] = []
-        size = self.dtype.itemsize
-        if self.n == 0 or k * self.n * size <= MEDIAN_BATCH_BYTES:
-            self.values = np.asarray(gather_rows(X[:, columns]), dtype=self.dtype)
-            return
-        rows_per = max(1, MEDIAN_BATCH_BYTES // (size * k))
-        for r in range(0, self.n, rows_per):
-            block = np.asarray(gather_rows(X[r : r + rows_per][:, columns]), dtype=self.dtype)
-            path = folder / f"{self.name}-{r}.bin"
-            np.ascontiguousarray(block.T).tofile(path)  # column-major: a column is contiguous
-            self.spills.append((r, block.shape[0], path))
-            del block
-
-    def positions(self, columns: np.ndarray) -> np.ndarray | None:
-        """Where ``columns`` are among the gathered ones (``None``: not all gathered)."""
-        where = {int(c): i for i, c in enumerate(self.columns)}
-        if not all(int(c) in where for c in columns):
-            return None
-        return np.array([where[int(c)] for c in columns], dtype=np.intp)
-
-    def medians(self, positions: np.ndarray, labels: np.ndarray, n_groups: int) -> np.ndarray:
-        """:func:`~itme.core.cluster.codebook.group_medians` of the columns at ``positions``."""
-        from itme.core.cluster.codebook import group_medians
-
-        if self.values is not None:  # no copy of the columns: the kernel selects them
-            return group_medians(self.values, labels, n_groups, columns=positions)
-        return group_medians(self._read(positions), labels, n_groups)
-
-    def _read(self, positions: np.ndarray) -> np.ndarray:
-        """The spilled columns at ``positions``, n_events × len(positions)."""
-        out = np.empty((self.n, positions.size), dtype=self.dtype)
-        for r, m, path in self.spills:
-            spill = np.memmap(path, dtype=self.dtype, mode="r", shape=(self.columns.size, m))
-            out[r : r + m] = spill[positions].T
-            del spill
-        return out
-
-    def remove(self) -> None:
-        """Delete the spill files."""
-        for _, _, path in self.spills:
-            path.unlink(missing_ok=True)
-        self.spills, self.values = [], None
-
-
-@contextlib.contextmanager
-def reuse_columns() -> Iterator[None]:
-    """Keep the columns gathered for exact medians until the block ends; reuse them.
-
-    Inside the block, :func:`lazy_group_medians` keeps the last columns it read from a dask
-    array (in memory, at most :data:`MEDIAN_BATCH_BYTES`, or spilled to ``TMPDIR``), and a
-    later call on the same array (same dask name) for the same columns or a subset of them,
-    with any labels, reads those instead of the store: ``tl.annotate``, its cluster
-    phenotype table and the subset heatmap then read and transform the store once. Spill
-    files are removed when the block ends.
-
-    Yields
-    ------
-    None
-    """
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="itme-medians-") as tmp:
-        token = _KEPT.set({"folder": Path(tmp), "gathered": None})
-        try:
-            yield
-        finally:
-            kept = _KEPT.get()
-            if kept is not None and kept["gathered"] is not None:
-                kept["gathered"].remove()
-            _KEPT.reset(token)
+    return histogram_block(block, labels, columns, step)[None]
 
 
 def lazy_group_medians(
     X: Any, labels: np.ndarray, n_groups: int, columns: np.ndarray
 ) -> np.ndarray:
-    """Exact per-group medians of ``columns`` of a dask array, in one pass over the matrix.
+    """Exact per-group medians of ``columns`` of a dask array, on the workers.
 
-    The medians need every value of a group, so this is not blockwise: the columns are
-    read once (:class:`_Gathered`: held in memory when they fit in
-    :data:`MEDIAN_BATCH_BYTES`, else spilled column-major to ``TMPDIR``, n_events ×
-    len(columns) × 4 bytes) and the numpy kernel
-    :func:`itme.core.cluster.codebook.group_medians` runs on them a batch of columns (at
-    most that size) at a time: the result is the in-memory one, bit for bit. Inside
-    :func:`reuse_columns` the columns read are kept for the next call on the same array.
+    A few passes over the matrix (:mod:`itme.core.cluster.select`: 3 for float32 with up to
+    ~110 groups × 36 columns, else 4; float64 6 or 8), each a sum of per-block histograms:
+    one task per block of events counts the digit of the values of each (group, column)
+    whose key starts with the digits known so far (only ``columns`` of the block, the
+    labels of its rows), and the histograms are summed by a tree of tasks on the workers
+    (:data:`MEDIAN_SPLIT_EVERY` at a time). The client receives one histogram array per
+    pass (groups × columns × bins × 4 bytes at most, ~12 MB for 40 groups × 36 columns)
+    and keeps a few arrays of groups × columns between passes; nothing as large as the
+    events is gathered or written to disk. The labels are sent to the workers once
+    (persisted) for all passes.
 
     Parameters
     ----------
     X
         Dask array, events × channels.
     labels
-        Integer group per event (negative: left out).
+        Integer group per event (negative or ``>= n_groups``: left out).
     n_groups
         Number of groups.
     columns
@@ -636,34 +553,50 @@ def lazy_group_medians(
 
     Returns
     -------
-    float64 ``(n_groups, len(columns))``.
+    numpy.ndarray
+        float64 ``(n_groups, len(columns))``: the values of
+        :func:`itme.core.cluster.codebook.group_medians` on the computed matrix, bit for bit
+        (a median of zero is +0.0 where numpy may give -0.0); NaN where a group's column
+        holds a NaN and NaN rows for empty groups.
     """
-    import tempfile
+    import dask
+    import dask.array as da
 
+    from itme.core.cluster.select import GroupSelection, group_counts
+
+    labels = np.asarray(labels)
     columns = np.asarray(columns, dtype=np.intp)
-    n, k = int(X.shape[0]), int(columns.size)
-    out = np.empty((n_groups, k))
-    per_batch = max(1, MEDIAN_BATCH_BYTES // max(1, X.dtype.itemsize * n))  # columns of n events
-    kept = _KEPT.get()
-    with contextlib.ExitStack() as stack:
-        if kept is None:  # read for this call only
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="itme-medians-"))
-            gathered = _Gathered(X, columns, Path(folder))
-        else:  # the last columns read, when they hold these
-            gathered = kept["gathered"]
-            if (
-                gathered is None
-                or gathered.name != str(X.name)
-                or gathered.positions(columns) is None
-            ):
-                if gathered is not None:
-                    gathered.remove()
-                gathered = kept["gathered"] = _Gathered(X, columns, kept["folder"])
-        positions = gathered.positions(columns)
-        for a in range(0, k, per_batch):
-            b = min(k, a + per_batch)
-            out[:, a:b] = gathered.medians(positions[a:b], labels, n_groups)
-    return out
+    if labels.shape != (int(X.shape[0]),):
+        raise ItmeParameterError("labels", f"one label per event ({X.shape[0]})", labels.shape)
+    sel = GroupSelection(group_counts(labels, n_groups), columns.size, X.dtype)
+    if sel.done:  # no events, groups or columns
+        return sel.medians()
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    lab = da.from_array(labels, chunks=(X.chunks[0],)).persist()  # on the workers, once
+    while not sel.done:
+        step = sel.step()
+        parts = da.blockwise(
+            _histogram_of_block,
+            "iab",
+            X,
+            "ij",
+            lab,
+            "i",
+            columns,
+            None,
+            dask.delayed(step, pure=True),
+            None,
+            new_axes={"a": step.n_rows, "b": step.n_bins},
+            adjust_chunks={"i": 1},
+            concatenate=True,
+            dtype=step.count_dtype,
+            meta=np.empty((0, 0, 0), dtype=step.count_dtype),
+        )
+        total = parts.sum(axis=0, dtype=step.count_dtype, split_every=MEDIAN_SPLIT_EVERY)
+        sel.update(np.asarray(total.compute()))
+        logger.debug("medians: pass %d of %d", sel.passes, len(sel.widths))
+    return sel.medians()
 
 
 def _rows_of_block(block: np.ndarray, mask: np.ndarray) -> np.ndarray:

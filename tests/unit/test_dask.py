@@ -252,7 +252,6 @@ def test_flowsom_and_medians_lazy_equal_in_memory(chunk, seed, monkeypatch):
     # the clustering recovers the three planted populations
     truth = _cells(6000, seed)  # same draw
     assert pd.crosstab(mem.obs["metacluster"], truth.X[:, 1] > 60).shape[0] == 3
-    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", 6000 * 4 * 2)  # 2 columns per batch
     a = itme.tl.cluster_phenotypes(mem, groupby="metacluster")
     b = itme.tl.cluster_phenotypes(lazy, groupby="metacluster")
     pd.testing.assert_frame_equal(a, b, check_exact=True)
@@ -329,21 +328,82 @@ def test_compute_section_is_validated_with_the_config(tmp_path):
         load_config(config)
 
 
-@pytest.mark.parametrize("batch_bytes", [10**9, 4 * 10007 * 2, 4 * 10007, 1000])
-def test_lazy_medians_spill_gives_the_exact_medians(batch_bytes, monkeypatch):
-    # all columns at once, and spilled in row batches (the last one shorter) of 1..2 columns
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(10007, 9)).astype(np.float32)
-    labels = rng.integers(-1, 5, size=X.shape[0])
-    cols = np.array([0, 3, 4, 8, 2])
+def _awkward_values(rng: np.random.Generator, n: int, dtype=np.float32) -> np.ndarray:
+    """Values that trip a wrong selection: ties, zeros of both signs, negatives, NaN, inf."""
+    X = rng.normal(size=(n, 8)).astype(dtype)
+    X[:, 0] = np.round(X[:, 0] * 2)  # few distinct values: long runs of ties
+    X[rng.random((n, 8)) < 0.3] = 0.0  # many exact zeros
+    X[rng.random((n, 8)) < 0.05] = -0.0
+    X[:, 1] = -np.abs(X[:, 1]) - 1  # negative only
+    X[:, 2] = 1.5  # one repeated value
+    X[rng.random(n) < 0.02, 3] = np.nan  # NaN in some groups' column
+    X[:, 4] *= np.where(rng.random(n) < 0.5, 1e30, 1e-40)  # huge and subnormal
+    X[rng.random(n) < 0.03, 5] = np.inf
+    X[rng.random(n) < 0.03, 5] = -np.inf
+    return X
+
+
+def _awkward_labels(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Groups 0-8 of 1 (5), 2 (6), 0 (7) events, odd and even counts; -1 and -2 left out."""
+    labels = rng.integers(-2, 5, size=n)
+    labels[labels == -2] = 8  # group 8: many events
+    labels[rng.random(n) < 0.1] = -1
+    labels[labels == 5] = 4
+    labels[3] = 5
+    labels[[10, n - 1]] = 6
+    return labels
+
+
+def _bit_identical(found: np.ndarray, expected: np.ndarray) -> None:
+    """Equal values, NaN where expected; the same bits except the sign of a zero."""
+    np.testing.assert_array_equal(found, expected)
+    bits = ~np.isnan(expected) & (expected != 0)
+    np.testing.assert_array_equal(found.view(np.int64)[bits], expected.view(np.int64)[bits])
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+@pytest.mark.parametrize("chunk", [997, 250, 64, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lazy_medians_are_the_in_memory_medians_bit_for_bit(scheduler, chunk, dtype):
+    # one block, an uneven last block, blocks smaller than a group; NaN, empty groups,
+    # groups of 1 and 2 events, negative labels; float64 through 64-bit keys
     from itme.core.cluster.codebook import group_medians
 
-    expected = group_medians(X[:, cols], labels, 5)
-    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", batch_bytes)
-    found = itme_dask.lazy_group_medians(da.from_array(X, chunks=(999, 9)), labels, 5, cols)
-    np.testing.assert_array_equal(found, expected)
-    # a median of the standard normal within each group: near 0
-    assert np.all(np.abs(found) < 0.1)
+    rng = np.random.default_rng(chunk)
+    X = _awkward_values(rng, 997, dtype)
+    labels = _awkward_labels(rng, X.shape[0])
+    cols = np.array([0, 3, 4, 7, 1, 2, 5, 6])
+    expected = group_medians(X, labels, 9, columns=cols)
+    assert np.isnan(expected[7]).all() and np.isnan(expected[:, 1]).any()  # empty, a NaN
+    with dask.config.set(scheduler=scheduler):
+        found = itme_dask.lazy_group_medians(da.from_array(X, chunks=(chunk, 5)), labels, 9, cols)
+    assert found.dtype == np.float64
+    _bit_identical(found, expected)
+
+
+def test_lazy_medians_read_each_block_once_a_pass_and_gather_no_events(monkeypatch):
+    from itme.core.cluster.codebook import group_medians
+
+    def no_gather(*args):
+        raise AssertionError("events gathered to the client")
+
+    monkeypatch.setattr(itme_dask, "gather_rows", no_gather)
+    monkeypatch.setattr(itme_dask, "take_rows", no_gather)
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3001, 7)).astype(np.float32)
+    labels = rng.integers(-1, 6, size=3001)
+    lazy, reads = _counted(X, 500)
+    cols = np.array([5, 0, 2, 6])
+    before = reads[0]  # dask's call on an empty block, for the metadata
+    found = itme_dask.lazy_group_medians(lazy, labels, 6, cols)
+    _bit_identical(found, group_medians(X, labels, 6, columns=cols))
+    # float32, 6 groups x 4 columns: three passes over the 7 blocks
+    assert reads[0] - before == 3 * 7
+    # no events: NaN rows, nothing read
+    empty = itme_dask.lazy_group_medians(lazy, np.full(3001, -1), 2, cols)
+    assert empty.shape == (2, 4) and np.isnan(empty).all() and reads[0] - before == 21
+    with pytest.raises(ItmeParameterError, match="one label per event"):
+        itme_dask.lazy_group_medians(lazy, labels[:-1], 6, cols)
 
 
 def test_local_cluster_logs_its_dashboard_and_reports_tasks(caplog, monkeypatch):
@@ -383,39 +443,6 @@ def _counted(X: np.ndarray, chunks: int) -> tuple[da.Array, list[int]]:
         return block
 
     return da.from_array(X, chunks=(chunks, -1)).map_blocks(read, dtype=X.dtype), reads
-
-
-@pytest.mark.parametrize("batch_bytes", [10**9, 4 * 3001 * 2])
-def test_reuse_columns_reads_the_matrix_once_for_every_median(batch_bytes, monkeypatch, tmp_path):
-    # in memory (all columns fit) and spilled (two columns per batch) to TMPDIR
-    from itme.core.cluster.codebook import group_medians
-
-    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", batch_bytes)
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    rng = np.random.default_rng(3)
-    X = rng.normal(size=(3001, 7)).astype(np.float32)
-    clusters, subsets = rng.integers(0, 6, size=3001), rng.integers(-1, 3, size=3001)
-    lazy, reads = _counted(X, 500)
-    wide, narrow = np.array([5, 0, 2, 6]), np.array([2, 5])
-    with itme_dask.reuse_columns():
-        first = itme_dask.lazy_group_medians(lazy, clusters, 6, wide)
-        once = reads[0]
-        spilled = list(tmp_path.glob("itme-medians-*/*.bin"))
-        assert bool(spilled) == (batch_bytes < 10**9)
-        # other labels, a subset of the columns: no block read again, the exact medians
-        second = itme_dask.lazy_group_medians(lazy, subsets, 3, narrow)
-        assert reads[0] == once
-        # a column not gathered: read again
-        third = itme_dask.lazy_group_medians(lazy, subsets, 3, np.array([1, 2]))
-        assert reads[0] > once
-    assert not list(tmp_path.glob("itme-medians-*"))  # spill files removed with the block
-    np.testing.assert_array_equal(first, group_medians(X[:, wide], clusters, 6))
-    np.testing.assert_array_equal(second, group_medians(X[:, narrow], subsets, 3))
-    np.testing.assert_array_equal(third, group_medians(X[:, [1, 2]], subsets, 3))
-    # outside the block every call reads the matrix
-    before = reads[0]
-    itme_dask.lazy_group_medians(lazy, subsets, 3, narrow)
-    assert reads[0] > before
 
 
 @pytest.mark.parametrize(("batch_bytes", "gathers"), [(10**9, 1), (4 * 2 * 250, 2), (1, 4)])
