@@ -5,9 +5,11 @@ AnnData adapters (``io pp tl``) call them directly on an in-memory array and, wh
 ``layers["raw"]`` is a dask array (a cohort store opened with :func:`itme.io.open_store`),
 through the helpers here: :func:`map_rows` (one kernel call per block of events, results
 concatenated in event order) and :func:`per_sample` (one task per sample's contiguous rows).
-Every reduction is explicit in the adapter (counts summed, medians over gathered columns),
-and randomness is keyed by event index, never by block, so results do not depend on the
-chunking or on the number of workers.
+Every reduction is explicit in the adapter: counts summed; exact per-group medians by
+histogram passes, per-block histograms summed by a tree of tasks on the workers
+(:func:`lazy_group_medians`, :mod:`itme.core.cluster.select`); rows gathered block by block
+(:func:`gather_rows`). Randomness is keyed by event index, never by block, so results do
+not depend on the chunking or on the number of workers.
 
 :func:`start_compute` turns the ``compute:`` settings into a ``distributed.Client`` (a local
 cluster, an existing scheduler, or SLURM/PBS jobs through dask-jobqueue) and checks every

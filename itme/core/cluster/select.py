@@ -33,7 +33,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GroupSelection", "SelectionStep", "digit_widths", "histogram_block", "select_medians"]
+__all__ = [
+    "GroupSelection",
+    "SelectionStep",
+    "digit_widths",
+    "group_counts",
+    "histogram_block",
+    "select_medians",
+    "value_dtype",
+]
 
 #: largest histogram one block returns (bytes): groups × columns × bins × 4
 RESULT_BYTES = 32 * 2**20
