@@ -72,7 +72,7 @@ def value_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float32) if np.dtype(dtype) == np.float32 else np.dtype(np.float64)
 
 
-def digit_widths(n_bits: int, n_cells: int, *, result_bytes: int = RESULT_BYTES) -> tuple[int, ...]:
+def digit_widths(n_bits: int, n_cells: int, *, result_bytes: int | None = None) -> tuple[int, ...]:
     """Digit widths from the highest, for keys of ``n_bits`` and ``n_cells`` histograms.
 
     Parameters
@@ -82,7 +82,7 @@ def digit_widths(n_bits: int, n_cells: int, *, result_bytes: int = RESULT_BYTES)
     n_cells
         Histograms per pass (groups × columns).
     result_bytes
-        Largest histogram array of one block (4-byte counts).
+        Largest histogram array of one block (4-byte counts); default :data:`RESULT_BYTES`.
 
     Returns
     -------
@@ -91,6 +91,7 @@ def digit_widths(n_bits: int, n_cells: int, *, result_bytes: int = RESULT_BYTES)
         digit fit in ``result_bytes``, else :data:`NARROW`.
     """
     wide = WIDE[n_bits]
+    result_bytes = RESULT_BYTES if result_bytes is None else result_bytes
     return wide if n_cells * 2 ** max(wide) * 4 <= result_bytes else NARROW[n_bits]
 
 
