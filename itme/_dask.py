@@ -532,7 +532,7 @@ def lazy_group_medians(
     """Exact per-group medians of ``columns`` of a dask array, on the workers.
 
     A few passes over the matrix (:mod:`itme.core.cluster.select`: 3 for float32 with up to
-    ~110 groups × 36 columns, else 4; float64 6 or 8), each a sum of per-block histograms:
+    ~56 groups × 36 columns, else 4; float64 6 or 8), each a sum of per-block histograms:
     one task per block of events counts the digit of the values of each (group, column)
     whose key starts with the digits known so far (only ``columns`` of the block, the
     labels of its rows), and the histograms are summed by a tree of tasks on the workers

@@ -21,7 +21,7 @@ values: the middle value, or ``(a + b) / 2`` of the two middle ones; NaN when th
 column holds a NaN; NaN rows for empty groups), except that a median of zero is always +0.0
 where numpy may return -0.0.
 
-Digit widths: 11/11/10 bits (3 passes) for float32 when a histogram of 2,048 bins per
+Digit widths: 11/11/10 bits (3 passes) for float32 when histograms of 2,048 bins per
 (group, column) stays within :data:`RESULT_BYTES`, else 8/8/8/8 (4 passes, 256 bins); float64
 values take 64-bit keys (6 or 8 passes). Other dtypes are selected as float64, as
 ``group_medians`` computes on them.
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: largest histogram one block returns (bytes): groups × columns × bins × 4
-RESULT_BYTES = 32 * 2**20
+RESULT_BYTES = 16 * 2**20
 
 #: digit widths from the highest, per key size (bits): few passes with wide digits, or
 #: small histograms with narrow ones
