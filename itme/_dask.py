@@ -5,8 +5,9 @@ AnnData adapters (``io pp tl``) call them directly on an in-memory array and, wh
 ``layers["raw"]`` is a dask array (a cohort store opened with :func:`itme.io.open_store`),
 through the helpers here: :func:`map_rows` (one kernel call per block of events, results
 concatenated in event order) and :func:`per_sample` (one task per sample's contiguous rows).
-Every reduction is explicit in the adapter: counts summed; exact per-group medians by
-histogram passes, per-block histograms summed by a tree of tasks on the workers
+Every reduction is explicit in the adapter: counts summed; exact per-group medians over
+the marker columns gathered when they fit in :data:`MEDIAN_BATCH_BYTES`, else by histogram
+passes whose per-block histograms are summed by a tree of tasks on the workers
 (:func:`lazy_group_medians`, :mod:`itme.core.cluster.select`); rows gathered block by block
 (:func:`gather_rows`). Randomness is keyed by event index, never by block, so results do
 not depend on the chunking or on the number of workers.
@@ -19,6 +20,7 @@ setting before any work starts.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -35,11 +37,13 @@ __all__ = [
     "block_bytes",
     "compute",
     "gather_rows",
+    "gathers_columns",
     "is_lazy",
     "lazy_group_medians",
     "lazy_matrix",
     "map_rows",
     "per_sample",
+    "reuse_columns",
     "select_rows",
     "start_compute",
     "take_row_groups",
@@ -445,7 +449,9 @@ def lazy_matrix(adata: Any, layer: str | None) -> Any:
     return X if is_lazy(X) else None
 
 
-#: bytes of rows gathered at once by :func:`take_row_groups`
+#: bytes of rows gathered at once by :func:`take_row_groups`, and of marker columns
+#: gathered for exact medians (:func:`lazy_group_medians`; larger ones are selected on
+#: the workers)
 MEDIAN_BATCH_BYTES = 512 * 2**20
 
 
@@ -516,6 +522,80 @@ def take_rows(X: Any, rows: np.ndarray, columns: np.ndarray | None = None) -> np
     return X[rows] if columns is None else X[np.ix_(rows, columns)]
 
 
+#: the gathered columns kept by :func:`reuse_columns` (``None``: not kept)
+_KEPT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "itme_gathered_columns", default=None
+)
+
+
+def gathers_columns(n_events: int, n_columns: int, dtype: Any) -> bool:
+    """Whether :func:`lazy_group_medians` gathers the columns (else: selects on the workers).
+
+    Parameters
+    ----------
+    n_events, n_columns
+        Size of the columns.
+    dtype
+        dtype of the matrix.
+
+    Returns
+    -------
+    bool
+        ``n_events × n_columns × itemsize <= MEDIAN_BATCH_BYTES`` (read at call time).
+    """
+    return n_events * n_columns * np.dtype(dtype).itemsize <= MEDIAN_BATCH_BYTES
+
+
+class _Gathered:
+    """Columns of a dask array read once and held in memory.
+
+    At most :data:`MEDIAN_BATCH_BYTES` (the caller checks :func:`gathers_columns`),
+    computed at once in parallel on the cluster (:func:`gather_rows`).
+    """
+
+    def __init__(self, X: Any, columns: np.ndarray) -> None:
+        self.name, self.columns = str(X.name), columns
+        self.dtype = np.dtype(X.dtype)
+        self.values = np.asarray(gather_rows(X[:, columns]), dtype=self.dtype)
+
+    def positions(self, columns: np.ndarray) -> np.ndarray | None:
+        """Where ``columns`` are among the gathered ones (``None``: not all gathered)."""
+        where = {int(c): i for i, c in enumerate(self.columns)}
+        if not all(int(c) in where for c in columns):
+            return None
+        return np.array([where[int(c)] for c in columns], dtype=np.intp)
+
+    def medians(self, positions: np.ndarray, labels: np.ndarray, n_groups: int) -> np.ndarray:
+        """:func:`~itme.core.cluster.codebook.group_medians` of the columns at ``positions``."""
+        from itme.core.cluster.codebook import group_medians
+
+        # no copy of the columns: the kernel selects them
+        return group_medians(self.values, labels, n_groups, columns=positions)
+
+
+@contextlib.contextmanager
+def reuse_columns() -> Iterator[None]:
+    """Keep the columns gathered for exact medians until the block ends; reuse them.
+
+    Inside the block, :func:`lazy_group_medians` keeps the last columns it gathered from a
+    dask array (in memory, at most :data:`MEDIAN_BATCH_BYTES`), and a later call on the same
+    array (same dask name) for the same columns or a subset of them, with any labels, uses
+    those instead of reading the store: ``tl.annotate``, its cluster phenotype table and the
+    subset heatmap then read and transform the store once. Columns too large to gather are
+    selected on the workers by every call (nothing kept). The columns are dropped when the
+    block ends.
+
+    Yields
+    ------
+    None
+    """
+    token = _KEPT.set({"gathered": None})
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)
+
+
 #: histograms summed per task in the tree reduction of :func:`lazy_group_medians`
 MEDIAN_SPLIT_EVERY = 8
 
@@ -526,50 +606,37 @@ def _histogram_of_block(block: np.ndarray, labels: np.ndarray, columns: np.ndarr
     return histogram_block(block, labels, columns, step)[None]
 
 
-def lazy_group_medians(
+def _gathered_for(X: Any, columns: np.ndarray) -> tuple[_Gathered, np.ndarray] | None:
+    """The gathered columns holding ``columns`` and their positions, or ``None``.
+
+    Inside :func:`reuse_columns`, the kept columns when they hold ``columns`` (else these are
+    gathered and kept in their place); outside, ``columns`` gathered for this call. ``None``
+    when they do not fit in :data:`MEDIAN_BATCH_BYTES` (:func:`gathers_columns`) and no kept
+    columns hold them.
+    """
+    kept = _KEPT.get()
+    if kept is not None and (gathered := kept["gathered"]) is not None:
+        if gathered.name == str(X.name) and (positions := gathered.positions(columns)) is not None:
+            return gathered, positions
+    if not gathers_columns(int(X.shape[0]), int(columns.size), X.dtype):
+        return None
+    if kept is not None:
+        kept["gathered"] = None  # the old columns freed before the new ones are read
+    gathered = _Gathered(X, columns)
+    if kept is not None:
+        kept["gathered"] = gathered
+    return gathered, np.arange(columns.size, dtype=np.intp)
+
+
+def _select_on_workers(
     X: Any, labels: np.ndarray, n_groups: int, columns: np.ndarray
 ) -> np.ndarray:
-    """Exact per-group medians of ``columns`` of a dask array, on the workers.
-
-    A few passes over the matrix (:mod:`itme.core.cluster.select`: 3 for float32 with up to
-    ~56 groups × 36 columns, else 4; float64 6 or 8), each a sum of per-block histograms:
-    one task per block of events counts the digit of the values of each (group, column)
-    whose key starts with the digits known so far (only ``columns`` of the block, the
-    labels of its rows), and the histograms are summed by a tree of tasks on the workers
-    (:data:`MEDIAN_SPLIT_EVERY` at a time). The client receives one histogram array per
-    pass (groups × columns × bins × 4 bytes at most, ~12 MB for 40 groups × 36 columns)
-    and keeps a few arrays of groups × columns between passes; nothing as large as the
-    events is gathered or written to disk. The labels are sent to the workers once
-    (persisted) for all passes.
-
-    Parameters
-    ----------
-    X
-        Dask array, events × channels.
-    labels
-        Integer group per event (negative or ``>= n_groups``: left out).
-    n_groups
-        Number of groups.
-    columns
-        Column positions.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64 ``(n_groups, len(columns))``: the values of
-        :func:`itme.core.cluster.codebook.group_medians` on the computed matrix, bit for bit
-        (a median of zero is +0.0 where numpy may give -0.0); NaN where a group's column
-        holds a NaN and NaN rows for empty groups.
-    """
+    """Exact per-group medians by histogram passes on the workers (:func:`lazy_group_medians`)."""
     import dask
     import dask.array as da
 
     from itme.core.cluster.select import GroupSelection, group_counts
 
-    labels = np.asarray(labels)
-    columns = np.asarray(columns, dtype=np.intp)
-    if labels.shape != (int(X.shape[0]),):
-        raise ItmeParameterError("labels", f"one label per event ({X.shape[0]})", labels.shape)
     sel = GroupSelection(group_counts(labels, n_groups), columns.size, X.dtype)
     if sel.done:  # no events, groups or columns
         return sel.medians()
@@ -599,6 +666,64 @@ def lazy_group_medians(
         sel.update(np.asarray(total.compute()))
         logger.debug("medians: pass %d of %d", sel.passes, len(sel.widths))
     return sel.medians()
+
+
+def lazy_group_medians(
+    X: Any, labels: np.ndarray, n_groups: int, columns: np.ndarray
+) -> np.ndarray:
+    """Exact per-group medians of ``columns`` of a dask array: gathered, or on the workers.
+
+    The medians need every value of a group, so this is not blockwise. Two regimes, the
+    same values:
+
+    - **gathered** when the columns fit in :data:`MEDIAN_BATCH_BYTES`
+      (n_events × len(columns) × itemsize, :func:`gathers_columns`): one pass over the
+      matrix brings them to the client (:func:`gather_rows`) and the numpy kernel
+      :func:`itme.core.cluster.codebook.group_medians` runs on them. Inside
+      :func:`reuse_columns` they are kept for the next call on the same array.
+    - **selected on the workers** otherwise (:mod:`itme.core.cluster.select`): a few passes
+      over the matrix (3 for float32 with up to ~56 groups × 36 columns, else 4; float64 6
+      or 8), each a sum of per-block histograms: one task per block counts the digit of the
+      values of each (group, column) whose key starts with the digits known so far, and the
+      histograms are summed by a tree of tasks on the workers (:data:`MEDIAN_SPLIT_EVERY`
+      at a time). The client receives one histogram array per pass (groups × columns ×
+      bins × 4 bytes at most, ~12 MB for 40 groups × 36 columns); nothing as large as the
+      events is gathered or written to disk. The labels are sent to the workers once.
+
+    Parameters
+    ----------
+    X
+        Dask array, events × channels.
+    labels
+        Integer group per event (negative or ``>= n_groups``: left out).
+    n_groups
+        Number of groups.
+    columns
+        Column positions.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``(n_groups, len(columns))``: the values of
+        :func:`itme.core.cluster.codebook.group_medians` on the computed matrix, bit for bit
+        (selected on the workers, a median of zero is +0.0 where numpy may give -0.0); NaN
+        where a group's column holds a NaN and NaN rows for empty groups.
+    """
+    labels = np.asarray(labels)
+    columns = np.asarray(columns, dtype=np.intp)
+    if labels.shape != (int(X.shape[0]),):
+        raise ItmeParameterError("labels", f"one label per event ({X.shape[0]})", labels.shape)
+    found = _gathered_for(X, columns)
+    if found is not None:
+        gathered, positions = found
+        return gathered.medians(positions, labels, n_groups)
+    logger.info(
+        "medians: %d events × %d columns exceed %d MB: selected on the workers",
+        X.shape[0],
+        columns.size,
+        MEDIAN_BATCH_BYTES // 2**20,
+    )
+    return _select_on_workers(X, labels, n_groups, columns)
 
 
 def _rows_of_block(block: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from itme import io, pl, pp, tl
 from itme._adata import markers_of_class
+from itme._dask import reuse_columns
 from itme._files import safe_name
 from itme.core.clean.steps import GATING_COFACTOR
 from itme.errors import ItmeExclusionWarning, ItmeStateError
@@ -323,21 +324,24 @@ def annotate(ctx: Context) -> dict[str, Any]:
     embedding = None
     if c.embed.enabled and not on_store(c):  # UMAP in a second process (started by cluster)
         embedding = take_early(path, cells, n_cells=n_embed, seed=ctx.seed, threads=c.threads)
-    tl.annotate(
-        cells,
-        phenotypes=c.inputs.phenotypes,
-        mapping=c.annotate.mapping,
-        min_events=c.annotate.min_events,
-    )
-    # tl.cluster_phenotypes of the type and state markers: tl.annotate's medians hold
-    # them (and the phenotype table's other markers); empty metaclusters (no event)
-    # have no medians: listed in cluster_annotation and the summary (cluster stage),
-    # not as rows of NA here
-    medians = cells.uns["subset"]["medians"]
-    phenotypes = medians[markers_of_class(cells, ("type", "state"))].dropna(how="all")
-    ctx.table("cluster_phenotypes", phenotypes)
-    ctx.table("cluster_annotation", cells.uns["subset"]["clusters"])
-    ctx.figure("clusters_heatmap", pl.cluster_heatmap(cells, groupby="subset"))
+    # on the store: the marker columns gathered once for every median when they fit in
+    # _dask.MEDIAN_BATCH_BYTES, else each median call selects on the workers
+    with reuse_columns():
+        tl.annotate(
+            cells,
+            phenotypes=c.inputs.phenotypes,
+            mapping=c.annotate.mapping,
+            min_events=c.annotate.min_events,
+        )
+        # tl.cluster_phenotypes of the type and state markers: tl.annotate's medians hold
+        # them (and the phenotype table's other markers); empty metaclusters (no event)
+        # have no medians: listed in cluster_annotation and the summary (cluster stage),
+        # not as rows of NA here
+        medians = cells.uns["subset"]["medians"]
+        phenotypes = medians[markers_of_class(cells, ("type", "state"))].dropna(how="all")
+        ctx.table("cluster_phenotypes", phenotypes)
+        ctx.table("cluster_annotation", cells.uns["subset"]["clusters"])
+        ctx.figure("clusters_heatmap", pl.cluster_heatmap(cells, groupby="subset"))
     if not on_store(c):  # the store keeps every channel; cells.h5ad is scanpy's layout
         cells = pp.split_channels(cells)
     if c.embed.enabled:

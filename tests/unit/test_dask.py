@@ -364,11 +364,13 @@ def _bit_identical(found: np.ndarray, expected: np.ndarray) -> None:
 @pytest.mark.parametrize("scheduler", ["sync", "threads"])
 @pytest.mark.parametrize("chunk", [997, 250, 64, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_lazy_medians_are_the_in_memory_medians_bit_for_bit(scheduler, chunk, dtype):
-    # one block, an uneven last block, blocks smaller than a group; NaN, empty groups,
-    # groups of 1 and 2 events, negative labels; float64 through 64-bit keys
+def test_lazy_medians_are_the_in_memory_medians_bit_for_bit(scheduler, chunk, dtype, monkeypatch):
+    # selected on the workers (the columns never fit): one block, an uneven last block,
+    # blocks smaller than a group; NaN, empty groups, groups of 1 and 2 events, negative
+    # labels; float64 through 64-bit keys
     from itme.core.cluster.codebook import group_medians
 
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", 0)
     rng = np.random.default_rng(chunk)
     X = _awkward_values(rng, 997, dtype)
     labels = _awkward_labels(rng, X.shape[0])
@@ -389,6 +391,7 @@ def test_lazy_medians_read_each_block_once_a_pass_and_gather_no_events(monkeypat
 
     monkeypatch.setattr(itme_dask, "gather_rows", no_gather)
     monkeypatch.setattr(itme_dask, "take_rows", no_gather)
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", 4 * 3001 * 4 - 1)  # 4 columns: not
     rng = np.random.default_rng(3)
     X = rng.normal(size=(3001, 7)).astype(np.float32)
     labels = rng.integers(-1, 6, size=3001)
@@ -443,6 +446,83 @@ def _counted(X: np.ndarray, chunks: int) -> tuple[da.Array, list[int]]:
         return block
 
     return da.from_array(X, chunks=(chunks, -1)).map_blocks(read, dtype=X.dtype), reads
+
+
+@pytest.mark.parametrize("regime", ["gathered", "selected"])
+def test_reuse_columns_reads_the_matrix_once_for_every_median(regime, monkeypatch, tmp_path):
+    # gathered (4 columns fit): read once, reused for other labels and fewer columns;
+    # selected on the workers (4 columns do not fit, 2 do not either): every call reads
+    # the matrix once a pass; never a file in TMPDIR
+    from itme.core.cluster.codebook import group_medians
+
+    fits = regime == "gathered"
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", 4 * 3001 * 4 if fits else 4 * 3001)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3001, 7)).astype(np.float32)
+    clusters, subsets = rng.integers(0, 6, size=3001), rng.integers(-1, 3, size=3001)
+    lazy, reads = _counted(X, 500)
+    wide, narrow = np.array([5, 0, 2, 6]), np.array([2, 5])
+    with itme_dask.reuse_columns():
+        start = reads[0]
+        first = itme_dask.lazy_group_medians(lazy, clusters, 6, wide)
+        once = reads[0]
+        # 7 blocks (and dask's call on an empty block, for the metadata): once, or 3 passes
+        assert once - start in ((7, 8) if fits else (21, 22))
+        # other labels, a subset of the columns: no block read again when gathered
+        second = itme_dask.lazy_group_medians(lazy, subsets, 3, narrow)
+        assert (reads[0] == once) == fits
+        # a column not gathered: read again
+        before = reads[0]
+        third = itme_dask.lazy_group_medians(lazy, subsets, 3, np.array([1, 2]))
+        assert reads[0] > before
+    assert not list(tmp_path.iterdir())  # nothing spilled
+    _bit_identical(first, group_medians(X[:, wide], clusters, 6))
+    _bit_identical(second, group_medians(X[:, narrow], subsets, 3))
+    _bit_identical(third, group_medians(X[:, [1, 2]], subsets, 3))
+    # outside the block every call reads the matrix
+    before = reads[0]
+    itme_dask.lazy_group_medians(lazy, subsets, 3, narrow)
+    assert reads[0] > before
+
+
+# the phenotype table's markers this panel does not measure are said to be ignored
+@pytest.mark.filterwarnings("ignore::itme.errors.ItmeInputWarning")
+@pytest.mark.parametrize("regime", ["gathered", "selected"])
+def test_medians_on_a_local_cluster_in_both_regimes_and_through_annotate(regime, monkeypatch):
+    # a real distributed LocalCluster (2 worker processes); MEDIAN_BATCH_BYTES decides on
+    # the client whether the columns are gathered or selected on the workers
+    from itme.core.cluster.codebook import group_medians
+
+    fits = regime == "gathered"
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", 10**9 if fits else 0)
+    selected = []
+    select = itme_dask._select_on_workers
+    monkeypatch.setattr(
+        itme_dask, "_select_on_workers", lambda *a: selected.append(1) or select(*a)
+    )
+    rng = np.random.default_rng(11)
+    X = _awkward_values(rng, 4001)
+    labels = _awkward_labels(rng, X.shape[0])
+    cols = np.array([0, 3, 4, 7, 1, 2, 5, 6])
+    mem = _cells(6000, 2)
+    itme.pp.arcsinh(mem)
+    itme.tl.flowsom(mem, grid=(4, 4), n_metaclusters=5, train_cells=2000, rng=2)
+    lazy = mem.copy()
+    lazy.X = da.from_array(mem.X, chunks=(700, -1))
+    settings = ComputeSettings(scheduler="local", workers=2, memory_per_worker="1GB")
+    with start_compute(settings):
+        found = itme_dask.lazy_group_medians(da.from_array(X, chunks=(600, 5)), labels, 9, cols)
+        with itme_dask.reuse_columns():  # as the pipeline's annotate stage
+            itme.tl.annotate(lazy, phenotypes="lymphoid_visram2021", min_events=1)
+    assert len(selected) == (0 if fits else 2)  # the awkward values, then tl.annotate
+    _bit_identical(found, group_medians(X, labels, 9, columns=cols))
+    itme.tl.annotate(mem, phenotypes="lymphoid_visram2021", min_events=1)
+    for key in ("medians", "clusters"):
+        pd.testing.assert_frame_equal(
+            lazy.uns["subset"][key], mem.uns["subset"][key], check_exact=True, obj=key
+        )
+    np.testing.assert_array_equal(lazy.obs["subset"], mem.obs["subset"])
 
 
 @pytest.mark.parametrize(("batch_bytes", "gathers"), [(10**9, 1), (4 * 2 * 250, 2), (1, 4)])

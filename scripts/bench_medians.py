@@ -1,0 +1,201 @@
+"""Exact medians on a cohort store: where a selection pass spends its CPU, and both regimes.
+
+The cohort store of ``bench_workers.py`` (``bench_scale.make_cohort`` written as FCS,
+converted once; ``--base`` links the first ``--files`` files of a larger cohort, read only)
+is opened and arcsinh-transformed as the pipeline does (``X`` a lazy chain over
+``layers["raw"]``); the labels are ``--groups`` groups drawn at random per event (seeded), the
+columns the type and state markers.
+
+1. ``profile`` (this process, dask's synchronous scheduler, CPU seconds of this process):
+   ``read``: every block of ``layers["raw"]`` read from the store; ``read+transform``:
+   every block of ``X`` computed (the work every selection pass repeats);
+   ``kernel pass k``: :func:`itme.core.cluster.select.histogram_block` of pass ``k`` on
+   every block (already computed), as the workers run it.
+2. ``cluster`` (a LocalCluster of 1 worker × 1 thread, numba/BLAS/OpenMP on 1 thread):
+   ``lazy_group_medians`` in both regimes, the columns gathered (``MEDIAN_BATCH_BYTES``
+   large) and selected on the workers (``MEDIAN_BATCH_BYTES = 0``): wall seconds, the
+   worker's and the client's CPU seconds, passes; the results compared bit for bit.
+
+Prints one JSON line per measurement and a markdown table. Run it under ``nice -n 10``::
+
+    nice -n 10 python scripts/bench_medians.py --events 3000000 --files 6 \\
+        --base /work/bench_ingest10m/cohort_10000000 --work /tmp/medians_bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+THREAD_ENV = {
+    "NUMBA_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+os.environ.update(THREAD_ENV)  # this client too, before numpy and numba load
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scale import make_cohort  # noqa: E402
+from bench_workers import convert  # noqa: E402
+
+
+def _cpu() -> float:
+    t = psutil.Process().cpu_times()
+    return t.user + t.system
+
+
+def _open(store: Path, n_groups: int, seed: int) -> tuple:
+    """``X`` (arcsinh chain), the marker columns and random labels."""
+    import itme
+    from itme._adata import markers_of_class
+
+    cells = itme.io.open_store(store)
+    itme.pp.arcsinh(cells)
+    markers = cells.var_names.get_indexer(markers_of_class(cells, ("type", "state")))
+    labels = np.random.default_rng(seed).integers(0, n_groups, size=cells.n_obs)
+    return cells, markers, labels
+
+
+def profile(store: Path, n_groups: int, seed: int) -> list[dict]:
+    """CPU seconds of reading, transforming and counting, one pass at a time."""
+    import dask
+
+    from itme.core.cluster.select import GroupSelection, group_counts, histogram_block
+
+    cells, markers, labels = _open(store, n_groups, seed)
+    raw, X = cells.layers["raw"], cells.X
+    starts = np.cumsum((0, *X.chunks[0]))
+    rows = []
+
+    def timed(name, func):
+        c0, t0 = _cpu(), time.perf_counter()
+        out = func()
+        rows.append(
+            {
+                "measure": name,
+                "cpu_s": round(_cpu() - c0, 2),
+                "seconds": round(time.perf_counter() - t0, 2),
+                "load": round(os.getloadavg()[0], 1),
+            }
+        )
+        return out
+
+    with dask.config.set(scheduler="sync"):
+        blocks = raw.to_delayed().ravel()
+        timed("read", lambda: [np.asarray(b.compute()) for b in blocks])
+        blocks = X.to_delayed().ravel()
+        computed = timed("read+transform", lambda: [np.asarray(b.compute()) for b in blocks])
+    histogram_block(
+        computed[0][:10],
+        labels[:10],
+        markers,
+        GroupSelection(group_counts(labels[:10], n_groups), markers.size, X.dtype).step(),
+    )  # compile
+    sel = GroupSelection(group_counts(labels, n_groups), markers.size, X.dtype)
+    while not sel.done:
+        step = sel.step()
+
+        def count(step=step):
+            total = np.zeros((step.n_rows, step.n_bins), dtype=step.count_dtype)
+            for i, block in enumerate(computed):
+                total += histogram_block(block, labels[starts[i] : starts[i + 1]], markers, step)
+            return total
+
+        sel.update(timed(f"kernel pass {sel.passes + 1} ({step.n_rows} rows)", count))
+    return rows
+
+
+def cluster(store: Path, n_groups: int, seed: int) -> list[dict]:
+    """Both regimes of ``lazy_group_medians`` on a LocalCluster of 1 worker × 1 thread."""
+    from distributed import Client, LocalCluster
+
+    import itme._dask as itme_dask
+    from itme.core.cluster.select import digit_widths
+
+    cells, markers, labels = _open(store, n_groups, seed)
+    X = cells.X
+    rows, results = [], {}
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            memory_limit="3GB",
+            env=THREAD_ENV,
+        ) as lc,
+        Client(lc) as client,
+    ):
+        client.run(lambda: __import__("itme.core.cluster._select_jit"))  # numba loaded
+        default = itme_dask.MEDIAN_BATCH_BYTES
+        for regime, batch in (("gathered", 2**40), ("selected", 0)):
+            itme_dask.MEDIAN_BATCH_BYTES = batch
+            w0, c0, t0 = client.run(_cpu), _cpu(), time.perf_counter()
+            results[regime] = itme_dask.lazy_group_medians(X, labels, n_groups, markers)
+            seconds = time.perf_counter() - t0
+            w1, c1 = client.run(_cpu), _cpu()
+            passes = 1 if regime == "gathered" else len(digit_widths(32, n_groups * markers.size))
+            worker = sum(w1[w] - w0[w] for w in w0)
+            rows.append(
+                {
+                    "measure": f"{regime} ({passes} passes)",
+                    "seconds": round(seconds, 2),
+                    "worker_cpu_s": round(worker, 2),
+                    "client_cpu_s": round(c1 - c0, 2),
+                    "worker_cpu_s_per_pass": round(worker / passes, 2),
+                    "load": round(os.getloadavg()[0], 1),
+                }
+            )
+        itme_dask.MEDIAN_BATCH_BYTES = default
+    a, b = results["gathered"], results["selected"]
+    same = bool(np.array_equal(a, b, equal_nan=True))
+    rows.append({"measure": "selected == gathered", "equal": same})
+    return rows
+
+
+def main() -> None:
+    warnings.simplefilter("ignore")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=3_000_000)
+    parser.add_argument("--files", type=int, default=6)
+    parser.add_argument("--groups", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chunk-rows", type=int, default=65_536)
+    parser.add_argument("--work", default="/tmp/medians_bench")
+    parser.add_argument("--base", help="a cohort written by bench_scale.make_cohort (read only)")
+    parser.add_argument("--only", choices=["profile", "cluster"], help="one part only")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    tag = f"{args.events}_{args.files}" + ("_base" if args.base else "")
+    cohort = make_cohort(
+        work / f"cohort_{tag}", args.events, args.files, Path(args.base) if args.base else None
+    )
+    store = work / f"cells_{tag}.zarr"
+    convert(cohort, store, args.chunk_rows)
+    rows = []
+    if args.only in (None, "profile"):
+        rows += profile(store, args.groups, args.seed)
+    if args.only in (None, "cluster"):
+        rows += cluster(store, args.groups, args.seed)
+    keys = ["measure", "seconds", "cpu_s", "worker_cpu_s", "client_cpu_s"]
+    keys += ["worker_cpu_s_per_pass", "load", "equal"]
+    print(f"| {args.events} events, {args.groups} groups | " + " | ".join(keys[1:]) + " |")
+    print("|" + "---|" * len(keys))
+    for row in rows:
+        print(json.dumps(row), file=sys.stderr)
+        print("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")
+
+
+if __name__ == "__main__":
+    main()
