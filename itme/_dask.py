@@ -34,6 +34,7 @@ from itme.errors import ItmeDependencyError, ItmeInputError, ItmeParameterError
 
 __all__ = [
     "ComputeSettings",
+    "as_computed",
     "block_bytes",
     "compute",
     "gather_rows",
@@ -120,26 +121,52 @@ def gather_rows(x: Any) -> np.ndarray:
     -------
     The computed numpy array.
     """
-    client = _distributed_client()
-    if client is None or x.ndim not in (1, 2) or x.numblocks[0] < 2:
+    if _distributed_client() is None or x.ndim not in (1, 2) or x.numblocks[0] < 2:
         return np.asarray(x.compute())
-    from distributed import as_completed
-
     if x.ndim == 2 and len(x.chunks[1]) > 1:
         x = x.rechunk({1: -1})
     starts = np.cumsum((0, *x.chunks[0]))
     out = np.empty(x.shape, dtype=x.dtype)
-    futures = client.compute(list(x.to_delayed().ravel()))
-    block = {f.key: i for i, f in enumerate(futures)}
+    for i, values in as_computed(list(x.to_delayed().ravel())):
+        out[starts[i] : starts[i + 1]] = values
+    return out
+
+
+def as_computed(parts: list[Any]) -> Iterator[tuple[int, Any]]:
+    """Compute dask objects; yield each one's position and value as soon as it is computed.
+
+    On a distributed cluster every part is a future (``client.compute``), gathered while
+    the others are still computing (``distributed.as_completed``) and released on its worker
+    once yielded: the client holds what the caller keeps. Without a distributed client
+    (dask's threaded or synchronous scheduler): ``dask.compute`` of all, then in order.
+
+    Parameters
+    ----------
+    parts
+        Dask objects (e.g. the delayed blocks of an array).
+
+    Yields
+    ------
+    tuple of (int, object)
+        The position of a part in ``parts`` and its computed value.
+    """
+    client = _distributed_client()
+    if client is None:
+        import dask
+
+        yield from enumerate(dask.compute(*parts))
+        return
+    from distributed import as_completed
+
+    futures = client.compute(parts)
+    position = {f.key: i for i, f in enumerate(futures)}
     try:
         for batch in as_completed(futures).batches():
-            for future, values in zip(batch, client.gather(batch), strict=True):
-                i = block[future.key]
-                out[starts[i] : starts[i + 1]] = values
+            for future, value in zip(batch, client.gather(batch), strict=True):
+                yield position[future.key], value
                 future.release()
     finally:
         client.cancel([f for f in futures if f.status == "pending"])
-    return out
 
 
 def map_rows(
@@ -606,6 +633,12 @@ def _histogram_of_block(block: np.ndarray, labels: np.ndarray, columns: np.ndarr
     return histogram_block(block, labels, columns, step)[None]
 
 
+def _candidates_of_block(block: np.ndarray, labels: np.ndarray, columns: np.ndarray, step: Any):
+    from itme.core.cluster.select import candidates_block
+
+    return candidates_block(block, labels, columns, step)
+
+
 def _gathered_for(X: Any, columns: np.ndarray) -> tuple[_Gathered, np.ndarray] | None:
     """The gathered columns holding ``columns`` and their positions, or ``None``.
 
@@ -644,7 +677,15 @@ def _select_on_workers(
         X = X.rechunk({1: -1})
     lab = da.from_array(labels, chunks=(X.chunks[0],)).persist()  # on the workers, once
     while not sel.done:
-        step = sel.step()
+        step = sel.step(collect=sel.collects(MEDIAN_BATCH_BYTES))
+        if step.collect:  # the keys with the known prefixes: the last pass
+            task = dask.delayed(_candidates_of_block, pure=True)
+            blocks = zip(X.to_delayed().ravel(), lab.to_delayed().ravel(), strict=True)
+            shared = dask.delayed(step, pure=True)  # one copy in the graph, not one a block
+            parts = [task(x, lab_i, columns, shared) for x, lab_i in blocks]
+            sel.take(part for _, part in as_computed(parts))
+            logger.debug("medians: pass %d collected the keys", sel.passes)
+            break
         parts = da.blockwise(
             _histogram_of_block,
             "iab",

@@ -10,11 +10,16 @@ columns the type and state markers.
    ``read``: every block of ``layers["raw"]`` read from the store; ``read+transform``:
    every block of ``X`` computed (the work every selection pass repeats);
    ``kernel pass k``: :func:`itme.core.cluster.select.histogram_block` of pass ``k`` on
-   every block (already computed), as the workers run it.
+   every block (already computed), as the workers run it, and how many blocks hold a value
+   still needed (``blocks_used``: those a pass could not skip); after pass 1, the share of
+   the values sharing a target's prefix (``keys_after``) and a collecting pass 2 instead
+   (``candidates_block`` on every block, then ``GroupSelection.take`` on the client).
 2. ``cluster`` (a LocalCluster of 1 worker × 1 thread, numba/BLAS/OpenMP on 1 thread):
    ``lazy_group_medians`` in both regimes, the columns gathered (``MEDIAN_BATCH_BYTES``
-   large) and selected on the workers (``MEDIAN_BATCH_BYTES = 0``): wall seconds, the
-   worker's and the client's CPU seconds, passes; the results compared bit for bit.
+   large) and selected on the workers: histogram passes only (``MEDIAN_BATCH_BYTES = 0``),
+   and with the budget scaled to the events as at 10^7 events (512 MB × events / 10^7),
+   so that the keys are collected in a last pass when they would be there; wall seconds,
+   the worker's and the client's CPU seconds, passes; the results compared bit for bit.
 
 Prints one JSON line per measurement and a markdown table. Run it under ``nice -n 10``::
 
@@ -25,6 +30,7 @@ Prints one JSON line per measurement and a markdown table. Run it under ``nice -
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -69,7 +75,12 @@ def profile(store: Path, n_groups: int, seed: int) -> list[dict]:
     """CPU seconds of reading, transforming and counting, one pass at a time."""
     import dask
 
-    from itme.core.cluster.select import GroupSelection, group_counts, histogram_block
+    from itme.core.cluster.select import (
+        GroupSelection,
+        candidates_block,
+        group_counts,
+        histogram_block,
+    )
 
     cells, markers, labels = _open(store, n_groups, seed)
     raw, X = cells.layers["raw"], cells.X
@@ -104,13 +115,36 @@ def profile(store: Path, n_groups: int, seed: int) -> list[dict]:
     while not sel.done:
         step = sel.step()
 
-        def count(step=step):
+        used = [0]
+
+        def count(step=step, used=used):
             total = np.zeros((step.n_rows, step.n_bins), dtype=step.count_dtype)
             for i, block in enumerate(computed):
-                total += histogram_block(block, labels[starts[i] : starts[i + 1]], markers, step)
+                part = histogram_block(block, labels[starts[i] : starts[i + 1]], markers, step)
+                used[0] += bool(part.any())  # a block with a value still needed
+                total += part
             return total
 
-        sel.update(timed(f"kernel pass {sel.passes + 1} ({step.n_rows} rows)", count))
+        name = f"kernel pass {sel.passes + 1} ({step.n_rows} rows)"
+        sel.update(timed(name, count))
+        rows[-1]["blocks_used"] = f"{used[0]}/{len(computed)}"
+        if sel.passes == 1:  # the values a collecting pass 2 would return
+            share = sel.inside[sel._own()].sum() / (X.shape[0] * markers.size)
+            rows[-1]["keys_after"] = f"{share:.3f} of the values"
+            step = sel.step(collect=True)
+            parts = timed(
+                "kernel collect (pass 2)",
+                lambda step=step: [
+                    candidates_block(b, labels[starts[i] : starts[i + 1]], markers, step)
+                    for i, b in enumerate(computed)
+                ],
+            )
+            probe = copy.deepcopy(sel)
+            timed("client take (pass 2)", lambda probe=probe, parts=parts: probe.take(parts))
+            rows[-1]["keys_mb"] = round(sum(k.nbytes for _, k in parts) / 2**20, 1)
+            del parts
+    if not np.array_equal(probe.medians(), sel.medians(), equal_nan=True):
+        raise AssertionError("the collecting pass gives other medians")
     return rows
 
 
@@ -119,11 +153,23 @@ def cluster(store: Path, n_groups: int, seed: int) -> list[dict]:
     from distributed import Client, LocalCluster
 
     import itme._dask as itme_dask
-    from itme.core.cluster.select import digit_widths
 
     cells, markers, labels = _open(store, n_groups, seed)
+    from itme.core.cluster.select import GroupSelection
+
     X = cells.X
     rows, results = [], {}
+    passes = [0]
+    step = GroupSelection.step
+
+    def counted(self, **kwargs):
+        passes[0] += 1
+        return step(self, **kwargs)
+
+    GroupSelection.step = counted
+    # selected with the budget MEDIAN_BATCH_BYTES has at 10^7 events (the same share of
+    # the columns), so that the collecting pass is taken as it would be there
+    scaled = int(2**29 * X.shape[0] / 1e7)
     with (
         LocalCluster(
             n_workers=1,
@@ -138,28 +184,31 @@ def cluster(store: Path, n_groups: int, seed: int) -> list[dict]:
     ):
         client.run(lambda: __import__("itme.core.cluster._select_jit"))  # numba loaded
         default = itme_dask.MEDIAN_BATCH_BYTES
-        for regime, batch in (("gathered", 2**40), ("selected", 0)):
+        cases = (("gathered", 2**40), ("selected", 0), ("selected+collect", scaled))
+        for regime, batch in cases:
             itme_dask.MEDIAN_BATCH_BYTES = batch
+            passes[0] = 0
             w0, c0, t0 = client.run(_cpu), _cpu(), time.perf_counter()
             results[regime] = itme_dask.lazy_group_medians(X, labels, n_groups, markers)
             seconds = time.perf_counter() - t0
             w1, c1 = client.run(_cpu), _cpu()
-            passes = 1 if regime == "gathered" else len(digit_widths(32, n_groups * markers.size))
+            n_passes = max(1, passes[0])
             worker = sum(w1[w] - w0[w] for w in w0)
             rows.append(
                 {
-                    "measure": f"{regime} ({passes} passes)",
+                    "measure": f"{regime} ({n_passes} passes)",
                     "seconds": round(seconds, 2),
                     "worker_cpu_s": round(worker, 2),
                     "client_cpu_s": round(c1 - c0, 2),
-                    "worker_cpu_s_per_pass": round(worker / passes, 2),
+                    "worker_cpu_s_per_pass": round(worker / n_passes, 2),
                     "load": round(os.getloadavg()[0], 1),
                 }
             )
         itme_dask.MEDIAN_BATCH_BYTES = default
-    a, b = results["gathered"], results["selected"]
-    same = bool(np.array_equal(a, b, equal_nan=True))
-    rows.append({"measure": "selected == gathered", "equal": same})
+    GroupSelection.step = step
+    a = results["gathered"]
+    same = all(np.array_equal(a, b, equal_nan=True) for b in results.values())
+    rows.append({"measure": "every regime == gathered", "equal": same})
     return rows
 
 
@@ -189,7 +238,7 @@ def main() -> None:
     if args.only in (None, "cluster"):
         rows += cluster(store, args.groups, args.seed)
     keys = ["measure", "seconds", "cpu_s", "worker_cpu_s", "client_cpu_s"]
-    keys += ["worker_cpu_s_per_pass", "load", "equal"]
+    keys += ["worker_cpu_s_per_pass", "blocks_used", "keys_after", "keys_mb", "load", "equal"]
     print(f"| {args.events} events, {args.groups} groups | " + " | ".join(keys[1:]) + " |")
     print("|" + "---|" * len(keys))
     for row in rows:

@@ -36,10 +36,12 @@ def _values(rng: np.random.Generator, n: int, dtype) -> np.ndarray:
     return X
 
 
+@pytest.mark.parametrize("collect", [-1, 10**9])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
 @pytest.mark.parametrize("block_rows", [None, 1, 7])
 @pytest.mark.parametrize("narrow", [False, True])
-def test_select_medians_equal_group_medians(dtype, block_rows, narrow):
+def test_select_medians_equal_group_medians(dtype, block_rows, narrow, collect):
+    # histogram passes only, or the keys collected in the second pass
     rng = np.random.default_rng()  # any seed
     for _ in range(4):
         n = int(rng.integers(0, 120))
@@ -52,7 +54,9 @@ def test_select_medians_equal_group_medians(dtype, block_rows, narrow):
         labels = rng.integers(-1, n_groups + 1, size=n)  # -1 and n_groups: left out
         n_bits = 32 if np.dtype(dtype) == np.float32 else 64
         widths = NARROW[n_bits] if narrow else None
-        found = select_medians(X, labels, n_groups, block_rows=block_rows, widths=widths)
+        found = select_medians(
+            X, labels, n_groups, block_rows=block_rows, widths=widths, collect_bytes=collect
+        )
         _same(found, group_medians(X, labels, n_groups))
 
 
@@ -111,3 +115,52 @@ def test_selection_passes_and_their_histograms():
 
 def test_group_counts_leave_out_labels_outside_the_groups():
     np.testing.assert_array_equal(group_counts(np.array([-1, 0, 2, 2, 3, 7]), 3), [1, 0, 2])
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+def test_a_collecting_pass_ends_the_selection_when_the_keys_fit(narrow, monkeypatch):
+    from itme.core.cluster import select
+
+    rng = np.random.default_rng(6)
+    X = _values(rng, 5000, np.float32)
+    labels = rng.integers(-1, 4, size=5000)
+    widths = NARROW[32] if narrow else WIDE[32]
+    calls = {"histogram_block": 0, "candidates_block": 0}
+    for name in calls:
+        kernel = getattr(select, name)
+        monkeypatch.setattr(
+            select, name, lambda *a, k=kernel, n=name: calls.__setitem__(n, calls[n] + 1) or k(*a)
+        )
+    sel = GroupSelection(group_counts(labels, 4), 6, X.dtype, widths=widths)
+    assert not sel.collects(10**9)  # nothing known before the first pass
+    sel.update(select.histogram_block(X, labels, np.arange(6), sel.step()))
+    own = sel.inside[sel._own()].sum()  # the values sharing a target's prefix
+    assert 0 < own < 6 * 5000 and sel.collects(own * 4) and not sel.collects(own * 4 - 1)
+    # the keys fit after the first pass: collected in the second; one byte less: after the
+    # second pass (8-bit digits: 3 passes instead of 4), or not at all (11/11/10: the last
+    # pass is a histogram)
+    for budget, passes, collected in ((own * 4, 2, 1), (own * 4 - 1, 3, int(narrow))):
+        calls.update(histogram_block=0, candidates_block=0)
+        found = select.select_medians(X, labels, 4, widths=widths, collect_bytes=budget)
+        assert calls["candidates_block"] == collected
+        assert calls["histogram_block"] + calls["candidates_block"] == passes
+        _same(found, group_medians(X, labels, 4))
+    # no collecting pass when one histogram pass is left: it would not save a pass
+    sel = GroupSelection(group_counts(labels, 4), 6, X.dtype, widths=(16, 16))
+    sel.update(select.histogram_block(X, labels, np.arange(6), sel.step()))
+    assert not sel.collects(10**9)
+
+
+def test_collected_keys_that_disagree_with_the_histogram_are_an_error():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(300, 2)).astype(np.float32)
+    labels = rng.integers(0, 2, size=300)
+    from itme.core.cluster.select import candidates_block, histogram_block
+
+    sel = GroupSelection(group_counts(labels, 2), 2, X.dtype)
+    sel.update(histogram_block(X, labels, np.arange(2), sel.step()))
+    step = sel.step(collect=True)
+    with pytest.raises(RuntimeError, match="fewer keys"):  # a block missing
+        sel.take([candidates_block(X[:100], labels[:100], np.arange(2), step)])
+    with pytest.raises(RuntimeError, match="more keys"):  # a block twice
+        sel.take([candidates_block(X, labels, np.arange(2), step)] * 2)

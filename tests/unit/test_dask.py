@@ -21,6 +21,7 @@ import itme
 import itme._dask as itme_dask
 from itme._dask import ComputeSettings, start_compute
 from itme._files import sha256
+from itme.core.cluster.select import GroupSelection
 from itme.errors import (
     ItmeDependencyError,
     ItmeExclusionWarning,
@@ -361,16 +362,24 @@ def _bit_identical(found: np.ndarray, expected: np.ndarray) -> None:
     np.testing.assert_array_equal(found.view(np.int64)[bits], expected.view(np.int64)[bits])
 
 
+@pytest.mark.parametrize("collect", [False, True])
 @pytest.mark.parametrize("scheduler", ["sync", "threads"])
 @pytest.mark.parametrize("chunk", [997, 250, 64, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_lazy_medians_are_the_in_memory_medians_bit_for_bit(scheduler, chunk, dtype, monkeypatch):
-    # selected on the workers (the columns never fit): one block, an uneven last block,
-    # blocks smaller than a group; NaN, empty groups, groups of 1 and 2 events, negative
-    # labels; float64 through 64-bit keys
+def test_lazy_medians_are_the_in_memory_medians_bit_for_bit(
+    scheduler, chunk, dtype, collect, monkeypatch
+):
+    # selected on the workers (the columns do not fit), by histogram passes only or with
+    # the keys collected in the last pass: one block, an uneven last block, blocks smaller
+    # than a group; NaN, empty groups, groups of 1 and 2 events, negative labels; float64
+    # through 64-bit keys
     from itme.core.cluster.codebook import group_medians
 
-    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", 0)
+    budget = 997 * 8 * np.dtype(dtype).itemsize - 1 if collect else 0
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", budget)
+    taken = []
+    take = GroupSelection.take
+    monkeypatch.setattr(GroupSelection, "take", lambda self, p: taken.append(1) or take(self, p))
     rng = np.random.default_rng(chunk)
     X = _awkward_values(rng, 997, dtype)
     labels = _awkward_labels(rng, X.shape[0])
@@ -381,9 +390,13 @@ def test_lazy_medians_are_the_in_memory_medians_bit_for_bit(scheduler, chunk, dt
         found = itme_dask.lazy_group_medians(da.from_array(X, chunks=(chunk, 5)), labels, 9, cols)
     assert found.dtype == np.float64
     _bit_identical(found, expected)
+    assert len(taken) == collect
 
 
-def test_lazy_medians_read_each_block_once_a_pass_and_gather_no_events(monkeypatch):
+@pytest.mark.parametrize(("budget", "passes"), [(0, 3), (4 * 3001 * 4 - 1, 2)])
+def test_lazy_medians_read_each_block_once_a_pass_and_gather_no_events(budget, passes, monkeypatch):
+    # 4 columns of 3001 events do not fit in either budget: selected on the workers; the
+    # keys sharing the prefixes found by the first pass fit in the second: collected
     from itme.core.cluster.codebook import group_medians
 
     def no_gather(*args):
@@ -391,7 +404,7 @@ def test_lazy_medians_read_each_block_once_a_pass_and_gather_no_events(monkeypat
 
     monkeypatch.setattr(itme_dask, "gather_rows", no_gather)
     monkeypatch.setattr(itme_dask, "take_rows", no_gather)
-    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", 4 * 3001 * 4 - 1)  # 4 columns: not
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", budget)
     rng = np.random.default_rng(3)
     X = rng.normal(size=(3001, 7)).astype(np.float32)
     labels = rng.integers(-1, 6, size=3001)
@@ -400,11 +413,12 @@ def test_lazy_medians_read_each_block_once_a_pass_and_gather_no_events(monkeypat
     before = reads[0]  # dask's call on an empty block, for the metadata
     found = itme_dask.lazy_group_medians(lazy, labels, 6, cols)
     _bit_identical(found, group_medians(X, labels, 6, columns=cols))
-    # float32, 6 groups x 4 columns: three passes over the 7 blocks
-    assert reads[0] - before == 3 * 7
+    # float32, 6 groups x 4 columns: 11/11/10-bit digits, three passes over the 7 blocks,
+    # or two (the keys collected in the second)
+    assert reads[0] - before == passes * 7
     # no events: NaN rows, nothing read
     empty = itme_dask.lazy_group_medians(lazy, np.full(3001, -1), 2, cols)
-    assert empty.shape == (2, 4) and np.isnan(empty).all() and reads[0] - before == 21
+    assert empty.shape == (2, 4) and np.isnan(empty).all() and reads[0] - before == passes * 7
     with pytest.raises(ItmeParameterError, match="one label per event"):
         itme_dask.lazy_group_medians(lazy, labels[:-1], 6, cols)
 
@@ -467,8 +481,9 @@ def test_reuse_columns_reads_the_matrix_once_for_every_median(regime, monkeypatc
         start = reads[0]
         first = itme_dask.lazy_group_medians(lazy, clusters, 6, wide)
         once = reads[0]
-        # 7 blocks (and dask's call on an empty block, for the metadata): once, or 3 passes
-        assert once - start in ((7, 8) if fits else (21, 22))
+        # 7 blocks (and dask's call on an empty block, for the metadata): once, or 2 passes
+        # (the keys sharing the first digits collected in the second)
+        assert once - start in ((7, 8) if fits else (14, 15))
         # other labels, a subset of the columns: no block read again when gathered
         second = itme_dask.lazy_group_medians(lazy, subsets, 3, narrow)
         assert (reads[0] == once) == fits
@@ -488,19 +503,28 @@ def test_reuse_columns_reads_the_matrix_once_for_every_median(regime, monkeypatc
 
 # the phenotype table's markers this panel does not measure are said to be ignored
 @pytest.mark.filterwarnings("ignore::itme.errors.ItmeInputWarning")
-@pytest.mark.parametrize("regime", ["gathered", "selected"])
-def test_medians_on_a_local_cluster_in_both_regimes_and_through_annotate(regime, monkeypatch):
+@pytest.mark.parametrize(
+    ("budget", "selections", "collected"),
+    [(10**9, 0, 0), (0, 2, 0), (4001 * 8 * 4 - 1, 1, 1)],
+    ids=["gathered", "selected", "collected"],
+)
+def test_medians_on_a_local_cluster_in_both_regimes_and_through_annotate(
+    budget, selections, collected, monkeypatch
+):
     # a real distributed LocalCluster (2 worker processes); MEDIAN_BATCH_BYTES decides on
-    # the client whether the columns are gathered or selected on the workers
+    # the client whether the columns are gathered or selected on the workers: everything
+    # gathered; everything selected by histogram passes; the 8 columns of 4001 events
+    # selected, their keys collected in the second pass, tl.annotate's 4 columns of 6000
+    # events gathered
     from itme.core.cluster.codebook import group_medians
 
-    fits = regime == "gathered"
-    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", 10**9 if fits else 0)
-    selected = []
-    select = itme_dask._select_on_workers
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", budget)
+    selected, taken = [], []
+    select, take = itme_dask._select_on_workers, GroupSelection.take
     monkeypatch.setattr(
         itme_dask, "_select_on_workers", lambda *a: selected.append(1) or select(*a)
     )
+    monkeypatch.setattr(GroupSelection, "take", lambda self, p: taken.append(1) or take(self, p))
     rng = np.random.default_rng(11)
     X = _awkward_values(rng, 4001)
     labels = _awkward_labels(rng, X.shape[0])
@@ -515,7 +539,7 @@ def test_medians_on_a_local_cluster_in_both_regimes_and_through_annotate(regime,
         found = itme_dask.lazy_group_medians(da.from_array(X, chunks=(600, 5)), labels, 9, cols)
         with itme_dask.reuse_columns():  # as the pipeline's annotate stage
             itme.tl.annotate(lazy, phenotypes="lymphoid_visram2021", min_events=1)
-    assert len(selected) == (0 if fits else 2)  # the awkward values, then tl.annotate
+    assert len(selected) == selections and len(taken) == collected
     _bit_identical(found, group_medians(X, labels, 9, columns=cols))
     itme.tl.annotate(mem, phenotypes="lymphoid_visram2021", min_events=1)
     for key in ("medians", "clusters"):

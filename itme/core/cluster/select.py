@@ -15,7 +15,12 @@ keys orders the values. The key is then found digit by digit, from the highest:
 
 Each pass is a sum of per-block histograms (:func:`histogram_block`, one call per block of
 events, in any order and on any worker); :class:`GroupSelection` holds the state between
-passes on the client (a few arrays of groups × columns). The result is
+passes on the client (a few arrays of groups × columns). The histograms say how many values
+share each target's known prefix: when those keys fit in a caller's budget
+(:meth:`GroupSelection.collects`) while more than one histogram pass is left, one last pass
+collects them instead (:func:`candidates_block`, the keys of each block grouped by target;
+:meth:`GroupSelection.take`) and the client picks each target's rank among them: e.g. 2
+passes instead of 3 or 4 when the values in the bins of the first digit fit. The result is
 :func:`itme.core.cluster.codebook.group_medians` bit for bit (float64 ``np.median`` of the
 values: the middle value, or ``(a + b) / 2`` of the two middle ones; NaN when the group's
 column holds a NaN; NaN rows for empty groups), except that a median of zero is always +0.0
@@ -29,6 +34,7 @@ values take 64-bit keys (6 or 8 passes). Other dtypes are selected as float64, a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +42,7 @@ import numpy as np
 __all__ = [
     "GroupSelection",
     "SelectionStep",
+    "candidates_block",
     "digit_widths",
     "group_counts",
     "histogram_block",
@@ -117,6 +124,9 @@ class SelectionStep:
         Rows of the histogram.
     count_dtype
         dtype of the counts (uint32, or uint64 for 2**32 events or more).
+    collect
+        A collecting pass: the keys whose bits above ``width`` (all the remaining bits,
+        ``shift`` 0) are a row's prefix are returned (:func:`candidates_block`), not counted.
     """
 
     cell: np.ndarray
@@ -127,6 +137,7 @@ class SelectionStep:
     n_bits: int
     n_rows: int
     count_dtype: np.dtype
+    collect: bool = False
 
     @property
     def n_bins(self) -> int:
@@ -157,28 +168,57 @@ def histogram_block(
     """
     from itme.core.cluster._select_jit import histogram
 
+    out = np.zeros((step.n_rows, step.n_bins), dtype=step.count_dtype)
+    bits, args, consts = _kernel_args(X, labels, columns, step)
+    histogram(bits, *args, step.first, np.uint64(step.shift), np.uint64(step.width), *consts, out)
+    return out
+
+
+def candidates_block(
+    X: np.ndarray, labels: np.ndarray, columns: np.ndarray, step: SelectionStep
+) -> tuple[np.ndarray, np.ndarray]:
+    """The keys of one block of events for a collecting pass (``step.collect``).
+
+    Parameters
+    ----------
+    X, labels, columns
+        As :func:`histogram_block`.
+    step
+        The collecting pass (:meth:`GroupSelection.step` with ``collect=True``).
+
+    Returns
+    -------
+    counts : numpy.ndarray
+        int64 ``(step.n_rows,)``: keys of each row in this block.
+    keys : numpy.ndarray
+        uint32 (float32 values) or uint64 keys whose higher bits are their row's prefix,
+        grouped by row (row 0's first).
+    """
+    from itme.core.cluster._select_jit import candidates
+
+    bits, args, consts = _kernel_args(X, labels, columns, step)
+    counts = np.zeros(step.n_rows, dtype=np.int64)
+    high = np.uint64(step.width)
+    candidates(bits, *args, high, *consts, counts, np.zeros(0, dtype=bits.dtype))
+    keys = np.empty(int(counts.sum()), dtype=bits.dtype)
+    candidates(bits, *args, high, *consts, counts, keys)
+    return counts, keys
+
+
+def _kernel_args(X: np.ndarray, labels: np.ndarray, columns: np.ndarray, step: SelectionStep):
+    """The raw bits of a block and the other arguments of the kernels."""
     values = np.asarray(X, dtype=_FLOAT[step.n_bits])
     if not values.flags.c_contiguous:
         values = np.ascontiguousarray(values)
-    bits = values.view(_KEY[step.n_bits])
-    out = np.zeros((step.n_rows, step.n_bins), dtype=step.count_dtype)
     sign = np.uint64(1) << np.uint64(step.n_bits - 1)
-    full = (sign - np.uint64(1)) | sign
-    histogram(
-        bits,
+    args = (
         np.asarray(columns, dtype=np.intp),
         np.asarray(labels, dtype=np.intp),
         np.ascontiguousarray(step.cell, dtype=np.int64),
         np.ascontiguousarray(step.prefix, dtype=np.uint64),
-        step.first,
-        np.uint64(step.shift),
-        np.uint64(step.width),
-        sign,
-        full,
-        np.uint64(_INF[step.n_bits]),
-        out,
     )
-    return out
+    consts = (sign, (sign - np.uint64(1)) | sign, np.uint64(_INF[step.n_bits]))
+    return values.view(_KEY[step.n_bits]), args, consts
 
 
 class GroupSelection:
@@ -219,6 +259,7 @@ class GroupSelection:
         self.rank = np.zeros(shape, dtype=np.int64)  # rank left within the known prefix
         self.prefix = np.zeros(shape, dtype=np.uint64)
         self.valid = np.zeros(shape, dtype=bool)  # a value to find (no NaN, events)
+        self.inside = np.zeros(shape, dtype=np.int64)  # values with the known prefix
         self.nan = np.zeros((self.n_groups, self.n_columns), dtype=bool)
         self.passes = 0  # passes done
         self._rows: np.ndarray | None = None  # histogram row of each target in this pass
@@ -233,24 +274,56 @@ class GroupSelection:
     def _shift(self) -> int:
         return self.n_bits - sum(self.widths[: self.passes + 1])
 
-    def step(self) -> SelectionStep:
+    def _own(self) -> np.ndarray:
+        """Targets with a row of their own (the second shares the first's while they agree)."""
+        own = self.valid.copy()
+        own[..., 1] &= ~(self.valid[..., 0] & (self.prefix[..., 1] == self.prefix[..., 0]))
+        return own
+
+    def collects(self, max_bytes: int) -> bool:
+        """Whether the next pass should collect the keys (:func:`candidates_block`).
+
+        Parameters
+        ----------
+        max_bytes
+            Largest size of the keys collected (all blocks together).
+
+        Returns
+        -------
+        bool
+            ``True`` after the first pass when more than one histogram pass is left and the
+            values sharing the targets' known prefixes take at most ``max_bytes`` as keys.
+        """
+        if self.passes == 0 or len(self.widths) - self.passes < 2:
+            return False
+        return int(self.inside[self._own()].sum()) * self.n_bits // 8 <= max_bytes
+
+    def step(self, *, collect: bool = False) -> SelectionStep:
         """The next pass.
+
+        Parameters
+        ----------
+        collect
+            A collecting pass (after the first): every remaining bit at once, the keys
+            returned by :func:`candidates_block` and passed to :meth:`take`.
 
         Returns
         -------
         SelectionStep
-            What :func:`histogram_block` counts in this pass.
+            What :func:`histogram_block` counts (or :func:`candidates_block` collects) in
+            this pass.
         """
         width, shift = self.widths[self.passes], self._shift()
+        if collect:
+            if self.passes == 0:
+                raise RuntimeError("the first pass counts: no prefix is known yet")
+            width, shift = self.n_bits - sum(self.widths[: self.passes]), 0
         if self.passes == 0:
             cell = np.arange(self.n_groups * self.n_columns, dtype=np.int64)
             cell = cell.reshape(self.n_groups, self.n_columns, 1)
             prefix = np.zeros(0, dtype=np.uint64)
         else:
-            # one row per target; the second target shares the first's row while their
-            # prefixes agree (the same values are counted)
-            own = self.valid.copy()
-            own[..., 1] &= ~(self.valid[..., 0] & (self.prefix[..., 1] == self.prefix[..., 0]))
+            own = self._own()
             rows = np.full(self.valid.shape, -1, dtype=np.int64)
             rows[own] = np.arange(int(own.sum()))
             cell = rows.copy()
@@ -267,7 +340,41 @@ class GroupSelection:
             n_bits=self.n_bits,
             n_rows=int(cell.max(initial=-1)) + 1,
             count_dtype=self.count_dtype,
+            collect=collect,
         )
+
+    def take(self, parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Take the keys of a collecting pass and find every target's among them.
+
+        Parameters
+        ----------
+        parts
+            :func:`candidates_block` of every block of events, in any order (each is copied
+            into place and may be dropped at once: the client holds the keys once).
+        """
+        rows = self._rows
+        own = self._own()
+        n_rows = int(own.sum())
+        total = np.zeros(n_rows, dtype=np.int64)
+        total[rows[own]] = self.inside[own]  # known from the last histogram
+        end = np.cumsum(total)
+        fill = end - total
+        keys = np.empty(int(end[-1]) if n_rows else 0, dtype=_KEY[self.n_bits])
+        for counts, part in parts:
+            counts = np.asarray(counts, dtype=np.int64)
+            if (fill + counts > end).any():
+                raise RuntimeError("more keys than the histogram counted: blocks changed")
+            row = np.repeat(np.arange(n_rows), counts)
+            first = np.cumsum(counts) - counts  # of each row in ``part``
+            keys[fill[row] + np.arange(row.size) - first[row]] = part
+            fill += counts
+        if (fill != end).any():
+            raise RuntimeError("fewer keys than the histogram counted: blocks missing")
+        for t in np.flatnonzero(self.valid):
+            r, rank = rows.reshape(-1)[t], int(self.rank.reshape(-1)[t])
+            segment = keys[end[r] - total[r] : end[r]]
+            self.prefix.reshape(-1)[t] = np.partition(segment, rank)[rank]
+        self.passes = len(self.widths)
 
     def update(self, hist: np.ndarray) -> None:
         """Take the summed histogram of the pass from :meth:`step`.
@@ -308,6 +415,7 @@ class GroupSelection:
             pos = np.searchsorted(flat, rank + offset[row], side="right")
             digit = pos - row * cum.shape[1]
             below = np.where(digit > 0, flat[np.maximum(pos - 1, 0)] - offset[row], 0)
+            self.inside.reshape(-1)[targets] = hist[row, digit]
             self.rank.reshape(-1)[targets] = rank - below
             prefix = self.prefix.reshape(-1)
             prefix[targets] = (prefix[targets] << np.uint64(width)) | digit.astype(np.uint64)
@@ -348,6 +456,7 @@ def select_medians(
     columns: np.ndarray | None = None,
     block_rows: int | None = None,
     widths: tuple[int, ...] | None = None,
+    collect_bytes: int = -1,
 ) -> np.ndarray:
     """:func:`~itme.core.cluster.codebook.group_medians` by histogram passes over a numpy array.
 
@@ -369,6 +478,9 @@ def select_medians(
         Events per block (all at once when ``None``).
     widths
         Digit widths (default :func:`digit_widths`).
+    collect_bytes
+        Collect the keys in one last pass once they take at most this many bytes
+        (:meth:`GroupSelection.collects`; negative: never).
 
     Returns
     -------
@@ -379,12 +491,15 @@ def select_medians(
     columns = np.arange(X.shape[1]) if columns is None else np.asarray(columns, dtype=np.intp)
     sel = GroupSelection(group_counts(labels, n_groups), columns.size, X.dtype, widths=widths)
     step_rows = max(1, block_rows or X.shape[0])
+    blocks = [slice(a, a + step_rows) for a in range(0, X.shape[0], step_rows)]
     while not sel.done:
-        step = sel.step()
+        step = sel.step(collect=sel.collects(collect_bytes))
+        if step.collect:
+            sel.take(candidates_block(X[b], labels[b], columns, step) for b in blocks)
+            continue
         total = np.zeros((step.n_rows, step.n_bins), dtype=step.count_dtype)
-        for start in range(0, X.shape[0], step_rows):
-            stop = start + step_rows
-            total += histogram_block(X[start:stop], labels[start:stop], columns, step)
+        for b in blocks:
+            total += histogram_block(X[b], labels[b], columns, step)
         sel.update(total)
     return sel.medians()
 
