@@ -573,6 +573,14 @@ def gathers_columns(n_events: int, n_columns: int, dtype: Any) -> bool:
     return n_events * n_columns * np.dtype(dtype).itemsize <= MEDIAN_BATCH_BYTES
 
 
+def _positions(have: np.ndarray, columns: np.ndarray) -> np.ndarray | None:
+    """Where ``columns`` are in ``have`` (``None``: not all there)."""
+    where = {int(c): i for i, c in enumerate(have)}
+    if not all(int(c) in where for c in columns):
+        return None
+    return np.array([where[int(c)] for c in columns], dtype=np.intp)
+
+
 class _Gathered:
     """Columns of a dask array read once and held in memory.
 
@@ -587,10 +595,7 @@ class _Gathered:
 
     def positions(self, columns: np.ndarray) -> np.ndarray | None:
         """Where ``columns`` are among the gathered ones (``None``: not all gathered)."""
-        where = {int(c): i for i, c in enumerate(self.columns)}
-        if not all(int(c) in where for c in columns):
-            return None
-        return np.array([where[int(c)] for c in columns], dtype=np.intp)
+        return _positions(self.columns, columns)
 
     def medians(self, positions: np.ndarray, labels: np.ndarray, n_groups: int) -> np.ndarray:
         """:func:`~itme.core.cluster.codebook.group_medians` of the columns at ``positions``."""
@@ -609,14 +614,19 @@ def reuse_columns() -> Iterator[None]:
     array (same dask name) for the same columns or a subset of them, with any labels, uses
     those instead of reading the store: ``tl.annotate``, its cluster phenotype table and the
     subset heatmap then read and transform the store once. Columns too large to gather are
-    selected on the workers by every call (nothing kept). The columns are dropped when the
-    block ends.
+    selected on the workers; the first-pass histogram of the last selection is kept (with
+    its labels, 1-8 bytes per event, and at most
+    :data:`itme.core.cluster.select.RESULT_BYTES`), and a later selection on the same array
+    for the same columns or a subset, with labels that merge its groups (the subsets named
+    from metaclusters), sums it instead of a first pass over the store
+    (:func:`itme.core.cluster.select.regroup_histogram`). All is dropped when the block
+    ends.
 
     Yields
     ------
     None
     """
-    token = _KEPT.set({"gathered": None})
+    token = _KEPT.set({"gathered": None, "first": None})
     try:
         yield
     finally:
@@ -670,7 +680,11 @@ def _select_on_workers(
 
     from itme.core.cluster.select import GroupSelection, group_counts
 
-    sel = GroupSelection(group_counts(labels, n_groups), columns.size, X.dtype)
+    kept = _KEPT.get()
+    counts = group_counts(labels, n_groups)
+    sel = _regrouped(kept, X, labels, counts, columns)
+    if sel is None:
+        sel = GroupSelection(counts, columns.size, X.dtype)
     if sel.done:  # no events, groups or columns
         return sel.medians()
     if len(X.chunks[1]) > 1:
@@ -704,9 +718,55 @@ def _select_on_workers(
             meta=np.empty((0, 0, 0), dtype=step.count_dtype),
         )
         total = parts.sum(axis=0, dtype=step.count_dtype, split_every=MEDIAN_SPLIT_EVERY)
-        sel.update(np.asarray(total.compute()))
+        hist = np.asarray(total.compute())
+        sel.update(hist)
+        if step.first and kept is not None:  # for a later call with merged groups
+            hist = hist.reshape(sel.n_groups, sel.n_columns, -1)
+            kept["first"] = _FirstPass(str(X.name), labels.copy(), columns, sel.widths, hist)
         logger.debug("medians: pass %d of %d", sel.passes, len(sel.widths))
     return sel.medians()
+
+
+@dataclass(frozen=True)
+class _FirstPass:
+    """The first-pass histogram of a selection, kept by :func:`reuse_columns`."""
+
+    name: str  # of the dask array
+    labels: np.ndarray
+    columns: np.ndarray
+    widths: tuple[int, ...]
+    hist: np.ndarray  # groups × columns × bins
+
+    def positions(self, columns: np.ndarray) -> np.ndarray | None:
+        """Where ``columns`` are among the counted ones (``None``: not all counted)."""
+        return _positions(self.columns, columns)
+
+
+def _regrouped(
+    kept: dict[str, Any] | None, X: Any, labels: np.ndarray, counts: np.ndarray, columns: np.ndarray
+) -> Any:
+    """A selection past its first pass, summed from the kept one (``None``: not possible).
+
+    Possible inside :func:`reuse_columns` after a selection on the same array, for the same
+    or fewer columns and as many or fewer (group, column) histograms, when every kept group
+    lies within one of ``labels``' groups (:func:`itme.core.cluster.select.regroup_histogram`).
+    """
+    from itme.core.cluster.select import GroupSelection, regroup_histogram
+
+    first = None if kept is None else kept["first"]
+    if first is None or first.name != str(X.name) or counts.size * columns.size == 0:
+        return None
+    positions = first.positions(columns)
+    if positions is None or counts.size * columns.size > first.hist.shape[0] * first.hist.shape[1]:
+        return None
+    hist = regroup_histogram(first.hist, first.labels, labels, counts.size, positions)
+    if hist is None:
+        return None
+    sel = GroupSelection(counts, columns.size, X.dtype, widths=first.widths)
+    if not sel.done:
+        sel.update(hist)
+    logger.info("medians: first pass summed from the last selection's groups (no store read)")
+    return sel
 
 
 def lazy_group_medians(

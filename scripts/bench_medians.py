@@ -15,11 +15,14 @@ columns the type and state markers.
    the values sharing a target's prefix (``keys_after``) and a collecting pass 2 instead
    (``candidates_block`` on every block, then ``GroupSelection.take`` on the client).
 2. ``cluster`` (a LocalCluster of 1 worker × 1 thread, numba/BLAS/OpenMP on 1 thread):
-   ``lazy_group_medians`` in both regimes, the columns gathered (``MEDIAN_BATCH_BYTES``
-   large) and selected on the workers: histogram passes only (``MEDIAN_BATCH_BYTES = 0``),
-   and with the budget scaled to the events as at 10^7 events (512 MB × events / 10^7),
-   so that the keys are collected in a last pass when they would be there; wall seconds,
-   the worker's and the client's CPU seconds, passes; the results compared bit for bit.
+   the annotate stage's two ``lazy_group_medians`` calls (``--groups`` groups, then those
+   merged into a third as many, all markers) in both regimes: the columns gathered
+   (``MEDIAN_BATCH_BYTES`` large, inside ``reuse_columns``: one read); selected on the
+   workers as before (histogram passes only, ``MEDIAN_BATCH_BYTES = 0``, every call
+   afresh); and as now, inside ``reuse_columns`` with the budget scaled to the events as
+   at 10^7 events (512 MB × events / 10^7), so that the keys are collected in a last pass
+   and the merged groups' first pass summed when they would be there. Wall seconds, the
+   worker's and the client's CPU seconds, store reads; the results compared bit for bit.
 
 Prints one JSON line per measurement and a markdown table. Run it under ``nice -n 10``::
 
@@ -30,6 +33,7 @@ Prints one JSON line per measurement and a markdown table. Run it under ``nice -
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -184,30 +188,42 @@ def cluster(store: Path, n_groups: int, seed: int) -> list[dict]:
     ):
         client.run(lambda: __import__("itme.core.cluster._select_jit"))  # numba loaded
         default = itme_dask.MEDIAN_BATCH_BYTES
-        cases = (("gathered", 2**40), ("selected", 0), ("selected+collect", scaled))
-        for regime, batch in cases:
+        # the annotate stage's calls: the metaclusters' medians, then those of the subsets
+        # named from them (``--groups`` merged into a third as many)
+        merged = (np.arange(n_groups) % max(1, n_groups // 3))[labels]
+        calls = [(labels, n_groups), (merged, max(1, n_groups // 3))]
+        cases = (
+            ("gathered", 2**40, True),
+            ("selected, before", 0, False),  # histogram passes only, every call afresh
+            ("selected, after", scaled, True),  # keys collected, first pass summed
+        )
+        for regime, batch, reuse in cases:
             itme_dask.MEDIAN_BATCH_BYTES = batch
-            passes[0] = 0
-            w0, c0, t0 = client.run(_cpu), _cpu(), time.perf_counter()
-            results[regime] = itme_dask.lazy_group_medians(X, labels, n_groups, markers)
-            seconds = time.perf_counter() - t0
-            w1, c1 = client.run(_cpu), _cpu()
-            n_passes = max(1, passes[0])
-            worker = sum(w1[w] - w0[w] for w in w0)
-            rows.append(
-                {
-                    "measure": f"{regime} ({n_passes} passes)",
-                    "seconds": round(seconds, 2),
-                    "worker_cpu_s": round(worker, 2),
-                    "client_cpu_s": round(c1 - c0, 2),
-                    "worker_cpu_s_per_pass": round(worker / n_passes, 2),
-                    "load": round(os.getloadavg()[0], 1),
-                }
-            )
+            with itme_dask.reuse_columns() if reuse else contextlib.nullcontext():
+                for k, (lab, n) in enumerate(calls):
+                    passes[0] = 0
+                    w0, c0, t0 = client.run(_cpu), _cpu(), time.perf_counter()
+                    results[regime, k] = itme_dask.lazy_group_medians(X, lab, n, markers)
+                    seconds = time.perf_counter() - t0
+                    w1, c1 = client.run(_cpu), _cpu()
+                    reads = passes[0] if batch < 2**40 else int(k == 0)
+                    worker = sum(w1[w] - w0[w] for w in w0)
+                    rows.append(
+                        {
+                            "measure": f"{regime}: call {k + 1}, {n} groups, {reads} reads",
+                            "seconds": round(seconds, 2),
+                            "worker_cpu_s": round(worker, 2),
+                            "client_cpu_s": round(c1 - c0, 2),
+                            "worker_cpu_s_per_pass": round(worker / reads, 2) if reads else "",
+                            "load": round(os.getloadavg()[0], 1),
+                        }
+                    )
         itme_dask.MEDIAN_BATCH_BYTES = default
     GroupSelection.step = step
-    a = results["gathered"]
-    same = all(np.array_equal(a, b, equal_nan=True) for b in results.values())
+    same = all(
+        np.array_equal(results["gathered", k], value, equal_nan=True)
+        for (_, k), value in results.items()
+    )
     rows.append({"measure": "every regime == gathered", "equal": same})
     return rows
 

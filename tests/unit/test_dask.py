@@ -501,21 +501,55 @@ def test_reuse_columns_reads_the_matrix_once_for_every_median(regime, monkeypatc
     assert reads[0] > before
 
 
+@pytest.mark.parametrize(("budget", "passes"), [(0, 3), (2 * 3001 * 4 - 1, 2)])
+def test_reuse_columns_sums_the_first_pass_of_merged_groups(budget, passes, monkeypatch):
+    # selected on the workers, 2 columns of 3001 events do not fit (3 histogram passes, or
+    # 2 with the keys collected): a later
+    # call whose groups merge the last one's (subsets named from metaclusters) sums its
+    # first-pass histogram instead of reading the store for it
+    from itme.core.cluster.codebook import group_medians
+
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", budget)
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(3001, 7)).astype(np.float32)
+    clusters = rng.integers(0, 6, size=3001)
+    merged = np.array([2, 0, 2, -1, 1, 0])[clusters]  # cluster 3 left out
+    split = np.where(clusters == 4, rng.integers(0, 2, size=3001), 0)  # cluster 4 split
+    lazy, reads = _counted(X, 500)
+    wide, narrow = np.array([5, 0, 2, 6]), np.array([2, 5])
+    with itme_dask.reuse_columns():
+        itme_dask.lazy_group_medians(lazy, clusters, 6, wide)
+        before = reads[0]
+        found = itme_dask.lazy_group_medians(lazy, merged, 3, narrow)
+        assert reads[0] - before == (passes - 1) * 7  # no first pass
+        _bit_identical(found, group_medians(X[:, narrow], merged, 3))
+        # a cluster split, a column not counted, more events: every pass reads the store
+        for labels, n, cols in ((split, 2, narrow), (merged, 3, np.array([1, 2]))):
+            before = reads[0]
+            found = itme_dask.lazy_group_medians(lazy, labels, n, cols)
+            assert reads[0] - before == passes * 7
+            _bit_identical(found, group_medians(X[:, cols], labels, n))
+    itme_dask.lazy_group_medians(lazy, clusters, 6, wide)
+    before = reads[0]  # outside the block: nothing kept
+    itme_dask.lazy_group_medians(lazy, merged, 3, narrow)
+    assert reads[0] - before == passes * 7
+
+
 # the phenotype table's markers this panel does not measure are said to be ignored
 @pytest.mark.filterwarnings("ignore::itme.errors.ItmeInputWarning")
 @pytest.mark.parametrize(
     ("budget", "selections", "collected"),
-    [(10**9, 0, 0), (0, 2, 0), (4001 * 8 * 4 - 1, 1, 1)],
+    [(10**9, 0, 0), (0, 3, 0), (4001 * 8 * 4 - 1, 1, 1)],
     ids=["gathered", "selected", "collected"],
 )
 def test_medians_on_a_local_cluster_in_both_regimes_and_through_annotate(
-    budget, selections, collected, monkeypatch
+    budget, selections, collected, monkeypatch, caplog
 ):
     # a real distributed LocalCluster (2 worker processes); MEDIAN_BATCH_BYTES decides on
     # the client whether the columns are gathered or selected on the workers: everything
-    # gathered; everything selected by histogram passes; the 8 columns of 4001 events
-    # selected, their keys collected in the second pass, tl.annotate's 4 columns of 6000
-    # events gathered
+    # gathered; everything selected by histogram passes (the subsets' first pass summed
+    # from tl.annotate's metaclusters); the 8 columns of 4001 events selected, their keys
+    # collected in the second pass, tl.annotate's 4 columns of 6000 events gathered
     from itme.core.cluster.codebook import group_medians
 
     monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", budget)
@@ -535,12 +569,18 @@ def test_medians_on_a_local_cluster_in_both_regimes_and_through_annotate(
     lazy = mem.copy()
     lazy.X = da.from_array(mem.X, chunks=(700, -1))
     settings = ComputeSettings(scheduler="local", workers=2, memory_per_worker="1GB")
-    with start_compute(settings):
+    with start_compute(settings), caplog.at_level("INFO", logger="itme._dask"):
         found = itme_dask.lazy_group_medians(da.from_array(X, chunks=(600, 5)), labels, 9, cols)
         with itme_dask.reuse_columns():  # as the pipeline's annotate stage
             itme.tl.annotate(lazy, phenotypes="lymphoid_visram2021", min_events=1)
+            subsets = pd.Categorical(lazy.obs["subset"])  # then the heatmap's medians
+            heat = itme_dask.lazy_group_medians(
+                lazy.X, subsets.codes, len(subsets.categories), np.arange(4)
+            )
     assert len(selected) == selections and len(taken) == collected
+    assert ("first pass summed" in caplog.text) == (selections == 3)
     _bit_identical(found, group_medians(X, labels, 9, columns=cols))
+    _bit_identical(heat, group_medians(mem.X[:, :4], subsets.codes, len(subsets.categories)))
     itme.tl.annotate(mem, phenotypes="lymphoid_visram2021", min_events=1)
     for key in ("medians", "clusters"):
         pd.testing.assert_frame_equal(

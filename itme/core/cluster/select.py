@@ -46,6 +46,7 @@ __all__ = [
     "digit_widths",
     "group_counts",
     "histogram_block",
+    "regroup_histogram",
     "select_medians",
     "value_dtype",
 ]
@@ -522,3 +523,58 @@ def group_counts(labels: np.ndarray, n_groups: int) -> np.ndarray:
     labels = np.asarray(labels)
     kept = labels[(labels >= 0) & (labels < n_groups)]
     return np.bincount(kept.astype(np.intp), minlength=n_groups).astype(np.int64)
+
+
+def regroup_histogram(
+    hist: np.ndarray,
+    labels: np.ndarray,
+    new_labels: np.ndarray,
+    n_new: int,
+    positions: np.ndarray,
+) -> np.ndarray | None:
+    """A first-pass histogram of coarser groups, summed from that of finer ones.
+
+    The first pass counts every value of a (group, column) by its top digit, whatever the
+    other groups, so when every group of ``labels`` lies within one group of ``new_labels``
+    (e.g. metaclusters and the subsets named from them) the first pass of ``new_labels`` is
+    the sum of the histograms of its groups: no pass over the events.
+
+    Parameters
+    ----------
+    hist
+        ``(n_groups, n_columns, n_bins)`` first-pass counts of ``labels``.
+    labels
+        The group of each event that ``hist`` counts (negative or ``>= n_groups``: left out).
+    new_labels
+        The new group of each event (negative or ``>= n_new``: left out).
+    n_new
+        Number of new groups.
+    positions
+        The new columns among the columns of ``hist``.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(n_new * len(positions), n_bins)`` counts, as :meth:`GroupSelection.update` takes
+        them after the first :meth:`GroupSelection.step`; ``None`` when a group of
+        ``labels`` is split between new groups, or a new group holds events that
+        ``labels`` leaves out.
+    """
+    labels, new_labels = np.asarray(labels), np.asarray(new_labels)
+    if labels.shape != new_labels.shape:
+        return None
+    n_old = hist.shape[0]
+    old_in = (labels >= 0) & (labels < n_old)
+    new_in = (new_labels >= 0) & (new_labels < n_new)
+    if (new_in & ~old_in).any():
+        return None
+    old = labels[old_in].astype(np.intp)
+    new = np.where(new_in, new_labels, -1)[old_in].astype(np.intp)
+    target = np.full(n_old, -1, dtype=np.intp)  # the new group of each old one
+    target[old] = new
+    if not np.array_equal(target[old], new):  # an old group split
+        return None
+    kept = np.flatnonzero(target >= 0)
+    out = np.zeros((n_new, len(positions), hist.shape[2]), dtype=np.int64)
+    np.add.at(out, target[kept], hist[kept][:, np.asarray(positions, dtype=np.intp)])
+    return out.reshape(n_new * len(positions), hist.shape[2])
