@@ -637,16 +637,20 @@ def reuse_columns() -> Iterator[None]:
 MEDIAN_SPLIT_EVERY = 8
 
 
-def _histogram_of_block(block: np.ndarray, labels: np.ndarray, columns: np.ndarray, step: Any):
-    from itme.core.cluster.select import histogram_block
+def _pass_of_block(block: np.ndarray, labels: np.ndarray, columns: np.ndarray, step: Any) -> Any:
+    """One block's part of a selection pass: its histogram, or its keys (collecting)."""
+    from itme.core.cluster.select import candidates_block, histogram_block
 
-    return histogram_block(block, labels, columns, step)[None]
+    kernel = candidates_block if step.collect else histogram_block
+    return kernel(block, labels, columns, step)
 
 
-def _candidates_of_block(block: np.ndarray, labels: np.ndarray, columns: np.ndarray, step: Any):
-    from itme.core.cluster.select import candidates_block
-
-    return candidates_block(block, labels, columns, step)
+def _added(*parts: np.ndarray) -> np.ndarray:
+    """The sum of histograms, in one new array (the parts are left as they are)."""
+    out = parts[0].copy()
+    for part in parts[1:]:
+        out += part
+    return out
 
 
 def _gathered_for(X: Any, columns: np.ndarray) -> tuple[_Gathered, np.ndarray] | None:
@@ -690,35 +694,22 @@ def _select_on_workers(
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
     lab = da.from_array(labels, chunks=(X.chunks[0],)).persist()  # on the workers, once
+    blocks = list(zip(X.to_delayed().ravel(), lab.to_delayed().ravel(), strict=True))
+    task, add = dask.delayed(_pass_of_block, pure=True), dask.delayed(_added, pure=True)
     while not sel.done:
         step = sel.step(collect=sel.collects(MEDIAN_BATCH_BYTES))
+        shared = dask.delayed(step, pure=True)  # one copy in the graph, not one a block
+        parts = [task(x, lab_i, columns, shared) for x, lab_i in blocks]
         if step.collect:  # the keys with the known prefixes: the last pass
-            task = dask.delayed(_candidates_of_block, pure=True)
-            blocks = zip(X.to_delayed().ravel(), lab.to_delayed().ravel(), strict=True)
-            shared = dask.delayed(step, pure=True)  # one copy in the graph, not one a block
-            parts = [task(x, lab_i, columns, shared) for x, lab_i in blocks]
             sel.take(part for _, part in as_computed(parts))
             logger.debug("medians: pass %d collected the keys", sel.passes)
             break
-        parts = da.blockwise(
-            _histogram_of_block,
-            "iab",
-            X,
-            "ij",
-            lab,
-            "i",
-            columns,
-            None,
-            dask.delayed(step, pure=True),
-            None,
-            new_axes={"a": step.n_rows, "b": step.n_bins},
-            adjust_chunks={"i": 1},
-            concatenate=True,
-            dtype=step.count_dtype,
-            meta=np.empty((0, 0, 0), dtype=step.count_dtype),
-        )
-        total = parts.sum(axis=0, dtype=step.count_dtype, split_every=MEDIAN_SPLIT_EVERY)
-        hist = np.asarray(total.compute())
+        while len(parts) > 1:  # a tree of sums on the workers, one new array a task
+            parts = [
+                add(*parts[i : i + MEDIAN_SPLIT_EVERY])
+                for i in range(0, len(parts), MEDIAN_SPLIT_EVERY)
+            ]
+        hist = np.asarray(parts[0].compute())
         sel.update(hist)
         if step.first and kept is not None:  # for a later call with merged groups
             hist = hist.reshape(sel.n_groups, sel.n_columns, -1)
