@@ -11,8 +11,9 @@ times. Timed separately, in the order the pipeline runs them:
 - ``som``: the SOM trained on them (on the client, serial: the same in both runs);
 - ``map``: every event mapped to its nearest code (blockwise on the workers);
 - ``medians``: the exact per-SOM-node medians of the marker columns
-  (``_dask.lazy_group_medians``: histogram passes over the blocks, summed by a tree of
-  tasks on the workers; the client only picks the next digit between passes).
+  (``_dask.lazy_group_medians``: gathered to the client and computed there when they fit in
+  ``MEDIAN_BATCH_BYTES``, as at 3 M events × 36 markers; else histogram passes over the
+  blocks summed by a tree of tasks on the workers, ``scripts/bench_medians.py``).
 
 Before them every worker imports itme (``import``, 2-3 CPU s a process), as the pipeline's
 ingest tasks do before its clean stage: the first timed stage is not charged with it.
