@@ -206,7 +206,9 @@ def candidates_block(
     return counts, keys
 
 
-def _kernel_args(X: np.ndarray, labels: np.ndarray, columns: np.ndarray, step: SelectionStep):
+def _kernel_args(
+    X: np.ndarray, labels: np.ndarray, columns: np.ndarray, step: SelectionStep
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], tuple[np.uint64, ...]]:
     """The raw bits of a block and the other arguments of the kernels."""
     values = np.asarray(X, dtype=_FLOAT[step.n_bits])
     if not values.flags.c_contiguous:
