@@ -5,9 +5,12 @@ AnnData adapters (``io pp tl``) call them directly on an in-memory array and, wh
 ``layers["raw"]`` is a dask array (a cohort store opened with :func:`itme.io.open_store`),
 through the helpers here: :func:`map_rows` (one kernel call per block of events, results
 concatenated in event order) and :func:`per_sample` (one task per sample's contiguous rows).
-Every reduction is explicit in the adapter (counts summed, medians over gathered columns),
-and randomness is keyed by event index, never by block, so results do not depend on the
-chunking or on the number of workers.
+Every reduction is explicit in the adapter: counts summed; exact per-group medians over
+the marker columns gathered when they fit in :data:`MEDIAN_BATCH_BYTES`, else by histogram
+passes whose per-block histograms are summed by a tree of tasks on the workers
+(:func:`lazy_group_medians`, :mod:`itme.core.cluster.select`); rows gathered block by block
+(:func:`gather_rows`). Randomness is keyed by event index, never by block, so results do
+not depend on the chunking or on the number of workers.
 
 :func:`start_compute` turns the ``compute:`` settings into a ``distributed.Client`` (a local
 cluster, an existing scheduler, or SLURM/PBS jobs through dask-jobqueue) and checks every
@@ -22,8 +25,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,11 +33,16 @@ from itme._progress import cluster_status
 from itme._task_warnings import WarningsBack, show_again
 from itme.errors import ItmeDependencyError, ItmeInputError, ItmeParameterError
 
+if TYPE_CHECKING:
+    from itme.core.cluster.select import GroupSelection
+
 __all__ = [
     "ComputeSettings",
+    "as_computed",
     "block_bytes",
     "compute",
     "gather_rows",
+    "gathers_columns",
     "is_lazy",
     "lazy_group_medians",
     "lazy_matrix",
@@ -118,26 +125,52 @@ def gather_rows(x: Any) -> np.ndarray:
     -------
     The computed numpy array.
     """
-    client = _distributed_client()
-    if client is None or x.ndim not in (1, 2) or x.numblocks[0] < 2:
+    if _distributed_client() is None or x.ndim not in (1, 2) or x.numblocks[0] < 2:
         return np.asarray(x.compute())
-    from distributed import as_completed
-
     if x.ndim == 2 and len(x.chunks[1]) > 1:
         x = x.rechunk({1: -1})
     starts = np.cumsum((0, *x.chunks[0]))
     out = np.empty(x.shape, dtype=x.dtype)
-    futures = client.compute(list(x.to_delayed().ravel()))
-    block = {f.key: i for i, f in enumerate(futures)}
+    for i, values in as_computed(list(x.to_delayed().ravel())):
+        out[starts[i] : starts[i + 1]] = values
+    return out
+
+
+def as_computed(parts: list[Any]) -> Iterator[tuple[int, Any]]:
+    """Compute dask objects; yield each one's position and value as soon as it is computed.
+
+    On a distributed cluster every part is a future (``client.compute``), gathered while
+    the others are still computing (``distributed.as_completed``) and released on its worker
+    once yielded: the client holds what the caller keeps. Without a distributed client
+    (dask's threaded or synchronous scheduler): ``dask.compute`` of all, then in order.
+
+    Parameters
+    ----------
+    parts
+        Dask objects (e.g. the delayed blocks of an array).
+
+    Yields
+    ------
+    tuple of (int, object)
+        The position of a part in ``parts`` and its computed value.
+    """
+    client = _distributed_client()
+    if client is None:
+        import dask
+
+        yield from enumerate(dask.compute(*parts))
+        return
+    from distributed import as_completed
+
+    futures = client.compute(parts)
+    position = {f.key: i for i, f in enumerate(futures)}
     try:
         for batch in as_completed(futures).batches():
-            for future, values in zip(batch, client.gather(batch), strict=True):
-                i = block[future.key]
-                out[starts[i] : starts[i + 1]] = values
+            for future, value in zip(batch, client.gather(batch), strict=True):
+                yield position[future.key], value
                 future.release()
     finally:
         client.cancel([f for f in futures if f.status == "pending"])
-    return out
 
 
 def map_rows(
@@ -458,7 +491,9 @@ def lazy_matrix(adata: Any, layer: str | None) -> Any:
     return X if is_lazy(X) else None
 
 
-#: bytes of marker columns gathered at once for exact medians on a lazy matrix
+#: bytes of rows gathered at once by :func:`take_row_groups`, and of marker columns
+#: gathered for exact medians (:func:`lazy_group_medians`; larger ones are selected on
+#: the workers)
 MEDIAN_BATCH_BYTES = 512 * 2**20
 
 
@@ -535,112 +570,239 @@ _KEPT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
 )
 
 
-class _Gathered:
-    """Columns of a dask array read once: in memory, or spilled column-major to a folder.
+def gathers_columns(n_events: int, n_columns: int, dtype: Any) -> bool:
+    """Whether :func:`lazy_group_medians` gathers the columns (else: selects on the workers).
 
-    When the columns fit in :data:`MEDIAN_BATCH_BYTES` they are computed at once (in
-    parallel on the cluster) and held. Otherwise the matrix is read in batches of rows of at
-    most that size, each batch written column-major to ``folder`` (n_events × columns ×
-    the item size in all, 4 bytes for the store's float32), so that a column is one
-    contiguous read per batch.
+    Parameters
+    ----------
+    n_events, n_columns
+        Size of the columns.
+    dtype
+        dtype of the matrix.
+
+    Returns
+    -------
+    bool
+        ``n_events × n_columns × itemsize <= MEDIAN_BATCH_BYTES`` (read at call time).
+    """
+    return n_events * n_columns * np.dtype(dtype).itemsize <= MEDIAN_BATCH_BYTES
+
+
+def _positions(have: np.ndarray, columns: np.ndarray) -> np.ndarray | None:
+    """Where ``columns`` are in ``have`` (``None``: not all there)."""
+    where = {int(c): i for i, c in enumerate(have)}
+    if not all(int(c) in where for c in columns):
+        return None
+    return np.array([where[int(c)] for c in columns], dtype=np.intp)
+
+
+class _Gathered:
+    """Columns of a dask array read once and held in memory.
+
+    At most :data:`MEDIAN_BATCH_BYTES` (the caller checks :func:`gathers_columns`),
+    computed at once in parallel on the cluster (:func:`gather_rows`).
     """
 
-    def __init__(self, X: Any, columns: np.ndarray, folder: Path) -> None:
+    def __init__(self, X: Any, columns: np.ndarray) -> None:
         self.name, self.columns = str(X.name), columns
-        self.n, k = int(X.shape[0]), int(columns.size)
         self.dtype = np.dtype(X.dtype)
-        self.values: np.ndarray | None = None
-        self.spills: list[tuple[int, int, Path]] = []
-        size = self.dtype.itemsize
-        if self.n == 0 or k * self.n * size <= MEDIAN_BATCH_BYTES:
-            self.values = np.asarray(gather_rows(X[:, columns]), dtype=self.dtype)
-            return
-        rows_per = max(1, MEDIAN_BATCH_BYTES // (size * k))
-        for r in range(0, self.n, rows_per):
-            block = np.asarray(gather_rows(X[r : r + rows_per][:, columns]), dtype=self.dtype)
-            path = folder / f"{self.name}-{r}.bin"
-            np.ascontiguousarray(block.T).tofile(path)  # column-major: a column is contiguous
-            self.spills.append((r, block.shape[0], path))
-            del block
+        self.values = np.asarray(gather_rows(X[:, columns]), dtype=self.dtype)
 
     def positions(self, columns: np.ndarray) -> np.ndarray | None:
         """Where ``columns`` are among the gathered ones (``None``: not all gathered)."""
-        where = {int(c): i for i, c in enumerate(self.columns)}
-        if not all(int(c) in where for c in columns):
-            return None
-        return np.array([where[int(c)] for c in columns], dtype=np.intp)
+        return _positions(self.columns, columns)
 
     def medians(self, positions: np.ndarray, labels: np.ndarray, n_groups: int) -> np.ndarray:
         """:func:`~itme.core.cluster.codebook.group_medians` of the columns at ``positions``."""
         from itme.core.cluster.codebook import group_medians
 
-        if self.values is not None:  # no copy of the columns: the kernel selects them
-            return group_medians(self.values, labels, n_groups, columns=positions)
-        return group_medians(self._read(positions), labels, n_groups)
-
-    def _read(self, positions: np.ndarray) -> np.ndarray:
-        """The spilled columns at ``positions``, n_events × len(positions)."""
-        out = np.empty((self.n, positions.size), dtype=self.dtype)
-        for r, m, path in self.spills:
-            spill = np.memmap(path, dtype=self.dtype, mode="r", shape=(self.columns.size, m))
-            out[r : r + m] = spill[positions].T
-            del spill
-        return out
-
-    def remove(self) -> None:
-        """Delete the spill files."""
-        for _, _, path in self.spills:
-            path.unlink(missing_ok=True)
-        self.spills, self.values = [], None
+        # no copy of the columns: the kernel selects them
+        return group_medians(self.values, labels, n_groups, columns=positions)
 
 
 @contextlib.contextmanager
 def reuse_columns() -> Iterator[None]:
     """Keep the columns gathered for exact medians until the block ends; reuse them.
 
-    Inside the block, :func:`lazy_group_medians` keeps the last columns it read from a dask
-    array (in memory, at most :data:`MEDIAN_BATCH_BYTES`, or spilled to ``TMPDIR``), and a
-    later call on the same array (same dask name) for the same columns or a subset of them,
-    with any labels, reads those instead of the store: ``tl.annotate``, its cluster
-    phenotype table and the subset heatmap then read and transform the store once. Spill
-    files are removed when the block ends.
+    Inside the block, :func:`lazy_group_medians` keeps the last columns it gathered from a
+    dask array (in memory, at most :data:`MEDIAN_BATCH_BYTES`), and a later call on the same
+    array (same dask name) for the same columns or a subset of them, with any labels, uses
+    those instead of reading the store: ``tl.annotate``, its cluster phenotype table and the
+    subset heatmap then read and transform the store once. Columns too large to gather are
+    selected on the workers; the first-pass histogram of the last selection is kept (with
+    a copy of its labels, 1-8 bytes per event; the histogram is the size of one block's,
+    e.g. 11.8 MB for 40 groups × 36 columns), and a later selection on the same array
+    for the same columns or a subset, with labels that merge its groups (the subsets named
+    from metaclusters), sums it instead of a first pass over the store
+    (:func:`itme.core.cluster.select.regroup_histogram`). All is dropped when the block
+    ends.
 
     Yields
     ------
     None
     """
-    import tempfile
+    token = _KEPT.set({"gathered": None, "first": None})
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)
 
-    with tempfile.TemporaryDirectory(prefix="itme-medians-") as tmp:
-        token = _KEPT.set({"folder": Path(tmp), "gathered": None})
-        try:
-            yield
-        finally:
-            kept = _KEPT.get()
-            if kept is not None and kept["gathered"] is not None:
-                kept["gathered"].remove()
-            _KEPT.reset(token)
+
+#: histograms summed per task in the tree reduction of :func:`lazy_group_medians`
+MEDIAN_SPLIT_EVERY = 8
+
+
+def _pass_of_block(block: np.ndarray, labels: np.ndarray, columns: np.ndarray, step: Any) -> Any:
+    """One block's part of a selection pass: its histogram, or its keys (collecting)."""
+    from itme.core.cluster.select import candidates_block, histogram_block
+
+    kernel = candidates_block if step.collect else histogram_block
+    return kernel(block, labels, columns, step)
+
+
+def _added(*parts: np.ndarray) -> np.ndarray:
+    """The sum of histograms, in one new array (the parts are left as they are)."""
+    out = parts[0].copy()
+    for part in parts[1:]:
+        out += part
+    return out
+
+
+def _gathered_for(X: Any, columns: np.ndarray) -> tuple[_Gathered, np.ndarray] | None:
+    """The gathered columns holding ``columns`` and their positions, or ``None``.
+
+    Inside :func:`reuse_columns`, the kept columns when they hold ``columns`` (else these are
+    gathered and kept in their place); outside, ``columns`` gathered for this call. ``None``
+    when they do not fit in :data:`MEDIAN_BATCH_BYTES` (:func:`gathers_columns`) and no kept
+    columns hold them.
+    """
+    kept = _KEPT.get()
+    if kept is not None and (gathered := kept["gathered"]) is not None:
+        if gathered.name == str(X.name) and (positions := gathered.positions(columns)) is not None:
+            return gathered, positions
+    if not gathers_columns(int(X.shape[0]), int(columns.size), X.dtype):
+        return None
+    if kept is not None:
+        kept["gathered"] = None  # the old columns freed before the new ones are read
+    gathered = _Gathered(X, columns)
+    if kept is not None:
+        kept["gathered"] = gathered
+    return gathered, np.arange(columns.size, dtype=np.intp)
+
+
+def _select_on_workers(
+    X: Any, labels: np.ndarray, n_groups: int, columns: np.ndarray
+) -> np.ndarray:
+    """Exact per-group medians by histogram passes on the workers (:func:`lazy_group_medians`)."""
+    import dask
+    import dask.array as da
+
+    from itme.core.cluster.select import GroupSelection, group_counts
+
+    kept = _KEPT.get()
+    counts = group_counts(labels, n_groups)
+    sel = _regrouped(kept, X, labels, counts, columns)
+    if sel is None:
+        sel = GroupSelection(counts, columns.size, X.dtype)
+    if sel.done:  # no events, groups or columns
+        return sel.medians()
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    lab = da.from_array(labels, chunks=(X.chunks[0],)).persist()  # on the workers, once
+    blocks = list(zip(X.to_delayed().ravel(), lab.to_delayed().ravel(), strict=True))
+    task, add = dask.delayed(_pass_of_block, pure=True), dask.delayed(_added, pure=True)
+    while not sel.done:
+        step = sel.step(collect=sel.collects(MEDIAN_BATCH_BYTES))
+        shared = dask.delayed(step, pure=True)  # one copy in the graph, not one a block
+        parts = [task(x, lab_i, columns, shared) for x, lab_i in blocks]
+        if step.collect:  # the keys with the known prefixes: the last pass
+            sel.take(part for _, part in as_computed(parts))
+            logger.debug("medians: pass %d collected the keys", sel.passes)
+            break
+        while len(parts) > 1:  # a tree of sums on the workers, one new array a task
+            parts = [
+                add(*parts[i : i + MEDIAN_SPLIT_EVERY])
+                for i in range(0, len(parts), MEDIAN_SPLIT_EVERY)
+            ]
+        hist = np.asarray(parts[0].compute())
+        sel.update(hist)
+        if step.first and kept is not None:  # for a later call with merged groups
+            hist = hist.reshape(sel.n_groups, sel.n_columns, -1)
+            kept["first"] = _FirstPass(str(X.name), labels.copy(), columns, sel.widths, hist)
+        logger.debug("medians: pass %d of %d", sel.passes, len(sel.widths))
+    return sel.medians()
+
+
+@dataclass(frozen=True)
+class _FirstPass:
+    """The first-pass histogram of a selection, kept by :func:`reuse_columns`."""
+
+    name: str  # of the dask array
+    labels: np.ndarray
+    columns: np.ndarray
+    widths: tuple[int, ...]
+    hist: np.ndarray  # groups × columns × bins
+
+    def positions(self, columns: np.ndarray) -> np.ndarray | None:
+        """Where ``columns`` are among the counted ones (``None``: not all counted)."""
+        return _positions(self.columns, columns)
+
+
+def _regrouped(
+    kept: dict[str, Any] | None, X: Any, labels: np.ndarray, counts: np.ndarray, columns: np.ndarray
+) -> GroupSelection | None:
+    """A selection past its first pass, summed from the kept one (``None``: not possible).
+
+    Possible inside :func:`reuse_columns` after a selection on the same array, for the same
+    or fewer columns and as many or fewer (group, column) histograms, when every kept group
+    lies within one of ``labels``' groups (:func:`itme.core.cluster.select.regroup_histogram`).
+    """
+    from itme.core.cluster.select import GroupSelection, regroup_histogram
+
+    first = None if kept is None else kept["first"]
+    if first is None or first.name != str(X.name) or counts.size * columns.size == 0:
+        return None
+    positions = first.positions(columns)
+    if positions is None or counts.size * columns.size > first.hist.shape[0] * first.hist.shape[1]:
+        return None
+    hist = regroup_histogram(first.hist, first.labels, labels, counts.size, positions)
+    if hist is None:
+        return None
+    sel = GroupSelection(counts, columns.size, X.dtype, widths=first.widths)
+    if not sel.done:
+        sel.update(hist)
+    logger.info("medians: first pass summed from the last selection's groups (no store read)")
+    return sel
 
 
 def lazy_group_medians(
     X: Any, labels: np.ndarray, n_groups: int, columns: np.ndarray
 ) -> np.ndarray:
-    """Exact per-group medians of ``columns`` of a dask array, in one pass over the matrix.
+    """Exact per-group medians of ``columns`` of a dask array: gathered, or on the workers.
 
-    The medians need every value of a group, so this is not blockwise: the columns are
-    read once (:class:`_Gathered`: held in memory when they fit in
-    :data:`MEDIAN_BATCH_BYTES`, else spilled column-major to ``TMPDIR``, n_events ×
-    len(columns) × 4 bytes) and the numpy kernel
-    :func:`itme.core.cluster.codebook.group_medians` runs on them a batch of columns (at
-    most that size) at a time: the result is the in-memory one, bit for bit. Inside
-    :func:`reuse_columns` the columns read are kept for the next call on the same array.
+    The medians need every value of a group, so this is not blockwise. Two regimes, the
+    same values:
+
+    - **gathered** when the columns fit in :data:`MEDIAN_BATCH_BYTES`
+      (n_events × len(columns) × itemsize, :func:`gathers_columns`): one pass over the
+      matrix brings them to the client (:func:`gather_rows`) and the numpy kernel
+      :func:`itme.core.cluster.codebook.group_medians` runs on them. Inside
+      :func:`reuse_columns` they are kept for the next call on the same array.
+    - **selected on the workers** otherwise (:mod:`itme.core.cluster.select`): a few passes
+      over the matrix (3 for float32 with up to ~56 groups × 36 columns, else 4; float64 6
+      or 8), each a sum of per-block histograms: one task per block counts the digit of the
+      values of each (group, column) whose key starts with the digits known so far, and the
+      histograms are summed by a tree of tasks on the workers (:data:`MEDIAN_SPLIT_EVERY`
+      at a time). The client receives one histogram array per pass (groups × columns ×
+      bins × 4 bytes at most, ~12 MB for 40 groups × 36 columns); nothing as large as the
+      events is gathered or written to disk. The labels are sent to the workers once.
 
     Parameters
     ----------
     X
         Dask array, events × channels.
     labels
-        Integer group per event (negative: left out).
+        Integer group per event (negative or ``>= n_groups``: left out).
     n_groups
         Number of groups.
     columns
@@ -648,34 +810,27 @@ def lazy_group_medians(
 
     Returns
     -------
-    float64 ``(n_groups, len(columns))``.
+    numpy.ndarray
+        float64 ``(n_groups, len(columns))``: the values of
+        :func:`itme.core.cluster.codebook.group_medians` on the computed matrix, bit for bit
+        (selected on the workers, a median of zero is +0.0 where numpy may give -0.0); NaN
+        where a group's column holds a NaN and NaN rows for empty groups.
     """
-    import tempfile
-
+    labels = np.asarray(labels)
     columns = np.asarray(columns, dtype=np.intp)
-    n, k = int(X.shape[0]), int(columns.size)
-    out = np.empty((n_groups, k))
-    per_batch = max(1, MEDIAN_BATCH_BYTES // max(1, X.dtype.itemsize * n))  # columns of n events
-    kept = _KEPT.get()
-    with contextlib.ExitStack() as stack:
-        if kept is None:  # read for this call only
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="itme-medians-"))
-            gathered = _Gathered(X, columns, Path(folder))
-        else:  # the last columns read, when they hold these
-            gathered = kept["gathered"]
-            if (
-                gathered is None
-                or gathered.name != str(X.name)
-                or gathered.positions(columns) is None
-            ):
-                if gathered is not None:
-                    gathered.remove()
-                gathered = kept["gathered"] = _Gathered(X, columns, kept["folder"])
-        positions = gathered.positions(columns)
-        for a in range(0, k, per_batch):
-            b = min(k, a + per_batch)
-            out[:, a:b] = gathered.medians(positions[a:b], labels, n_groups)
-    return out
+    if labels.shape != (int(X.shape[0]),):
+        raise ItmeParameterError("labels", f"one label per event ({X.shape[0]})", labels.shape)
+    found = _gathered_for(X, columns)
+    if found is not None:
+        gathered, positions = found
+        return gathered.medians(positions, labels, n_groups)
+    logger.info(
+        "medians: %d events × %d columns exceed %d MB: selected on the workers",
+        X.shape[0],
+        columns.size,
+        MEDIAN_BATCH_BYTES // 2**20,
+    )
+    return _select_on_workers(X, labels, n_groups, columns)
 
 
 def _rows_of_block(block: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -10,8 +10,10 @@ times. Timed separately, in the order the pipeline runs them:
   and transformed on the workers);
 - ``som``: the SOM trained on them (on the client, serial: the same in both runs);
 - ``map``: every event mapped to its nearest code (blockwise on the workers);
-- ``medians_gather``: the marker columns read for the exact medians (workers);
-- ``medians_kernel``: the per-group medians of them (client, serial).
+- ``medians``: the exact per-SOM-node medians of the marker columns
+  (``_dask.lazy_group_medians``: gathered to the client and computed there when they fit in
+  ``MEDIAN_BATCH_BYTES``, as at 3 M events × 36 markers; else histogram passes over the
+  blocks summed by a tree of tasks on the workers, ``scripts/bench_medians.py``).
 
 Before them every worker imports itme (``import``, 2-3 CPU s a process), as the pipeline's
 ingest tasks do before its clean stage: the first timed stage is not charged with it.
@@ -38,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -58,8 +59,8 @@ import psutil  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import make_cohort  # noqa: E402
 
-WORKER_STAGES = ["clean", "train_gather", "map", "medians_gather"]
-CLIENT_STAGES = ["som", "medians_kernel"]
+WORKER_STAGES = ["clean", "train_gather", "map", "medians"]
+CLIENT_STAGES = ["som"]
 
 
 def _cpu() -> float:
@@ -115,7 +116,7 @@ def run_once(store: Path, workers: int, memory: str) -> dict:
 
     import itme
     from itme._adata import markers_of_class
-    from itme._dask import _Gathered, take_rows
+    from itme._dask import lazy_group_medians, take_rows
     from itme.tl._flowsom_model import FlowSOMModel, _flowsom_models, _nearest
 
     cluster = LocalCluster(
@@ -174,15 +175,7 @@ def run_once(store: Path, workers: int, memory: str) -> dict:
         codes = stage("som", som)
         nodes = stage("map", lambda: _nearest(X, codes, cols, model.chunk_size))
         markers = cells.var_names.get_indexer(markers_of_class(cells, ("type", "state")))
-        folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_workers_{os.getpid()}"
-        folder.mkdir(exist_ok=True)
-        gathered = stage("medians_gather", lambda: _Gathered(X, markers, folder))
-        stage(
-            "medians_kernel",
-            lambda: gathered.medians(np.arange(markers.size), nodes, codes.shape[0]),
-        )
-        gathered.remove()
-        shutil.rmtree(folder, ignore_errors=True)
+        stage("medians", lambda: lazy_group_medians(X, nodes, codes.shape[0], markers))
     finally:
         client.close()
         cluster.close()

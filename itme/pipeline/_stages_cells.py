@@ -328,7 +328,9 @@ def annotate(ctx: Context) -> dict[str, Any]:
     embedding = None
     if c.embed.enabled and not on_store(c):  # UMAP in a second process (started by cluster)
         embedding = take_early(path, cells, n_cells=n_embed, seed=ctx.seed, threads=c.threads)
-    with reuse_columns():  # on the store: the marker columns read once for every median
+    # on the store: the marker columns gathered once for every median when they fit in
+    # _dask.MEDIAN_BATCH_BYTES, else each median call selects on the workers
+    with reuse_columns():
         tl.annotate(
             cells,
             phenotypes=c.inputs.phenotypes,

@@ -66,8 +66,9 @@ def cluster_phenotypes(
     -------
     pandas.DataFrame
         Clusters × markers medians (index: cluster names as strings, in category order;
-        NaN rows for empty clusters). Exact on a lazy (dask) matrix too: the marker columns
-        are gathered in batches of at most 512 MB and the same kernel runs on each batch.
+        NaN rows for empty clusters). Exact on a lazy (dask) matrix too, the same values:
+        computed on the workers by a few histogram passes over the blocks
+        (:func:`itme._dask.lazy_group_medians`).
     """
     groups = _groups(adata, groupby)
     marker_list = (
@@ -77,7 +78,7 @@ def cluster_phenotypes(
     )
     cols = adata.var_names.get_indexer(marker_list)
     lazy = lazy_matrix(adata, layer)
-    if lazy is not None:  # exact medians, a batch of marker columns gathered at a time
+    if lazy is not None:  # exact medians, histogram passes on the workers
         med = lazy_group_medians(lazy, groups.codes, len(groups.categories), cols)
     else:
         med = group_medians(

@@ -144,6 +144,25 @@ def test_store_path_gives_the_in_memory_tables(cohort, in_memory, tmp_path, work
         assert_same(in_memory, tables(out))
 
 
+def test_medians_selected_on_the_workers_give_the_in_memory_tables(
+    cohort, in_memory, tmp_path, monkeypatch, caplog
+):
+    # MEDIAN_BATCH_BYTES 0: no columns are gathered, every median of the annotate stage is
+    # selected on the workers by histogram passes, the subset heatmap's first pass summed
+    # from the metaclusters' (reuse_columns)
+    import itme._dask as itme_dask
+
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", 0)
+    out = tmp_path / "run"
+    compute = {"scheduler": "local", "workers": 1, "chunk_rows": 700, "memory_per_worker": "1GB"}
+    with caplog.at_level(logging.INFO, logger="itme._dask"):
+        result = run(config(cohort, out, compute), until_stage="abundance")
+    assert [s.status for s in result.stages[:6]] == ["done"] * 6
+    assert_same(in_memory, tables(out))
+    assert "selected on the workers" in caplog.text
+    assert "first pass summed" in caplog.text
+
+
 #: the default batch section (drift correction, cycombine with >= 2 batches), every file's
 #: drift corrected (drift_min 0: the simulated files hardly drift) and a grid small enough
 #: for 8 files of 1,200 events

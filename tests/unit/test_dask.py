@@ -21,6 +21,7 @@ import itme
 import itme._dask as itme_dask
 from itme._dask import ComputeSettings, start_compute
 from itme._files import sha256
+from itme.core.cluster.select import GroupSelection
 from itme.errors import (
     ItmeDependencyError,
     ItmeExclusionWarning,
@@ -252,7 +253,6 @@ def test_flowsom_and_medians_lazy_equal_in_memory(chunk, seed, monkeypatch):
     # the clustering recovers the three planted populations
     truth = _cells(6000, seed)  # same draw
     assert pd.crosstab(mem.obs["metacluster"], truth.X[:, 1] > 60).shape[0] == 3
-    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", 6000 * 4 * 2)  # 2 columns per batch
     a = itme.tl.cluster_phenotypes(mem, groupby="metacluster")
     b = itme.tl.cluster_phenotypes(lazy, groupby="metacluster")
     pd.testing.assert_frame_equal(a, b, check_exact=True)
@@ -329,21 +329,98 @@ def test_compute_section_is_validated_with_the_config(tmp_path):
         load_config(config)
 
 
-@pytest.mark.parametrize("batch_bytes", [10**9, 4 * 10007 * 2, 4 * 10007, 1000])
-def test_lazy_medians_spill_gives_the_exact_medians(batch_bytes, monkeypatch):
-    # all columns at once, and spilled in row batches (the last one shorter) of 1..2 columns
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(10007, 9)).astype(np.float32)
-    labels = rng.integers(-1, 5, size=X.shape[0])
-    cols = np.array([0, 3, 4, 8, 2])
+def _awkward_values(rng: np.random.Generator, n: int, dtype=np.float32) -> np.ndarray:
+    """Values that trip a wrong selection: ties, zeros of both signs, negatives, NaN, inf."""
+    X = rng.normal(size=(n, 8)).astype(dtype)
+    X[:, 0] = np.round(X[:, 0] * 2)  # few distinct values: long runs of ties
+    X[rng.random((n, 8)) < 0.3] = 0.0  # many exact zeros
+    X[rng.random((n, 8)) < 0.05] = -0.0
+    X[:, 1] = -np.abs(X[:, 1]) - 1  # negative only
+    X[:, 2] = 1.5  # one repeated value
+    X[rng.random(n) < 0.02, 3] = np.nan  # NaN in some groups' column
+    X[:, 4] *= np.where(rng.random(n) < 0.5, 1e30, 1e-40)  # huge and subnormal
+    X[rng.random(n) < 0.03, 5] = np.inf
+    X[rng.random(n) < 0.03, 5] = -np.inf
+    return X
+
+
+def _awkward_labels(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Groups 0-8 of 1 (5), 2 (6), 0 (7) events, odd and even counts; -1 and -2 left out."""
+    labels = rng.integers(-2, 5, size=n)
+    labels[labels == -2] = 8  # group 8: many events
+    labels[rng.random(n) < 0.1] = -1
+    labels[labels == 5] = 4
+    labels[3] = 5
+    labels[[10, n - 1]] = 6
+    return labels
+
+
+def _bit_identical(found: np.ndarray, expected: np.ndarray) -> None:
+    """Equal values, NaN where expected; the same bits except the sign of a zero."""
+    np.testing.assert_array_equal(found, expected)
+    bits = ~np.isnan(expected) & (expected != 0)
+    np.testing.assert_array_equal(found.view(np.int64)[bits], expected.view(np.int64)[bits])
+
+
+@pytest.mark.parametrize("collect", [False, True])
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+@pytest.mark.parametrize("chunk", [997, 250, 64, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lazy_medians_are_the_in_memory_medians_bit_for_bit(
+    scheduler, chunk, dtype, collect, monkeypatch
+):
+    # selected on the workers (the columns do not fit), by histogram passes only or with
+    # the keys collected in the last pass: one block, an uneven last block, blocks smaller
+    # than a group; NaN, empty groups, groups of 1 and 2 events, negative labels; float64
+    # through 64-bit keys
     from itme.core.cluster.codebook import group_medians
 
-    expected = group_medians(X[:, cols], labels, 5)
-    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", batch_bytes)
-    found = itme_dask.lazy_group_medians(da.from_array(X, chunks=(999, 9)), labels, 5, cols)
-    np.testing.assert_array_equal(found, expected)
-    # a median of the standard normal within each group: near 0
-    assert np.all(np.abs(found) < 0.1)
+    budget = 997 * 8 * np.dtype(dtype).itemsize - 1 if collect else 0
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", budget)
+    taken = []
+    take = GroupSelection.take
+    monkeypatch.setattr(GroupSelection, "take", lambda self, p: taken.append(1) or take(self, p))
+    rng = np.random.default_rng(chunk)
+    X = _awkward_values(rng, 997, dtype)
+    labels = _awkward_labels(rng, X.shape[0])
+    cols = np.array([0, 3, 4, 7, 1, 2, 5, 6])
+    expected = group_medians(X, labels, 9, columns=cols)
+    assert np.isnan(expected[7]).all() and np.isnan(expected[:, 1]).any()  # empty, a NaN
+    with dask.config.set(scheduler=scheduler):
+        found = itme_dask.lazy_group_medians(da.from_array(X, chunks=(chunk, 5)), labels, 9, cols)
+    assert found.dtype == np.float64
+    _bit_identical(found, expected)
+    assert len(taken) == collect
+
+
+@pytest.mark.parametrize(("budget", "passes"), [(0, 3), (4 * 3001 * 4 - 1, 2)])
+def test_lazy_medians_read_each_block_once_a_pass_and_gather_no_events(budget, passes, monkeypatch):
+    # 4 columns of 3001 events do not fit in either budget: selected on the workers; the
+    # keys sharing the prefixes found by the first pass fit in the second: collected
+    from itme.core.cluster.codebook import group_medians
+
+    def no_gather(*args):
+        raise AssertionError("events gathered to the client")
+
+    monkeypatch.setattr(itme_dask, "gather_rows", no_gather)
+    monkeypatch.setattr(itme_dask, "take_rows", no_gather)
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", budget)
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3001, 7)).astype(np.float32)
+    labels = rng.integers(-1, 6, size=3001)
+    lazy, reads = _counted(X, 500)
+    cols = np.array([5, 0, 2, 6])
+    before = reads[0]  # dask's call on an empty block, for the metadata
+    found = itme_dask.lazy_group_medians(lazy, labels, 6, cols)
+    _bit_identical(found, group_medians(X, labels, 6, columns=cols))
+    # float32, 6 groups x 4 columns: 11/11/10-bit digits, three passes over the 7 blocks,
+    # or two (the keys collected in the second)
+    assert reads[0] - before == passes * 7
+    # no events: NaN rows, nothing read
+    empty = itme_dask.lazy_group_medians(lazy, np.full(3001, -1), 2, cols)
+    assert empty.shape == (2, 4) and np.isnan(empty).all() and reads[0] - before == passes * 7
+    with pytest.raises(ItmeParameterError, match="one label per event"):
+        itme_dask.lazy_group_medians(lazy, labels[:-1], 6, cols)
 
 
 def test_local_cluster_logs_its_dashboard_and_reports_tasks(caplog, monkeypatch):
@@ -385,12 +462,15 @@ def _counted(X: np.ndarray, chunks: int) -> tuple[da.Array, list[int]]:
     return da.from_array(X, chunks=(chunks, -1)).map_blocks(read, dtype=X.dtype), reads
 
 
-@pytest.mark.parametrize("batch_bytes", [10**9, 4 * 3001 * 2])
-def test_reuse_columns_reads_the_matrix_once_for_every_median(batch_bytes, monkeypatch, tmp_path):
-    # in memory (all columns fit) and spilled (two columns per batch) to TMPDIR
+@pytest.mark.parametrize("regime", ["gathered", "selected"])
+def test_reuse_columns_reads_the_matrix_once_for_every_median(regime, monkeypatch, tmp_path):
+    # gathered (4 columns fit): read once, reused for other labels and fewer columns;
+    # selected on the workers (4 columns do not fit, 2 do not either): every call reads
+    # the matrix once a pass; never a file in TMPDIR
     from itme.core.cluster.codebook import group_medians
 
-    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", batch_bytes)
+    fits = regime == "gathered"
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", 4 * 3001 * 4 if fits else 4 * 3001)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     rng = np.random.default_rng(3)
     X = rng.normal(size=(3001, 7)).astype(np.float32)
@@ -398,24 +478,115 @@ def test_reuse_columns_reads_the_matrix_once_for_every_median(batch_bytes, monke
     lazy, reads = _counted(X, 500)
     wide, narrow = np.array([5, 0, 2, 6]), np.array([2, 5])
     with itme_dask.reuse_columns():
+        start = reads[0]
         first = itme_dask.lazy_group_medians(lazy, clusters, 6, wide)
         once = reads[0]
-        spilled = list(tmp_path.glob("itme-medians-*/*.bin"))
-        assert bool(spilled) == (batch_bytes < 10**9)
-        # other labels, a subset of the columns: no block read again, the exact medians
+        # 7 blocks (and dask's call on an empty block, for the metadata): once, or 2 passes
+        # (the keys sharing the first digits collected in the second)
+        assert once - start in ((7, 8) if fits else (14, 15))
+        # other labels, a subset of the columns: no block read again when gathered
         second = itme_dask.lazy_group_medians(lazy, subsets, 3, narrow)
-        assert reads[0] == once
+        assert (reads[0] == once) == fits
         # a column not gathered: read again
+        before = reads[0]
         third = itme_dask.lazy_group_medians(lazy, subsets, 3, np.array([1, 2]))
-        assert reads[0] > once
-    assert not list(tmp_path.glob("itme-medians-*"))  # spill files removed with the block
-    np.testing.assert_array_equal(first, group_medians(X[:, wide], clusters, 6))
-    np.testing.assert_array_equal(second, group_medians(X[:, narrow], subsets, 3))
-    np.testing.assert_array_equal(third, group_medians(X[:, [1, 2]], subsets, 3))
+        assert reads[0] > before
+    assert not list(tmp_path.iterdir())  # nothing spilled
+    _bit_identical(first, group_medians(X[:, wide], clusters, 6))
+    _bit_identical(second, group_medians(X[:, narrow], subsets, 3))
+    _bit_identical(third, group_medians(X[:, [1, 2]], subsets, 3))
     # outside the block every call reads the matrix
     before = reads[0]
     itme_dask.lazy_group_medians(lazy, subsets, 3, narrow)
     assert reads[0] > before
+
+
+@pytest.mark.parametrize(("budget", "passes"), [(0, 3), (2 * 3001 * 4 - 1, 2)])
+def test_reuse_columns_sums_the_first_pass_of_merged_groups(budget, passes, monkeypatch):
+    # selected on the workers, 2 columns of 3001 events do not fit (3 histogram passes, or
+    # 2 with the keys collected): a later
+    # call whose groups merge the last one's (subsets named from metaclusters) sums its
+    # first-pass histogram instead of reading the store for it
+    from itme.core.cluster.codebook import group_medians
+
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", budget)
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(3001, 7)).astype(np.float32)
+    clusters = rng.integers(0, 6, size=3001)
+    merged = np.array([2, 0, 2, -1, 1, 0])[clusters]  # cluster 3 left out
+    split = np.where(clusters == 4, rng.integers(0, 2, size=3001), 0)  # cluster 4 split
+    lazy, reads = _counted(X, 500)
+    wide, narrow = np.array([5, 0, 2, 6]), np.array([2, 5])
+    with itme_dask.reuse_columns():
+        itme_dask.lazy_group_medians(lazy, clusters, 6, wide)
+        before = reads[0]
+        found = itme_dask.lazy_group_medians(lazy, merged, 3, narrow)
+        assert reads[0] - before == (passes - 1) * 7  # no first pass
+        _bit_identical(found, group_medians(X[:, narrow], merged, 3))
+        # a cluster split, a column not counted, more events: every pass reads the store
+        for labels, n, cols in ((split, 2, narrow), (merged, 3, np.array([1, 2]))):
+            before = reads[0]
+            found = itme_dask.lazy_group_medians(lazy, labels, n, cols)
+            assert reads[0] - before == passes * 7
+            _bit_identical(found, group_medians(X[:, cols], labels, n))
+    itme_dask.lazy_group_medians(lazy, clusters, 6, wide)
+    before = reads[0]  # outside the block: nothing kept
+    itme_dask.lazy_group_medians(lazy, merged, 3, narrow)
+    assert reads[0] - before == passes * 7
+
+
+# the phenotype table's markers this panel does not measure are said to be ignored
+@pytest.mark.filterwarnings("ignore::itme.errors.ItmeInputWarning")
+@pytest.mark.parametrize(
+    ("budget", "selections", "collected"),
+    [(10**9, 0, 0), (0, 3, 0), (4001 * 8 * 4 - 1, 1, 1)],
+    ids=["gathered", "selected", "collected"],
+)
+def test_medians_on_a_local_cluster_in_both_regimes_and_through_annotate(
+    budget, selections, collected, monkeypatch, caplog
+):
+    # a real distributed LocalCluster (2 worker processes); MEDIAN_BATCH_BYTES decides on
+    # the client whether the columns are gathered or selected on the workers: everything
+    # gathered; everything selected by histogram passes (the subsets' first pass summed
+    # from tl.annotate's metaclusters); the 8 columns of 4001 events selected, their keys
+    # collected in the second pass, tl.annotate's 4 columns of 6000 events gathered
+    from itme.core.cluster.codebook import group_medians
+
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", budget)
+    selected, taken = [], []
+    select, take = itme_dask._select_on_workers, GroupSelection.take
+    monkeypatch.setattr(
+        itme_dask, "_select_on_workers", lambda *a: selected.append(1) or select(*a)
+    )
+    monkeypatch.setattr(GroupSelection, "take", lambda self, p: taken.append(1) or take(self, p))
+    rng = np.random.default_rng(11)
+    X = _awkward_values(rng, 4001)
+    labels = _awkward_labels(rng, X.shape[0])
+    cols = np.array([0, 3, 4, 7, 1, 2, 5, 6])
+    mem = _cells(6000, 2)
+    itme.pp.arcsinh(mem)
+    itme.tl.flowsom(mem, grid=(4, 4), n_metaclusters=5, train_cells=2000, rng=2)
+    lazy = mem.copy()
+    lazy.X = da.from_array(mem.X, chunks=(700, -1))
+    settings = ComputeSettings(scheduler="local", workers=2, memory_per_worker="1GB")
+    with start_compute(settings), caplog.at_level("INFO", logger="itme._dask"):
+        found = itme_dask.lazy_group_medians(da.from_array(X, chunks=(600, 5)), labels, 9, cols)
+        with itme_dask.reuse_columns():  # as the pipeline's annotate stage
+            itme.tl.annotate(lazy, phenotypes="lymphoid_visram2021", min_events=1)
+            subsets = pd.Categorical(lazy.obs["subset"])  # then the heatmap's medians
+            heat = itme_dask.lazy_group_medians(
+                lazy.X, subsets.codes, len(subsets.categories), np.arange(4)
+            )
+    assert len(selected) == selections and len(taken) == collected
+    assert ("first pass summed" in caplog.text) == (selections == 3)
+    _bit_identical(found, group_medians(X, labels, 9, columns=cols))
+    _bit_identical(heat, group_medians(mem.X[:, :4], subsets.codes, len(subsets.categories)))
+    itme.tl.annotate(mem, phenotypes="lymphoid_visram2021", min_events=1)
+    for key in ("medians", "clusters"):
+        pd.testing.assert_frame_equal(
+            lazy.uns["subset"][key], mem.uns["subset"][key], check_exact=True, obj=key
+        )
+    np.testing.assert_array_equal(lazy.obs["subset"], mem.obs["subset"])
 
 
 @pytest.mark.parametrize(("batch_bytes", "gathers"), [(10**9, 1), (4 * 2 * 250, 2), (1, 4)])
