@@ -75,7 +75,7 @@ def cluster_heatmap(
     n = np.bincount(groups.codes[groups.codes >= 0], minlength=len(groups.categories))
     columns = adata.var_names.get_indexer(marker_list)
     lazy = lazy_matrix(adata, None)
-    if lazy is not None:  # a cohort store: exact medians, histogram passes on the workers
+    if lazy is not None:  # a cohort store: exact medians, gathered or selected on workers
         med = lazy_group_medians(lazy, groups.codes, len(groups.categories), columns)
     else:
         med = group_medians(
