@@ -115,8 +115,14 @@ def test_selection_passes_and_their_histograms():
     _same(sel.medians(), group_medians(X, labels, 3))
 
 
-def test_group_counts_leave_out_labels_outside_the_groups():
-    np.testing.assert_array_equal(group_counts(np.array([-1, 0, 2, 2, 3, 7]), 3), [1, 0, 2])
+@pytest.mark.parametrize("part", [None, 1, 4])
+def test_group_counts_leave_out_labels_outside_the_groups(part, monkeypatch):
+    from itme.core.cluster import select
+
+    if part is not None:
+        monkeypatch.setattr(select, "PART_EVENTS", part)
+    labels = np.array([-1, 0, 2, 2, 3, 7, 2], dtype=np.int8)
+    np.testing.assert_array_equal(group_counts(labels, 3), [1, 0, 3])
 
 
 @pytest.mark.parametrize("narrow", [False, True])
@@ -168,7 +174,12 @@ def test_collected_keys_that_disagree_with_the_histogram_are_an_error():
         sel.take([candidates_block(X, labels, np.arange(2), step)] * 2)
 
 
-def test_first_pass_of_merged_groups_is_the_sum_of_theirs():
+@pytest.mark.parametrize("part", [None, 7, 1000])
+def test_first_pass_of_merged_groups_is_the_sum_of_theirs(part, monkeypatch):
+    from itme.core.cluster import select
+
+    if part is not None:  # the events in parts (bounded copies): the same results
+        monkeypatch.setattr(select, "PART_EVENTS", part)
     rng = np.random.default_rng(9)
     X = _values(rng, 2000, np.float32)
     labels = rng.integers(-1, 5, size=2000)
