@@ -180,9 +180,9 @@ def flowsom(
     # node_metacluster, and the empty ones (their nodes received no event) are listed in uns
     labels = pd.Categorical.from_codes(
         np.subtract(model.labels_, 1, dtype=np.int32), categories=meta_names
-    )
-    held = np.bincount(labels.codes, minlength=len(meta_names)) > 0
-    adata.obs[_obs_key(key_added, "metacluster")] = labels.remove_unused_categories()
+    ).remove_unused_categories()
+    adata.obs[_obs_key(key_added, "metacluster")] = labels
+    held = np.isin(meta_names, labels.categories)  # no second pass over the events
     result: dict[str, Any] = {
         "codes": model.codes_.astype(np.float32),
         "node_sizes": model.node_sizes_,
