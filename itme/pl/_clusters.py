@@ -13,6 +13,7 @@ from itme._adata import check_markers, markers_of_class, matrix
 from itme._colors import category_colors
 from itme._dask import lazy_group_medians, lazy_matrix
 from itme.core.cluster.codebook import group_medians
+from itme.core.cluster.select import group_counts
 from itme.errors import ItmeParameterError, ItmeStateError
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def cluster_heatmap(
         else check_markers(adata, markers)
     )
     groups = pd.Categorical(adata.obs[groupby])
-    n = np.bincount(groups.codes[groups.codes >= 0], minlength=len(groups.categories))
+    n = group_counts(groups.codes, len(groups.categories))
     columns = adata.var_names.get_indexer(marker_list)
     lazy = lazy_matrix(adata, None)
     if lazy is not None:  # a cohort store: exact medians, gathered or selected on workers

@@ -19,6 +19,7 @@ from itme._dask import lazy_group_medians, lazy_matrix
 from itme.core.annotate.naming import UNASSIGNED, assign_clusters, auto_thresholds
 from itme.core.annotate.phenotypes import PhenotypeTable
 from itme.core.cluster.codebook import group_medians
+from itme.core.cluster.select import group_counts
 from itme.errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
 from itme.io import read_phenotypes
 
@@ -203,7 +204,7 @@ def annotate(
     adata = adata.copy() if copy else adata
     groups = _groups(adata, groupby)
     clusters = [str(c) for c in groups.categories]
-    n_events = np.bincount(groups.codes[groups.codes >= 0], minlength=len(clusters))
+    n_events = group_counts(groups.codes, len(clusters))  # in parts, no copy of the events
 
     markers = markers_of_class(adata, ("type", "state"))
     if table is not None:

@@ -20,6 +20,7 @@ from anndata import AnnData
 from itme._adata import check_markers, matrix, type_markers
 from itme._dask import lazy_matrix, take_rows
 from itme._random import RngLike
+from itme.core.cluster.select import group_counts
 from itme.errors import ItmeInputWarning, ItmeParameterError, ItmeStateError
 from itme.tl._flowsom_model import FlowSOMModel, flowsom_version
 
@@ -30,6 +31,11 @@ logger = logging.getLogger(__name__)
 
 def _obs_key(key_added: str, name: str) -> str:
     return name if key_added == "flowsom" else f"{key_added}_{name}"
+
+
+def _codes_dtype(n_categories: int) -> type[np.signedinteger]:
+    """The integer type pandas keeps the codes of ``n_categories`` categories in (no copy)."""
+    return np.int8 if n_categories < 127 else np.int16 if n_categories < 32767 else np.int32
 
 
 def _doublet_floor(adata: AnnData) -> float:
@@ -170,19 +176,22 @@ def flowsom(
     ).fit(X, columns=cols, groups=groups, train_mask=train_mask)
 
     n_nodes = model.codes_.shape[0]
-    node_names = [str(i) for i in range(n_nodes)]
-    meta_names = [str(i + 1) for i in range(model.n_metaclusters_)]
+    node_codes = model.nodes_.astype(_codes_dtype(n_nodes), copy=False)
     adata.obs[_obs_key(key_added, "som_node")] = pd.Categorical.from_codes(
-        model.nodes_, categories=node_names
+        node_codes, categories=[str(i) for i in range(n_nodes)]
     )
     # the categories are the metaclusters that hold events (scanpy's plots and
     # sc.get.aggregate then show no empty group); the numbering stays that of
-    # node_metacluster, and the empty ones (their nodes received no event) are listed in uns
-    labels = pd.Categorical.from_codes(
-        np.subtract(model.labels_, 1, dtype=np.int32), categories=meta_names
-    ).remove_unused_categories()
-    adata.obs[_obs_key(key_added, "metacluster")] = labels
-    held = np.isin(meta_names, labels.categories)  # no second pass over the events
+    # node_metacluster, and the empty ones (their nodes received no event) are listed in uns.
+    # Looked up per node, then per event (1 byte an event; no sort of the events' labels)
+    meta = model.node_metacluster_ - 1
+    held = np.zeros(model.n_metaclusters_, dtype=bool)
+    held[meta[group_counts(node_codes, n_nodes) > 0]] = True
+    code_of_meta = np.cumsum(held) - 1  # category position of each metacluster that holds events
+    code_of_node = code_of_meta[meta].astype(_codes_dtype(int(held.sum())))
+    adata.obs[_obs_key(key_added, "metacluster")] = pd.Categorical.from_codes(
+        code_of_node[node_codes], categories=[str(i + 1) for i in np.flatnonzero(held)]
+    )
     result: dict[str, Any] = {
         "codes": model.codes_.astype(np.float32),
         "node_sizes": model.node_sizes_,

@@ -46,6 +46,7 @@ from itme._numba import cache_compiled
 from itme._random import RngLike, as_generator, draw_seed
 from itme.core.cluster.codebook import nearest_code
 from itme.core.cluster.merge import MERGE_COLUMNS, merge_metaclusters
+from itme.core.cluster.select import group_counts
 from itme.errors import ItmeInputError, ItmeParameterError, ItmeStateError
 
 __all__ = ["FlowSOMModel"]
@@ -268,13 +269,14 @@ class FlowSOMModel(ClusterMixin, BaseEstimator):
         self,
         meta0: np.ndarray,
         codes: np.ndarray,
-        counted: np.ndarray,
+        nodes: np.ndarray,
         groups: np.ndarray | None,
         mask: np.ndarray | None,
     ) -> tuple[np.ndarray, pd.DataFrame]:
         """Merged metacluster of every metacluster (identity without ``merge_floor``)."""
         if self.merge_floor is None:
             return np.arange(int(meta0.max()) + 1), pd.DataFrame(columns=MERGE_COLUMNS)
+        counted = nodes if mask is None else nodes[mask]
         if groups is None:
             g = np.zeros(counted.size, dtype=np.int8)
         else:
@@ -358,14 +360,13 @@ class FlowSOMModel(ClusterMixin, BaseEstimator):
         logger.info(
             "mapped %d events to %d codes in %.1f s", n, codes.shape[0], time.perf_counter() - t0
         )
-        n_nodes = codes.shape[0]
-        counted = nodes if mask is None else nodes[mask]
-        node_sizes = np.bincount(counted, minlength=n_nodes)
+        # counted in parts: no copy of the nodes of every event (at 10^8 events each is GBs)
+        node_sizes = group_counts(nodes, codes.shape[0], mask=mask)
 
         meta0 = _metacluster(
             codes, int(self.n_metaclusters), self.metaclustering, int(self.consensus_reps), seed
         )
-        mapping, merges = self._merge(meta0, codes, counted, groups, mask)
+        mapping, merges = self._merge(meta0, codes, nodes, groups, mask)
 
         self.codes_ = codes
         self.node_sizes_ = node_sizes.astype(np.int64)
@@ -377,8 +378,17 @@ class FlowSOMModel(ClusterMixin, BaseEstimator):
         self.train_cells_ = int(train_idx.size)
         self.n_features_in_ = int(n_feat)
         self.nodes_ = nodes
-        self.labels_ = self.node_metacluster_.astype(np.int32)[nodes]
         return self
+
+    @property
+    def labels_(self) -> np.ndarray:
+        """Metacluster (1-based, after merging, int32) of every event of the fit data.
+
+        Looked up from ``nodes_`` on each access, not kept beside them (4 bytes an event).
+        """
+        if not hasattr(self, "nodes_"):
+            raise AttributeError("labels_: FlowSOMModel is not fitted (call fit())")
+        return self.node_metacluster_.astype(np.int32)[self.nodes_]
 
     @classmethod
     def from_uns(cls, info: dict[str, Any]) -> FlowSOMModel:

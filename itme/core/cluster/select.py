@@ -517,7 +517,9 @@ def _parts(*arrays: np.ndarray) -> Iterator[tuple[np.ndarray, ...]]:
         yield tuple(a[start : start + PART_EVENTS] for a in arrays)
 
 
-def group_counts(labels: np.ndarray, n_groups: int) -> np.ndarray:
+def group_counts(
+    labels: np.ndarray, n_groups: int, *, mask: np.ndarray | None = None
+) -> np.ndarray:
     """Events of each group (labels outside ``0 .. n_groups - 1`` left out).
 
     Parameters
@@ -526,6 +528,8 @@ def group_counts(labels: np.ndarray, n_groups: int) -> np.ndarray:
         Integer group of each event.
     n_groups
         Number of groups.
+    mask
+        Events counted (all when ``None``), one boolean per event.
 
     Returns
     -------
@@ -534,8 +538,9 @@ def group_counts(labels: np.ndarray, n_groups: int) -> np.ndarray:
     """
     labels = np.asarray(labels)
     out = np.zeros(n_groups, dtype=np.int64)
-    for (part,) in _parts(labels):  # bincount's copy as intp bounded by the part, not the events
-        kept = part[(part >= 0) & (part < n_groups)]
+    counted = np.ones(labels.shape[0], dtype=bool) if mask is None else np.asarray(mask, bool)
+    for part, m in _parts(labels, counted):  # bincount's intp copy: a part, not the events
+        kept = part[m & (part >= 0) & (part < n_groups)]
         out += np.bincount(kept.astype(np.intp), minlength=n_groups)[:n_groups]
     return out
 
