@@ -652,12 +652,23 @@ def reuse_columns() -> Iterator[None]:
 MEDIAN_SPLIT_EVERY = 8
 
 
-def _pass_of_block(block: np.ndarray, labels: np.ndarray, columns: np.ndarray, step: Any) -> Any:
-    """One block's part of a selection pass: its histogram, or its keys (collecting)."""
+def _pass_of_blocks(columns: np.ndarray, step: Any, *pairs: np.ndarray) -> Any:
+    """A run of blocks' part of a selection pass (``pairs``: block, labels, block, ...).
+
+    Their histograms summed into one (a worker holds one histogram per run of
+    :data:`MEDIAN_SPLIT_EVERY` blocks until the tree sums it, not one per block), or,
+    collecting, the list of each block's keys.
+    """
     from itme.core.cluster.select import candidates_block, histogram_block
 
-    kernel = candidates_block if step.collect else histogram_block
-    return kernel(block, labels, columns, step)
+    blocks = zip(pairs[0::2], pairs[1::2], strict=True)
+    if step.collect:
+        return [candidates_block(x, lab, columns, step) for x, lab in blocks]
+    total = None
+    for x, lab in blocks:
+        hist = histogram_block(x, lab, columns, step)
+        total = hist if total is None else np.add(total, hist, out=total)
+    return total
 
 
 def _added(*parts: np.ndarray) -> np.ndarray:
@@ -709,14 +720,21 @@ def _select_on_workers(
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
     lab = da.from_array(labels, chunks=(X.chunks[0],)).persist()  # on the workers, once
-    blocks = list(zip(X.to_delayed().ravel(), lab.to_delayed().ravel(), strict=True))
-    task, add = dask.delayed(_pass_of_block, pure=True), dask.delayed(_added, pure=True)
+    pairs = [
+        p
+        for pair in zip(X.to_delayed().ravel(), lab.to_delayed().ravel(), strict=True)
+        for p in pair
+    ]
+    runs = [
+        pairs[i : i + 2 * MEDIAN_SPLIT_EVERY] for i in range(0, len(pairs), 2 * MEDIAN_SPLIT_EVERY)
+    ]
+    task, add = dask.delayed(_pass_of_blocks, pure=True), dask.delayed(_added, pure=True)
     while not sel.done:
         step = sel.step(collect=sel.collects(MEDIAN_BATCH_BYTES))
         shared = dask.delayed(step, pure=True)  # one copy in the graph, not one a block
-        parts = [task(x, lab_i, columns, shared) for x, lab_i in blocks]
+        parts = [task(columns, shared, *run) for run in runs]
         if step.collect:  # the keys with the known prefixes: the last pass
-            sel.take(part for _, part in as_computed(parts))
+            sel.take(block for _, run in as_computed(parts) for block in run)
             logger.debug("medians: pass %d collected the keys", sel.passes)
             break
         while len(parts) > 1:  # a tree of sums on the workers, one new array a task
