@@ -43,29 +43,38 @@ TESTED_ZARR = ((3, 1),)
 #: event ``sample_id``'s ``j``-th event is named ``f"{sample_id}_{j}"``
 Piece = tuple[str, int, int]
 
-_DIGITS = 7  # the kept decimal digits: indices below 10**_DIGITS
-_KEPT = 1 << 20  # indices whose digits are kept (7 MB of ASCII), built once per process
-_digits = np.empty((0, _DIGITS), dtype=np.uint8)
+_LOW = 6  # decimal digits of the kept table: the low 6 digits of every index
+_table = np.empty((0, _LOW), dtype=np.uint8)  # ASCII digits of 0 … 999,999 (6 MB), once
 _lock = threading.Lock()
 _checked: bool | None = None  # the names' encoding equals numcodecs' (checked once)
 
 
-def _index_digits(a: int, b: int, d: int) -> np.ndarray:
-    """The ``d`` ASCII digits of each index ``a:b`` (all of ``d`` digits), one row each."""
-    global _digits
-    if b <= _KEPT:
-        if _digits.shape[0] < _KEPT:
-            with _lock:
-                if _digits.shape[0] < _KEPT:
-                    _digits = _ascii_digits(0, _KEPT, _DIGITS)
-        return _digits[a:b, _DIGITS - d :]
-    return _ascii_digits(a, b, d)
+def _fill_digits(dest: np.ndarray, a: int, b: int, d: int) -> None:
+    """Fill ``dest`` (one row per index ``a:b``) with the ``d`` ASCII digits of each index.
 
-
-def _ascii_digits(a: int, b: int, d: int) -> np.ndarray:
-    powers = 10 ** np.arange(d - 1, -1, -1, dtype=np.int64)
-    index = np.arange(a, b, dtype=np.int64)
-    return (index[:, None] // powers % 10 + 48).astype(np.uint8)
+    Every index of ``a:b`` has ``d`` digits. The low 6 come from a table kept per process
+    (built by the first call); the others, the same for a million consecutive indices, are
+    written once per million.
+    """
+    global _table
+    if _table.shape[0] < 10**_LOW:
+        with _lock:
+            if _table.shape[0] < 10**_LOW:
+                powers = 10 ** np.arange(_LOW - 1, -1, -1, dtype=np.int32)
+                index = np.arange(10**_LOW, dtype=np.int32)
+                _table = (index[:, None] // powers % 10 + 48).astype(np.uint8)
+    table = _table
+    if d <= _LOW:
+        dest[:] = table[a:b, _LOW - d :]
+        return
+    pos = a
+    while pos < b:
+        high, low = divmod(pos, 10**_LOW)
+        stop = min(b, (high + 1) * 10**_LOW)
+        rows = dest[pos - a : stop - a]
+        rows[:, : d - _LOW] = np.frombuffer(str(high).encode(), dtype=np.uint8)
+        rows[:, d - _LOW :] = table[low : low + stop - pos]
+        pos = stop
 
 
 def _runs(a: int, b: int) -> list[tuple[int, int, int]]:
@@ -103,7 +112,7 @@ def encode_names(pieces: Sequence[Piece], items: int) -> np.ndarray:
         block = out[pos : pos + (b - a) * width].reshape(b - a, width)
         block[:, :4] = np.frombuffer(struct.pack("<I", prefix.size + d), dtype=np.uint8)
         block[:, 4 : 4 + prefix.size] = prefix
-        block[:, 4 + prefix.size :] = _index_digits(a, b, d)
+        _fill_digits(block[:, 4 + prefix.size :], a, b, d)
         pos += (b - a) * width
     out[pos:] = 0  # the padding: names "" (length 0)
     return out

@@ -96,9 +96,10 @@ def test_chunk_files_are_the_bytes_zarr_writes(tmp_path, monkeypatch, chunk_rows
         ([("S0", 0, 7)], 7),
         ([("S0", 0, 3)], 7),  # a partial last chunk: padded with ""
         ([("é漢 x", 5, 20), ("b", 0, 3), ("", 95, 10)], 40),  # runs of 1, 2 and 3 digits
-        ([("S", 999_990, 20)], 20),  # 6 and 7 digits
-        ([("S", 1_048_560, 40)], 40),  # past the kept digits
+        ([("S", 999_990, 20)], 20),  # 6 and 7 digits: past the kept table's
+        ([("S", 1_999_000, 2_000), ("é", 0, 3)], 2_010),  # the millions' digit changes
         ([("S", 9_999_998, 4)], 4),  # 7 and 8 digits
+        ([("S", 12_345_678_900, 5)], 6),
         ([], 3),
     ],
 )
