@@ -7,7 +7,8 @@ Writes (or reuses) a synthetic cohort as ``scripts/bench_scale.py`` does (``simu
   thread: the TEXT pass, building ``obs``, the skeleton (groups, var, empty arrays), the
   parts that ``read_cohort`` writes beside the conversion tasks (``beside:`` obs's columns,
   ``uns`` but the files' table), reading DATA, SHA-256, building the events' names (each
-  alone, ``(part)``), the conversion tasks, the shared chunks, the files' table with ``uns``
+  alone, ``(part)``; the names as built in memory and as encoded into the store's chunks),
+  the conversion tasks, the shared chunks, the files' table with ``uns``
   put in place, opening the store. ``serial_total_but_beside_s`` leaves out the ``beside:``
   parts, which overlap the conversion tasks;
 - ``--codecs``: each candidate codec on the first file's events: seconds, MB/s and the
@@ -165,6 +166,18 @@ def breakdown(cohort: Path, work: Path, chunk_rows: int, compressors: object = N
         )
     rows = np.concatenate([[0], np.cumsum(counts)])
     sharing: dict[int, list] = {}
+
+    def names_encoded(sample_id: str, count: int) -> None:
+        """The names as the store's chunks hold them: vlen-utf8 (numpy) and zstd."""
+        from numcodecs.zstd import Zstd
+
+        from itme.io._chunk_files import encode_names
+
+        zstd = Zstd(level=1)
+        for a in range(0, count, chunk_rows):
+            n = min(chunk_rows, count - a)
+            zstd.encode(encode_names([(sample_id, a, n)], n))
+
     for k, plan in enumerate(plans):
         values = np.zeros((counts[k], m), dtype=np.float32)
         # the task's parts, each alone (not summed: the task below does them again)
@@ -174,6 +187,7 @@ def breakdown(cohort: Path, work: Path, chunk_rows: int, compressors: object = N
         args = (plan.text, values, plan.columns, None)
         timed("(part) DATA read + sha256, one read", read_events, *args, digest=digest)
         timed("(part) names built", _cohort.event_names, plan.sample_id, int(counts[k]))
+        timed("(part) names encoded as chunks", names_encoded, plan.sample_id, int(counts[k]))
         a, b = int(rows[k]), int(rows[k + 1])
         args = (plan, str(store), a, b, chunk_rows, True)
         _, edges = timed("conversion tasks (_convert_one)", _store._convert_one, *args)

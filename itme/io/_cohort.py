@@ -297,8 +297,8 @@ _indices = np.empty(0, dtype=np.dtypes.StringDType())
 _indices_lock = threading.Lock()
 
 
-def _index_strings(n: int) -> np.ndarray:
-    """``"0"``, ``"1"``, …, ``str(n - 1)`` as numpy strings.
+def _index_strings(n: int, first: int = 0) -> np.ndarray:
+    """``str(first)``, …, ``str(first + n - 1)`` as numpy strings.
 
     Converting integers to numpy strings costs about as much as everything else in
     :func:`event_names` twice over (numpy goes through a Python string per number), and
@@ -308,25 +308,27 @@ def _index_strings(n: int) -> np.ndarray:
     """
     global _indices
     strings = np.dtypes.StringDType()
-    if _indices.size < min(n, _KEPT_INDICES):
+    stop = first + n
+    if _indices.size < min(stop, _KEPT_INDICES):
         with _indices_lock:
-            if _indices.size < min(n, _KEPT_INDICES):
+            if _indices.size < min(stop, _KEPT_INDICES):
                 _indices = np.arange(_KEPT_INDICES).astype(strings)
     kept = _indices
-    if n <= kept.size:
-        return kept[:n]
-    return np.concatenate([kept, np.arange(kept.size, n).astype(strings)])
+    if stop <= kept.size:
+        return kept[first:stop]
+    rest = np.arange(max(first, kept.size), stop).astype(strings)
+    return np.concatenate([kept[first:], rest]) if first < kept.size else rest
 
 
-def event_names(sample_id: str, n: int) -> np.ndarray:
-    """``obs_names`` of a file's ``n`` events: ``<sample_id>_<event index>``.
+def event_names(sample_id: str, n: int, first: int = 0) -> np.ndarray:
+    """``obs_names`` of a file's ``n`` events from event ``first``: ``<sample_id>_<event index>``.
 
     A numpy string array (``StringDType``, the dtype zarr writes ``obs/_index`` from), built
     without a Python string per event, from the indices' strings kept by
     :func:`_index_strings`.
     """
     strings = np.dtypes.StringDType()
-    return np.strings.add(np.array(f"{sample_id}_", dtype=strings), _index_strings(n))
+    return np.strings.add(np.array(f"{sample_id}_", dtype=strings), _index_strings(n, first))
 
 
 def _warn_files(plans: list[_Plan], records: list[dict]) -> None:

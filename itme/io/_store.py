@@ -16,6 +16,9 @@ from the same bytes) and writes the zarr chunks that lie wholly in it, values an
 names; a chunk shared by neighbouring files is written once, by a task that depends on those
 files' tasks and gets their edge rows from them. Every chunk is written exactly once, whole:
 no lock, no read-modify-write, and the result does not depend on the order tasks run in.
+The chunks are written by the task's thread as their files, encoded by numpy
+(:mod:`itme.io._chunk_files`: the bytes zarr writes, without zarr's per-event strings for the
+names), or through zarr's array API when the store is not one those writes understand.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from anndata import AnnData
 from itme._adata import by_position
 from itme._chain import counts, rebuild
 from itme.errors import ItmeInputError
+from itme.io._chunk_files import Piece
 
 __all__ = ["open_store", "update_store"]
 
@@ -67,29 +71,28 @@ def _split(start: int, stop: int, chunk_rows: int, n: int) -> tuple[int, int, li
 
 def _convert_one(
     plan: Any, path: str, start: int, stop: int, chunk_rows: int, checksum: bool
-) -> tuple[dict[str, Any], dict[int, tuple[int, np.ndarray, np.ndarray]]]:
+) -> tuple[dict[str, Any], dict[int, tuple[int, np.ndarray, Piece]]]:
     """Read one file; write the whole chunks of its rows ``start:stop``, return the others.
 
     The file is read once: its SHA-256 is computed from the same bytes (``checksum``). The
     events (``layers/raw``) and their names (``obs/_index``) of the chunks that lie wholly in
     this file are written; those of the (at most two) chunks shared with a neighbouring file
-    are returned as ``{chunk: (first row, values, names)}``, for :func:`_write_shared`.
+    are returned as ``{chunk: (first row, values, names)}``, for :func:`_write_shared`. The
+    names are ``(sample id, first event, events)``: built (or encoded) when written.
     """
-    from itme.io._cohort import event_names
     from itme.io._fcs_events import read_events
 
     fcs = plan.text
     values = np.zeros((stop - start, plan.columns.size), dtype=np.float32)
     digest = hashlib.sha256() if checksum else None
     read_events(fcs, values, plan.columns, None, digest=digest)
-    names = event_names(plan.sample_id, stop - start)
-    arrays = _arrays(path)
-    lo, hi, shared = _split(start, stop, chunk_rows, arrays[0].shape[0])
-    _write_chunks(arrays, lo, values[lo - start : hi - start], names[lo - start : hi - start])
+    writer = _writer(path)
+    lo, hi, shared = _split(start, stop, chunk_rows, writer.rows)
+    writer.write(lo, values[lo - start : hi - start], [(plan.sample_id, lo - start, hi - lo)])
     edges = {}
     for k in shared:
         a, b = max(start, k * chunk_rows), min(stop, (k + 1) * chunk_rows)
-        edges[k] = (a, values[a - start : b - start].copy(), names[a - start : b - start].copy())
+        edges[k] = (a, values[a - start : b - start].copy(), (plan.sample_id, a - start, b - a))
     info = {
         "sha256": digest.hexdigest() if digest is not None else "",
         "notes": list(fcs.notes),
@@ -98,40 +101,67 @@ def _convert_one(
     return info, edges
 
 
-def _write_shared(path: str, k: int, *edges: dict[int, tuple[int, Any, Any]]) -> None:
+def _write_shared(path: str, k: int, *edges: dict[int, tuple[int, Any, Piece]]) -> None:
     """Write chunk ``k``, shared by several files, at once from their edge rows."""
     pieces = sorted((e[k] for e in edges if k in e), key=lambda piece: piece[0])
     values = np.concatenate([p[1] for p in pieces])
-    _write_chunks(_arrays(path), pieces[0][0], values, np.concatenate([p[2] for p in pieces]))
+    _writer(path).write(pieces[0][0], values, [p[2] for p in pieces])
 
 
-def _arrays(path: str) -> tuple[Any, Any]:
-    """``layers/raw`` and ``obs/_index`` of the store, opened to be written chunk by chunk.
+#: write the chunks as files, pre-encoded (:mod:`itme.io._chunk_files`), when the store
+#: allows it; ``False``: always through zarr's array API
+PRE_ENCODED = True
+
+
+def _writer(path: str) -> Any:
+    """What writes the store's chunks: their files directly, or zarr's array API.
+
+    Both write the same bytes; the files directly when :func:`itme.io._chunk_files.chunk_files`
+    recognises the store's arrays (a local folder, the codecs of :func:`_write_skeleton`,
+    a zarr version whose output was compared), zarr otherwise.
+    """
+    from itme.io._chunk_files import chunk_files
+
+    files = chunk_files(path, _RAW, _NAMES) if PRE_ENCODED else None
+    if files is None:
+        logger.debug("store %s: chunks written through zarr", path)
+        return _ZarrChunks(path)
+    return files
+
+
+class _ZarrChunks:
+    """Writes whole chunks of ``layers/raw`` and ``obs/_index`` through zarr's array API.
 
     ``write_empty_chunks``: every chunk is written, as it is, without zarr first comparing
     each value with the fill value to leave out chunks that hold only the fill value (a
     second pass over the events that cost more CPU than the write itself).
     """
-    import zarr
 
-    config = {"write_empty_chunks": True}
-    return tuple(
-        zarr.open_array(f"{path}/{key}", mode="r+").with_config(config) for key in (_RAW, _NAMES)
-    )
+    def __init__(self, path: str) -> None:
+        import zarr
 
+        config = {"write_empty_chunks": True}
+        self.raw, self.index = (
+            zarr.open_array(f"{path}/{key}", mode="r+").with_config(config)
+            for key in (_RAW, _NAMES)
+        )
+        self.rows = int(self.raw.shape[0])
 
-def _write_chunks(arrays: tuple[Any, Any], first: int, values: np.ndarray, names: Any) -> None:
-    """Write ``values`` and ``names`` as rows ``first:`` of ``layers/raw`` and ``obs/_index``.
+    def write(self, first: int, values: np.ndarray, pieces: Sequence[Piece]) -> None:
+        """Write ``values`` and the names of ``pieces`` as rows ``first:`` of the arrays.
 
-    ``first`` is a chunk's first row; the rows end at a chunk's end or the store's. One zarr
-    write per chunk: a chunk's values then go to zarr's codecs as they are (a write of
-    several chunks at once has zarr copy each one into a new array first).
-    """
-    raw, index = arrays
-    step = raw.chunks[0]
-    for r in range(0, len(values), step):
-        raw[first + r : first + r + step] = values[r : r + step]
-        index[first + r : first + r + step] = names[r : r + step]
+        ``first`` is a chunk's first row; the rows end at a chunk's end or the store's. One
+        zarr write per chunk: a chunk's values then go to zarr's codecs as they are (a write
+        of several chunks at once has zarr copy each one into a new array first).
+        """
+        from itme.io._cohort import event_names
+
+        names = [event_names(sample_id, n, first=j) for sample_id, j, n in pieces]
+        names = names[0] if len(names) == 1 else np.concatenate(names)
+        step = self.raw.chunks[0]
+        for r in range(0, len(values), step):
+            self.raw[first + r : first + r + step] = values[r : r + step]
+            self.index[first + r : first + r + step] = names[r : r + step]
 
 
 def write_store(
