@@ -84,6 +84,15 @@ def by_position(obs: pd.DataFrame, **parts: Any) -> AnnData:
     return out
 
 
+def codes_dtype(n_categories: int) -> type[np.signedinteger]:
+    """The integer type pandas keeps the codes of ``n_categories`` categories in.
+
+    Codes of this type given to ``pd.Categorical.from_codes`` are kept as they are (no copy
+    of one code per event in another type).
+    """
+    return np.int8 if n_categories < 127 else np.int16 if n_categories < 32767 else np.int32
+
+
 def matrix(adata: AnnData, layer: str | None) -> np.ndarray:
     """``X`` or ``layers[layer]`` as a dense array (no copy when already dense)."""
     if layer is not None and layer not in adata.layers:

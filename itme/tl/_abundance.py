@@ -11,6 +11,7 @@ import pandas as pd
 from anndata import AnnData
 
 from itme.core.annotate.phenotypes import PhenotypeTable, parse_phenotypes
+from itme.core.cluster.select import cross_counts
 from itme.errors import (
     ItmeExclusionWarning,
     ItmeParameterError,
@@ -195,9 +196,7 @@ def abundance(
     if (labels.codes[keep] < 0).any():
         raise ItmeStateError(f'obs["{groupby}"] has missing values; label every event first.')
     n_labels = len(labels.categories)
-    pairs = samples.codes[keep].astype(np.int64) * n_labels + labels.codes[keep]
-    counts = np.bincount(pairs, minlength=len(samples.categories) * n_labels).reshape(-1, n_labels)
-    del pairs
+    counts = cross_counts(samples.codes, len(samples.categories), labels.codes, n_labels, mask=keep)
     sample_names = pd.Index([str(s) for s in samples.categories], name=None)
     counts_df = pd.DataFrame(
         counts, index=sample_names, columns=[str(c) for c in labels.categories]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from itme._adata import check_markers, matrix, type_markers
+from itme._adata import check_markers, codes_dtype, matrix, type_markers
 from itme._dask import lazy_matrix, take_rows
 from itme._random import RngLike
 from itme.core.cluster.select import group_counts
@@ -31,11 +31,6 @@ logger = logging.getLogger(__name__)
 
 def _obs_key(key_added: str, name: str) -> str:
     return name if key_added == "flowsom" else f"{key_added}_{name}"
-
-
-def _codes_dtype(n_categories: int) -> type[np.signedinteger]:
-    """The integer type pandas keeps the codes of ``n_categories`` categories in (no copy)."""
-    return np.int8 if n_categories < 127 else np.int16 if n_categories < 32767 else np.int32
 
 
 def _doublet_floor(adata: AnnData) -> float:
@@ -176,7 +171,7 @@ def flowsom(
     ).fit(X, columns=cols, groups=groups, train_mask=train_mask)
 
     n_nodes = model.codes_.shape[0]
-    node_codes = model.nodes_.astype(_codes_dtype(n_nodes), copy=False)
+    node_codes = model.nodes_.astype(codes_dtype(n_nodes), copy=False)
     adata.obs[_obs_key(key_added, "som_node")] = pd.Categorical.from_codes(
         node_codes, categories=[str(i) for i in range(n_nodes)]
     )
@@ -188,7 +183,7 @@ def flowsom(
     held = np.zeros(model.n_metaclusters_, dtype=bool)
     held[meta[group_counts(node_codes, n_nodes) > 0]] = True
     code_of_meta = np.cumsum(held) - 1  # category position of each metacluster that holds events
-    code_of_node = code_of_meta[meta].astype(_codes_dtype(int(held.sum())))
+    code_of_node = code_of_meta[meta].astype(codes_dtype(int(held.sum())))
     adata.obs[_obs_key(key_added, "metacluster")] = pd.Categorical.from_codes(
         code_of_node[node_codes], categories=[str(i + 1) for i in np.flatnonzero(held)]
     )

@@ -125,6 +125,27 @@ def test_group_counts_leave_out_labels_outside_the_groups(part, monkeypatch):
     np.testing.assert_array_equal(group_counts(labels, 3), [1, 0, 3])
 
 
+@pytest.mark.parametrize("part", [None, 1, 4, 7, 1000])
+def test_counts_with_a_mask_and_of_pairs_in_parts_equal_bincount(part, monkeypatch):
+    from itme.core.cluster import select
+
+    if part is not None:
+        monkeypatch.setattr(select, "PART_EVENTS", part)
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 5, size=997).astype(np.int16)
+    b = rng.integers(0, 3, size=997).astype(np.int8)
+    mask = rng.random(997) < 0.7
+    np.testing.assert_array_equal(
+        select.group_counts(a, 5, mask=mask), np.bincount(a[mask], minlength=5)
+    )
+    expected = np.zeros((5, 3), dtype=np.int64)
+    np.add.at(expected, (a[mask], b[mask]), 1)
+    np.testing.assert_array_equal(select.cross_counts(a, 5, b, 3, mask=mask), expected)
+    np.testing.assert_array_equal(
+        select.cross_counts(a, 5, b, 3).sum(axis=1), np.bincount(a, minlength=5)
+    )
+
+
 @pytest.mark.parametrize("narrow", [False, True])
 def test_a_collecting_pass_ends_the_selection_when_the_keys_fit(narrow, monkeypatch):
     from itme.core.cluster import select

@@ -43,6 +43,7 @@ __all__ = [
     "GroupSelection",
     "SelectionStep",
     "candidates_block",
+    "cross_counts",
     "digit_widths",
     "group_counts",
     "histogram_block",
@@ -543,6 +544,33 @@ def group_counts(
         kept = part[m & (part >= 0) & (part < n_groups)]
         out += np.bincount(kept.astype(np.intp), minlength=n_groups)[:n_groups]
     return out
+
+
+def cross_counts(
+    a: np.ndarray, n_a: int, b: np.ndarray, n_b: int, *, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """Events of each pair of groups ``(a, b)``, in parts (no intp copy of every event).
+
+    Parameters
+    ----------
+    a, b
+        Integer groups of each event, ``0 .. n_a - 1`` and ``0 .. n_b - 1``.
+    n_a, n_b
+        Numbers of groups.
+    mask
+        Events counted (all when ``None``).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 ``(n_a, n_b)``.
+    """
+    out = np.zeros(n_a * n_b, dtype=np.int64)
+    counted = np.ones(len(a), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    for part_a, part_b, m in _parts(np.asarray(a), np.asarray(b), counted):
+        pairs = part_a[m].astype(np.intp) * n_b + part_b[m]
+        out += np.bincount(pairs, minlength=n_a * n_b)
+    return out.reshape(n_a, n_b)
 
 
 def regroup_histogram(
