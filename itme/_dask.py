@@ -105,19 +105,26 @@ def _distributed_client() -> Any:
     return scheduler
 
 
+def _held(values: np.ndarray) -> np.ndarray:
+    """The values of a task's argument (a block of :func:`per_block`)."""
+    return values
+
+
 def per_block(values: np.ndarray, chunks: tuple[int, ...]) -> Any:
     """A 1-D dask array of ``values`` in blocks of ``chunks`` whose graphs carry no values.
 
-    On a distributed cluster each block is sent to the workers once (``client.scatter``,
-    straight to the workers, the blocks spread over them) and the array is made of those
-    futures: a graph that uses it carries one key per block instead of the values, so
-    arrays of one value per event (a selection's mask, the labels of a median selection)
-    do not travel inside every graph ("Sending large graph", 1 byte per event for a mask).
-    The blocks are views of ``values`` while they are sent (no copy); afterwards the client
-    holds only the futures, which the array's graph keeps alive as long as the array or an
-    array computed from it exists (then the workers drop them). Without a distributed
-    client (dask's threaded or synchronous scheduler): ``da.from_array`` (the graph holds
-    ``values`` itself, in this process).
+    On a distributed cluster each block is sent to the workers once, as the argument of a
+    task that returns it (``client.map``, the blocks submitted in graphs of at most a quarter
+    of ``distributed.admin.large-graph-warning-threshold``, 2.5 MB by default), and the array
+    is made of those futures: a graph that uses it carries one key per block instead of the
+    values, so arrays of one value per event (a selection's mask, the labels of a median
+    selection) do not travel inside every graph ("Sending large graph", 1 byte per event
+    for a mask). The tasks keep their blocks on the scheduler (as every task's arguments),
+    so a block lost with a worker is computed again, and the array's graph holds the futures:
+    the blocks stay on the workers as long as the array or an array computed from it exists.
+    The blocks are views of ``values`` while they are sent (no copy on the client). Without
+    a distributed client (dask's threaded or synchronous scheduler): ``da.from_array`` (the
+    graph holds ``values`` itself, in this process).
 
     Parameters
     ----------
@@ -130,6 +137,7 @@ def per_block(values: np.ndarray, chunks: tuple[int, ...]) -> Any:
     -------
     The dask array, chunked by ``chunks``.
     """
+    import dask
     import dask.array as da
 
     chunks = tuple(int(c) for c in chunks)
@@ -139,10 +147,15 @@ def per_block(values: np.ndarray, chunks: tuple[int, ...]) -> Any:
     from dask._task_spec import Alias
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
+    from dask.utils import parse_bytes
 
+    threshold = parse_bytes(dask.config.get("distributed.admin.large-graph-warning-threshold"))
+    batch = max(1, threshold // 4 // max(1, max(chunks) * values.itemsize))
     stops = np.cumsum(chunks)
     pieces = [values[a:b] for a, b in zip(stops - chunks, stops, strict=True)]
-    futures = client.scatter(pieces, direct=True, hash=False)
+    futures = []
+    for i in range(0, len(pieces), batch):  # one graph a batch of blocks
+        futures += client.map(_held, pieces[i : i + batch], pure=False)
     del pieces
     name = "per-block-" + tokenize([f.key for f in futures])
     dsk: dict[Any, Any] = {}
