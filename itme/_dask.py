@@ -899,7 +899,7 @@ def _rows_of_block(block: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return block[mask]
 
 
-def select_rows(X: Any, rows: np.ndarray) -> Any:
+def select_rows(X: Any, rows: np.ndarray, masks: dict[Any, Any] | None = None) -> Any:
     """``X[rows]`` of a dask array for increasing ``rows``, lazily, one task per block.
 
     Each block keeps the boolean mask of its rows (one byte per event); dask's fancy
@@ -914,6 +914,10 @@ def select_rows(X: Any, rows: np.ndarray) -> Any:
         A dask array, events × channels.
     rows
         Strictly increasing integer positions.
+    masks
+        The per-block masks made for these ``rows`` by earlier calls, by ``X.chunks[0]``
+        (filled here): arrays of the same events chunked alike (``X`` and the raw counts of
+        a store) share one mask on the workers.
 
     Returns
     -------
@@ -921,21 +925,25 @@ def select_rows(X: Any, rows: np.ndarray) -> Any:
     """
     import dask.array as da
 
-    n = int(X.shape[0])
-    mask = np.zeros(n, dtype=bool)
-    mask[rows] = True
-    if n == 0 or int(mask.sum()) != len(rows):
-        return X[np.asarray(rows, dtype=np.intp)]  # repeated rows: dask's own indexing
-    starts = np.cumsum((0, *X.chunks[0][:-1]))
-    counts = tuple(int(c) for c in np.add.reduceat(mask, starts, dtype=np.int64))
-    masks = per_block(mask, X.chunks[0])  # on a cluster: on the workers, once
-    del mask
+    masks = {} if masks is None else masks
+    if X.chunks[0] not in masks:
+        n = int(X.shape[0])
+        mask = np.zeros(n, dtype=bool)
+        mask[rows] = True
+        if n == 0 or int(mask.sum()) != len(rows):
+            return X[np.asarray(rows, dtype=np.intp)]  # repeated rows: dask's own indexing
+        starts = np.cumsum((0, *X.chunks[0][:-1]))
+        counts = tuple(int(c) for c in np.add.reduceat(mask, starts, dtype=np.int64))
+        # on a cluster: on the workers, once
+        masks[X.chunks[0]] = per_block(mask, X.chunks[0]), counts
+        del mask
+    blocks, counts = masks[X.chunks[0]]
     return da.blockwise(
         _rows_of_block,
         "ij",
         X,
         "ij",
-        masks,
+        blocks,
         "i",
         dtype=X.dtype,
         adjust_chunks={"i": counts},

@@ -779,6 +779,8 @@ def test_graphs_on_a_cluster_carry_no_values_per_event(monkeypatch):
         # X and the raw counts: two selections of the same events, as a store's
         adata = ad.AnnData(X, layers={"raw": X * 2})
         events, large = _large_graphs(subset_events, adata, rows)
+        held = [{k for k in a.dask if "_held" in str(k)} for a in (events.X, events.layers["raw"])]
+        assert len(held[0]) == 16 and held[0] == held[1]  # X and raw share the mask's blocks
         for budget in (10**9, 0):  # the columns gathered; selected on the workers
             monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", budget)
             med, sent = _large_graphs(itme_dask.lazy_group_medians, events.X, labels, 6, cols)
