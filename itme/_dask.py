@@ -47,6 +47,7 @@ __all__ = [
     "lazy_group_medians",
     "lazy_matrix",
     "map_rows",
+    "per_block",
     "per_sample",
     "reuse_columns",
     "select_rows",
@@ -102,6 +103,67 @@ def _distributed_client() -> Any:
     if scheduler is None or type(scheduler).__module__.split(".")[0] != "distributed":
         return None
     return scheduler
+
+
+def _held(values: np.ndarray) -> np.ndarray:
+    """The values of a task's argument (a block of :func:`per_block`)."""
+    return values
+
+
+def per_block(values: np.ndarray, chunks: tuple[int, ...]) -> Any:
+    """A 1-D dask array of ``values`` in blocks of ``chunks`` whose graphs carry no values.
+
+    On a distributed cluster each block is sent to the workers once, as the argument of a
+    task that returns it (``client.map``, the blocks submitted in graphs of at most a quarter
+    of ``distributed.admin.large-graph-warning-threshold``, 2.5 MB by default), and the array
+    is made of those futures: a graph that uses it carries one key per block instead of the
+    values, so arrays of one value per event (a selection's mask, the labels of a median
+    selection) do not travel inside every graph ("Sending large graph", 1 byte per event
+    for a mask). The tasks keep their blocks on the scheduler (as every task's arguments),
+    so a block lost with a worker is computed again, and the array's graph holds the futures:
+    the blocks stay on the workers as long as the array or an array computed from it exists.
+    The blocks are views of ``values`` while they are sent (no copy on the client). Without
+    a distributed client (dask's threaded or synchronous scheduler): ``da.from_array`` (the
+    graph holds ``values`` itself, in this process).
+
+    Parameters
+    ----------
+    values
+        1-D numpy array.
+    chunks
+        Lengths of the blocks (summing to ``len(values)``), e.g. ``X.chunks[0]``.
+
+    Returns
+    -------
+    The dask array, chunked by ``chunks``.
+    """
+    import dask
+    import dask.array as da
+
+    chunks = tuple(int(c) for c in chunks)
+    client = _distributed_client()
+    if client is None or not chunks:
+        return da.from_array(values, chunks=(chunks,))
+    from dask._task_spec import Alias
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+    from dask.utils import parse_bytes
+
+    threshold = parse_bytes(dask.config.get("distributed.admin.large-graph-warning-threshold"))
+    batch = max(1, threshold // 4 // max(1, max(chunks) * values.itemsize))
+    stops = np.cumsum(chunks)
+    pieces = [values[a:b] for a, b in zip(stops - chunks, stops, strict=True)]
+    futures = []
+    for i in range(0, len(pieces), batch):  # one graph a batch of blocks
+        futures += client.map(_held, pieces[i : i + batch], pure=False)
+    del pieces
+    name = "per-block-" + tokenize([f.key for f in futures])
+    dsk: dict[Any, Any] = {}
+    for i, future in enumerate(futures):
+        dsk[(name, i)] = Alias((name, i), future.key)
+        dsk[future.key] = future  # the graph holds the future: its block stays on the workers
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    return da.Array(graph, name, (chunks,), meta=np.empty(0, dtype=values.dtype))
 
 
 def gather_rows(x: Any) -> np.ndarray:
@@ -711,7 +773,6 @@ def _select_on_workers(
 ) -> np.ndarray:
     """Exact per-group medians by histogram passes on the workers (:func:`lazy_group_medians`)."""
     import dask
-    import dask.array as da
 
     from itme.core.cluster.select import GroupSelection, group_counts
 
@@ -724,7 +785,7 @@ def _select_on_workers(
         return sel.medians()
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
-    lab = da.from_array(labels, chunks=(X.chunks[0],)).persist()  # on the workers, once
+    lab = per_block(labels, X.chunks[0])  # on the workers, once: the graphs carry its keys
     pairs = [
         p
         for pair in zip(X.to_delayed().ravel(), lab.to_delayed().ravel(), strict=True)
@@ -818,7 +879,8 @@ def lazy_group_medians(
       histograms are summed by a tree of tasks on the workers (:data:`MEDIAN_SPLIT_EVERY`
       at a time). The client receives one histogram array per pass (groups × columns ×
       bins × 4 bytes at most, ~12 MB for 40 groups × 36 columns); nothing as large as the
-      events is gathered or written to disk. The labels are sent to the workers once.
+      events is gathered or written to disk. The labels are sent to the workers once
+      (:func:`per_block`), not inside the graph of every pass.
 
     Parameters
     ----------
@@ -860,12 +922,14 @@ def _rows_of_block(block: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return block[mask]
 
 
-def select_rows(X: Any, rows: np.ndarray) -> Any:
+def select_rows(X: Any, rows: np.ndarray, masks: dict[Any, Any] | None = None) -> Any:
     """``X[rows]`` of a dask array for increasing ``rows``, lazily, one task per block.
 
-    Each block keeps the boolean mask of its rows (one byte per event in the graph); dask's
-    fancy indexing (``X[rows]``, ``np.take``) instead splits and sorts the integer index on
-    the client, ~60 bytes and ~20 µs per selected row at 10^6 rows.
+    Each block keeps the boolean mask of its rows (one byte per event); dask's fancy
+    indexing (``X[rows]``, ``np.take``) instead splits and sorts the integer index on the
+    client, ~60 bytes and ~20 µs per selected row at 10^6 rows. On a distributed cluster the
+    mask is sent to the workers once (:func:`per_block`): the graphs that use the selection
+    carry one key per block, not the mask, and the client keeps no copy of it.
 
     Parameters
     ----------
@@ -873,6 +937,10 @@ def select_rows(X: Any, rows: np.ndarray) -> Any:
         A dask array, events × channels.
     rows
         Strictly increasing integer positions.
+    masks
+        The per-block masks made for these ``rows`` by earlier calls, by ``X.chunks[0]``
+        (filled here): arrays of the same events chunked alike (``X`` and the raw counts of
+        a store) share one mask on the workers.
 
     Returns
     -------
@@ -880,20 +948,25 @@ def select_rows(X: Any, rows: np.ndarray) -> Any:
     """
     import dask.array as da
 
-    n = int(X.shape[0])
-    mask = np.zeros(n, dtype=bool)
-    mask[rows] = True
-    if n == 0 or int(mask.sum()) != len(rows):
-        return X[np.asarray(rows, dtype=np.intp)]  # repeated rows: dask's own indexing
-    starts = np.cumsum((0, *X.chunks[0][:-1]))
-    counts = tuple(int(c) for c in np.add.reduceat(mask, starts, dtype=np.int64))
-    masks = da.from_array(mask, chunks=(X.chunks[0],))
+    masks = {} if masks is None else masks
+    if X.chunks[0] not in masks:
+        n = int(X.shape[0])
+        mask = np.zeros(n, dtype=bool)
+        mask[rows] = True
+        if n == 0 or int(mask.sum()) != len(rows):
+            return X[np.asarray(rows, dtype=np.intp)]  # repeated rows: dask's own indexing
+        starts = np.cumsum((0, *X.chunks[0][:-1]))
+        counts = tuple(int(c) for c in np.add.reduceat(mask, starts, dtype=np.int64))
+        # on a cluster: on the workers, once
+        masks[X.chunks[0]] = per_block(mask, X.chunks[0]), counts
+        del mask
+    blocks, counts = masks[X.chunks[0]]
     return da.blockwise(
         _rows_of_block,
         "ij",
         X,
         "ij",
-        masks,
+        blocks,
         "i",
         dtype=X.dtype,
         adjust_chunks={"i": counts},

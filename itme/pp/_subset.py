@@ -79,9 +79,12 @@ def subset_events(adata: AnnData, rows: np.ndarray) -> AnnData:
     The new AnnData.
     """
     rows = np.asarray(rows, dtype=np.intp)
+    masks: dict[Any, Any] = {}  # the lazy matrices chunked alike share the mask of rows
 
     def take(values: Any) -> Any:  # a lazy matrix: a lazy selection, block by block
-        return select_rows(values, rows) if is_lazy(values) else np.take(values, rows, axis=0)
+        if is_lazy(values):
+            return select_rows(values, rows, masks)
+        return np.take(values, rows, axis=0)
 
     x_is_raw = "raw" in adata.layers and adata.layers["raw"] is adata.X
     X = take(adata.X) if adata.X is not None else None

@@ -742,3 +742,63 @@ def test_per_sample_warnings_of_worker_processes_are_recorded_on_the_client_once
         (messages[0], 1, 30),
         (messages[1], 1, 60),
     ]
+
+
+def _large_graphs(run, *args) -> tuple[object, list[str]]:
+    """``run(*args)``'s result and distributed's warnings of graphs larger than 1 MB."""
+    import warnings
+
+    threshold = {"distributed.admin.large-graph-warning-threshold": "1MB"}
+    with dask.config.set(threshold), warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        found = run(*args)
+    return found, [str(w.message) for w in shown if "large graph" in str(w.message)]
+
+
+def test_graphs_on_a_cluster_carry_no_values_per_event(monkeypatch):
+    # a selection's mask (1 byte per event: 4.2 MB) and a median selection's labels (3.4 MB)
+    # are sent to the workers once, in graphs under the warning threshold (1 MB here); the
+    # graphs of the selection, of its gathered columns and of every histogram pass carry
+    # their keys only (before: every graph held the mask, the passes the labels too); a
+    # worker killed, its blocks are computed again; nothing is left when the arrays go
+    import os
+    import signal
+
+    from itme.core.cluster.codebook import group_medians
+    from itme.pp._subset import subset_events
+
+    n, cols = 16 * 262_144, np.array([4, 0, 2])
+    X = da.random.default_rng(3).random((n, 5), chunks=(n // 16, 5)).astype(np.float32)
+    x = X.compute()
+    rng = np.random.default_rng(1)
+    rows = np.flatnonzero(rng.random(n) < 0.8)
+    labels = rng.integers(-1, 6, size=rows.size).astype(np.int8)
+    expected = group_medians(x[rows], labels, 6, columns=cols)
+    settings = ComputeSettings(scheduler="local", workers=2, memory_per_worker="1GB")
+    with start_compute(settings) as client:
+        # X and the raw counts: two selections of the same events, as a store's
+        adata = ad.AnnData(X, layers={"raw": X * 2})
+        events, large = _large_graphs(subset_events, adata, rows)
+        held = [{k for k in a.dask if "_held" in str(k)} for a in (events.X, events.layers["raw"])]
+        assert len(held[0]) == 16 and held[0] == held[1]  # X and raw share the mask's blocks
+        for budget in (10**9, 0):  # the columns gathered; selected on the workers
+            monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", budget)
+            med, sent = _large_graphs(itme_dask.lazy_group_medians, events.X, labels, 6, cols)
+            _bit_identical(med, expected)
+            large += sent
+        found, sent = _large_graphs(itme_dask.gather_rows, events.layers["raw"])
+        np.testing.assert_array_equal(found, x[rows] * 2)
+        assert large + sent == []
+        # a worker holding blocks of the masks killed (its nanny starts another): they are
+        # computed again from their tasks
+        pids = client.run(os.getpid)
+        held = [w for w, keys in client.has_what().items() if any("_held" in k for k in keys)]
+        os.kill(pids[held[0]], signal.SIGKILL)
+        np.testing.assert_array_equal(itme_dask.gather_rows(events.X), x[rows])
+        del events, adata
+        for _ in range(100):  # the blocks sent go when the selections go
+            left = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+            if not left:
+                break
+            time.sleep(0.05)
+        assert left == 0
