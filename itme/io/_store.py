@@ -400,11 +400,17 @@ def _recover(path: Path) -> None:
         shutil.rmtree(new, ignore_errors=True)
 
 
-def _write_obs(group: Any, obs: pd.DataFrame, columns: Sequence[str] | None) -> None:
+def _write_obs(
+    group: Any,
+    obs: pd.DataFrame,
+    columns: Sequence[str] | None,
+    keep: Sequence[str] = (),
+) -> None:
     """Write the columns ``columns`` of ``obs`` (all when ``None``) into the store's ``obs``.
 
     The index (the events' names) and the columns not listed are not rewritten; columns
-    of the store that ``obs`` no longer has are removed. The column order is written last,
+    of the store that ``obs`` no longer has are removed, but those in ``keep`` (``obs``'s
+    columns then follow them). The column order is written last,
     so a kill in between leaves at most an unlisted array, overwritten by the next write.
     """
     from anndata.io import write_elem
@@ -417,6 +423,10 @@ def _write_obs(group: Any, obs: pd.DataFrame, columns: Sequence[str] | None) -> 
     frame = group["obs"]
     stored = list(frame.attrs.get("column-order", []))
     wanted = [str(c) for c in obs.columns]
+    if keep:  # the stored order, the new columns after
+        wanted = [c for c in stored if c in keep or c in wanted] + [
+            c for c in wanted if c not in stored
+        ]
     missing = [c for c in wanted if c not in stored and c not in columns]
     if missing:
         raise ItmeInputError(
@@ -529,6 +539,7 @@ def update_store(
     store: str | PathLike[str] | None = None,
     obs: Sequence[str] | None = None,
     obsm: Sequence[str] | None = None,
+    keep: Sequence[str] = (),
 ) -> None:
     """Write ``obs``, ``obsm`` and ``uns`` of a lazily opened cohort into its store.
 
@@ -546,9 +557,13 @@ def update_store(
         ``None``: all of obs, and its index too unless the events are named by their row
         (as :func:`open_store` names them: the store keeps its names).
         Either way, columns of the store that ``adata.obs`` lacks are removed and the column
-        order becomes ``adata.obs``'s.
+        order becomes ``adata.obs``'s (but for ``keep``).
     obsm
         The obsm entries to write; ``None``: all. Entries ``adata.obsm`` lacks are removed.
+    keep
+        With ``obs`` given: stored obs columns kept although ``adata.obs`` lacks them (in
+        their stored order; ``adata.obs``'s new columns follow), so ``adata.obs`` need only
+        hold the columns written (a client need not hold every stored column to add one).
 
     Returns
     -------
@@ -579,7 +594,7 @@ def update_store(
             found=f"{adata.n_obs} events in adata",
             fix="Keep every event in the AnnData written to a store (label, do not subset)",
         )
-    _write_obs(group, adata.obs, obs)
+    _write_obs(group, adata.obs, obs, keep=keep if obs is not None else ())
     _write_obsm(group, adata.obsm, obsm)
     uns = {k: v for k, v in adata.uns.items() if k != "store"}
     _write_elem(group, "uns", _uns_to_store(uns))

@@ -173,8 +173,7 @@ def open_events(ctx: Context, stage: str) -> tuple[AnnData, AnnData]:
     the clean stage's events (a lazy selection with the categories the clean stage's output
     had, ``obs["itme_clean"]`` left out); before it, ``full`` itself.
     """
-    earlier = [w for w in WRITERS if _order(w) < _order(stage)]
-    records = {w: _read_record(ctx, w) for w in earlier}
+    records = _earlier_records(ctx, stage)
     if stage in WRITERS:
         for later in WRITERS[WRITERS.index(stage) :]:
             _record_path(ctx, later).unlink(missing_ok=True)
@@ -200,12 +199,21 @@ def open_events(ctx: Context, stage: str) -> tuple[AnnData, AnnData]:
     mask = full.obs[SUBSET].to_numpy(dtype=bool)
     events = subset_events(full, np.flatnonzero(mask))
     del events.obs[SUBSET]
+    # the events hold the stored columns they need; every event's copy of them is dropped
+    # (10 bytes an event; save_events adds columns to the store and keeps the others)
+    for col in [c for c in full.obs.columns if c != SUBSET]:
+        del full.obs[col]
     for col, (cats, ordered) in records["clean"]["categories"].items():
         values = events.obs[col]
         events.obs[col] = values.cat.set_categories(
             pd.Index(cats, dtype=values.cat.categories.dtype), ordered=ordered
         )
     return full, events
+
+
+def _earlier_records(ctx: Context, stage: str) -> dict[str, dict[str, Any]]:
+    """The records of the writers before ``stage``: what the store holds for it."""
+    return {w: _read_record(ctx, w) for w in WRITERS if _order(w) < _order(stage)}
 
 
 def _order(stage: str) -> int:
@@ -301,7 +309,9 @@ def save_events(
         }
     full.uns.clear()
     full.uns.update({k: v for k, v in events.uns.items() if k != "store"})
-    io.update_store(full, store=_store(ctx), obs=written, obsm=added["obsm"])
+    # the columns of the earlier stages stay (open_events dropped them from full.obs)
+    keep = [c for r in _earlier_records(ctx, stage).values() for c in r["obs"]]
+    io.update_store(full, store=_store(ctx), obs=written, obsm=added["obsm"], keep=keep)
     full.uns["store"] = str(_store(ctx))
     _write_record(ctx, stage, record)
     logger.info(

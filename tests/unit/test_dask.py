@@ -200,6 +200,26 @@ def test_update_store_adds_columns_not_a_matrix(tmp_path):
         )
 
 
+def test_update_store_keeps_the_stored_columns_listed_in_keep(tmp_path):
+    samples, panel = make_cohort(tmp_path)
+    store = tmp_path / "c.zarr"
+    lazy = itme.io.read_cohort(samples, panel, store=store, chunk_rows=32)
+    stored = list(lazy.obs.columns)
+    lazy.obs["old"] = pd.Categorical(["x"] * lazy.n_obs)
+    itme.io.update_store(lazy, obs=["old"])
+    slim = itme.io.open_store(store)
+    for col in list(slim.obs.columns):  # a client holding only the column it adds
+        del slim.obs[col]
+    slim.obs["new"] = np.arange(slim.n_obs, dtype=np.float32)
+    itme.io.update_store(slim, obs=["new"], keep=stored)
+    again = itme.io.open_store(store)
+    # the kept columns in their stored order, the new one after; "old" (not kept) removed
+    assert list(again.obs.columns) == [*stored, "new"]
+    pd.testing.assert_frame_equal(again.obs[stored], lazy.obs[stored])
+    np.testing.assert_array_equal(again.obs["new"], np.arange(lazy.n_obs, dtype=np.float32))
+    assert list(ad.read_zarr(store).obs.columns) == [*stored, "new"]
+
+
 def _cells(n: int, seed: int) -> ad.AnnData:
     """Three populations on four markers plus one untransformed technical channel."""
     rng = np.random.default_rng(seed)
