@@ -713,11 +713,6 @@ def reuse_columns() -> Iterator[None]:
 #: histograms summed per task in the tree reduction of :func:`lazy_group_medians`
 MEDIAN_SPLIT_EVERY = 8
 
-#: largest candidate keys a selection on the workers collects to the client (beyond it, the
-#: pass is a histogram): the client holds them twice while they arrive (~2 GB at 10^8
-#: events when 512 MB were allowed, ties of many equal values kept them that large)
-MEDIAN_COLLECT_BYTES = 128 * 2**20
-
 
 def _pass_of_blocks(columns: np.ndarray, step: Any, *pairs: np.ndarray) -> Any:
     """A run of blocks' part of a selection pass (``pairs``: block, labels, block, ...).
@@ -796,7 +791,7 @@ def _select_on_workers(
     ]
     task, add = dask.delayed(_pass_of_blocks, pure=True), dask.delayed(_added, pure=True)
     while not sel.done:
-        step = sel.step(collect=sel.collects(min(MEDIAN_BATCH_BYTES, MEDIAN_COLLECT_BYTES)))
+        step = sel.step(collect=sel.collects(MEDIAN_BATCH_BYTES))
         shared = dask.delayed(step, pure=True)  # one copy in the graph, not one a block
         parts = [task(columns, shared, *run) for run in runs]
         if step.collect:  # the keys with the known prefixes: the last pass
