@@ -59,23 +59,41 @@ def _labels(adata: AnnData, groupby: str) -> pd.Categorical:
 
 
 def _sample_sheet(
-    obs: pd.DataFrame, sample_key: str, groupby: str, samples: pd.Index
+    obs: pd.DataFrame, keep: np.ndarray, sample_key: str, groupby: str, samples: pd.Index
 ) -> pd.DataFrame:
-    """Columns of obs that are constant within every sample (the sample-sheet columns)."""
+    """Columns of obs that are constant within every sample (the sample-sheet columns).
+
+    Among the ``keep`` events. A categorical column is checked by counting the events of each
+    (sample, category) pair in parts (:func:`itme.core.cluster.select.cross_counts`), with no
+    per-event copy or sort: pandas' ``groupby().nunique()`` held ~40 bytes an event.
+    """
     out = pd.DataFrame(index=samples)
     skip = _CELL_COLUMNS | {groupby, sample_key}
-    grouped = obs.groupby(sample_key, observed=True)
+    by = pd.Categorical(obs[sample_key])
+    row = pd.Index([str(c) for c in by.categories]).get_indexer(samples)  # -1: no events
+    counted = keep & (by.codes >= 0)
+    grouped = None
     for col in obs.columns:
         if col in skip or col.endswith(("_subsample", "_som_node", "_metacluster")):
             continue
-        if not isinstance(obs[col].dtype, pd.CategoricalDtype) and obs[col].dtype != object:
-            continue
-        if (grouped[col].nunique(dropna=False) > 1).any():
-            continue
-        values = grouped[col].first()
-        if isinstance(obs[col].dtype, pd.CategoricalDtype):
-            values = values.astype(str)
-        out[col] = pd.Categorical(values.reindex(samples).astype(str).to_numpy())
+        values = obs[col]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            cats = np.array(["nan", *(str(c) for c in values.cat.categories)], dtype=object)
+            codes = values.cat.codes.to_numpy()
+            wide = np.int16 if len(cats) < 2**15 else np.int32
+            table = cross_counts(  # column 0: missing values (code -1)
+                by.codes, len(by.categories), np.add(codes, 1, dtype=wide), len(cats), mask=counted
+            )
+            if ((table > 0).sum(axis=1) > 1).any():
+                continue
+            first = np.where(table.any(axis=1), table.argmax(axis=1), 0)
+            out[col] = pd.Categorical(np.where(row >= 0, cats[first[row]], "nan").astype(str))
+        elif values.dtype == object:
+            if grouped is None:
+                grouped = obs.loc[keep].groupby(sample_key, observed=True)
+            if (grouped[col].nunique(dropna=False) > 1).any():
+                continue
+            out[col] = pd.Categorical(grouped[col].first().reindex(samples).astype(str).to_numpy())
     return out
 
 
@@ -213,9 +231,7 @@ def abundance(
         counts_df, totals = counts_df.loc[totals > 0], totals[totals > 0]
 
     table = _table(adata, groupby, phenotypes)
-    sheet = _sample_sheet(
-        obs if keep.all() else obs.loc[keep], sample_key, groupby, counts_df.index
-    )
+    sheet = _sample_sheet(obs, keep, sample_key, groupby, counts_df.index)
     sheet["n_events"] = totals.to_numpy().astype(np.int64)
     pct = counts_df.to_numpy(float) / totals.to_numpy(float)[:, None] * 100.0
     out = AnnData(X=pct, obs=sheet, var=pd.DataFrame(index=counts_df.columns.copy()))
