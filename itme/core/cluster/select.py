@@ -518,6 +518,17 @@ def _parts(*arrays: np.ndarray) -> Iterator[tuple[np.ndarray, ...]]:
         yield tuple(a[start : start + PART_EVENTS] for a in arrays)
 
 
+def _counted_parts(
+    mask: np.ndarray | None, *arrays: np.ndarray
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """:func:`_parts` of ``arrays``, each part's events of ``mask`` only (all when ``None``)."""
+    if mask is None:
+        yield from _parts(*arrays)
+        return
+    for m, *parts in _parts(np.asarray(mask, dtype=bool), *arrays):
+        yield tuple(p[m] for p in parts)
+
+
 def group_counts(
     labels: np.ndarray, n_groups: int, *, mask: np.ndarray | None = None
 ) -> np.ndarray:
@@ -539,9 +550,8 @@ def group_counts(
     """
     labels = np.asarray(labels)
     out = np.zeros(n_groups, dtype=np.int64)
-    counted = np.ones(labels.shape[0], dtype=bool) if mask is None else np.asarray(mask, bool)
-    for part, m in _parts(labels, counted):  # bincount's intp copy: a part, not the events
-        kept = part[m & (part >= 0) & (part < n_groups)]
+    for (part,) in _counted_parts(mask, labels):  # bincount's intp copy: a part, not all
+        kept = part[(part >= 0) & (part < n_groups)]
         out += np.bincount(kept.astype(np.intp), minlength=n_groups)[:n_groups]
     return out
 
@@ -566,9 +576,8 @@ def cross_counts(
         int64 ``(n_a, n_b)``.
     """
     out = np.zeros(n_a * n_b, dtype=np.int64)
-    counted = np.ones(len(a), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-    for part_a, part_b, m in _parts(np.asarray(a), np.asarray(b), counted):
-        pairs = part_a[m].astype(np.intp) * n_b + part_b[m]
+    for part_a, part_b in _counted_parts(mask, np.asarray(a), np.asarray(b)):
+        pairs = part_a.astype(np.intp) * n_b + part_b
         out += np.bincount(pairs, minlength=n_a * n_b)
     return out.reshape(n_a, n_b)
 
