@@ -139,9 +139,6 @@ def _zarr_version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
-_KEYS = {"default": "/"}  # chunk key encodings understood: name -> separator
-
-
 def _regular(meta: dict[str, Any], dtype: str, ndim: int) -> tuple[int, ...] | None:
     """The chunk shape of a plain zarr 3 array of ``dtype`` (no sharding, default keys)."""
     grid = meta.get("chunk_grid", {})
