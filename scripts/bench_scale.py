@@ -266,7 +266,7 @@ def run_pipeline(cohort: Path, work: Path, workers: int, args: argparse.Namespac
     # the memory of the client (the itme process, scheduler included with scheduler: local)
     # and of its children (nannies, workers), every 0.1 s; one line per second in <run>.mem.tsv
     timeline = (work / f"{out.name}.mem.tsv").open("w")
-    timeline.write("seconds\tclient_gb\tworkers_gb\tload\n")
+    timeline.write("seconds\tclient_gb\tworkers_gb\tload\tclient_cpu_s\tworkers_cpu_s\n")
     last = 0.0
     killed = None  # (seconds into the run, pid) of the worker SIGKILLed by --kill-worker
     while proc.poll() is None:
@@ -288,7 +288,12 @@ def run_pipeline(cohort: Path, work: Path, workers: int, args: argparse.Namespac
         load.append(os.getloadavg()[0])
         now = time.perf_counter() - t0
         if now - last >= 1.0:
-            timeline.write(f"{now:.1f}\t{client / 1e9:.3f}\t{children / 1e9:.3f}\t{load[-1]}\n")
+            client_cpu = cpu.get(proc.pid, 0.0)
+            workers_cpu = sum(cpu.values()) - client_cpu
+            timeline.write(
+                f"{now:.1f}\t{client / 1e9:.3f}\t{children / 1e9:.3f}\t{load[-1]}"
+                f"\t{client_cpu:.1f}\t{workers_cpu:.1f}\n"
+            )
             timeline.flush()
             last = now
         time.sleep(0.1)
@@ -314,6 +319,7 @@ def run_pipeline(cohort: Path, work: Path, workers: int, args: argparse.Namespac
         "wall_seconds": seconds,
         "peak_rss_gb": peak / 1e9,
         "cpu_seconds": round(sum(cpu.values()), 1),
+        "client_cpu_seconds": round(cpu.get(proc.pid, 0.0), 1),
         "peak_client_gb": peak_client / 1e9,
         "load_avg": [round(min(load), 1), round(max(load), 1)] if load else None,
     }

@@ -822,3 +822,45 @@ def test_graphs_on_a_cluster_carry_no_values_per_event(monkeypatch):
                 break
             time.sleep(0.05)
         assert left == 0
+
+
+def _moved_blocks(client) -> int:
+    """Blocks of events (``rows_of_block`` keys) the workers sent to each other so far."""
+
+    def moved(dask_worker) -> int:
+        log = dask_worker.transfer_outgoing_log
+        return sum("rows_of_block" in str(k) for e in log for k in e.get("keys", {}))
+
+    return sum(client.run(moved).values())
+
+
+@pytest.mark.parametrize("placed", [True, False], ids=["placed", "unplaced"])
+def test_runs_of_blocks_and_samples_are_read_where_their_masks_are(placed, monkeypatch):
+    # the tasks that read blocks go where the blocks' masks (per_block) are, worker k of W
+    # holding blocks n·k/W .. n·(k+1)/W: a median pass's runs of 8 blocks and a sample's
+    # blocks are on one worker, not fetched from the other (about half of them were);
+    # the values are those of the unplaced graph
+    from itme.core.cluster.codebook import group_medians
+    from itme.pp._subset import subset_events
+
+    if not placed:  # dask's own placement: the reading tasks go to any free worker
+        monkeypatch.setattr(itme_dask, "_placement", lambda client, n: [(0, n, None)])
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", 0)  # selected on the workers
+    n, cols = 64 * 16_384, np.array([4, 0, 2])
+    X = da.random.default_rng(5).random((n, 5), chunks=(16_384, 5)).astype(np.float32)
+    x = X.compute()
+    rng = np.random.default_rng(2)
+    rows = np.flatnonzero(rng.random(n) < 0.8)
+    labels = rng.integers(-1, 6, size=rows.size).astype(np.int8)
+    samples = [slice(0, 100_000), slice(100_000, 700_000), np.arange(700_000, n, 3)]
+    settings = ComputeSettings(scheduler="local", workers=2, memory_per_worker="1GB")
+    with start_compute(settings) as client:
+        events = subset_events(ad.AnnData(X), rows)
+        med = itme_dask.lazy_group_medians(events.X, labels, 6, cols)
+        moved = _moved_blocks(client)
+        sums = itme_dask.per_sample(np.sum, X, samples, axis=0)
+    _bit_identical(med, group_medians(x[rows], labels, 6, columns=cols))
+    for found, r in zip(sums, samples, strict=True):
+        np.testing.assert_array_equal(found, np.sum(x[r], axis=0))
+    passes = 3  # 64 blocks a pass
+    assert moved <= 0.1 * 64 * passes if placed else moved >= 0.2 * 64 * passes, moved
