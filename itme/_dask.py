@@ -110,70 +110,6 @@ def _held(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _placement(client: Any, n_blocks: int) -> list[tuple[int, int, list[str] | None]]:
-    """The worker of each run of blocks of :func:`per_block`: ``(start, stop, [address])``.
-
-    Worker ``k`` of the ``W`` connected ones (sorted by address) holds blocks
-    ``n·k/W .. n·(k+1)/W``: the blocks of every :func:`per_block` array of ``n`` blocks
-    (a selection's mask, the labels of a median selection) lie on the same worker, so the
-    tasks that read them (the store's blocks, which go where their mask is, and the tasks
-    that sum runs of blocks) need not move blocks of events between workers. A preference,
-    not a restriction (``allow_other_workers``): dask may still balance the load.
-    """
-    workers = sorted(client.scheduler_info(n_workers=-1).get("workers", {}))
-    if len(workers) < 2:
-        return [(0, n_blocks, None)]
-    bounds = [n_blocks * k // len(workers) for k in range(len(workers) + 1)]
-    return [(a, b, [w]) for a, b, w in zip(bounds, bounds[1:], workers, strict=False) if b > a]
-
-
-def placed_blocks(x: Any) -> list[Any]:
-    """The blocks of rows of ``x`` as ``Delayed`` objects, each preferring its worker.
-
-    dask's scheduler sends the tasks that read data (``da.from_zarr``) to whichever worker
-    is free, so a task that takes a run of consecutive blocks (a median pass) first fetches
-    about half of them from the other worker (10 MB a block of 65,536 events × 47
-    channels). Here the tasks of block ``i`` (after dask's fusion: reading, transforming,
-    selecting it) are annotated with the worker :func:`_placement` gives block ``i``, where
-    its :func:`per_block` mask and labels are (``allow_other_workers``: a preference); a
-    run's blocks are then read on one worker. Without a distributed client, or with fewer
-    than two workers, ``x.to_delayed()``. The values do not change (the same tasks).
-
-    Parameters
-    ----------
-    x
-        A dask array of one column of blocks (events × channels).
-
-    Returns
-    -------
-    list of dask.delayed.Delayed
-        One per block of rows, in order.
-    """
-    from dask.delayed import Delayed
-    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
-
-    client = _distributed_client()
-    n_blocks = len(x.chunks[0])
-    runs = [] if client is None else _placement(client, n_blocks)
-    if len(runs) < 2 or len(x.chunks[1]) != 1:
-        return list(x.to_delayed().ravel())
-    worker = [w[0] for start, stop, w in runs for _ in range(start, stop)]
-    everyone = sorted({w[0] for _, _, w in runs})
-
-    def workers(key: Any) -> list[str]:
-        block = key[1] if isinstance(key, tuple) and len(key) >= 2 else None
-        return [worker[block]] if isinstance(block, int) and 0 <= block < n_blocks else everyone
-
-    keys = [k for row in x.__dask_keys__() for k in row]
-    graph = x.__dask_optimize__(x.__dask_graph__(), keys)  # fused, as to_delayed does
-    name = f"placed-{x.name}"
-    layer = MaterializedLayer(
-        dict(graph), annotations={"workers": workers, "allow_other_workers": True}
-    )
-    graph = HighLevelGraph({name: layer}, {name: set()})
-    return [Delayed(k, graph, layer=name) for k in keys]
-
-
 def per_block(values: np.ndarray, chunks: tuple[int, ...]) -> Any:
     """A 1-D dask array of ``values`` in blocks of ``chunks`` whose graphs carry no values.
 
@@ -218,15 +154,8 @@ def per_block(values: np.ndarray, chunks: tuple[int, ...]) -> Any:
     stops = np.cumsum(chunks)
     pieces = [values[a:b] for a, b in zip(stops - chunks, stops, strict=True)]
     futures = []
-    for start, stop, where in _placement(client, len(pieces)):
-        for i in range(start, stop, batch):  # one graph a batch of blocks
-            futures += client.map(
-                _held,
-                pieces[i : min(i + batch, stop)],
-                pure=False,
-                workers=where,
-                allow_other_workers=where is not None,
-            )
+    for i in range(0, len(pieces), batch):  # one graph a batch of blocks
+        futures += client.map(_held, pieces[i : i + batch], pure=False)
     del pieces
     name = "per-block-" + tokenize([f.key for f in futures])
     dsk: dict[Any, Any] = {}
@@ -381,52 +310,13 @@ def per_sample(
         ]
         return list(dask.compute(*tasks))
     back = WarningsBack(kernel, os.getpid())
-    take = _placed_rows(X)  # a sample's blocks read on one worker
     tasks = [
-        dask.delayed(back)(take(r), *args, **kwargs, **more)
+        dask.delayed(back)(X[r], *args, **kwargs, **more)
         for r, more in zip(rows, extra, strict=True)
     ]
     done = dask.compute(*tasks)
     show_again(caught for _, caught in done)
     return [result for result, _ in done]
-
-
-def _rows_of_blocks(rows: slice | np.ndarray, *blocks: np.ndarray) -> np.ndarray:
-    """``rows`` (counted from the first block's first row) of consecutive blocks."""
-    return (np.concatenate(blocks) if len(blocks) > 1 else blocks[0])[rows]
-
-
-def _placed_rows(X: Any) -> Callable[[slice | np.ndarray], Any]:
-    """``X[rows]`` for :func:`per_sample`: one task over the blocks of :func:`placed_blocks`.
-
-    Each sample's task then runs where its blocks were read, without fetching them from
-    another worker. ``X[rows]`` itself with fewer than two workers or for no rows.
-    """
-    import dask
-
-    if len(X.chunks[1]) != 1 or len(_placement(_distributed_client(), len(X.chunks[0]))) < 2:
-        return lambda rows: X[rows]
-    blocks = placed_blocks(X)
-    starts = np.cumsum((0, *X.chunks[0]))
-    n = int(X.shape[0])
-
-    def take(rows: slice | np.ndarray) -> Any:
-        if isinstance(rows, slice):
-            lo, hi, step = rows.indices(n)
-            if step != 1 or hi <= lo:
-                return X[rows]
-        else:
-            rows = np.asarray(rows, dtype=np.intp)
-            if not rows.size:
-                return X[rows]
-            lo, hi = int(rows.min()), int(rows.max()) + 1
-        first = int(np.searchsorted(starts, lo, side="right")) - 1
-        last = int(np.searchsorted(starts, hi - 1, side="right")) - 1
-        base = int(starts[first])
-        local = slice(lo - base, hi - base) if isinstance(rows, slice) else rows - base
-        return dask.delayed(_rows_of_blocks, pure=True)(local, *blocks[first : last + 1])
-
-    return take
 
 
 def block_bytes(chunk_rows: int, n_channels: int) -> int:
@@ -894,9 +784,10 @@ def _select_on_workers(
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
     lab = per_block(labels, X.chunks[0])  # on the workers, once: the graphs carry its keys
-    # a run's blocks read on one worker, where their labels are
     pairs = [
-        p for pair in zip(placed_blocks(X), lab.to_delayed().ravel(), strict=True) for p in pair
+        p
+        for pair in zip(X.to_delayed().ravel(), lab.to_delayed().ravel(), strict=True)
+        for p in pair
     ]
     runs = [
         pairs[i : i + 2 * MEDIAN_SPLIT_EVERY] for i in range(0, len(pairs), 2 * MEDIAN_SPLIT_EVERY)

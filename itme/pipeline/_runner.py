@@ -18,7 +18,8 @@ import platform
 import sys
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -174,15 +175,28 @@ class _Checksums:
         self.cache = cache
         self.known: dict[str, list[Any]] = json.loads(cache.read_text()) if cache.is_file() else {}
 
-    def __call__(self, path: Path) -> str:
-        st = path.stat()
-        key = str(path.resolve())
-        hit = self.known.get(key)
+    def many(self, paths: Iterable[Path]) -> dict[str, str]:
+        """The digests of ``paths`` (keyed by ``str(path)``).
+
+        Files not cached are hashed at once on a thread per core (hashlib releases the GIL):
+        200 FCS files of 18.8 GB took 33 s one after the other on 2 cores.
+        """
+        paths = list(paths)
+        stats = {p: p.stat() for p in paths}  # before hashing: a file changed since is new
+        out = {str(p): self._cached(p, st) for p, st in stats.items()}
+        new = list(dict.fromkeys(p for p in paths if out[str(p)] is None))
+        with ThreadPoolExecutor(max(1, min(len(new), os.cpu_count() or 1))) as pool:
+            for path, digest in zip(new, pool.map(sha256, new), strict=True):
+                st = stats[path]
+                self.known[str(path.resolve())] = [st.st_size, st.st_mtime_ns, digest]
+                out[str(path)] = digest
+        return out
+
+    def _cached(self, path: Path, st: os.stat_result) -> str | None:
+        hit = self.known.get(str(path.resolve()))
         if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
             return hit[2]
-        digest = sha256(path)
-        self.known[key] = [st.st_size, st.st_mtime_ns, digest]
-        return digest
+        return None
 
     def save(self) -> None:
         write_json(self.cache, self.known)
@@ -398,7 +412,7 @@ def _run_locked(
             rec = records[stage.name]
             state = _load_state(out, stage.name)
             # provenance: the checksums of every input the run depends on
-            digests = {str(p): checksums(p) for p in stage.inputs(config)}
+            digests = checksums.many(stage.inputs(config))
             inputs_used.update(digests)
             if k < first:
                 if state is None or not _outputs_intact(out, state):
