@@ -8,9 +8,7 @@ import os
 from itme.pipeline import _runner
 
 
-def test_input_checksums_are_hashed_at_once_and_cached_until_a_file_changes(
-    tmp_path, monkeypatch
-):
+def test_input_checksums_are_hashed_at_once_and_cached_until_a_file_changes(tmp_path, monkeypatch):
     files = []
     for i in range(5):
         path = tmp_path / f"f{i}.fcs"
