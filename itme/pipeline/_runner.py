@@ -179,7 +179,8 @@ class _Checksums:
         """The digests of ``paths`` (keyed by ``str(path)``).
 
         Files not cached are hashed at once on a thread per core (hashlib releases the GIL):
-        200 FCS files of 18.8 GB took 33 s one after the other on 2 cores.
+        200 FCS files of 18.8 GB before the first stage took 39 s one after the other,
+        20 s on 2 cores.
         """
         paths = list(paths)
         stats = {p: p.stat() for p in paths}  # before hashing: a file changed since is new
