@@ -186,7 +186,9 @@ class _Checksums:
         stats = {p: p.stat() for p in paths}  # before hashing: a file changed since is new
         out = {str(p): self._cached(p, st) for p, st in stats.items()}
         new = list(dict.fromkeys(p for p in paths if out[str(p)] is None))
-        with ThreadPoolExecutor(max(1, min(len(new), os.cpu_count() or 1))) as pool:
+        if not new:  # every file cached (a resumed run, a later stage's inputs)
+            return out
+        with ThreadPoolExecutor(min(len(new), os.cpu_count() or 1)) as pool:
             for path, digest in zip(new, pool.map(sha256, new), strict=True):
                 st = stats[path]
                 self.known[str(path.resolve())] = [st.st_size, st.st_mtime_ns, digest]
