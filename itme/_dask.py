@@ -5,7 +5,9 @@ AnnData adapters (``io pp tl``) call them directly on an in-memory array and, wh
 ``layers["raw"]`` is a dask array (a cohort store opened with :func:`itme.io.open_store`),
 through the helpers here: :func:`map_rows` (one kernel call per block of events, results
 concatenated in event order) and :func:`per_sample` (one task per sample's contiguous rows).
-Every reduction is explicit in the adapter: counts summed; exact per-group medians over
+A task that needs several blocks of events (a sample's, a run of a median pass) computes
+them itself (:class:`_Carried`): no block of events moves between workers. Every
+reduction is explicit in the adapter: counts summed; exact per-group medians over
 the marker columns gathered when they fit in :data:`MEDIAN_BATCH_BYTES`, else by histogram
 passes whose per-block histograms are summed by a tree of tasks on the workers
 (:func:`lazy_group_medians`, :mod:`itme.core.cluster.select`); rows gathered block by block
@@ -294,6 +296,10 @@ def per_sample(
     per_call
         Keyword arguments that differ between samples, one dict per entry of ``rows``.
 
+    Each task computes the blocks of ``X`` that hold its sample's rows (:class:`_Carried`:
+    the blocks do not move between workers) and copies the sample's rows out of each block
+    as it comes.
+
     Returns
     -------
     The kernel's results, in the order of ``rows``. On a ``distributed`` cluster of worker
@@ -301,20 +307,35 @@ def per_sample(
     through this process's filters: :mod:`itme._task_warnings`), so a run records them.
     """
     import dask
+    from dask.base import tokenize
+    from dask.delayed import Delayed
 
     extra = per_call if per_call is not None else [{}] * len(rows)
-    if _distributed_client() is None:  # threads of this process: warnings reach it
-        tasks = [
-            dask.delayed(kernel)(X[r], *args, **kwargs, **more)
-            for r, more in zip(rows, extra, strict=True)
-        ]
-        return list(dask.compute(*tasks))
-    back = WarningsBack(kernel, os.getpid())
-    tasks = [
-        dask.delayed(back)(X[r], *args, **kwargs, **more)
-        for r, more in zip(rows, extra, strict=True)
-    ]
-    done = dask.compute(*tasks)
+    client = _distributed_client()
+    # on a cluster of worker processes, the task's warnings come back (threads share ours)
+    call = kernel if client is None else WarningsBack(kernel, os.getpid())
+    carried = _Carried(X)
+    name = "per-sample-" + tokenize(X.name, call, rows, args, kwargs, extra)
+    graph = dict(carried.graph)
+    for i, (r, more) in enumerate(zip(rows, extra, strict=True)):
+        blocks = carried.spanned(r)
+        start = int(carried.starts[blocks.start]) if blocks else 0
+        graph[(name, i)] = carried.task(
+            (name, i),
+            _sample_call,
+            blocks,
+            start,
+            r,
+            carried.shape,
+            carried.dtype,
+            call,
+            *args,
+            **kwargs,
+            **more,
+        )
+    done = dask.compute(*[Delayed((name, i), graph) for i in range(len(rows))])
+    if client is None:
+        return list(done)
     show_again(caught for _, caught in done)
     return [result for result, _ in done]
 
@@ -717,8 +738,10 @@ def reuse_columns() -> Iterator[None]:
 MEDIAN_SPLIT_EVERY = 8
 
 
-def _pass_of_blocks(columns: np.ndarray, step: Any, *pairs: np.ndarray) -> Any:
-    """A run of blocks' part of a selection pass (``pairs``: block, labels, block, ...).
+def _pass_of_run(
+    blocks: Iterator[np.ndarray], labels: list[np.ndarray], columns: np.ndarray, step: Any
+) -> Any:
+    """A run of blocks' part of a selection pass (computed in one task: :class:`_Carried`).
 
     Their histograms summed into one (a worker holds one histogram per run of
     :data:`MEDIAN_SPLIT_EVERY` blocks until the tree sums it, not one per block), or,
@@ -726,14 +749,130 @@ def _pass_of_blocks(columns: np.ndarray, step: Any, *pairs: np.ndarray) -> Any:
     """
     from itme.core.cluster.select import candidates_block, histogram_block
 
-    blocks = zip(pairs[0::2], pairs[1::2], strict=True)
     if step.collect:
-        return [candidates_block(x, lab, columns, step) for x, lab in blocks]
+        return [
+            candidates_block(x, lab, columns, step) for x, lab in zip(blocks, labels, strict=True)
+        ]
     total = None
-    for x, lab in blocks:
+    for x, lab in zip(blocks, labels, strict=True):
         hist = histogram_block(x, lab, columns, step)
         total = hist if total is None else np.add(total, hist, out=total)
     return total
+
+
+def _with_blocks(
+    func: Callable[..., Any],
+    blocks: tuple[Any, ...],
+    inputs: tuple[Any, ...],
+    values: list[Any],
+    *args: Any,
+    **kwargs: Any,
+) -> Any:
+    """``func(computed blocks, *args, **kwargs)``: the task of :meth:`_Carried.task`.
+
+    ``blocks`` are the dask tasks of the blocks, ``inputs`` the keys they read and
+    ``values`` those keys' values; each block is computed when ``func`` asks for the next.
+    """
+    known = dict(zip(inputs, values, strict=True))
+    computed = (task({k: known[k] for k in task.dependencies}) for task in blocks)
+    return func(computed, *args, **kwargs)
+
+
+class _Carried:
+    """The blocks of a dask array, each computed inside the task that uses it.
+
+    A task that took blocks of events as arguments would make dask compute each block as a
+    task of its own, queued on whichever worker is free: about half of the blocks of a run
+    (or of a sample) then moved between two workers (2.1 GB a median call at 10^7 events,
+    188 bytes an event). Here the task of each block (the store read and the transform,
+    fused by dask into one task a block) is carried inside the task that uses the block
+    and computed there, so no block of events leaves its worker; that task depends on what
+    the blocks' tasks read (the store's array, a selection's per-block mask: a few bytes an
+    event) instead. These tasks are marked as data producers: dask queues them as it
+    queued the store reads they replace (a worker takes the next when it is free, so memory
+    stays bounded).
+    """
+
+    def __init__(self, X: Any) -> None:
+        import dask
+
+        if len(X.chunks[1]) > 1:
+            X = X.rechunk({1: -1})
+        (X,) = dask.optimize(X)
+        graph = dict(X.__dask_graph__())
+        self.blocks = [graph.pop(row[0]) for row in X.__dask_keys__()]
+        self.graph = graph
+        self.starts = np.cumsum((0, *X.chunks[0]))
+        self.shape, self.dtype = X.shape, X.dtype
+
+    def task(
+        self, key: Any, func: Callable[..., Any], blocks: range, *args: Any, **kwargs: Any
+    ) -> Any:
+        """The task ``key``: ``func(blocks computed in order, *args, **kwargs)``."""
+        from dask._task_spec import List, Task, TaskRef
+
+        tasks = tuple(self.blocks[i] for i in blocks)
+        inputs = tuple(sorted({k for t in tasks for k in t.dependencies}, key=str))
+        refs = List(*(TaskRef(k) for k in inputs))
+        return Task(
+            key, _with_blocks, func, tasks, inputs, refs, *args, _data_producer=True, **kwargs
+        )
+
+    def spanned(self, rows: slice | np.ndarray) -> range:
+        """The blocks that hold ``rows`` (sorted positions or a slice)."""
+        if isinstance(rows, slice):
+            first, last = rows.start, rows.stop - 1
+        elif len(rows):
+            first, last = int(rows[0]), int(rows[-1])
+        else:
+            return range(0)
+        if last < first:
+            return range(0)
+        lo = int(np.searchsorted(self.starts, first, side="right")) - 1
+        hi = int(np.searchsorted(self.starts, last, side="right"))
+        return range(lo, hi)
+
+
+def _rows_of_blocks(
+    blocks: Iterator[np.ndarray],
+    start: int,
+    rows: slice | np.ndarray,
+    shape: tuple[int, ...],
+    dtype: Any,
+) -> np.ndarray:
+    """``rows`` of the events held by consecutive ``blocks``, the first starting at ``start``.
+
+    ``rows``: a slice, or sorted positions. Each block's rows are copied into the result
+    as the block comes (a block is dropped before the next is computed).
+    """
+    n = rows.stop - rows.start if isinstance(rows, slice) else len(rows)
+    out = np.empty((n, *shape[1:]), dtype=dtype)
+    done = 0
+    for block in blocks:
+        stop = start + block.shape[0]
+        if isinstance(rows, slice):
+            lo, hi = max(rows.start, start), min(rows.stop, stop)
+            part = block[lo - start : hi - start]
+        else:
+            hi = int(np.searchsorted(rows, stop, side="left"))
+            part = block[rows[done:hi] - start]
+        out[done : done + part.shape[0]] = part
+        done, start = done + part.shape[0], stop
+    return out
+
+
+def _sample_call(
+    blocks: Iterator[np.ndarray],
+    start: int,
+    rows: slice | np.ndarray,
+    shape: tuple[int, ...],
+    dtype: Any,
+    kernel: Callable[..., Any],
+    *args: Any,
+    **kwargs: Any,
+) -> Any:
+    """``kernel(X[rows], *args, **kwargs)`` of a task of :func:`per_sample`."""
+    return kernel(_rows_of_blocks(blocks, start, rows, shape, dtype), *args, **kwargs)
 
 
 def _added(*parts: np.ndarray) -> np.ndarray:
@@ -766,6 +905,30 @@ def _gathered_for(X: Any, columns: np.ndarray) -> tuple[_Gathered, np.ndarray] |
     return gathered, np.arange(columns.size, dtype=np.intp)
 
 
+def _run_tasks(carried: _Carried, labels: Any, columns: np.ndarray, step: Any) -> list[Any]:
+    """One delayed task a run of :data:`MEDIAN_SPLIT_EVERY` blocks: :func:`_pass_of_run`."""
+    import dask
+    from dask._task_spec import List, TaskRef
+    from dask.base import tokenize
+    from dask.delayed import Delayed
+
+    shared = dask.delayed(step, pure=True)  # one copy in the graph, not one a run
+    label_keys = [k for k in labels.__dask_keys__()]
+    name = "median-pass-" + tokenize(labels.name, columns, shared.key)
+    graph = dict(carried.graph)
+    graph.update(labels.__dask_graph__())
+    graph.update(shared.__dask_graph__())
+    keys = []
+    for r, first in enumerate(range(0, len(carried.blocks), MEDIAN_SPLIT_EVERY)):
+        run = range(first, min(first + MEDIAN_SPLIT_EVERY, len(carried.blocks)))
+        lab = List(*(TaskRef(label_keys[i]) for i in run))
+        graph[(name, r)] = carried.task(
+            (name, r), _pass_of_run, run, lab, columns, TaskRef(shared.key)
+        )
+        keys.append((name, r))
+    return [Delayed(k, graph) for k in keys]
+
+
 def _select_on_workers(
     X: Any, labels: np.ndarray, n_groups: int, columns: np.ndarray
 ) -> np.ndarray:
@@ -784,19 +947,11 @@ def _select_on_workers(
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
     lab = per_block(labels, X.chunks[0])  # on the workers, once: the graphs carry its keys
-    pairs = [
-        p
-        for pair in zip(X.to_delayed().ravel(), lab.to_delayed().ravel(), strict=True)
-        for p in pair
-    ]
-    runs = [
-        pairs[i : i + 2 * MEDIAN_SPLIT_EVERY] for i in range(0, len(pairs), 2 * MEDIAN_SPLIT_EVERY)
-    ]
-    task, add = dask.delayed(_pass_of_blocks, pure=True), dask.delayed(_added, pure=True)
+    carried = _Carried(X)
+    add = dask.delayed(_added, pure=True)
     while not sel.done:
         step = sel.step(collect=sel.collects(MEDIAN_BATCH_BYTES))
-        shared = dask.delayed(step, pure=True)  # one copy in the graph, not one a block
-        parts = [task(columns, shared, *run) for run in runs]
+        parts = _run_tasks(carried, lab, columns, step)
         if step.collect:  # the keys with the known prefixes: the last pass
             sel.take(block for _, run in as_computed(parts) for block in run)
             logger.debug("medians: pass %d collected the keys", sel.passes)
@@ -872,10 +1027,11 @@ def lazy_group_medians(
       :func:`reuse_columns` they are kept for the next call on the same array.
     - **selected on the workers** otherwise (:mod:`itme.core.cluster.select`): a few passes
       over the matrix (3 for float32 with up to ~56 groups × 36 columns, else 4; float64 6
-      or 8), each a sum of per-block histograms: one task per block counts the digit of the
-      values of each (group, column) whose key starts with the digits known so far, and the
-      histograms are summed by a tree of tasks on the workers (:data:`MEDIAN_SPLIT_EVERY`
-      at a time). The client receives one histogram array per pass (groups × columns ×
+      or 8), each a sum of per-block histograms: one task per run of
+      :data:`MEDIAN_SPLIT_EVERY` blocks computes each block (:class:`_Carried`) and counts
+      the digit of the values of each (group, column) whose key starts with the digits
+      known so far, and the runs' histograms are summed by a tree of tasks on the workers
+      (:data:`MEDIAN_SPLIT_EVERY` at a time). The client receives one histogram array per pass (groups × columns ×
       bins × 4 bytes at most, ~12 MB for 40 groups × 36 columns); nothing as large as the
       events is gathered or written to disk. The labels are sent to the workers once
       (:func:`per_block`), not inside the graph of every pass.
@@ -953,8 +1109,12 @@ def select_rows(X: Any, rows: np.ndarray, masks: dict[Any, Any] | None = None) -
         mask[rows] = True
         if n == 0 or int(mask.sum()) != len(rows):
             return X[np.asarray(rows, dtype=np.intp)]  # repeated rows: dask's own indexing
-        starts = np.cumsum((0, *X.chunks[0][:-1]))
-        counts = tuple(int(c) for c in np.add.reduceat(mask, starts, dtype=np.int64))
+        stops = np.cumsum(X.chunks[0])
+        # a block at a time (np.add.reduceat casts every event to int64: 1.9 s at 10^8)
+        counts = tuple(
+            int(np.count_nonzero(mask[a:b]))
+            for a, b in zip(stops - X.chunks[0], stops, strict=True)
+        )
         # on a cluster: on the workers, once
         masks[X.chunks[0]] = per_block(mask, X.chunks[0]), counts
         del mask

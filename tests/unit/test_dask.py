@@ -822,3 +822,49 @@ def test_graphs_on_a_cluster_carry_no_values_per_event(monkeypatch):
                 break
             time.sleep(0.05)
         assert left == 0
+
+
+def _moved_values(client) -> list[int]:
+    """Sizes (bytes) of the values the workers have sent to each other so far."""
+
+    def sizes(dask_worker) -> list[int]:
+        return [n for e in dask_worker.transfer_outgoing_log for n in e["keys"].values()]
+
+    return [n for found in client.run(sizes).values() for n in found]
+
+
+def test_runs_of_blocks_and_samples_are_computed_where_they_are_used(monkeypatch, tmp_path):
+    # a median pass's run of 8 blocks and a sample's blocks are computed inside the task
+    # that uses them (the blocks' own tasks, a zarr read and a transform as a store's,
+    # carried in it): on 2 workers no block of events moves between them (before, about
+    # half of a run's blocks did), only labels, masks and histograms; the values are those
+    # of the in-memory kernels
+    import zarr
+
+    from itme.core.cluster.codebook import group_medians
+    from itme.pp._subset import subset_events
+
+    monkeypatch.setattr(itme_dask, "MEDIAN_BATCH_BYTES", 0)  # selected on the workers
+    n, cols = 64 * 16_384, np.array([4, 0, 2])
+    counts = np.random.default_rng(5).gamma(2.0, 50.0, size=(n, 8)).astype(np.float32)
+    stored = zarr.create_array(tmp_path / "raw", shape=counts.shape, chunks=(16_384, 8), dtype="f4")
+    stored[:] = counts
+    X = da.from_zarr(stored).map_blocks(np.arcsinh)
+    x = np.arcsinh(counts)
+    rng = np.random.default_rng(2)
+    rows = np.flatnonzero(rng.random(n) < 0.8)
+    labels = rng.integers(-1, 6, size=rows.size).astype(np.int8)
+    # within a block, across blocks, non-contiguous across blocks, empty
+    samples = [slice(0, 10_000), slice(10_000, 700_000), np.arange(700_000, n, 3), slice(5, 5)]
+    settings = ComputeSettings(scheduler="local", workers=2, memory_per_worker="1GB")
+    with start_compute(settings) as client:
+        events = subset_events(ad.AnnData(X), rows)
+        med = itme_dask.lazy_group_medians(events.X, labels, 6, cols)
+        sums = itme_dask.per_sample(np.sum, X, samples, axis=0)
+        moved = _moved_values(client)
+    _bit_identical(med, group_medians(x[rows], labels, 6, columns=cols))
+    for found, r in zip(sums, samples, strict=True):
+        np.testing.assert_array_equal(found, np.sum(x[r], axis=0))
+    # what moved: labels and masks (16 KB a block), histograms (6 x 3 x 2,048 x 4 bytes);
+    # before, about half of the blocks of events (524 KB, 419 KB once selected) too
+    assert moved and max(moved) < 16_384 * 8 * 4 // 2, sorted(moved)[-5:]
