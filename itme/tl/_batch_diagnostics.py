@@ -9,9 +9,10 @@ association of the patients' iTME clusters with batch.
 
 from __future__ import annotations
 
+import collections
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,28 @@ R2_WARN = 0.3
 SHARE_WARN = 0.25
 #: labels below this median share of events are not judged (too few events)
 MIN_SHARE = 0.005
+
+
+def _rows_by_code(codes: np.ndarray, n: int) -> Iterator[np.ndarray]:
+    """The rows of each code ``0 .. n-1``, in order (one array a code).
+
+    The codes of a cohort's samples come in runs (its files, concatenated): a code held by
+    one run is a range, found in one pass over ``codes``; a scan of ``codes`` for every
+    code instead took 3.6 s for 200 samples of 10^8 events. Codes spread over several
+    runs are scanned for.
+    """
+    starts = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    if not codes.size or starts.size > 4 * n:  # no events, or not in runs: scan
+        yield from (np.flatnonzero(codes == i) for i in range(n))
+        return
+    starts = np.concatenate([[0], starts]).astype(np.intp)
+    stops = np.append(starts[1:], codes.size)
+    held = collections.defaultdict(list)
+    for code, a, b in zip(codes[starts].tolist(), starts.tolist(), stops.tolist(), strict=True):
+        held[code].append((a, b))
+    for i in range(n):
+        runs = held.get(i, [])
+        yield np.arange(*runs[0]) if len(runs) == 1 else np.flatnonzero(codes == i)
 
 
 def _column(obs: pd.DataFrame, key: str, what: str) -> pd.Categorical:
@@ -121,10 +144,8 @@ def batch_diagnostics(
     seed = draw_seed(rng)
     gen = as_generator(seed)
     cols = [adata.var_names.get_loc(m) for m in markers]
-    codes = samples.codes
     rows_of = []
-    for i in range(len(samples.categories)):
-        rows = np.flatnonzero(codes == i)
+    for rows in _rows_by_code(samples.codes, len(samples.categories)):
         if rows.size > max_events:
             rows = np.sort(gen.choice(rows, int(max_events), replace=False))
         rows_of.append(rows)

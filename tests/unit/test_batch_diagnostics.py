@@ -123,3 +123,22 @@ def test_diagnostics_survive_h5ad(tmp_path):
         adata.uns["batch_diagnostics"]["pca"].reset_index(drop=True),
         check_dtype=False,
     )
+
+
+@pytest.mark.parametrize(
+    "codes",
+    [
+        np.repeat(np.array([3, 1, 0, 4], dtype=np.int8), [5, 1, 7, 2]),  # in runs: ranges
+        np.array([2, 2, 0, 0, 2, -1, 1], dtype=np.int8),  # code 2 in two runs, a missing one
+        np.random.default_rng(0).integers(0, 5, 400).astype(np.int16),  # not in runs
+        np.zeros(0, dtype=np.int8),
+    ],
+    ids=["runs", "split", "shuffled", "empty"],
+)
+def test_rows_by_code_are_the_rows_of_each_code(codes):
+    from itme.tl._batch_diagnostics import _rows_by_code
+
+    found = list(_rows_by_code(codes, 6))  # code 5 (and 2 or 4 in some) holds no event
+    assert len(found) == 6
+    for i, rows in enumerate(found):
+        np.testing.assert_array_equal(rows, np.flatnonzero(codes == i))
