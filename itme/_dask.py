@@ -913,7 +913,7 @@ def _run_tasks(carried: _Carried, labels: Any, columns: np.ndarray, step: Any) -
     from dask.delayed import Delayed
 
     shared = dask.delayed(step, pure=True)  # one copy in the graph, not one a run
-    label_keys = [k for k in labels.__dask_keys__()]
+    label_keys = list(labels.__dask_keys__())
     name = "median-pass-" + tokenize(labels.name, columns, shared.key)
     graph = dict(carried.graph)
     graph.update(labels.__dask_graph__())
@@ -1031,10 +1031,10 @@ def lazy_group_medians(
       :data:`MEDIAN_SPLIT_EVERY` blocks computes each block (:class:`_Carried`) and counts
       the digit of the values of each (group, column) whose key starts with the digits
       known so far, and the runs' histograms are summed by a tree of tasks on the workers
-      (:data:`MEDIAN_SPLIT_EVERY` at a time). The client receives one histogram array per pass (groups × columns ×
-      bins × 4 bytes at most, ~12 MB for 40 groups × 36 columns); nothing as large as the
-      events is gathered or written to disk. The labels are sent to the workers once
-      (:func:`per_block`), not inside the graph of every pass.
+      (:data:`MEDIAN_SPLIT_EVERY` at a time). The client receives one histogram array per
+      pass (groups × columns × bins × 4 bytes at most, ~12 MB for 40 groups × 36 columns);
+      nothing as large as the events is gathered or written to disk. The labels are sent
+      to the workers once (:func:`per_block`), not inside the graph of every pass.
 
     Parameters
     ----------
