@@ -833,34 +833,6 @@ class _Carried:
         return range(lo, hi)
 
 
-def _rows_of_blocks(
-    blocks: Iterator[np.ndarray],
-    start: int,
-    rows: slice | np.ndarray,
-    shape: tuple[int, ...],
-    dtype: Any,
-) -> np.ndarray:
-    """``rows`` of the events held by consecutive ``blocks``, the first starting at ``start``.
-
-    ``rows``: a slice, or sorted positions. Each block's rows are copied into the result
-    as the block comes (a block is dropped before the next is computed).
-    """
-    n = rows.stop - rows.start if isinstance(rows, slice) else len(rows)
-    out = np.empty((n, *shape[1:]), dtype=dtype)
-    done = 0
-    for block in blocks:
-        stop = start + block.shape[0]
-        if isinstance(rows, slice):
-            lo, hi = max(rows.start, start), min(rows.stop, stop)
-            part = block[lo - start : hi - start]
-        else:
-            hi = int(np.searchsorted(rows, stop, side="left"))
-            part = block[rows[done:hi] - start]
-        out[done : done + part.shape[0]] = part
-        done, start = done + part.shape[0], stop
-    return out
-
-
 def _sample_call(
     blocks: Iterator[np.ndarray],
     start: int,
@@ -871,8 +843,24 @@ def _sample_call(
     *args: Any,
     **kwargs: Any,
 ) -> Any:
-    """``kernel(X[rows], *args, **kwargs)`` of a task of :func:`per_sample`."""
-    return kernel(_rows_of_blocks(blocks, start, rows, shape, dtype), *args, **kwargs)
+    """``kernel(X[rows], *args, **kwargs)``: the task of a sample in :func:`per_sample`.
+
+    ``blocks`` are the consecutive blocks that hold ``rows`` (a slice, or sorted positions),
+    the first starting at row ``start``; each block's rows are copied into the sample's
+    array as the block comes (a block is dropped before the next is computed).
+    """
+    n = rows.stop - rows.start if isinstance(rows, slice) else len(rows)
+    values = np.empty((n, *shape[1:]), dtype=dtype)
+    done = 0
+    for block in blocks:
+        stop = start + block.shape[0]
+        if isinstance(rows, slice):
+            part = block[max(rows.start, start) - start : min(rows.stop, stop) - start]
+        else:
+            part = block[rows[done : int(np.searchsorted(rows, stop))] - start]
+        values[done : done + part.shape[0]] = part
+        done, start = done + part.shape[0], stop
+    return kernel(values, *args, **kwargs)
 
 
 def _added(*parts: np.ndarray) -> np.ndarray:
@@ -944,8 +932,6 @@ def _select_on_workers(
         sel = GroupSelection(counts, columns.size, X.dtype)
     if sel.done:  # no events, groups or columns
         return sel.medians()
-    if len(X.chunks[1]) > 1:
-        X = X.rechunk({1: -1})
     lab = per_block(labels, X.chunks[0])  # on the workers, once: the graphs carry its keys
     carried = _Carried(X)
     add = dask.delayed(_added, pure=True)
